@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * lightmon's kernel side: outbound TCP connection attempts and exec/exit events.
+ *
+ * Connect tracking follows the stash-at-SYN_SENT, emit-at-outcome scheme:
+ *   CLOSE -> SYN_SENT happens inside connect(2), in the connecting task's context:
+ *   stash who connects (pid, uid, cgroup, namespaces) in lm_stash keyed by the socket.
+ *   SYN_SENT -> ESTABLISHED / CLOSE usually runs in softirq, where "current" is
+ *   whoever was interrupted: emit the stashed context with the addresses, the real
+ *   source port and the outcome read from the socket then.
+ *   tcp_retransmit_skb in SYN_SENT means the handshake hangs: emit "pending" once.
+ *
+ * Every hook comes in several program variants (tp_btf, classic tracepoint, fentry,
+ * kprobe) that are thin wrappers over one __always_inline handler. The loader picks
+ * a strategy by turning autoload off for the variants it does not use.
+ */
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "lightmon.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+
+#define ECONNREFUSED 111
+#define ECONNRESET 104
+#define ETIMEDOUT 110
+#define EHOSTUNREACH 113
+#define ENETUNREACH 101
+#define EHOSTDOWN 112
+#define ENETDOWN 100
+
+const volatile struct lm_config lm_cfg = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	/* 8 MiB: ~26k connect records; user space drains it every few ms. */
+	__uint(max_entries, 8 * 1024 * 1024);
+} lm_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	/* One entry per handshake in flight; LRU so a socket we never see close
+	 * (lightmon started mid-handshake, a missed transition) cannot leak. 64k
+	 * concurrent handshakes is far beyond a SYN flood of a single host's own
+	 * outbound connects. */
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct lm_conn_event);
+} lm_stash SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LM_CTR_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} lm_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	/* Scratch space: an exec record is larger than the 512-byte BPF stack. */
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lm_exec_event);
+} lm_exec_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lm_conn_event);
+} lm_conn_scratch SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&lm_counters, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void emit(void *data, __u64 size)
+{
+	if (bpf_ringbuf_output(&lm_events, data, size, 0))
+		count(LM_CTR_LOST);
+}
+
+static __always_inline const char *kn_name(struct kernfs_node *kn)
+{
+	return kn ? BPF_CORE_READ(kn, name) : 0;
+}
+
+static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(kn->__parent))
+		return BPF_CORE_READ(kn, __parent);
+	return (struct kernfs_node *)BPF_CORE_READ((struct kernfs_node___old *)kn, parent);
+}
+
+/*
+ * The task's cgroup leaf and parent names. Prefer the unified (v2) hierarchy; on a
+ * v1 or hybrid host, where runtimes place containers in the v1 controllers and the
+ * task sits at the v2 root, fall back to the memory controller's cgroup.
+ */
+static __always_inline void read_cgroup(struct task_struct *task, struct lm_conn_event *e)
+{
+	struct css_set *cs = BPF_CORE_READ(task, cgroups);
+	struct cgroup *cg = BPF_CORE_READ(cs, dfl_cgrp);
+
+	if (!cg || BPF_CORE_READ(cg, level) == 0) {
+		int mem = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+		struct cgroup_subsys_state *css = 0;
+
+		if (mem >= 0 && mem < 14)
+			css = BPF_CORE_READ(cs, subsys[mem]);
+		if (css)
+			cg = BPF_CORE_READ(css, cgroup);
+	}
+	if (!cg || BPF_CORE_READ(cg, level) == 0)
+		return;
+	struct kernfs_node *kn = BPF_CORE_READ(cg, kn);
+
+	bpf_probe_read_kernel_str(e->cgroup, sizeof(e->cgroup), kn_name(kn));
+	if (BPF_CORE_READ(cg, level) > 1)
+		bpf_probe_read_kernel_str(e->cgroup_parent, sizeof(e->cgroup_parent),
+					  kn_name(kn_parent(kn)));
+}
+
+static __always_inline bool is_v4_mapped(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff);
+}
+
+/* Connect in process context: record who is connecting. */
+static __always_inline void stash_connect(const struct sock *sk)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32;
+	__u32 zero = 0;
+
+	if (pid == lm_cfg.self_pid)
+		return;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	if (family != AF_INET && family != AF_INET6)
+		return;
+
+	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_conn_scratch, &zero);
+
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 uidgid = bpf_get_current_uid_gid();
+
+	e->kind = LM_KIND_CONNECT;
+	e->pid = pid;
+	e->tid = (__u32)id;
+	e->start_ns = bpf_ktime_get_boot_ns();
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->proc_start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = (__u32)uidgid;
+	e->gid = uidgid >> 32;
+	e->mntns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	e->family = family;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	read_cgroup(task, e);
+
+	__u64 key = (__u64)sk;
+
+	if (bpf_map_update_elem(&lm_stash, &key, e, BPF_ANY))
+		count(LM_CTR_STASH_FULL);
+}
+
+/* Fill addresses, ports and the netns from the socket. Returns false to drop it. */
+static __always_inline bool read_endpoints(const struct sock *sk, struct lm_conn_event *e)
+{
+	const struct inet_sock *inet = (const struct inet_sock *)sk;
+
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
+	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	if (e->family == AF_INET) {
+		__be32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+
+		__builtin_memcpy(e->saddr, &s, 4);
+		__builtin_memcpy(e->daddr, &d, 4);
+		return true;
+	}
+	/* Arrays need bpf_core_read with their full size: BPF_CORE_READ_INTO on an
+	 * array copies a single element. */
+	bpf_core_read(e->saddr, sizeof(e->saddr), &sk->__sk_common.skc_v6_rcv_saddr);
+	bpf_core_read(e->daddr, sizeof(e->daddr), &sk->__sk_common.skc_v6_daddr);
+	if (lm_cfg.ipv4_only && !is_v4_mapped(e->daddr))
+		return false;
+	return true;
+}
+
+static __always_inline __u8 status_of(int newstate, int err)
+{
+	if (newstate == TCP_ESTABLISHED)
+		return LM_STATUS_ESTABLISHED;
+	switch (err) {
+	case 0:
+		return LM_STATUS_ABORTED;
+	case ECONNREFUSED:
+		return LM_STATUS_REFUSED;
+	case ECONNRESET:
+		return LM_STATUS_RESET;
+	case ETIMEDOUT:
+		return LM_STATUS_TIMEOUT;
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case EHOSTDOWN:
+	case ENETDOWN:
+		return LM_STATUS_UNREACHABLE;
+	default:
+		return LM_STATUS_ERROR;
+	}
+}
+
+static __always_inline int handle_set_state(const struct sock *sk, int oldstate, int newstate)
+{
+	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+		if (lm_cfg.stash_on_state)
+			stash_connect(sk);
+		return 0;
+	}
+	if (oldstate != TCP_SYN_SENT || (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE))
+		return 0;
+
+	__u64 key = (__u64)sk;
+	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_stash, &key);
+
+	if (!e) {
+		if (BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP)
+			count(LM_CTR_STASH_MISS);
+		return 0;
+	}
+	/* The error is set before tcp_done() moves the socket to CLOSE. */
+	e->sk_err = newstate == TCP_CLOSE ? BPF_CORE_READ(sk, sk_err) : 0;
+	e->status = status_of(newstate, e->sk_err);
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	if (read_endpoints(sk, e))
+		emit(e, sizeof(*e));
+	else
+		count(LM_CTR_FILTERED);
+	bpf_map_delete_elem(&lm_stash, &key);
+	return 0;
+}
+
+static __always_inline int handle_retransmit(const struct sock *sk, int state)
+{
+	if (state != TCP_SYN_SENT)
+		return 0;
+	__u64 key = (__u64)sk;
+	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_stash, &key);
+
+	if (!e || (e->flags & LM_FLAG_PENDING_SENT))
+		return 0;
+	e->flags |= LM_FLAG_PENDING_SENT;
+	e->status = LM_STATUS_PENDING;
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	if (read_endpoints(sk, e))
+		emit(e, sizeof(*e));
+	return 0;
+}
+
+static __always_inline int handle_exec(const char *filename)
+{
+	__u32 zero = 0;
+	struct lm_exec_event *e = bpf_map_lookup_elem(&lm_exec_scratch, &zero);
+
+	if (!e)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 uidgid = bpf_get_current_uid_gid();
+
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->kind = LM_KIND_EXEC;
+	e->pid = id >> 32;
+	e->proc_start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = (__u32)uidgid;
+	e->gid = uidgid >> 32;
+	e->mntns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+
+	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename);
+
+	e->filename_len = n > 0 ? n : 0;
+
+	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
+	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
+	unsigned long len = end - start;
+
+	if (len > LM_ARGS_LEN)
+		len = LM_ARGS_LEN;
+	e->args_len = 0;
+	if (len > 0 && bpf_probe_read_user(e->args, len & (LM_ARGS_LEN - 1) ?: LM_ARGS_LEN, (void *)start) == 0)
+		e->args_len = len;
+	emit(e, sizeof(*e));
+	return 0;
+}
+
+static __always_inline int handle_exit(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	/* Only the thread group leader's exit ends the process. */
+	if ((__u32)id != id >> 32)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct lm_exit_event e = {
+		.ts_ns = bpf_ktime_get_boot_ns(),
+		.kind = LM_KIND_EXIT,
+		.pid = id >> 32,
+		.proc_start_ns = BPF_CORE_READ(task, start_boottime),
+	};
+
+	emit(&e, sizeof(e));
+	return 0;
+}
+
+/* ---- tp_btf: BTF-typed raw tracepoints (5.5+), the preferred strategy ---- */
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(lm_btf_state, const struct sock *sk, int oldstate, int newstate)
+{
+	return handle_set_state(sk, oldstate, newstate);
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(lm_btf_retrans, const struct sock *sk)
+{
+	return handle_retransmit(sk, BPF_CORE_READ(sk, __sk_common.skc_state));
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(lm_btf_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return handle_exec(BPF_CORE_READ(bprm, filename));
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(lm_btf_exit)
+{
+	return handle_exit();
+}
+
+/* ---- classic tracepoints through tracefs: the fallback ---- */
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int lm_tp_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	return handle_set_state(BPF_CORE_READ(ctx, skaddr), BPF_CORE_READ(ctx, oldstate),
+				BPF_CORE_READ(ctx, newstate));
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int lm_tp_retrans(struct lm_tp_retransmit *ctx)
+{
+	return handle_retransmit(ctx->skaddr, ctx->state);
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int lm_tp_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	/* __data_loc: the low 16 bits are the offset of the string in the record. */
+	unsigned int loc = BPF_CORE_READ(ctx, __data_loc_filename);
+
+	return handle_exec((const char *)ctx + (loc & 0xffff));
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int lm_tp_exit(void *ctx)
+{
+	return handle_exit();
+}
+
+/* ---- connect-time stash through fentry or kprobe: exact source port at connect ---- */
+
+/* tcp_connect() runs inside connect(2) for v4 and v6 after the source port is bound
+ * and before the SYN is sent, so the stash precedes any outcome even on loopback. */
+SEC("fentry/tcp_connect")
+int BPF_PROG(lm_fentry_conn, struct sock *sk)
+{
+	stash_connect(sk);
+	return 0;
+}
+
+SEC("kprobe/tcp_connect")
+int BPF_KPROBE(lm_kprobe_conn, struct sock *sk)
+{
+	stash_connect(sk);
+	return 0;
+}

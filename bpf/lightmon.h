@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The contract between the BPF programs and user space.
+ *
+ * Every struct here is decoded by src/capture/layout.ts. tests/layout_test.ts reads
+ * the compiled object's BTF and checks every offset and size the decoder uses, and
+ * the _Static_asserts below break the build before a layout change can reach the
+ * decoder. Fields are ordered widest first; padding is explicit.
+ *
+ * Byte order: addresses are in network order, ports in host order.
+ * Clock: every *_ns timestamp is CLOCK_BOOTTIME (bpf_ktime_get_boot_ns).
+ */
+#ifndef LIGHTMON_H
+#define LIGHTMON_H
+
+#define LM_COMM_LEN 16
+#define LM_CGROUP_NAME_LEN 96
+#define LM_FILENAME_LEN 256
+#define LM_ARGS_LEN 512
+
+/* The first 16 bytes of every ring buffer record. */
+enum lm_kind {
+	LM_KIND_CONNECT = 1,
+	LM_KIND_EXEC = 2,
+	LM_KIND_EXIT = 3,
+};
+
+/* lm_conn_event.status */
+enum lm_status {
+	LM_STATUS_ESTABLISHED = 1,
+	LM_STATUS_REFUSED = 2,	  /* RST in SYN_SENT (sk_err ECONNREFUSED) */
+	LM_STATUS_RESET = 3,	  /* ECONNRESET */
+	LM_STATUS_TIMEOUT = 4,	  /* SYN retries exhausted (ETIMEDOUT) */
+	LM_STATUS_UNREACHABLE = 5, /* ICMP error: EHOSTUNREACH, ENETUNREACH, ... */
+	LM_STATUS_PENDING = 6,	  /* first SYN retransmit: the handshake hangs */
+	LM_STATUS_ABORTED = 7,	  /* closed by the process before an outcome */
+	LM_STATUS_ERROR = 8,	  /* any other sk_err, see lm_conn_event.sk_err */
+};
+
+/* lm_conn_event.flags */
+#define LM_FLAG_PENDING_SENT 0x1 /* a pending record was already emitted */
+
+/* Counters in the per-CPU array lm_counters, by index. */
+enum lm_counter {
+	LM_CTR_LOST = 0,	  /* bpf_ringbuf_output failed: the ring was full */
+	LM_CTR_STASH_MISS = 1,	  /* outcome for a socket whose connect we did not see */
+	LM_CTR_STASH_FULL = 2,	  /* stash update failed */
+	LM_CTR_FILTERED = 3,	  /* dropped in the kernel by the loader's config */
+	LM_CTR_MAX = 4,
+};
+
+/* One outbound TCP connection attempt. */
+struct lm_conn_event {
+	__u64 ts_ns;	     /* when this record was emitted */
+	__u32 kind;	     /* LM_KIND_CONNECT */
+	__u32 pid;	     /* tgid of the connecting process */
+	__u64 start_ns;	     /* CLOSE->SYN_SENT (connect(2) in process context) */
+	__u64 cgroup_id;     /* cgroup v2 id of the connecting task */
+	__u64 proc_start_ns; /* group leader's start_boottime (CLOCK_BOOTTIME): pid reuse guard */
+	__u32 tid;
+	__u32 ppid;	     /* tgid of real_parent */
+	__u32 uid;
+	__u32 gid;
+	__u32 mntns;	     /* mount namespace inum of the connecting task */
+	__u32 netns;	     /* network namespace inum of the socket */
+	__s32 sk_err;	     /* sk->sk_err at the outcome (positive errno), 0 if none */
+	__u16 sport;	     /* host order */
+	__u16 dport;	     /* host order */
+	__u16 family;	     /* AF_INET or AF_INET6 as the socket has it */
+	__u8 status;	     /* enum lm_status */
+	__u8 flags;	     /* LM_FLAG_* */
+	__u8 saddr[16];	     /* network order; IPv4 in the first 4 bytes */
+	__u8 daddr[16];	     /* network order; IPv4 in the first 4 bytes */
+	char comm[LM_COMM_LEN];
+	char cgroup[LM_CGROUP_NAME_LEN];	/* leaf cgroup name: carries the container id */
+	char cgroup_parent[LM_CGROUP_NAME_LEN]; /* its parent: carries the pod uid */
+	__u8 _pad[4];
+};
+
+/* A successful execve: the process cache's primary source. */
+struct lm_exec_event {
+	__u64 ts_ns;
+	__u32 kind; /* LM_KIND_EXEC */
+	__u32 pid;  /* tgid */
+	__u64 proc_start_ns;
+	__u32 ppid;
+	__u32 uid;
+	__u32 gid;
+	__u32 args_len;	    /* bytes used in args */
+	__u32 filename_len; /* bytes used in filename, NUL included */
+	__u32 mntns;
+	char comm[LM_COMM_LEN];
+	char filename[LM_FILENAME_LEN]; /* the path as execve(2) was given it */
+	char args[LM_ARGS_LEN];	       /* argv, each argument NUL-terminated */
+};
+
+/* A process (thread group leader) exited. */
+struct lm_exit_event {
+	__u64 ts_ns;
+	__u32 kind; /* LM_KIND_EXIT */
+	__u32 pid;
+	__u64 proc_start_ns;
+};
+
+/* Set by the loader before load (the .rodata initial value). */
+struct lm_config {
+	__u32 stash_on_state; /* 1: CLOSE->SYN_SENT stashes (tp strategies); 0: fentry/kprobe do */
+	__u32 ipv4_only;      /* 1: drop AF_INET6 sockets that are not v4-mapped */
+	__u32 self_pid;	      /* lightmon's own tgid, never reported */
+	__u32 _pad;
+};
+
+_Static_assert(sizeof(struct lm_conn_event) == 320, "lm_conn_event layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_exec_event) == 832, "lm_exec_event layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_exit_event) == 24, "lm_exit_event layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_config) == 16, "lm_config layout changed: update src/capture/layout.ts");
+
+#endif

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The few kernel types lightmon reads, declared by hand for CO-RE.
+ *
+ * Only the fields we touch are listed; preserve_access_index makes libbpf relocate
+ * every access against the running kernel's BTF, so the order and offsets here do not
+ * matter. This replaces a generated 3 MB vmlinux.h.
+ */
+#ifndef LIGHTMON_VMLINUX_MIN_H
+#define LIGHTMON_VMLINUX_MIN_H
+/* Tells bpf_tracing.h to use the kernel's pt_regs names (di, si, ...). */
+#define __VMLINUX_H__
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef signed char __s8;
+typedef short __s16;
+typedef int __s32;
+typedef long long __s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+typedef int pid_t;
+typedef _Bool bool;
+#define true 1
+#define false 0
+typedef __u32 u32;
+typedef __u64 u64;
+
+enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_RINGBUF = 27,
+};
+
+enum {
+	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
+};
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+	} in6_u;
+};
+
+struct ns_common {
+	unsigned int inum;
+};
+
+struct net {
+	struct ns_common ns;
+};
+
+typedef struct {
+	struct net *net;
+} possible_net_t;
+
+struct sock_common {
+	union {
+		struct {
+			__be32 skc_daddr;
+			__be32 skc_rcv_saddr;
+		};
+	};
+	union {
+		struct {
+			__be16 skc_dport;
+			__u16 skc_num;
+		};
+	};
+	unsigned short skc_family;
+	volatile unsigned char skc_state;
+	possible_net_t skc_net;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+	__u16 sk_protocol;
+	int sk_err;
+};
+
+struct inet_sock {
+	struct sock sk;
+	__be16 inet_sport;
+};
+
+struct mnt_namespace {
+	struct ns_common ns;
+};
+
+struct nsproxy {
+	struct mnt_namespace *mnt_ns;
+};
+
+/*
+ * kernfs_node.parent was renamed __parent in Linux 6.15 (RCU-protected accessors);
+ * the ___old flavor lets one object read either.
+ */
+struct kernfs_node {
+	struct kernfs_node *__parent;
+	const char *name;
+};
+
+struct kernfs_node___old {
+	struct kernfs_node___old *parent;
+};
+
+struct cgroup {
+	struct kernfs_node *kn;
+	int level;
+};
+
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+};
+
+struct css_set {
+	struct cgroup_subsys_state *subsys[14];
+	struct cgroup *dfl_cgrp;
+};
+
+struct cred {
+	struct {
+		__u32 val;
+	} uid;
+	struct {
+		__u32 val;
+	} gid;
+};
+
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+};
+
+struct task_struct {
+	pid_t pid;
+	pid_t tgid;
+	__u64 start_boottime;
+	struct task_struct *real_parent;
+	struct task_struct *group_leader;
+	const struct cred *cred;
+	struct nsproxy *nsproxy;
+	struct css_set *cgroups;
+	struct mm_struct *mm;
+	char comm[16];
+};
+
+struct pt_regs {
+	unsigned long di, si, dx, cx, r8, r9, ax, bx, bp, sp, ip;
+};
+
+struct linux_binprm {
+	const char *filename;
+};
+
+struct trace_entry {
+	unsigned short type;
+	unsigned char flags;
+	unsigned char preempt_count;
+	int pid;
+};
+
+struct trace_event_raw_inet_sock_set_state {
+	struct trace_entry ent;
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+	__u16 protocol;
+};
+
+struct trace_event_raw_sched_process_exec {
+	struct trace_entry ent;
+	__u32 __data_loc_filename;
+	pid_t pid;
+	pid_t old_pid;
+};
+
+#pragma clang attribute pop
+
+enum cgroup_subsys_id {
+	memory_cgrp_id = 4,
+};
+
+/*
+ * tcp:tcp_retransmit_skb's record. Its BTF type is trace_event_raw_tcp_retransmit_skb
+ * on 6.18 but trace_event_raw_tcp_event_sk_skb on 6.1, while the leading fields kept
+ * their offsets since 4.16: read them by this fixed layout instead of CO-RE.
+ */
+struct lm_tp_retransmit {
+	__u64 common;
+	const void *skbaddr;
+	const void *skaddr;
+	int state;
+};
+
+#endif

@@ -1,0 +1,283 @@
+/**
+ * libbpf through Deno.dlopen: one symbol table, opened lazily on first use so that
+ * `--help` and unit tests never need libbpf.so.1.
+ * @module
+ */
+import { BpfError } from "./errno.ts";
+import { cstr, errno, libc } from "./libc.ts";
+
+const SYMBOLS = {
+  // struct bpf_object *bpf_object__open_mem(const void *buf, size_t sz,
+  //                                         const struct bpf_object_open_opts *opts);
+  bpf_object__open_mem: {
+    parameters: ["buffer", "usize", "buffer"],
+    result: "pointer",
+  },
+  // int bpf_object__load(struct bpf_object *obj);
+  bpf_object__load: { parameters: ["pointer"], result: "i32" },
+  // void bpf_object__close(struct bpf_object *obj);
+  bpf_object__close: { parameters: ["pointer"], result: "void" },
+  // struct bpf_program *bpf_object__find_program_by_name(const struct bpf_object *obj,
+  //                                                       const char *name);
+  bpf_object__find_program_by_name: {
+    parameters: ["pointer", "buffer"],
+    result: "pointer",
+  },
+  // struct bpf_map *bpf_object__find_map_by_name(const struct bpf_object *obj,
+  //                                               const char *name);
+  bpf_object__find_map_by_name: {
+    parameters: ["pointer", "buffer"],
+    result: "pointer",
+  },
+  // int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
+  bpf_program__set_autoload: {
+    parameters: ["pointer", "bool"],
+    result: "i32",
+  },
+  // struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
+  bpf_program__attach: { parameters: ["pointer"], result: "pointer" },
+  // int bpf_link__destroy(struct bpf_link *link);
+  bpf_link__destroy: { parameters: ["pointer"], result: "i32" },
+  // int bpf_map__set_initial_value(struct bpf_map *map, const void *data, size_t size);
+  bpf_map__set_initial_value: {
+    parameters: ["pointer", "buffer", "usize"],
+    result: "i32",
+  },
+  // int bpf_map__fd(const struct bpf_map *map);
+  bpf_map__fd: { parameters: ["pointer"], result: "i32" },
+  // __u32 bpf_map__max_entries(const struct bpf_map *map);
+  bpf_map__max_entries: { parameters: ["pointer"], result: "u32" },
+  // int bpf_map_lookup_elem(int fd, const void *key, void *value);
+  bpf_map_lookup_elem: {
+    parameters: ["i32", "buffer", "buffer"],
+    result: "i32",
+  },
+  // int libbpf_num_possible_cpus(void);
+  libbpf_num_possible_cpus: { parameters: [], result: "i32" },
+  // libbpf_print_fn_t libbpf_set_print(libbpf_print_fn_t fn);
+  libbpf_set_print: { parameters: ["function"], result: "function" },
+  // __u32 libbpf_major_version(void);
+  libbpf_major_version: { parameters: [], result: "u32" },
+  // __u32 libbpf_minor_version(void);
+  libbpf_minor_version: { parameters: [], result: "u32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+type Symbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+// typedef int (*libbpf_print_fn_t)(enum libbpf_print_level level, const char *, va_list ap);
+const PRINT_FN = { parameters: ["i32", "pointer", "pointer"], result: "i32" } as const;
+let printer: Deno.UnsafeCallback<typeof PRINT_FN> | undefined;
+
+/** Raised when libbpf.so.1 cannot be opened at all. */
+export class LibbpfMissingError extends Error {
+  constructor(detail: string) {
+    super(
+      `Cannot load libbpf.so.1 (${detail}); install it: Debian/Ubuntu 'apt-get install libbpf1', Fedora/RHEL 'dnf install libbpf'`,
+    );
+    this.name = "LibbpfMissingError";
+  }
+}
+
+function bpf(): Symbols {
+  if (!lib) {
+    try {
+      lib = Deno.dlopen("libbpf.so.1", SYMBOLS);
+    } catch (e) {
+      throw new LibbpfMissingError(e instanceof Error ? e.message.split("\n")[0] : String(e));
+    }
+    setLogSink(undefined);
+  }
+  return lib.symbols;
+}
+
+/** libbpf's version, e.g. "1.1". */
+export function libbpfVersion(): string {
+  const s = bpf();
+  return `${s.libbpf_major_version()}.${s.libbpf_minor_version()}`;
+}
+
+/**
+ * Route libbpf's log lines to `sink`, or drop them when `sink` is undefined.
+ * libbpf passes a printf format and a va_list; libc's vsnprintf formats them.
+ */
+export function setLogSink(sink: ((line: string) => void) | undefined): void {
+  const s = lib ? lib.symbols : bpf();
+  printer?.close();
+  const buf = new Uint8Array(4096);
+  const cb = new Deno.UnsafeCallback(
+    PRINT_FN,
+    (_level, fmt, ap) => {
+      if (!sink || !fmt) return 0;
+      const n = libc().vsnprintf(buf, BigInt(buf.length), fmt, ap);
+      const len = Math.max(0, Math.min(n, buf.length - 1));
+      sink(new TextDecoder().decode(buf.subarray(0, len)).trimEnd());
+      return 0;
+    },
+  );
+  printer = cb;
+  s.libbpf_set_print(cb.pointer);
+}
+
+/** An attached BPF program. `close()` detaches it. */
+export class BpfLink implements Disposable {
+  #ptr: Deno.PointerValue;
+  /** The program's name. */
+  readonly name: string;
+
+  constructor(ptr: Deno.PointerObject, name: string) {
+    this.#ptr = ptr;
+    this.name = name;
+  }
+
+  /** Detach. Idempotent. */
+  close(): void {
+    if (this.#ptr) {
+      bpf().bpf_link__destroy(this.#ptr);
+      this.#ptr = null;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** The options struct bpf_object__open_mem takes: only object_name is set. */
+function openOpts(name: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  // struct bpf_object_open_opts { size_t sz; const char *object_name; ... }
+  const opts = new Uint8Array(16);
+  const view = new DataView(opts.buffer);
+  view.setBigUint64(0, 16n, true);
+  view.setBigUint64(8, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(name))), true);
+  return opts;
+}
+
+/**
+ * A BPF object opened from an ELF image in memory: configure, load, attach, close.
+ *
+ * @example
+ * ```ts
+ * using obj = BpfObject.open(bytes, "lightmon");
+ * obj.setAutoload("lm_fentry_conn", false);
+ * obj.load();
+ * const link = obj.attach("lm_btf_state");
+ * ```
+ */
+export class BpfObject implements Disposable {
+  #ptr: Deno.PointerValue;
+  #links: BpfLink[] = [];
+  // libbpf parses the ELF image in place until load: keep it alive.
+  #image: Uint8Array<ArrayBuffer>;
+  #name: Uint8Array<ArrayBuffer>;
+
+  private constructor(ptr: Deno.PointerObject, image: Uint8Array<ArrayBuffer>, name: Uint8Array<ArrayBuffer>) {
+    this.#ptr = ptr;
+    this.#image = image;
+    this.#name = name;
+  }
+
+  /** Open (parse, not load) an object file image. */
+  static open(image: Uint8Array<ArrayBuffer>, name: string): BpfObject {
+    const s = bpf();
+    const cname = cstr(name);
+    const ptr = s.bpf_object__open_mem(image, BigInt(image.byteLength), openOpts(cname));
+    if (!ptr) throw new BpfError(`open BPF object ${name}`, errno());
+    return new BpfObject(ptr, image, cname);
+  }
+
+  #handle(): Deno.PointerObject {
+    if (!this.#ptr) throw new Error("BPF object is closed");
+    return this.#ptr;
+  }
+
+  #program(name: string): Deno.PointerObject {
+    const p = bpf().bpf_object__find_program_by_name(this.#handle(), cstr(name));
+    if (!p) throw new BpfError(`find program ${name}`, errno() || 2);
+    return p;
+  }
+
+  #map(name: string): Deno.PointerObject {
+    const m = bpf().bpf_object__find_map_by_name(this.#handle(), cstr(name));
+    if (!m) throw new BpfError(`find map ${name}`, errno() || 2);
+    return m;
+  }
+
+  /** Load the program `name` with the object, or leave it out. */
+  setAutoload(name: string, load: boolean): void {
+    const rc = bpf().bpf_program__set_autoload(this.#program(name), load);
+    if (rc < 0) throw new BpfError(`set autoload for ${name}`, -rc);
+  }
+
+  /** Set the initial contents of a data map such as `.rodata` (before load). */
+  setInitialValue(mapName: string, data: Uint8Array<ArrayBuffer>): void {
+    const rc = bpf().bpf_map__set_initial_value(this.#map(mapName), data, BigInt(data.byteLength));
+    if (rc < 0) throw new BpfError(`set initial value of ${mapName}`, -rc);
+  }
+
+  /** Verify and load every program whose autoload is on, and create the maps. */
+  load(): void {
+    const rc = bpf().bpf_object__load(this.#handle());
+    if (rc < 0) throw new BpfError("load BPF object", -rc);
+  }
+
+  /** Attach a loaded program by its section's default attach point. */
+  attach(name: string): BpfLink {
+    const ptr = bpf().bpf_program__attach(this.#program(name));
+    if (!ptr) throw new BpfError(`attach ${name}`, errno());
+    const link = new BpfLink(ptr, name);
+    this.#links.push(link);
+    return link;
+  }
+
+  /** The file descriptor of a map (after load). */
+  mapFd(name: string): number {
+    const fd = bpf().bpf_map__fd(this.#map(name));
+    if (fd < 0) throw new BpfError(`map ${name} fd`, -fd);
+    return fd;
+  }
+
+  /** The max_entries of a map; for a ring buffer, its size in bytes. */
+  mapMaxEntries(name: string): number {
+    return bpf().bpf_map__max_entries(this.#map(name));
+  }
+
+  /** Sum a per-CPU array of u64 counters, index by index. */
+  readPerCpuCounters(name: string, count: number): bigint[] {
+    const s = bpf();
+    const fd = this.mapFd(name);
+    const cpus = s.libbpf_num_possible_cpus();
+    const values = new BigUint64Array(cpus);
+    const key = new Uint32Array(1);
+    const out: bigint[] = [];
+    for (let i = 0; i < count; i++) {
+      key[0] = i;
+      const rc = s.bpf_map_lookup_elem(fd, key, values);
+      if (rc < 0) throw new BpfError(`read counter ${name}[${i}]`, errno());
+      out.push(values.reduce((a, b) => a + b, 0n));
+    }
+    return out;
+  }
+
+  /** Detach every program (newest first); maps stay readable until close(). */
+  detach(): void {
+    for (const link of this.#links.reverse()) link.close();
+    this.#links = [];
+  }
+
+  /** Detach every program, then unload the object. Idempotent. */
+  close(): void {
+    this.detach();
+    if (this.#ptr) {
+      bpf().bpf_object__close(this.#ptr);
+      this.#ptr = null;
+    }
+    // Only now may the image and name buffers be collected.
+    void this.#image;
+    void this.#name;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

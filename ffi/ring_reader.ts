@@ -1,0 +1,142 @@
+/**
+ * A BPF ring buffer (BPF_MAP_TYPE_RINGBUF) read directly through its memory map,
+ * the way libbpf's ringbuf.c does it, without a callback per record.
+ *
+ * Layout (kernel/bpf/ringbuf.c): page 0 holds the consumer position (read-write),
+ * page 1 the producer position (read-only), then the data area mapped twice in a
+ * row so that a record that wraps around is still contiguous. Each record starts
+ * with an 8-byte header: u32 length with BUSY (bit 31) and DISCARD (bit 30) flags,
+ * u32 page offset. Records are 8-byte aligned.
+ * @module
+ */
+import { BpfError } from "./errno.ts";
+import { errno, libc } from "./libc.ts";
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+const EPOLL_CTL_ADD = 1;
+const EPOLLIN = 1;
+const BUSY = 0x80000000;
+const DISCARD = 0x40000000;
+const HDR = 8;
+const MAP_FAILED = 0xffffffffffffffffn;
+
+function map(fd: number, length: number, prot: number, offset: number): Deno.PointerObject {
+  const p = libc().mmap(null, BigInt(length), prot, MAP_SHARED, fd, BigInt(offset));
+  if (!p || Deno.UnsafePointer.value(p) === MAP_FAILED) {
+    throw new BpfError("mmap ring buffer", errno());
+  }
+  return p;
+}
+
+/** Reads records from a ring buffer map fd; owns its maps and its epoll fd. */
+export class RingReader implements Disposable {
+  #fd: number;
+  #size: number;
+  #page: number;
+  #consPtr: Deno.PointerValue;
+  #prodPtr: Deno.PointerValue;
+  #cons: BigUint64Array;
+  #prod: BigUint64Array;
+  #data: Uint8Array;
+  #hdr: Uint32Array;
+  #epfd: number;
+  #events = new Uint8Array(12);
+
+  /**
+   * @param fd the ring buffer map's fd
+   * @param size the ring's size in bytes (its max_entries, a power of two)
+   * @param pageSize the system page size
+   */
+  constructor(fd: number, size: number, pageSize: number) {
+    this.#fd = fd;
+    this.#size = size;
+    this.#page = pageSize;
+    this.#consPtr = map(fd, pageSize, PROT_READ | PROT_WRITE, 0);
+    try {
+      this.#prodPtr = map(fd, pageSize + 2 * size, PROT_READ, pageSize);
+    } catch (e) {
+      libc().munmap(this.#consPtr, BigInt(pageSize));
+      throw e;
+    }
+    const consBuf = Deno.UnsafePointerView.getArrayBuffer(this.#consPtr, pageSize);
+    const prodBuf = Deno.UnsafePointerView.getArrayBuffer(this.#prodPtr, pageSize + 2 * size);
+    this.#cons = new BigUint64Array(consBuf, 0, 1);
+    this.#prod = new BigUint64Array(prodBuf, 0, 1);
+    this.#data = new Uint8Array(prodBuf, pageSize, 2 * size);
+    this.#hdr = new Uint32Array(prodBuf, pageSize, (2 * size) / 4);
+
+    this.#epfd = libc().epoll_create1(0x80000 /* EPOLL_CLOEXEC */);
+    if (this.#epfd < 0) {
+      const err = errno();
+      this.#unmap();
+      throw new BpfError("epoll_create1", err);
+    }
+    // struct epoll_event { u32 events; u64 data; } __attribute__((packed))
+    const ev = new Uint8Array(12);
+    new DataView(ev.buffer).setUint32(0, EPOLLIN, true);
+    if (libc().epoll_ctl(this.#epfd, EPOLL_CTL_ADD, fd, ev) < 0) {
+      const err = errno();
+      this.close();
+      throw new BpfError("epoll_ctl ring buffer", err);
+    }
+  }
+
+  /**
+   * Block (this thread) until the kernel signals new data or `timeoutMs` passes.
+   * Returns true when woken by data. Run it in a Worker, never on the main thread.
+   */
+  wait(timeoutMs: number): boolean {
+    return libc().epoll_wait(this.#epfd, this.#events, 1, timeoutMs) > 0;
+  }
+
+  /** Bytes written by the kernel and not yet consumed. */
+  pending(): number {
+    return Number(Atomics.load(this.#prod, 0) - Atomics.load(this.#cons, 0));
+  }
+
+  /**
+   * Copy every committed record, in order, into `sink`, and release the space to
+   * the kernel. Stops early when `sink` returns false (it is full); the record it
+   * refused stays in the ring. Returns the number of records consumed.
+   */
+  drain(sink: (data: Uint8Array, offset: number, length: number) => boolean): number {
+    const mask = this.#size - 1;
+    let cons = Number(Atomics.load(this.#cons, 0));
+    const prod = Number(Atomics.load(this.#prod, 0));
+    let n = 0;
+    while (cons < prod) {
+      const off = cons & mask;
+      const len = Atomics.load(this.#hdr, off >>> 2);
+      if (len & BUSY) break; // reserved, not committed yet
+      const size = len & ~(BUSY | DISCARD);
+      if (!(len & DISCARD)) {
+        if (!sink(this.#data, off + HDR, size)) break;
+        n++;
+      }
+      cons += (size + HDR + 7) & ~7;
+    }
+    Atomics.store(this.#cons, 0, BigInt(cons));
+    return n;
+  }
+
+  #unmap(): void {
+    if (this.#prodPtr) libc().munmap(this.#prodPtr, BigInt(this.#page + 2 * this.#size));
+    if (this.#consPtr) libc().munmap(this.#consPtr, BigInt(this.#page));
+    this.#prodPtr = null;
+    this.#consPtr = null;
+  }
+
+  /** Unmap the ring and close the epoll fd (not the map fd). Idempotent. */
+  close(): void {
+    if (this.#epfd >= 0) libc().close(this.#epfd);
+    this.#epfd = -1;
+    this.#unmap();
+    void this.#fd;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * Raw ring-buffer records to typed values. No enrichment happens here.
+ * @module
+ */
+import ipaddr from "ipaddr.js";
+import { CONN, EXEC, EXIT, KIND, type Status, STATUS_NAMES } from "./layout.ts";
+
+/** A connection attempt as the kernel reported it. */
+export interface RawConnect {
+  kind: "connect";
+  /** CLOCK_BOOTTIME ns when the record was emitted. */
+  tsNs: bigint;
+  /** CLOCK_BOOTTIME ns at connect(2). */
+  startNs: bigint;
+  cgroupId: bigint;
+  /** The process start time (CLOCK_BOOTTIME ns): with pid, the process identity. */
+  procStartNs: bigint;
+  pid: number;
+  tid: number;
+  ppid: number;
+  uid: number;
+  gid: number;
+  mntns: number;
+  netns: number;
+  skErr: number;
+  sport: number;
+  dport: number;
+  /** 4 or 6; a v4-mapped IPv6 socket is reported as 4. */
+  family: 4 | 6;
+  status: Status;
+  saddr: string;
+  daddr: string;
+  comm: string;
+  cgroup: string;
+  cgroupParent: string;
+}
+
+/** A successful execve. */
+export interface RawExec {
+  kind: "exec";
+  tsNs: bigint;
+  procStartNs: bigint;
+  pid: number;
+  ppid: number;
+  uid: number;
+  gid: number;
+  mntns: number;
+  comm: string;
+  /** The path as given to execve (may be relative). */
+  filename: string;
+  args: string[];
+  /** argv did not fit the record. */
+  argsTruncated: boolean;
+}
+
+/** A process exited. */
+export interface RawExit {
+  kind: "exit";
+  tsNs: bigint;
+  procStartNs: bigint;
+  pid: number;
+}
+
+/** Any record. */
+export type RawRecord = RawConnect | RawExec | RawExit;
+
+const utf8 = new TextDecoder();
+
+function cString(v: DataView, offset: number, max: number): string {
+  const bytes = new Uint8Array(v.buffer, v.byteOffset + offset, max);
+  let end = bytes.indexOf(0);
+  if (end < 0) end = max;
+  return utf8.decode(bytes.subarray(0, end));
+}
+
+/** Format 16 address bytes at `offset`; IPv4 uses the first 4. */
+function address(v: DataView, offset: number, family: 4 | 6, mapped: boolean): string {
+  const o = v.byteOffset + offset;
+  const b = new Uint8Array(v.buffer, o, 16);
+  if (family === 4) {
+    const s = mapped ? 12 : 0;
+    return `${b[s]}.${b[s + 1]}.${b[s + 2]}.${b[s + 3]}`;
+  }
+  return ipaddr.fromByteArray(Array.from(b)).toString();
+}
+
+function isV4Mapped(v: DataView, offset: number): boolean {
+  return v.getUint32(offset, true) === 0 && v.getUint32(offset + 4, true) === 0 &&
+    v.getUint16(offset + 8, true) === 0 && v.getUint16(offset + 10, true) === 0xffff;
+}
+
+const AF_INET6 = 10;
+
+function decodeConnect(v: DataView): RawConnect {
+  const af = v.getUint16(CONN.family.offset, true);
+  const mapped = af === AF_INET6 && isV4Mapped(v, CONN.daddr.offset);
+  const family: 4 | 6 = af === AF_INET6 && !mapped ? 6 : 4;
+  return {
+    kind: "connect",
+    tsNs: v.getBigUint64(CONN.ts_ns.offset, true),
+    startNs: v.getBigUint64(CONN.start_ns.offset, true),
+    cgroupId: v.getBigUint64(CONN.cgroup_id.offset, true),
+    procStartNs: v.getBigUint64(CONN.proc_start_ns.offset, true),
+    pid: v.getUint32(CONN.pid.offset, true),
+    tid: v.getUint32(CONN.tid.offset, true),
+    ppid: v.getUint32(CONN.ppid.offset, true),
+    uid: v.getUint32(CONN.uid.offset, true),
+    gid: v.getUint32(CONN.gid.offset, true),
+    mntns: v.getUint32(CONN.mntns.offset, true),
+    netns: v.getUint32(CONN.netns.offset, true),
+    skErr: v.getInt32(CONN.sk_err.offset, true),
+    sport: v.getUint16(CONN.sport.offset, true),
+    dport: v.getUint16(CONN.dport.offset, true),
+    family,
+    status: STATUS_NAMES[v.getUint8(CONN.status.offset)] ?? "unknown",
+    // A v4-mapped source is mapped too when the destination is.
+    saddr: address(v, CONN.saddr.offset, family, mapped && isV4Mapped(v, CONN.saddr.offset)),
+    daddr: address(v, CONN.daddr.offset, family, mapped),
+    comm: cString(v, CONN.comm.offset, CONN.comm.size),
+    cgroup: cString(v, CONN.cgroup.offset, CONN.cgroup.size),
+    cgroupParent: cString(v, CONN.cgroup_parent.offset, CONN.cgroup_parent.size),
+  };
+}
+
+function decodeExec(v: DataView): RawExec {
+  const argsLen = Math.min(v.getUint32(EXEC.args_len.offset, true), EXEC.args.size);
+  const raw = new Uint8Array(v.buffer, v.byteOffset + EXEC.args.offset, argsLen);
+  const parts = utf8.decode(raw).split("\0");
+  // argv ends with a NUL; a missing final NUL means the record cut it short.
+  const truncated = argsLen === EXEC.args.size && raw[argsLen - 1] !== 0;
+  if (parts.length > 0 && parts[parts.length - 1] === "") parts.pop();
+  return {
+    kind: "exec",
+    tsNs: v.getBigUint64(EXEC.ts_ns.offset, true),
+    procStartNs: v.getBigUint64(EXEC.proc_start_ns.offset, true),
+    pid: v.getUint32(EXEC.pid.offset, true),
+    ppid: v.getUint32(EXEC.ppid.offset, true),
+    uid: v.getUint32(EXEC.uid.offset, true),
+    gid: v.getUint32(EXEC.gid.offset, true),
+    mntns: v.getUint32(EXEC.mntns.offset, true),
+    comm: cString(v, EXEC.comm.offset, EXEC.comm.size),
+    filename: cString(v, EXEC.filename.offset, EXEC.filename.size),
+    args: parts,
+    argsTruncated: truncated,
+  };
+}
+
+function decodeExit(v: DataView): RawExit {
+  return {
+    kind: "exit",
+    tsNs: v.getBigUint64(EXIT.ts_ns.offset, true),
+    procStartNs: v.getBigUint64(EXIT.proc_start_ns.offset, true),
+    pid: v.getUint32(EXIT.pid.offset, true),
+  };
+}
+
+/** Decode one record; undefined for a kind this version does not know. */
+export function decodeRecord(v: DataView): RawRecord | undefined {
+  switch (v.getUint32(8, true)) {
+    case KIND.connect:
+      return decodeConnect(v);
+    case KIND.exec:
+      return decodeExec(v);
+    case KIND.exit:
+      return decodeExit(v);
+    default:
+      return undefined;
+  }
+}

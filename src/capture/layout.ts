@@ -1,0 +1,100 @@
+/**
+ * Offsets and sizes of the records in bpf/lightmon.h, as the decoder reads them.
+ * tests/layout_test.ts checks every entry against the compiled object's BTF.
+ * @module
+ */
+
+/** A field's place in a record. */
+export interface FieldPos {
+  readonly offset: number;
+  readonly size: number;
+}
+
+/** struct lm_conn_event */
+export const CONN = {
+  ts_ns: { offset: 0, size: 8 },
+  kind: { offset: 8, size: 4 },
+  pid: { offset: 12, size: 4 },
+  start_ns: { offset: 16, size: 8 },
+  cgroup_id: { offset: 24, size: 8 },
+  proc_start_ns: { offset: 32, size: 8 },
+  tid: { offset: 40, size: 4 },
+  ppid: { offset: 44, size: 4 },
+  uid: { offset: 48, size: 4 },
+  gid: { offset: 52, size: 4 },
+  mntns: { offset: 56, size: 4 },
+  netns: { offset: 60, size: 4 },
+  sk_err: { offset: 64, size: 4 },
+  sport: { offset: 68, size: 2 },
+  dport: { offset: 70, size: 2 },
+  family: { offset: 72, size: 2 },
+  status: { offset: 74, size: 1 },
+  flags: { offset: 75, size: 1 },
+  saddr: { offset: 76, size: 16 },
+  daddr: { offset: 92, size: 16 },
+  comm: { offset: 108, size: 16 },
+  cgroup: { offset: 124, size: 96 },
+  cgroup_parent: { offset: 220, size: 96 },
+} as const satisfies Record<string, FieldPos>;
+/** sizeof(struct lm_conn_event) */
+export const CONN_SIZE = 320;
+
+/** struct lm_exec_event */
+export const EXEC = {
+  ts_ns: { offset: 0, size: 8 },
+  kind: { offset: 8, size: 4 },
+  pid: { offset: 12, size: 4 },
+  proc_start_ns: { offset: 16, size: 8 },
+  ppid: { offset: 24, size: 4 },
+  uid: { offset: 28, size: 4 },
+  gid: { offset: 32, size: 4 },
+  args_len: { offset: 36, size: 4 },
+  filename_len: { offset: 40, size: 4 },
+  mntns: { offset: 44, size: 4 },
+  comm: { offset: 48, size: 16 },
+  filename: { offset: 64, size: 256 },
+  args: { offset: 320, size: 512 },
+} as const satisfies Record<string, FieldPos>;
+/** sizeof(struct lm_exec_event) */
+export const EXEC_SIZE = 832;
+
+/** struct lm_exit_event */
+export const EXIT = {
+  ts_ns: { offset: 0, size: 8 },
+  kind: { offset: 8, size: 4 },
+  pid: { offset: 12, size: 4 },
+  proc_start_ns: { offset: 16, size: 8 },
+} as const satisfies Record<string, FieldPos>;
+/** sizeof(struct lm_exit_event) */
+export const EXIT_SIZE = 24;
+
+/** struct lm_config, the .rodata global `lm_cfg` */
+export const CONFIG = {
+  stash_on_state: { offset: 0, size: 4 },
+  ipv4_only: { offset: 4, size: 4 },
+  self_pid: { offset: 8, size: 4 },
+} as const satisfies Record<string, FieldPos>;
+/** sizeof(struct lm_config) */
+export const CONFIG_SIZE = 16;
+
+/** enum lm_kind */
+export const KIND = { connect: 1, exec: 2, exit: 3 } as const;
+
+/** enum lm_status, by value. */
+export const STATUS_NAMES = [
+  "unknown",
+  "established",
+  "refused",
+  "reset",
+  "timeout",
+  "unreachable",
+  "pending",
+  "aborted",
+  "error",
+] as const;
+
+/** A connection attempt's status. */
+export type Status = (typeof STATUS_NAMES)[number] | "existing";
+
+/** enum lm_counter, by index. */
+export const COUNTERS = ["lost", "stashMiss", "stashFull", "kernelFiltered"] as const;

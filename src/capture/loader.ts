@@ -1,0 +1,115 @@
+/**
+ * Loads the BPF object with the best capture strategy the kernel allows.
+ *
+ * A strategy is a set of program variants from the one object. The loader tries
+ * them in order (fentry, kprobe, tp_btf, tracepoint): each attempt opens the
+ * object afresh, turns autoload off for the other variants, loads and attaches;
+ * any failure closes everything it opened and moves on.
+ * @module
+ */
+import { BpfError } from "../../ffi/errno.ts";
+import { BpfObject } from "../../ffi/libbpf.ts";
+import { ensureTracefs } from "../../ffi/tracefs.ts";
+import { CONFIG, CONFIG_SIZE, COUNTERS } from "./layout.ts";
+
+/** A capture strategy. */
+export type Strategy = "fentry" | "kprobe" | "tp_btf" | "tracepoint";
+
+/** Strategies, best first: the automatic order. */
+export const STRATEGIES: readonly Strategy[] = ["fentry", "kprobe", "tp_btf", "tracepoint"];
+
+const BTF_OUTCOME = ["lm_btf_state", "lm_btf_retrans", "lm_btf_exec", "lm_btf_exit"];
+
+/** The programs each strategy loads and attaches, in attach order. */
+export const PROGRAMS: Record<Strategy, readonly string[]> = {
+  fentry: ["lm_fentry_conn", ...BTF_OUTCOME],
+  kprobe: ["lm_kprobe_conn", ...BTF_OUTCOME],
+  tp_btf: BTF_OUTCOME,
+  tracepoint: ["lm_tp_state", "lm_tp_retrans", "lm_tp_exec", "lm_tp_exit"],
+};
+
+const ALL_PROGRAMS = [...new Set(Object.values(PROGRAMS).flat())];
+
+/** What the loader is asked for. */
+export interface LoadOptions {
+  /** The object file's bytes. */
+  image: Uint8Array<ArrayBuffer>;
+  /** Strategies to try, in order. */
+  strategies: readonly Strategy[];
+  /** Drop IPv6 connections (v4-mapped ones are IPv4 and kept). */
+  ipv4Only: boolean;
+  /** Our own pid, never reported. */
+  selfPid: number;
+  /** Called once per strategy that failed, with why. */
+  onFallback?: (strategy: Strategy, error: Error) => void;
+}
+
+/** A loaded and attached capture. */
+export interface Loaded {
+  object: BpfObject;
+  strategy: Strategy;
+  /** Whether tracefs had to be mounted. */
+  mountedTracefs: boolean;
+}
+
+/** Raised when no strategy could be loaded; `errors` says why for each. */
+export class NoStrategyError extends Error {
+  readonly errors: ReadonlyMap<Strategy, Error>;
+  constructor(errors: Map<Strategy, Error>) {
+    const parts = [...errors].map(([s, e]) => `${s}: ${e.message}`);
+    super(`No capture strategy works on this kernel (${parts.join("; ")})`);
+    this.name = "NoStrategyError";
+    this.errors = errors;
+  }
+}
+
+function configBytes(strategy: Strategy, o: LoadOptions): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(CONFIG_SIZE);
+  const v = new DataView(bytes.buffer);
+  const stashOnState = strategy === "tp_btf" || strategy === "tracepoint";
+  v.setUint32(CONFIG.stash_on_state.offset, stashOnState ? 1 : 0, true);
+  v.setUint32(CONFIG.ipv4_only.offset, o.ipv4Only ? 1 : 0, true);
+  v.setUint32(CONFIG.self_pid.offset, o.selfPid, true);
+  return bytes;
+}
+
+function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
+  let mountedTracefs = false;
+  if (strategy === "tracepoint") mountedTracefs = ensureTracefs().mounted;
+  const object = BpfObject.open(o.image, "lightmon");
+  try {
+    const wanted = new Set(PROGRAMS[strategy]);
+    for (const p of ALL_PROGRAMS) object.setAutoload(p, wanted.has(p));
+    object.setInitialValue(".rodata", configBytes(strategy, o));
+    object.load();
+    for (const p of PROGRAMS[strategy]) object.attach(p);
+    return { object, strategy, mountedTracefs };
+  } catch (e) {
+    object.close();
+    throw e;
+  }
+}
+
+/** Load and attach with the first strategy that works. */
+export function loadCapture(o: LoadOptions): Loaded {
+  const errors = new Map<Strategy, Error>();
+  for (const s of o.strategies) {
+    try {
+      return loadOne(s, o);
+    } catch (e) {
+      if (!(e instanceof BpfError)) throw e;
+      errors.set(s, e);
+      o.onFallback?.(s, e);
+    }
+  }
+  throw new NoStrategyError(errors);
+}
+
+/** Read the kernel-side counters by name. */
+export function readCounters(object: BpfObject): Record<(typeof COUNTERS)[number], bigint> {
+  const values = object.readPerCpuCounters("lm_counters", COUNTERS.length);
+  return Object.fromEntries(COUNTERS.map((name, i) => [name, values[i]])) as Record<
+    (typeof COUNTERS)[number],
+    bigint
+  >;
+}

@@ -1,0 +1,56 @@
+/**
+ * Container and pod identity from the cgroup names the kernel captured at
+ * connect time (leaf and parent), for the runtimes' usual layouts on cgroup v1
+ * and v2:
+ *
+ * | layout | leaf | parent |
+ * |---|---|---|
+ * | Docker, systemd driver | `docker-<id>.scope` | `system.slice` |
+ * | Docker, cgroupfs driver | `<id>` | `docker` |
+ * | containerd (CRI), systemd | `cri-containerd-<id>.scope` | `kubepods-…-pod<uid>.slice` |
+ * | CRI-O | `crio-<id>.scope` | `kubepods-…-pod<uid>.slice` |
+ * | Podman | `libpod-<id>.scope` | `machine.slice` |
+ * | Kubernetes, cgroupfs | `<id>` | `pod<uid>` |
+ * @module
+ */
+
+/** What the cgroup names say. */
+export interface CgroupIdentity {
+  /** The container id (64 hex digits), or "" on the host. */
+  containerId: string;
+  /** docker, containerd, crio, podman, or "" when only the id's shape told. */
+  runtime: string;
+  /** The Kubernetes pod UID, or "". */
+  podUid: string;
+}
+
+const SCOPED = /^(docker|cri-containerd|crio|libpod)-([0-9a-f]{64})\.scope$/;
+const BARE = /^[0-9a-f]{64}$/;
+const POD = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$/;
+const RUNTIME: Record<string, string> = {
+  docker: "docker",
+  "cri-containerd": "containerd",
+  crio: "crio",
+  libpod: "podman",
+};
+
+const HOST: CgroupIdentity = Object.freeze({ containerId: "", runtime: "", podUid: "" });
+
+/**
+ * Identify the container from a leaf cgroup name and its parent's.
+ *
+ * @example
+ * ```ts
+ * parseCgroup("docker-" + "a".repeat(64) + ".scope", "system.slice").runtime; // "docker"
+ * ```
+ */
+export function parseCgroup(leaf: string, parent: string): CgroupIdentity {
+  const pod = POD.exec(parent);
+  const podUid = pod ? pod[1].replaceAll("_", "-") : "";
+  const m = SCOPED.exec(leaf);
+  if (m) return { containerId: m[2], runtime: RUNTIME[m[1]], podUid };
+  if (BARE.test(leaf)) {
+    return { containerId: leaf, runtime: parent === "docker" ? "docker" : "", podUid };
+  }
+  return podUid ? { containerId: "", runtime: "", podUid } : HOST;
+}

@@ -1,0 +1,70 @@
+/**
+ * Raw connect records to full events: who (process, user), where (container, pod)
+ * and when (wall clock).
+ * @module
+ */
+import type { RawConnect } from "../capture/decode.ts";
+import type { ConnEvent } from "../event.ts";
+import { parseCgroup } from "./cgroup.ts";
+import type { ProcessCache } from "./process_cache.ts";
+import type { UserNames } from "./users.ts";
+
+/** What a runtime knows of a container. */
+export interface ContainerMeta {
+  name: string;
+  image: string;
+  pod: string;
+  namespace: string;
+}
+
+/** A source of container metadata (Docker API, containerd state files). */
+export interface ContainerSource {
+  /** Known metadata for a container id, without waiting. */
+  get(id: string): ContainerMeta | undefined;
+}
+
+/** Everything the enricher reads from. */
+export interface EnrichDeps {
+  wallNs: (bootNs: bigint) => bigint;
+  users: UserNames;
+  processes: ProcessCache;
+  containers: ContainerSource;
+}
+
+/** Build a ConnEvent from a raw record. */
+export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
+  const proc = d.processes.lookup(r.pid, r.procStartNs);
+  const cg = parseCgroup(r.cgroup, r.cgroupParent);
+  const meta = cg.containerId ? d.containers.get(cg.containerId) : undefined;
+  return {
+    kernelTime: r.tsNs,
+    wallNs: d.wallNs(r.tsNs),
+    pid: r.pid,
+    tid: r.tid,
+    ppid: r.ppid,
+    uid: r.uid,
+    gid: r.gid,
+    // Names from the host's passwd only for host processes: a container has its own.
+    user: cg.containerId ? "" : d.users.name(r.uid),
+    comm: r.comm,
+    exe: proc.exe,
+    args: proc.args,
+    procSource: proc.source,
+    family: r.family,
+    saddr: r.saddr,
+    sport: r.sport,
+    daddr: r.daddr,
+    dport: r.dport,
+    direction: "outbound",
+    status: r.status,
+    latencyUs: Number((r.tsNs - r.startNs) / 1000n),
+    container: meta?.name ?? "",
+    containerId: cg.containerId,
+    image: meta?.image ?? "",
+    pod: meta?.pod ?? "",
+    namespace: meta?.namespace ?? "",
+    cgroupId: r.cgroupId,
+    mntns: r.mntns,
+    netns: r.netns,
+  };
+}

@@ -1,0 +1,179 @@
+/**
+ * Process identity for connection events: exe and argv recorded at exec time by
+ * the kernel, so a process that connects and exits at once is still named. For
+ * processes that started before lightmon, /proc is the fallback.
+ *
+ * Entries are keyed by pid and carry the process start time, so a pid reused by a
+ * new process is never attributed to the old one. Exited processes stay for a
+ * grace period (outcomes of their connects can arrive after they exit), and the
+ * cache never holds more than `maxEntries`.
+ * @module
+ */
+import type { RawExec } from "../capture/decode.ts";
+import type { ProcSource } from "../event.ts";
+
+/** What is known of a process. */
+export interface ProcInfo {
+  exe: string;
+  args: string[];
+  source: ProcSource;
+}
+
+interface Entry extends ProcInfo {
+  startNs: bigint;
+  exitedAt: number;
+}
+
+/** Reads what /proc says about a pid; replaceable in tests. */
+export interface ProcReader {
+  /** Start time in CLOCK_BOOTTIME ns (from /proc/<pid>/stat), or undefined. */
+  startNs(pid: number): bigint | undefined;
+  exe(pid: number): string | undefined;
+  cwd(pid: number): string | undefined;
+  args(pid: number): string[] | undefined;
+}
+
+const CLK_TCK = 100n; // USER_HZ on every Linux ABI that matters
+
+/** The real /proc. */
+export const procfs: ProcReader = {
+  startNs(pid) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      // comm may contain spaces and parentheses: fields follow the last ')'.
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return BigInt(rest[19]) * (1_000_000_000n / CLK_TCK);
+    } catch {
+      return undefined;
+    }
+  },
+  exe(pid) {
+    try {
+      return Deno.readLinkSync(`/proc/${pid}/exe`);
+    } catch {
+      return undefined;
+    }
+  },
+  cwd(pid) {
+    try {
+      return Deno.readLinkSync(`/proc/${pid}/cwd`);
+    } catch {
+      return undefined;
+    }
+  },
+  args(pid) {
+    try {
+      const raw = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+      const parts = raw.split("\0");
+      if (parts[parts.length - 1] === "") parts.pop();
+      return parts;
+    } catch {
+      return undefined;
+    }
+  },
+};
+
+/** /proc start times have clock-tick resolution: allow one tick and rounding. */
+const START_SLACK_NS = 20_000_000n;
+
+/** Join a possibly relative exec path onto the process's working directory. */
+export function absolutePath(path: string, cwd: string | undefined): string {
+  if (path.startsWith("/")) return path;
+  if (!cwd) return "";
+  const parts = `${cwd}/${path}`.split("/");
+  const out: string[] = [];
+  for (const p of parts) {
+    if (p === "" || p === ".") continue;
+    if (p === "..") out.pop();
+    else out.push(p);
+  }
+  return "/" + out.join("/");
+}
+
+/** The process cache. */
+export class ProcessCache {
+  #entries = new Map<number, Entry>();
+  #proc: ProcReader;
+  #graceMs: number;
+  #maxEntries: number;
+  #now: () => number;
+  /** Lookups answered from /proc or not at all. */
+  misses = 0;
+
+  constructor(
+    { proc = procfs, graceMs = 30_000, maxEntries = 65_536, now = () => performance.now() }: {
+      proc?: ProcReader;
+      graceMs?: number;
+      maxEntries?: number;
+      now?: () => number;
+    } = {},
+  ) {
+    this.#proc = proc;
+    this.#graceMs = graceMs;
+    this.#maxEntries = maxEntries;
+    this.#now = now;
+  }
+
+  /** Number of processes held. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** Record an exec. */
+  exec(r: RawExec): void {
+    // The kernel gives the path as execve(2) got it; a relative one is resolved
+    // against the working directory, read now while the process is alive.
+    const exe = absolutePath(r.filename, r.filename.startsWith("/") ? undefined : this.#proc.cwd(r.pid));
+    this.#entries.delete(r.pid); // re-insert: Map order is our eviction order
+    this.#entries.set(r.pid, { exe, args: r.args, source: "exec", startNs: r.procStartNs, exitedAt: 0 });
+    this.#evict();
+  }
+
+  /** Record an exit: the entry stays for the grace period. */
+  exit(pid: number, startNs: bigint): void {
+    const e = this.#entries.get(pid);
+    if (e && e.startNs === startNs) e.exitedAt = this.#now();
+  }
+
+  /** Keep the bound: drop the least recently exec'd processes first. */
+  #evict(): void {
+    for (const pid of this.#entries.keys()) {
+      if (this.#entries.size <= this.#maxEntries) break;
+      this.#entries.delete(pid);
+    }
+  }
+
+  /** Drop exited processes past their grace period; call it now and then. */
+  sweep(): void {
+    const now = this.#now();
+    for (const [pid, e] of this.#entries) {
+      if (e.exitedAt !== 0 && now - e.exitedAt >= this.#graceMs) this.#entries.delete(pid);
+    }
+  }
+
+  /**
+   * What is known of process `pid` that started at `startNs`. Falls back to /proc
+   * when the exec was not seen, and says "unknown" rather than guess when /proc
+   * shows a different process under that pid, or none.
+   */
+  lookup(pid: number, startNs: bigint): ProcInfo {
+    const e = this.#entries.get(pid);
+    if (e && e.startNs === startNs) return e;
+    this.misses++;
+    const procStart = this.#proc.startNs(pid);
+    const diff = procStart === undefined ? undefined : procStart - startNs;
+    if (diff !== undefined && diff <= START_SLACK_NS && diff >= -START_SLACK_NS) {
+      const info: Entry = {
+        exe: this.#proc.exe(pid) ?? "",
+        args: this.#proc.args(pid) ?? [],
+        source: "proc",
+        startNs,
+        exitedAt: 0,
+      };
+      this.#entries.set(pid, info);
+      this.#evict();
+      return info;
+    }
+    return { exe: "", args: [], source: "unknown" };
+  }
+}

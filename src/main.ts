@@ -1,0 +1,97 @@
+/**
+ * lightmon's entry point: options, preflight checks, then the monitor. Bad input
+ * and missing kernel features end here as one line on stderr and exit code 2.
+ * @module
+ */
+import { BpfError } from "../ffi/errno.ts";
+import { LibbpfMissingError, libbpfVersion, setLogSink } from "../ffi/libbpf.ts";
+import { NoStrategyError, STRATEGIES } from "./capture/loader.ts";
+import { DEFAULTS, helpText, type Options, parseFlags, strategiesFor, type StrategyChoice } from "./cli/options.ts";
+import { readObject, requireBtf, requirePrivileges } from "./cli/preflight.ts";
+import { UsageError } from "./cli/usage_error.ts";
+import { loadConfig } from "./config/config.ts";
+import { SCHEMA_VERSION } from "./event.ts";
+import { runMonitor } from "./monitor.ts";
+import { JsonRenderer, type Renderer, TableOutput, terminalWidth } from "./output/renderer.ts";
+import { LineWriter } from "./output/writer.ts";
+import { VERSION } from "./version.ts";
+
+const log = (line: string) => console.error(line);
+
+/** Flags over the config file over defaults; LIGHTMON_STRATEGY over both for the strategy. */
+export function resolveOptions(argv: readonly string[], env = Deno.env.toObject()): Options {
+  const flags = parseFlags(argv);
+  const file = loadConfig(flags.config ?? DEFAULTS.config, flags.configGiven ?? false);
+  const o: Options = { ...DEFAULTS, ...file, ...flags };
+  if (env.LIGHTMON_STRATEGY && flags.strategy === undefined) {
+    o.strategy = parseFlags([`--strategy=${env.LIGHTMON_STRATEGY}`]).strategy as StrategyChoice;
+  }
+  return o;
+}
+
+function defaultObjectPath(): string {
+  return Deno.env.get("LIGHTMON_BPF_OBJECT") ??
+    new URL("../build/lightmon.bpf.o", import.meta.url).pathname;
+}
+
+function makeRenderer(o: Options): Renderer {
+  const out = new LineWriter(Deno.stdout);
+  return o.output === "json" ? new JsonRenderer(out) : new TableOutput(out, terminalWidth());
+}
+
+async function main(argv: string[]): Promise<number> {
+  const o = resolveOptions(argv);
+  if (o.help) {
+    console.log(helpText());
+    return 0;
+  }
+  if (o.version) {
+    let lib = "libbpf.so.1 not found";
+    try {
+      lib = `libbpf ${libbpfVersion()}`;
+    } catch { /* reported as not found */ }
+    console.log(
+      `lightmon ${VERSION} (event schema ${SCHEMA_VERSION}; ${lib}; strategies ${
+        STRATEGIES.join(", ")
+      }; automatic order ${strategiesFor("auto").join(" > ")})`,
+    );
+    return 0;
+  }
+  requirePrivileges();
+  requireBtf();
+  const image = readObject(defaultObjectPath());
+  setLogSink(o.verbose ? (l) => log(`libbpf: ${l}`) : undefined);
+  return await runMonitor({
+    image,
+    strategies: strategiesFor(o.strategy),
+    ipv4Only: !o.ipv6,
+    durationMs: o.durationMs,
+    count: o.count,
+    statsIntervalMs: o.statsIntervalMs,
+    verbose: o.verbose,
+    keep: () => true,
+    renderer: makeRenderer(o),
+    containers: { get: () => undefined },
+    describe: `output ${o.output}`,
+    log,
+  });
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof LibbpfMissingError) {
+      log(`lightmon: ${e.message}`);
+      code = 2;
+    } else if (e instanceof NoStrategyError || e instanceof BpfError) {
+      log(`lightmon: ${e.message}`);
+      code = 2;
+    } else {
+      log(`lightmon: internal error: ${e instanceof Error ? e.stack : e}`);
+      code = 1;
+    }
+  }
+  Deno.exit(code);
+}

@@ -1,0 +1,162 @@
+/**
+ * One run of lightmon: load the capture, stream events through enrichment and
+ * filtering into the renderer until a stop condition, then detach everything.
+ * @module
+ */
+import { RingConsumer } from "../ffi/ring_consumer.ts";
+import { pageSize } from "../ffi/libc.ts";
+import { decodeRecord } from "./capture/decode.ts";
+import { loadCapture, readCounters, type Strategy } from "./capture/loader.ts";
+import { BootClock } from "./enrich/clock.ts";
+import { type ContainerSource, enrich } from "./enrich/enricher.ts";
+import { ProcessCache } from "./enrich/process_cache.ts";
+import { UserNames } from "./enrich/users.ts";
+import type { ConnEvent } from "./event.ts";
+import type { Renderer } from "./output/renderer.ts";
+
+/** What a run needs. */
+export interface MonitorOptions {
+  image: Uint8Array<ArrayBuffer>;
+  strategies: readonly Strategy[];
+  ipv4Only: boolean;
+  durationMs: number;
+  count: number;
+  statsIntervalMs: number;
+  verbose: boolean;
+  /** Returns true for events to emit. */
+  keep: (e: ConnEvent) => boolean;
+  renderer: Renderer;
+  containers: ContainerSource;
+  /** Names what else the start-up line should say (runtime sources, output). */
+  describe: string;
+  /** One line to stderr. */
+  log: (line: string) => void;
+}
+
+/** Counts reported on exit. */
+export interface RunCounts {
+  seen: number;
+  emitted: number;
+  filtered: number;
+  lost: bigint;
+}
+
+const HOUSEKEEPING_MS = 5000;
+
+/** Run until stopped; resolves with the exit code. */
+export async function runMonitor(o: MonitorOptions): Promise<number> {
+  const fallbacks: string[] = [];
+  const loaded = loadCapture({
+    image: o.image,
+    strategies: o.strategies,
+    ipv4Only: o.ipv4Only,
+    selfPid: Deno.pid,
+    onFallback: (s, e) => {
+      fallbacks.push(`${s}: ${"code" in e ? e.code : e.message}`);
+      if (o.verbose) o.log(`lightmon: strategy ${s} failed: ${e.message}`);
+    },
+  });
+  const { object, strategy } = loaded;
+  const tried = fallbacks.length ? ` (unavailable: ${fallbacks.join(", ")})` : "";
+  const mounted = loaded.mountedTracefs ? ", mounted tracefs on /sys/kernel/tracing" : "";
+  o.log(`lightmon: capture ${strategy}${tried}${mounted}; ${o.describe}`);
+
+  const clock = new BootClock();
+  const users = new UserNames();
+  const processes = new ProcessCache();
+  const counts: RunCounts = { seen: 0, emitted: 0, filtered: 0, lost: 0n };
+  let exitCode = 0;
+  let stopping = false;
+  let resolveStop!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStop = r));
+  const stop = (code = 0) => {
+    if (stopping) return;
+    stopping = true;
+    exitCode = code;
+    resolveStop();
+  };
+
+  const deps = { wallNs: (ns: bigint) => clock.wallNs(ns), users, processes, containers: o.containers };
+  const onRecord = (v: DataView) => {
+    const r = decodeRecord(v);
+    if (!r) return;
+    if (r.kind === "exec") return processes.exec(r);
+    if (r.kind === "exit") return processes.exit(r.pid, r.procStartNs);
+    if (stopping && o.count > 0 && counts.emitted >= o.count) return;
+    counts.seen++;
+    const e = enrich(r, deps);
+    if (!o.keep(e)) {
+      counts.filtered++;
+      return;
+    }
+    o.renderer.event(e);
+    counts.emitted++;
+    if (o.count > 0 && counts.emitted >= o.count) stop();
+  };
+  const onBatch = () => {
+    try {
+      o.renderer.flush();
+    } catch (e) {
+      if (e instanceof Deno.errors.BrokenPipe) return stop(0);
+      o.log(`lightmon: cannot write output: ${e instanceof Error ? e.message : e}`);
+      stop(1);
+    }
+  };
+  const consumer = new RingConsumer(
+    object.mapFd("lm_events"),
+    object.mapMaxEntries("lm_events"),
+    pageSize(),
+    onRecord,
+    (msg) => {
+      o.log(`lightmon: ring buffer reader failed: ${msg}`);
+      stop(1);
+    },
+    { onBatch },
+  );
+
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals > 1) Deno.exit(130); // second signal: leave now, the kernel detaches
+    stop(0);
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  if (o.durationMs > 0) timers.push(setTimeout(() => stop(0), o.durationMs));
+  timers.push(setInterval(() => {
+    processes.sweep();
+    clock.refresh();
+  }, HOUSEKEEPING_MS));
+  const statsLine = () => {
+    counts.lost = readCounters(object).lost;
+    return `lightmon: seen ${counts.seen} emitted ${counts.emitted} filtered ${counts.filtered} lost ${counts.lost}`;
+  };
+  let lastLost = 0n;
+  timers.push(setInterval(() => {
+    const line = statsLine();
+    if (o.statsIntervalMs > 0) o.log(line);
+    else if (counts.lost > lastLost) o.log(`lightmon: ${counts.lost - lastLost} events lost (ring buffer full)`);
+    lastLost = counts.lost;
+  }, o.statsIntervalMs > 0 ? o.statsIntervalMs : 1000));
+
+  try {
+    await stopped;
+  } finally {
+    timers.forEach(clearInterval);
+    // Detach first so nothing new arrives, then drain what the ring still holds.
+    object.detach();
+    await consumer.stop();
+    onBatch();
+    try {
+      o.renderer.close();
+    } catch (e) {
+      if (!(e instanceof Deno.errors.BrokenPipe)) o.log(`lightmon: cannot write output: ${e}`);
+    }
+    const line = statsLine();
+    object.close();
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    o.log(line);
+  }
+  return exitCode;
+}

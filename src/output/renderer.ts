@@ -1,0 +1,65 @@
+/**
+ * Renderers over the one event schema.
+ * @module
+ */
+import type { ConnEvent } from "../event.ts";
+import { toJson } from "./fields.ts";
+import { TableRenderer } from "./table.ts";
+import type { LineWriter } from "./writer.ts";
+
+/** An output: takes events, writes them out on flush. */
+export interface Renderer {
+  event(e: ConnEvent): void;
+  /** Write what is buffered (once per batch of events). */
+  flush(): void;
+  /** Final output (a table's bottom border, a summary) and release resources. */
+  close(): void;
+}
+
+/** JSON lines on a writer. */
+export class JsonRenderer implements Renderer {
+  #out: LineWriter;
+  constructor(out: LineWriter) {
+    this.#out = out;
+  }
+  event(e: ConnEvent): void {
+    this.#out.line(toJson(e));
+  }
+  flush(): void {
+    this.#out.flush();
+  }
+  close(): void {
+    this.#out.flush();
+  }
+}
+
+/** The bordered table on a writer. */
+export class TableOutput implements Renderer {
+  #out: LineWriter;
+  #table: TableRenderer;
+  constructor(out: LineWriter, width: number) {
+    this.#out = out;
+    this.#table = new TableRenderer(width);
+  }
+  event(e: ConnEvent): void {
+    for (const l of this.#table.render(e)) this.#out.line(l);
+  }
+  flush(): void {
+    this.#out.flush();
+  }
+  close(): void {
+    for (const l of this.#table.footer()) this.#out.line(l);
+    this.#out.flush();
+  }
+}
+
+/** The terminal's width, or COLUMNS, or 160 when stdout is not a terminal. */
+export function terminalWidth(): number {
+  try {
+    if (Deno.stdout.isTerminal()) return Deno.consoleSize().columns;
+  } catch {
+    // not a terminal
+  }
+  const c = Number(Deno.env.get("COLUMNS"));
+  return Number.isInteger(c) && c > 40 ? c : 160;
+}

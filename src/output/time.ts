@@ -1,0 +1,46 @@
+/**
+ * RFC 3339 timestamps with the local offset and nanoseconds, as Go's
+ * time.RFC3339Nano prints them with all nine digits.
+ * @module
+ */
+
+const pad2 = (n: number) => (n < 10 ? "0" : "") + n;
+
+let cachedSecond = -1n;
+let cachedPrefix = "";
+let cachedOffset = "";
+
+function offsetOf(d: Date): string {
+  const m = -d.getTimezoneOffset();
+  if (m === 0) return "Z";
+  const a = Math.abs(m);
+  return `${m < 0 ? "-" : "+"}${pad2(Math.floor(a / 60))}:${pad2(a % 60)}`;
+}
+
+/**
+ * Format wall-clock nanoseconds since the epoch.
+ *
+ * @example
+ * ```ts
+ * rfc3339Nano(1713334189162027869n); // "2024-04-17T06:09:49.162027869Z" in UTC
+ * ```
+ */
+export function rfc3339Nano(wallNs: bigint): string {
+  const sec = wallNs / 1_000_000_000n;
+  if (sec !== cachedSecond) {
+    const d = new Date(Number(sec) * 1000);
+    cachedSecond = sec;
+    cachedPrefix = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}T${pad2(d.getHours())}:${
+      pad2(d.getMinutes())
+    }:${pad2(d.getSeconds())}`;
+    cachedOffset = offsetOf(d);
+  }
+  const frac = (wallNs % 1_000_000_000n).toString().padStart(9, "0");
+  return `${cachedPrefix}.${frac}${cachedOffset}`;
+}
+
+/** `HH:MM:SS` local time, for the table. */
+export function clockTime(wallNs: bigint): string {
+  const d = new Date(Number(wallNs / 1_000_000n));
+  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+}
