@@ -10,6 +10,7 @@ import { DEFAULTS, helpText, type Options, parseFlags, strategiesFor, type Strat
 import { readObject, requireBtf, requirePrivileges } from "./cli/preflight.ts";
 import { UsageError } from "./cli/usage_error.ts";
 import { loadConfig } from "./config/config.ts";
+import { keepPredicate } from "./filter/select.ts";
 import { SCHEMA_VERSION } from "./event.ts";
 import { runMonitor } from "./monitor.ts";
 import { JsonRenderer, type Renderer, TableOutput, terminalWidth } from "./output/renderer.ts";
@@ -57,6 +58,7 @@ async function main(argv: string[]): Promise<number> {
     );
     return 0;
   }
+  const keep = keepPredicate(o);
   requirePrivileges();
   requireBtf();
   const image = readObject(defaultObjectPath());
@@ -69,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
     count: o.count,
     statsIntervalMs: o.statsIntervalMs,
     verbose: o.verbose,
-    keep: () => true,
+    keep,
     renderer: makeRenderer(o),
     containers: { get: () => undefined },
     describe: `output ${o.output}`,

@@ -45,6 +45,24 @@ const HOUSEKEEPING_MS = 5000;
 
 /** Run until stopped; resolves with the exit code. */
 export async function runMonitor(o: MonitorOptions): Promise<number> {
+  let exitCode = 0;
+  let stopping = false;
+  let resolveStop!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStop = r));
+  const stop = (code = 0) => {
+    if (stopping) return;
+    stopping = true;
+    exitCode = code;
+    resolveStop();
+  };
+
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals > 1) Deno.exit(130); // second signal: leave now, the kernel detaches
+    stop(0);
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
   const fallbacks: string[] = [];
   const loaded = loadCapture({
     image: o.image,
@@ -59,23 +77,11 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
   const { object, strategy } = loaded;
   const tried = fallbacks.length ? ` (unavailable: ${fallbacks.join(", ")})` : "";
   const mounted = loaded.mountedTracefs ? ", mounted tracefs on /sys/kernel/tracing" : "";
-  o.log(`lightmon: capture ${strategy}${tried}${mounted}; ${o.describe}`);
 
   const clock = new BootClock();
   const users = new UserNames();
   const processes = new ProcessCache();
   const counts: RunCounts = { seen: 0, emitted: 0, filtered: 0, lost: 0n };
-  let exitCode = 0;
-  let stopping = false;
-  let resolveStop!: () => void;
-  const stopped = new Promise<void>((r) => (resolveStop = r));
-  const stop = (code = 0) => {
-    if (stopping) return;
-    stopping = true;
-    exitCode = code;
-    resolveStop();
-  };
-
   const deps = { wallNs: (ns: bigint) => clock.wallNs(ns), users, processes, containers: o.containers };
   const onRecord = (v: DataView) => {
     const r = decodeRecord(v);
@@ -114,13 +120,7 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
     { onBatch },
   );
 
-  let signals = 0;
-  const onSignal = () => {
-    if (++signals > 1) Deno.exit(130); // second signal: leave now, the kernel detaches
-    stop(0);
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  o.log(`lightmon: capture ${strategy}${tried}${mounted}; ${o.describe}`);
   const timers: ReturnType<typeof setTimeout>[] = [];
   if (o.durationMs > 0) timers.push(setTimeout(() => stop(0), o.durationMs));
   timers.push(setInterval(() => {

@@ -321,6 +321,8 @@ function normalize(argv: readonly string[]): string[] {
       else throw new UsageError(`-${m[1]}: '${m[2]}' is not a boolean; use true or false`);
     } else if (flag) {
       out.push(m[2] === undefined ? `--${flag.name}` : `--${flag.name}=${m[2]}`);
+    } else if (m[1].length > 1 || a.startsWith("--")) {
+      throw new UsageError(`unknown flag '${a.split("=")[0]}'; see --help`);
     } else {
       out.push(a);
     }
@@ -332,12 +334,17 @@ function normalize(argv: readonly string[]): string[] {
 export function parseFlags(argv: readonly string[]): Partial<Options> {
   const options: Record<string, { type: Kind; short?: string }> = {};
   for (const f of FLAGS) options[f.name] = { type: f.kind, ...(f.short ? { short: f.short } : {}) };
+  const args = normalize(argv);
   let parsed;
   try {
-    parsed = parseArgs({ args: normalize(argv), options, strict: true, allowPositionals: true, allowNegative: true });
+    parsed = parseArgs({ args, options, strict: true, allowPositionals: true, allowNegative: true });
   } catch (e) {
-    const msg = e instanceof Error ? e.message.replace(/\.$/, "") : String(e);
-    throw new UsageError(`${msg.replace(/^Unknown option/, "unknown flag")}; see --help`);
+    const msg = e instanceof Error ? e.message : String(e);
+    const unknown = /Unknown option '([^']+)'/.exec(msg);
+    if (unknown) throw new UsageError(`unknown flag '${unknown[1]}'; see --help`);
+    const missing = /--([\w-]+) <value>' argument missing/.exec(msg);
+    if (missing) throw new UsageError(`-${missing[1]} needs a value; see --help`);
+    throw new UsageError(`${msg.replace(/\.$/, "")}; see --help`);
   }
   if (parsed.positionals.length > 0) {
     throw new UsageError(`unexpected argument '${parsed.positionals[0]}'; see --help`);

@@ -60,7 +60,8 @@ export function loadConfig(path: string, given: boolean): Partial<Options> {
     text = Deno.readTextFileSync(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound && !given) return {};
-    throw new UsageError(`-c ${path}: cannot read config file (${e instanceof Error ? e.message : e})`);
+    const why = e instanceof Deno.errors.NotFound ? "no such file" : e instanceof Error ? e.message : String(e);
+    throw new UsageError(`-c ${path}: cannot read config file (${why})`);
   }
   return parseConfig(text, path);
 }

@@ -1,0 +1,201 @@
+import assert from "node:assert/strict";
+import type { ConnEvent } from "../event.ts";
+import { compileFilter } from "./compile.ts";
+import { keepPredicate } from "./select.ts";
+import { FilterSyntaxError } from "./parse.ts";
+
+const base: ConnEvent = {
+  kernelTime: 1n,
+  wallNs: 1n,
+  pid: 100,
+  tid: 100,
+  ppid: 1,
+  uid: 0,
+  gid: 0,
+  user: "root",
+  comm: "curl",
+  exe: "/usr/bin/curl",
+  args: ["curl"],
+  procSource: "exec",
+  family: 4,
+  saddr: "192.168.1.5",
+  sport: 40000,
+  daddr: "10.0.0.1",
+  dport: 80,
+  direction: "outbound",
+  status: "established",
+  latencyUs: 5,
+  container: "web-server-1",
+  containerId: "",
+  image: "nginx:1.25",
+  pod: "web-0",
+  namespace: "prod",
+  cgroupId: 1n,
+  mntns: 1,
+  netns: 1,
+};
+const ev = (o: Partial<ConnEvent>): ConnEvent => ({ ...base, ...o });
+const matches = (expr: string, o: Partial<ConnEvent> = {}) => compileFilter(expr)!(ev(o));
+
+function syntaxError(expr: string): FilterSyntaxError {
+  try {
+    compileFilter(expr);
+  } catch (e) {
+    assert.ok(e instanceof FilterSyntaxError, `${expr}: ${e}`);
+    return e;
+  }
+  throw new Error(`${expr} parsed`);
+}
+
+Deno.test("the original README's examples select exactly what they say", () => {
+  assert.equal(matches("dport=80"), true);
+  assert.equal(matches("dport=80", { dport: 443 }), false);
+  assert.equal(matches('dip="192.168.1.0/24"', { daddr: "192.168.1.77" }), true);
+  assert.equal(matches('dip="192.168.1.0/24"', { daddr: "192.168.2.1" }), false);
+  const three = 'dport=80;dip="192.168.1.1";keyword="nginx"';
+  assert.equal(matches(three, { dport: 22, daddr: "1.1.1.1", exe: "/usr/sbin/nginx", comm: "nginx" }), true);
+  assert.equal(matches(three, { dport: 22, daddr: "192.168.1.1" }), true);
+  assert.equal(matches(three, { dport: 22, daddr: "1.1.1.1" }), false);
+  assert.equal(matches('dip="192.168.1.0/24";dport=53', { dport: 53, daddr: "8.8.8.8" }), true);
+  assert.equal(matches('keyword="nginx";keyword="mysql"', { comm: "mysqld", exe: "/usr/sbin/mysqld" }), true);
+  assert.equal(matches('container="nginx";container="redis"', { container: "cache-redis-1" }), true);
+  assert.equal(matches('container="nginx";container="redis"', { container: "web" }), false);
+});
+
+Deno.test("two endpoint groups exclude exactly those two endpoints", () => {
+  const keep = keepPredicate({ include: "", exclude: 'dip="10.0.0.1" && dport=80; dip="10.0.0.1" && dport=443' });
+  assert.equal(keep(ev({ daddr: "10.0.0.1", dport: 80 })), false);
+  assert.equal(keep(ev({ daddr: "10.0.0.1", dport: 443 })), false);
+  assert.equal(keep(ev({ daddr: "10.0.0.1", dport: 8080 })), true);
+  assert.equal(keep(ev({ daddr: "10.0.0.2", dport: 80 })), true);
+});
+
+Deno.test("&& binds tighter than || and parentheses override it", () => {
+  // a || b && c  ==  a || (b && c)
+  assert.equal(matches("dport=1 || dport=80 && pid=5"), false);
+  assert.equal(matches("dport=80 || dport=1 && pid=5"), true);
+  assert.equal(matches("(dport=80 || dport=1) && pid=5"), false);
+  assert.equal(matches("(dport=80 || dport=1) && pid=100"), true);
+});
+
+Deno.test("values may be bare, single or double quoted, with spaces around operators", () => {
+  for (const e of ["comm=curl", "comm='curl'", 'comm="curl"', "comm = curl", "comm == curl"]) {
+    assert.equal(matches(e), true, e);
+  }
+  assert.equal(matches("exe='/usr/bin/my app'", { exe: "/usr/bin/my app" }), true);
+});
+
+Deno.test("!= negates a condition", () => {
+  assert.equal(matches("dport!=80"), false);
+  assert.equal(matches("dport!=443"), true);
+  assert.equal(matches("status!=established && dport=80"), false);
+});
+
+Deno.test("dip matches v4 and v6 CIDRs, and v4-mapped values mean IPv4", () => {
+  assert.equal(matches("dip=::1/128", { daddr: "::1", family: 6 }), true);
+  assert.equal(matches("dip=::1", { daddr: "::1", family: 6 }), true);
+  assert.equal(matches("dip=fd00::/8", { daddr: "fd12::5", family: 6 }), true);
+  assert.equal(matches("dip=fd00::/8", { daddr: "10.0.0.1" }), false);
+  assert.equal(matches("dip=127.0.0.1", { daddr: "127.0.0.1" }), true);
+  assert.equal(matches("dip=::ffff:127.0.0.1", { daddr: "127.0.0.1" }), true);
+  assert.equal(matches("dip=::ffff:10.0.0.0/104", { daddr: "10.9.9.9" }), true);
+  assert.equal(matches("sip=192.168.0.0/16"), true);
+});
+
+Deno.test("the added fields match: glob on text, choices on status and family", () => {
+  assert.equal(matches("comm=cu*"), true);
+  assert.equal(matches("exe=/usr/*/curl"), true);
+  assert.equal(matches("user=root && uid=0 && ppid=1 && sport=40000"), true);
+  assert.equal(matches("pod=web-0 && namespace=prod && image='nginx:*'"), true);
+  assert.equal(matches("status=refused", { status: "refused" }), true);
+  assert.equal(matches("family=6", { family: 6 }), true);
+  assert.equal(matches("family=AF_INET"), true);
+  assert.equal(matches("direction=outbound"), true);
+});
+
+Deno.test("syntax errors point at the column", () => {
+  assert.equal(syntaxError("dport=80 && && dip=1").message, "unexpected '&&' at column 13");
+  assert.equal(syntaxError('dip="10.0.0.1" &&').message, "expected a condition but the expression ended at column 18");
+  assert.equal(syntaxError("dport 80").message, "expected '=' or '!=' after 'dport' but found '80' at column 7");
+  assert.equal(syntaxError("(dport=80").column, 10);
+  assert.equal(syntaxError("dport='80").message, "unterminated single quote at column 7");
+  assert.equal(syntaxError("dport=80)").message, "unexpected ')' at column 9");
+});
+
+Deno.test("unknown fields and bad values name the known ones and the column", () => {
+  assert.match(
+    syntaxError("dprt=80").message,
+    /^unknown field 'dprt' \(known: dport, dip, keyword, container, .*\) at column 1$/,
+  );
+  assert.equal(syntaxError("dport=http").message, "dport needs a whole number up to 65535, not 'http' at column 7");
+  assert.equal(syntaxError("dport=70000").column, 7);
+  assert.equal(syntaxError("dip=10.0.0.300").message, "dip needs an IP address or CIDR, not '10.0.0.300' at column 5");
+  assert.match(syntaxError("status=ok").message, /^status is one of established, refused, .* not 'ok' at column 8$/);
+});
+
+Deno.test("empty expressions and trailing separators select everything", () => {
+  assert.equal(compileFilter(""), undefined);
+  assert.equal(compileFilter("   "), undefined);
+  assert.equal(matches("dport=80;"), true);
+  assert.equal(keepPredicate({ include: "", exclude: "" })(ev({})), true);
+});
+
+Deno.test("include and exclude combine: include first, then exclude", () => {
+  const keep = keepPredicate({ include: "dport=80 || dport=443", exclude: "dip=10.0.0.1" });
+  assert.equal(keep(ev({ dport: 80, daddr: "10.0.0.2" })), true);
+  assert.equal(keep(ev({ dport: 80, daddr: "10.0.0.1" })), false);
+  assert.equal(keep(ev({ dport: 22, daddr: "10.0.0.2" })), false);
+});
+
+Deno.test("thousands of random strings either parse or fail with one clean line", () => {
+  // A seeded generator keeps failures reproducible.
+  let seed = 0x5eed;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const pieces = [
+    "dport",
+    "dip",
+    "=",
+    "!=",
+    "==",
+    "&&",
+    "||",
+    ";",
+    "(",
+    ")",
+    "'",
+    '"',
+    " ",
+    "80",
+    "10.0.0.0/8",
+    "::1",
+    "keyword",
+    "x",
+    "!",
+    "&",
+    "|",
+    "\n",
+    "\x1b",
+    "é",
+    "status",
+    "family",
+    "6",
+  ];
+  let parsed = 0;
+  for (let i = 0; i < 5000; i++) {
+    let s = "";
+    const n = rand(12);
+    for (let j = 0; j < n; j++) s += rand(5) === 0 ? String.fromCharCode(rand(0x3000)) : pieces[rand(pieces.length)];
+    try {
+      compileFilter(s);
+      parsed++;
+    } catch (e) {
+      assert.ok(e instanceof FilterSyntaxError, `${JSON.stringify(s)} threw ${e}`);
+      assert.ok(!e.message.includes("\n"), `multi-line error for ${JSON.stringify(s)}`);
+      assert.ok(e.column >= 1 && e.column <= s.length + 1, `column ${e.column} for ${JSON.stringify(s)}`);
+    }
+  }
+  assert.ok(parsed > 50, `only ${parsed} parsed: the generator is too hostile to test parsing`);
+});

@@ -1,0 +1,241 @@
+/**
+ * End-to-end: the real program on the real kernel against connections whose
+ * ground truth the test makes itself.
+ */
+import assert from "node:assert/strict";
+import {
+  assertDetached,
+  bpfTest,
+  closedPort,
+  connect,
+  CONNECTOR,
+  Lightmon,
+  listen,
+  ourPrograms,
+  run,
+  type Truth,
+} from "./harness.ts";
+
+type Ev = Record<string, unknown>;
+
+function byPid(events: Ev[], pid: number): Ev[] {
+  return events.filter((e) => e.pid === pid);
+}
+
+/** The exact fields every connect event must carry for a ground-truth attempt. */
+function assertMatches(e: Ev, t: Truth, want: { daddr: string; dport: number; family: string; status: string }) {
+  assert.equal(e.pid, t.pid);
+  assert.equal(e.tid, t.tid);
+  assert.equal(e.sport, t.sport);
+  assert.equal(e.comm, "connector");
+  assert.equal(e.exe, CONNECTOR);
+  assert.equal(e.daddr, want.daddr);
+  assert.equal(e.dport, want.dport);
+  assert.equal(e.addressFamily, want.family);
+  assert.equal(e.status, want.status);
+  assert.equal(e.saddr, want.daddr); // loopback: source and destination match
+  assert.equal(e.protocol, "tcp");
+  assert.equal(e.direction, "outbound");
+  assert.equal(e.uid, 0);
+  assert.equal(e.user, "root");
+  assert.equal(e.procSource, "exec");
+  assert.equal(e.container, "");
+  assert.match(String(e.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d)$/);
+  assert.match(String(e.kernelTime), /^\d+$/);
+  assert.ok(typeof e.latencyUs === "number" && e.latencyUs >= 0);
+}
+
+async function captureAll(
+  args: string[],
+  body: (lm: Lightmon) => Promise<void>,
+  env: Record<string, string> = {},
+): Promise<Lightmon> {
+  const lm = new Lightmon(["--output", "json", ...args], env);
+  try {
+    await lm.ready();
+    assert.match(lm.stderr, /lightmon: capture /);
+    await body(lm);
+  } finally {
+    const st = await lm.stop("SIGINT");
+    assert.equal(st.code, 0, lm.stderr);
+  }
+  return lm;
+}
+
+bpfTest("v4, v6, v4-mapped and refused connects are reported exactly once each, with ground truth", async () => {
+  const v4 = listen("127.0.0.1");
+  const v6 = listen("::1");
+  const refused = closedPort();
+  const truths: Record<string, Truth[]> = {};
+  const lm = await captureAll([], async (lm) => {
+    truths.v4 = await connect("127.0.0.1", v4.port, { n: 20 });
+    truths.v6 = await connect("::1", v6.port, { n: 20 });
+    truths.mapped = await connect("::ffff:127.0.0.1", v4.port, { n: 5 });
+    truths.refused = await connect("127.0.0.1", refused, { n: 5 });
+    const total = 50;
+    const pids = new Set(Object.values(truths).map((t) => t[0].pid));
+    await lm.until(
+      (out) => out.split("\n").filter((l) => l && pids.has(JSON.parse(l).pid)).length >= total,
+      10_000,
+      "50 events",
+    );
+  });
+  v4.close();
+  v6.close();
+  const events = lm.events();
+  const cases = [
+    ["v4", "127.0.0.1", v4.port, "AF_INET", "established"],
+    ["v6", "::1", v6.port, "AF_INET6", "established"],
+    ["mapped", "127.0.0.1", v4.port, "AF_INET", "established"],
+    ["refused", "127.0.0.1", refused, "AF_INET", "refused"],
+  ] as const;
+  for (const [name, daddr, dport, family, status] of cases) {
+    const got = byPid(events, truths[name][0].pid);
+    assert.equal(got.length, truths[name].length, `${name}: one event per attempt`);
+    got.forEach((e, i) => assertMatches(e, truths[name][i], { daddr, dport, family, status }));
+    assert.ok(truths[name].every((t) => t.status === status), `${name}: the client saw ${status}`);
+  }
+  assert.match(lm.stderr, /lightmon: seen \d+ emitted \d+ filtered 0 lost 0/);
+  await assertDetached();
+});
+
+bpfTest("a connect held by a DROP rule is reported pending within about a second, then aborted", async () => {
+  const v4 = listen("127.0.0.1");
+  const rule = ["OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", String(v4.port), "-j", "DROP"];
+  let truth: Truth[] = [];
+  const lm = await captureAll([], async (lm) => {
+    await run("iptables", ["-I", ...rule]);
+    try {
+      truth = await connect("127.0.0.1", v4.port, { timeoutMs: 2500 });
+    } finally {
+      await run("iptables", ["-D", ...rule]);
+    }
+    await lm.until((out) => out.includes(`"sport":${truth[0].sport},`) && out.includes('"aborted"'), 5000, "abort");
+  });
+  v4.close();
+  assert.equal(truth[0].status, "pending");
+  const got = byPid(lm.events(), truth[0].pid);
+  assert.deepEqual(got.map((e) => e.status), ["pending", "aborted"]);
+  assertMatches(got[0], truth[0], { daddr: "127.0.0.1", dport: v4.port, family: "AF_INET", status: "pending" });
+  // The first SYN retransmit comes after the initial RTO of one second.
+  assert.ok((got[0].latencyUs as number) >= 900_000 && (got[0].latencyUs as number) < 2_000_000, `${got[0].latencyUs}`);
+});
+
+bpfTest("a pending IPv6 connect is reported too", async () => {
+  const v6 = listen("::1");
+  const rule = ["OUTPUT", "-p", "tcp", "-d", "::1", "--dport", String(v6.port), "-j", "DROP"];
+  let truth: Truth[] = [];
+  const lm = await captureAll([], async (lm) => {
+    await run("ip6tables", ["-I", ...rule]);
+    try {
+      truth = await connect("::1", v6.port, { timeoutMs: 1600 });
+    } finally {
+      await run("ip6tables", ["-D", ...rule]);
+    }
+    await lm.until((out) => out.includes('"aborted"'), 5000, "abort");
+  });
+  v6.close();
+  const got = byPid(lm.events(), truth[0].pid);
+  assert.deepEqual(got.map((e) => e.status), ["pending", "aborted"]);
+  assertMatches(got[0], truth[0], { daddr: "::1", dport: v6.port, family: "AF_INET6", status: "pending" });
+});
+
+bpfTest("the classic tracepoint strategy captures the same events when forced", async () => {
+  const v4 = listen("127.0.0.1");
+  const v6 = listen("::1");
+  let t4: Truth[] = [], t6: Truth[] = [];
+  const lm = await captureAll([], async (lm) => {
+    assert.match(lm.stderr, /lightmon: capture tracepoint;/);
+    t4 = await connect("127.0.0.1", v4.port, { n: 3 });
+    t6 = await connect("::1", v6.port, { n: 3 });
+    await lm.until((out) => out.split("\n").filter((l) => l.includes(`"pid":${t6[0].pid},`)).length === 3);
+  }, { LIGHTMON_STRATEGY: "tracepoint" });
+  v4.close();
+  v6.close();
+  byPid(lm.events(), t4[0].pid).forEach((e, i) =>
+    assertMatches(e, t4[i], { daddr: "127.0.0.1", dport: v4.port, family: "AF_INET", status: "established" })
+  );
+  byPid(lm.events(), t6[0].pid).forEach((e, i) =>
+    assertMatches(e, t6[i], { daddr: "::1", dport: v6.port, family: "AF_INET6", status: "established" })
+  );
+  await assertDetached();
+});
+
+bpfTest("automatic choice falls back past fentry and kprobe and says so once", async () => {
+  const lm = await captureAll([], () => Promise.resolve());
+  // This kernel refuses fentry (EPERM) and has no kprobes.
+  const lines = lm.stderr.split("\n").filter((l) => l.startsWith("lightmon: capture "));
+  assert.equal(lines.length, 1);
+  assert.match(lines[0], /^lightmon: capture tp_btf \(unavailable: fentry: EPERM, kprobe: ENOENT\); output json$/);
+});
+
+for (const strategy of ["fentry", "kprobe"]) {
+  bpfTest(`forcing ${strategy} where the kernel refuses it is one clear line and exit 2`, async () => {
+    const lm = new Lightmon(["--strategy", strategy, "--output", "json"]);
+    const st = await lm.exit();
+    assert.equal(st.code, 2);
+    const lines = lm.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, lm.stderr);
+    assert.match(lines[0], new RegExp(`^lightmon: No capture strategy works on this kernel \\(${strategy}: `));
+    assert.equal(lm.stdout, "");
+    await assertDetached();
+  });
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  bpfTest(`${signal} detaches every program and exits 0`, async () => {
+    const lm = new Lightmon(["--output", "json"]);
+    await lm.ready();
+    assert.ok((await ourPrograms()).length >= 4, "programs attached while running");
+    const st = await lm.stop(signal);
+    assert.equal(st.code, 0);
+    assert.match(lm.stderr, /lightmon: seen \d+ emitted \d+ filtered \d+ lost 0\n$/);
+    await assertDetached();
+  });
+}
+
+bpfTest("SIGKILL leaves nothing loaded: the kernel releases our unpinned objects", async () => {
+  const lm = new Lightmon(["--output", "json"]);
+  await lm.ready();
+  const st = await lm.stop("SIGKILL");
+  assert.equal(st.signal, "SIGKILL");
+  await assertDetached();
+});
+
+bpfTest("--duration ends the run by itself, cleanly", async () => {
+  const t0 = Date.now();
+  const lm = new Lightmon(["--output", "json", "--duration", "1500ms"]);
+  const st = await lm.exit(15_000);
+  assert.equal(st.code, 0, lm.stderr);
+  assert.ok(Date.now() - t0 >= 1500);
+  assert.match(lm.stderr, /lightmon: seen/);
+  await assertDetached();
+});
+
+bpfTest("--count N stops after exactly N events, and stdout holds only JSON lines", async () => {
+  const v4 = listen("127.0.0.1");
+  const lm = new Lightmon(["--output", "json", "--count", "7"]);
+  await lm.ready();
+  await connect("127.0.0.1", v4.port, { n: 20 });
+  const st = await lm.exit();
+  v4.close();
+  assert.equal(st.code, 0, lm.stderr);
+  const lines = lm.stdout.trimEnd().split("\n");
+  assert.equal(lines.length, 7);
+  for (const l of lines) assert.equal(typeof JSON.parse(l), "object");
+  await assertDetached();
+});
+
+bpfTest("a process named with terminal escapes never reaches the table raw", async () => {
+  const v4 = listen("127.0.0.1");
+  const hostile = "\x1b]0;pwn\x07\x1b[2J";
+  const lm = new Lightmon(["--count", "1"]);
+  await lm.ready();
+  await connect("127.0.0.1", v4.port, { comm: hostile });
+  const st = await lm.exit();
+  v4.close();
+  assert.equal(st.code, 0, lm.stderr);
+  assert.ok(!lm.stdout.includes("\x1b"), "no ESC byte in table output");
+  assert.ok(!lm.stdout.includes("\x07"), "no BEL byte in table output");
+  assert.match(lm.stdout, /│ TIME\s+│ USER\s+│ PID\s+│ AF\s+│ SRC\s+│ DEST\s+│ STATUS\s+│ CONTAINER\s+│ PROCESS\s+│/);
+});

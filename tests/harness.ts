@@ -1,0 +1,200 @@
+/**
+ * End-to-end harness: runs the real ./lightmon as a child process, makes real
+ * connections with build/connector, and reads back what lightmon printed.
+ * @module
+ */
+import assert from "node:assert/strict";
+
+export const ROOT = new URL("..", import.meta.url).pathname;
+export const LIGHTMON = `${ROOT}lightmon`;
+export const CONNECTOR = `${ROOT}build/connector`;
+export const OBJECT = `${ROOT}build/lightmon.bpf.o`;
+
+/** Why kernel tests cannot run here, or undefined when they can. */
+export function bpfUnavailable(): string | undefined {
+  if (Deno.uid() !== 0) return "not root";
+  try {
+    Deno.statSync("/sys/kernel/btf/vmlinux");
+  } catch {
+    return "no /sys/kernel/btf/vmlinux";
+  }
+  for (const f of [OBJECT, CONNECTOR]) {
+    try {
+      Deno.statSync(f);
+    } catch {
+      return `${f} missing (make bpf helpers)`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Deno.test for tests that need the kernel: skipped with the reason printed when
+ * BPF is unavailable, failed instead when LIGHTMON_REQUIRE_BPF=1.
+ */
+export function bpfTest(name: string, fn: () => Promise<void>): void {
+  const why = bpfUnavailable();
+  const required = Deno.env.get("LIGHTMON_REQUIRE_BPF") === "1";
+  if (why && !required) console.error(`skipping "${name}": ${why}`);
+  Deno.test({
+    name,
+    ignore: why !== undefined && !required,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      if (why) throw new Error(`LIGHTMON_REQUIRE_BPF=1 but ${why}`);
+      await fn();
+    },
+  });
+}
+
+/** A running lightmon. */
+export class Lightmon {
+  readonly child: Deno.ChildProcess;
+  #stdout = "";
+  #stderr = "";
+  #done: Promise<Deno.CommandStatus>;
+  #readers: Promise<void>[];
+
+  constructor(args: string[], env: Record<string, string> = {}, cmd = LIGHTMON) {
+    this.child = new Deno.Command(cmd, {
+      args,
+      env: { COLUMNS: "200", ...env },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const dec = new TextDecoder();
+    const pump = async (s: ReadableStream<Uint8Array>, into: "out" | "err") => {
+      for await (const chunk of s) {
+        const t = dec.decode(chunk, { stream: true });
+        if (into === "out") this.#stdout += t;
+        else this.#stderr += t;
+      }
+    };
+    this.#readers = [pump(this.child.stdout, "out"), pump(this.child.stderr, "err")];
+    this.#done = this.child.status;
+  }
+
+  get stdout(): string {
+    return this.#stdout;
+  }
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Wait until `pred` holds on (stdout, stderr), or fail after `ms`. */
+  async until(pred: (out: string, err: string) => boolean, ms = 10_000, what = "condition"): Promise<void> {
+    const end = Date.now() + ms;
+    while (!pred(this.#stdout, this.#stderr)) {
+      if (Date.now() > end) {
+        throw new Error(
+          `timed out waiting for ${what}\nstdout:\n${this.#stdout.slice(-2000)}\nstderr:\n${this.#stderr}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Wait for the start-up line (programs attached). */
+  ready(ms = 15_000): Promise<void> {
+    return this.until(
+      (_o, e) => /lightmon: capture /.test(e) || /lightmon: .*(error|No capture)/i.test(e),
+      ms,
+      "start",
+    );
+  }
+
+  /** Parsed JSON lines of stdout so far. */
+  events(): Record<string, unknown>[] {
+    return this.#stdout.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+  }
+
+  /** Wait for exit (bounded). */
+  async exit(ms = 10_000): Promise<Deno.CommandStatus> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const st = await Promise.race([
+      this.#done,
+      new Promise<never>((_, rej) => timer = setTimeout(() => rej(new Error("lightmon did not exit")), ms)),
+    ]);
+    clearTimeout(timer);
+    await Promise.all(this.#readers);
+    return st;
+  }
+
+  /** Send a signal, wait for exit. */
+  async stop(signal: Deno.Signal = "SIGINT"): Promise<Deno.CommandStatus> {
+    try {
+      this.child.kill(signal);
+    } catch { /* already gone */ }
+    return await this.exit();
+  }
+}
+
+/** Ground truth line printed by build/connector. */
+export interface Truth {
+  pid: number;
+  tid: number;
+  sport: number;
+  status: string;
+}
+
+/** Run build/connector and return its ground truth lines. */
+export async function connect(
+  addr: string,
+  port: number,
+  opts: { n?: number; comm?: string; timeoutMs?: number } = {},
+): Promise<Truth[]> {
+  const args = ["-n", String(opts.n ?? 1)];
+  if (opts.comm) args.push("-c", opts.comm);
+  if (opts.timeoutMs) args.push("-t", String(opts.timeoutMs));
+  const out = await new Deno.Command(CONNECTOR, { args: [...args, addr, String(port)] }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout).trim().split("\n").map((l) => JSON.parse(l));
+}
+
+/** A TCP listener that accepts and closes every connection. */
+export function listen(hostname: string): { port: number; close: () => void } {
+  const l = Deno.listen({ hostname, port: 0 });
+  (async () => {
+    try {
+      for await (const c of l) c.close();
+    } catch { /* closed */ }
+  })();
+  return { port: (l.addr as Deno.NetAddr).port, close: () => l.close() };
+}
+
+/** A local port nobody listens on. */
+export function closedPort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Names of loaded BPF programs that are ours (lm_ prefix), via bpftool. */
+export async function ourPrograms(): Promise<string[]> {
+  const out = await new Deno.Command("bpftool", { args: ["-j", "prog", "list"] }).output();
+  if (!out.success) throw new Error("bpftool prog list failed");
+  const progs = JSON.parse(new TextDecoder().decode(out.stdout)) as { name?: string }[];
+  return progs.map((p) => p.name ?? "").filter((n) => n.startsWith("lm_"));
+}
+
+/** Wait until none of our programs is loaded (the kernel frees them asynchronously). */
+export async function assertDetached(ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  let left = await ourPrograms();
+  while (left.length > 0 && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 50));
+    left = await ourPrograms();
+  }
+  assert.deepEqual(left, [], "BPF programs still loaded after exit");
+}
+
+/** Run a command as part of a test setup; throws on failure. */
+export async function run(cmd: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  return text;
+}
