@@ -13,6 +13,9 @@ import { loadConfig } from "./config/config.ts";
 import { keepPredicate } from "./filter/select.ts";
 import { SCHEMA_VERSION } from "./event.ts";
 import { runMonitor } from "./monitor.ts";
+import { Containers } from "./enrich/containers.ts";
+import { DockerSource } from "./enrich/docker.ts";
+import { CONTAINERD_TASKS } from "./enrich/state_files.ts";
 import { JsonRenderer, type Renderer, TableOutput, terminalWidth } from "./output/renderer.ts";
 import { LineWriter } from "./output/writer.ts";
 import { VERSION } from "./version.ts";
@@ -63,20 +66,39 @@ async function main(argv: string[]): Promise<number> {
   requireBtf();
   const image = readObject(defaultObjectPath());
   setLogSink(o.verbose ? (l) => log(`libbpf: ${l}`) : undefined);
-  return await runMonitor({
-    image,
-    strategies: strategiesFor(o.strategy),
-    ipv4Only: !o.ipv6,
-    durationMs: o.durationMs,
-    count: o.count,
-    statsIntervalMs: o.statsIntervalMs,
-    verbose: o.verbose,
-    keep,
-    renderer: makeRenderer(o),
-    containers: { get: () => undefined },
-    describe: `output ${o.output}`,
-    log,
-  });
+  const docker = new DockerSource(o.dockerRuntime, log);
+  await docker.start();
+  const containers = new Containers(docker, { dockerData: o.dockerData, containerdTasks: CONTAINERD_TASKS });
+  const sources = [docker.connected ? `docker (${docker.size} containers)` : "docker (not answering)"];
+  if (existsDir(CONTAINERD_TASKS)) sources.push("containerd state files");
+  try {
+    return await runMonitor({
+      image,
+      strategies: strategiesFor(o.strategy),
+      ipv4Only: !o.ipv6,
+      durationMs: o.durationMs,
+      count: o.count,
+      statsIntervalMs: o.statsIntervalMs,
+      verbose: o.verbose,
+      keep,
+      renderer: makeRenderer(o),
+      containers,
+      metadataWaitMs: o.metadataWaitMs,
+      onContainerUpdate: (f) => (docker.onUpdate = f),
+      describe: `containers: ${sources.join(", ")}; output ${o.output}`,
+      log,
+    });
+  } finally {
+    await docker.close();
+  }
+}
+
+function existsDir(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
 }
 
 if (import.meta.main) {

@@ -8,7 +8,9 @@ import { pageSize } from "../ffi/libc.ts";
 import { decodeRecord } from "./capture/decode.ts";
 import { loadCapture, readCounters, type Strategy } from "./capture/loader.ts";
 import { BootClock } from "./enrich/clock.ts";
-import { type ContainerSource, enrich } from "./enrich/enricher.ts";
+import type { Containers } from "./enrich/containers.ts";
+import { enrich, fillContainer } from "./enrich/enricher.ts";
+import { Holdback } from "./enrich/holdback.ts";
 import { ProcessCache } from "./enrich/process_cache.ts";
 import { UserNames } from "./enrich/users.ts";
 import type { ConnEvent } from "./event.ts";
@@ -26,7 +28,11 @@ export interface MonitorOptions {
   /** Returns true for events to emit. */
   keep: (e: ConnEvent) => boolean;
   renderer: Renderer;
-  containers: ContainerSource;
+  containers: Containers;
+  /** Longest an event waits for its container's metadata (ms). */
+  metadataWaitMs: number;
+  /** Set to be told when container metadata arrives. */
+  onContainerUpdate?: (f: () => void) => void;
   /** Names what else the start-up line should say (runtime sources, output). */
   describe: string;
   /** One line to stderr. */
@@ -83,14 +89,9 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
   const processes = new ProcessCache();
   const counts: RunCounts = { seen: 0, emitted: 0, filtered: 0, lost: 0n };
   const deps = { wallNs: (ns: bigint) => clock.wallNs(ns), users, processes, containers: o.containers };
-  const onRecord = (v: DataView) => {
-    const r = decodeRecord(v);
-    if (!r) return;
-    if (r.kind === "exec") return processes.exec(r);
-    if (r.kind === "exit") return processes.exit(r.pid, r.procStartNs);
+  const release = (e: ConnEvent) => {
     if (stopping && o.count > 0 && counts.emitted >= o.count) return;
-    counts.seen++;
-    const e = enrich(r, deps);
+    if (e.containerId && !e.container) fillContainer(e, o.containers.get(e.containerId));
     if (!o.keep(e)) {
       counts.filtered++;
       return;
@@ -98,6 +99,23 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
     o.renderer.event(e);
     counts.emitted++;
     if (o.count > 0 && counts.emitted >= o.count) stop();
+  };
+  const ready = (e: ConnEvent) =>
+    !e.containerId || e.container !== "" || o.containers.get(e.containerId) !== undefined ||
+    !o.containers.expect(e.containerId);
+  const holdback = new Holdback(o.metadataWaitMs, ready, release, () => onBatch());
+  o.onContainerUpdate?.(() => {
+    if (holdback.size === 0) return;
+    holdback.pump();
+    onBatch();
+  });
+  const onRecord = (v: DataView) => {
+    const r = decodeRecord(v);
+    if (!r) return;
+    if (r.kind === "exec") return processes.exec(r);
+    if (r.kind === "exit") return processes.exit(r.pid, r.procStartNs);
+    counts.seen++;
+    holdback.push(enrich(r, deps));
   };
   const onBatch = () => {
     try {
@@ -146,6 +164,7 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
     // Detach first so nothing new arrives, then drain what the ring still holds.
     object.detach();
     await consumer.stop();
+    holdback.drain();
     onBatch();
     try {
       o.renderer.close();

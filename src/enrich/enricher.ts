@@ -23,6 +23,15 @@ export interface ContainerSource {
   get(id: string): ContainerMeta | undefined;
 }
 
+/** Fill an event's container fields from metadata that arrived after enrich(). */
+export function fillContainer(e: ConnEvent, meta: ContainerMeta | undefined): void {
+  if (!meta) return;
+  e.container = meta.name;
+  e.image = meta.image;
+  e.pod = meta.pod;
+  e.namespace = meta.namespace;
+}
+
 /** Everything the enricher reads from. */
 export interface EnrichDeps {
   wallNs: (bootNs: bigint) => bigint;

@@ -1,0 +1,53 @@
+/**
+ * One view over the container metadata sources: the Docker API first, then the
+ * runtimes' state files, each file looked up once per container.
+ * @module
+ */
+import type { DockerSource } from "./docker.ts";
+import type { ContainerMeta, ContainerSource } from "./enricher.ts";
+import { fromContainerdBundle, fromDockerData } from "./state_files.ts";
+
+/** A negative answer from the files is retried after this long. */
+const MISS_TTL_MS = 1000;
+const MAX_CACHED = 16_384;
+
+/** Where to look. */
+export interface ContainerPaths {
+  dockerData: string;
+  containerdTasks: string;
+}
+
+/** The combined source. */
+export class Containers implements ContainerSource {
+  #docker: DockerSource | undefined;
+  #paths: ContainerPaths;
+  #files = new Map<string, ContainerMeta | number>();
+
+  constructor(docker: DockerSource | undefined, paths: ContainerPaths) {
+    this.#docker = docker;
+    this.#paths = paths;
+  }
+
+  /** Known metadata, without waiting. */
+  get(id: string): ContainerMeta | undefined {
+    const d = this.#docker?.get(id);
+    if (d) return d;
+    const cached = this.#files.get(id);
+    if (typeof cached === "object") return cached;
+    if (typeof cached === "number" && performance.now() - cached < MISS_TTL_MS) return undefined;
+    const meta = fromContainerdBundle(this.#paths.containerdTasks, id) ?? fromDockerData(this.#paths.dockerData, id);
+    if (this.#files.size >= MAX_CACHED) this.#files.clear();
+    this.#files.set(id, meta ?? performance.now());
+    return meta;
+  }
+
+  /**
+   * Whether metadata for `id` may still arrive: a live runtime API was asked and
+   * the answer is on its way. Events for such ids are worth holding briefly.
+   */
+  expect(id: string): boolean {
+    if (!this.#docker?.connected) return false;
+    this.#docker.inspect(id);
+    return true;
+  }
+}

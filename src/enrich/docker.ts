@@ -1,0 +1,220 @@
+/**
+ * Container names, images and Kubernetes labels from the Docker Engine API on its
+ * unix socket: one list at start, then the event stream (no polling). When dockerd
+ * goes away the source says so once, keeps what it knew, reconnects with backoff,
+ * lists again and says when it recovered.
+ * @module
+ */
+import type { ContainerMeta } from "./enricher.ts";
+
+interface ListedContainer {
+  Id: string;
+  Names?: string[];
+  Image?: string;
+  Labels?: Record<string, string> | null;
+}
+
+interface DockerEvent {
+  Type?: string;
+  Action?: string;
+  id?: string;
+  time?: number;
+  Actor?: { ID?: string; Attributes?: Record<string, string> };
+}
+
+/** Metadata from a container's name, image and labels. */
+export function metaFrom(name: string, image: string, labels: Record<string, string>): ContainerMeta {
+  return {
+    // Kubernetes names its Docker containers k8s_<container>_<pod>_...: show the container's own name.
+    name: labels["io.kubernetes.container.name"] ?? name.replace(/^\//, ""),
+    image,
+    pod: labels["io.kubernetes.pod.name"] ?? "",
+    namespace: labels["io.kubernetes.pod.namespace"] ?? "",
+  };
+}
+
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 5000;
+/** Keep a destroyed container's metadata this long: its last events may still be queued. */
+const KEEP_AFTER_DESTROY_MS = 60_000;
+
+/** The Docker metadata source. */
+export class DockerSource {
+  #socket: string;
+  #log: (line: string) => void;
+  #client: Deno.HttpClient | undefined;
+  #abort = new AbortController();
+  #meta = new Map<string, ContainerMeta>();
+  #destroyed = new Map<string, number>();
+  #inFlight = new Set<string>();
+  #connected = false;
+  #everConnected = false;
+  #lostAt = 0;
+  #lastEventTime = 0;
+  #onUpdate: () => void = () => {};
+  #closed = false;
+  #running: Promise<void> | undefined;
+
+  constructor(socket: string, log: (line: string) => void) {
+    this.#socket = socket;
+    this.#log = log;
+  }
+
+  /** Whether the event stream is up: only then is waiting for metadata worthwhile. */
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** Number of containers known. */
+  get size(): number {
+    return this.#meta.size;
+  }
+
+  /** Called whenever metadata arrives. */
+  set onUpdate(f: () => void) {
+    this.#onUpdate = f;
+  }
+
+  /** Known metadata for a container id. */
+  get(id: string): ContainerMeta | undefined {
+    return this.#meta.get(id);
+  }
+
+  /** Ask dockerd about one container now (an id seen before its create event). */
+  inspect(id: string): void {
+    if (!this.#connected || this.#inFlight.has(id) || this.#meta.has(id)) return;
+    this.#inFlight.add(id);
+    this.#get<{ Name?: string; Config?: { Image?: string; Labels?: Record<string, string> | null } }>(
+      `/containers/${id}/json`,
+    )
+      .then((c) => {
+        this.#meta.set(id, metaFrom(c.Name ?? "", c.Config?.Image ?? "", c.Config?.Labels ?? {}));
+        this.#onUpdate();
+      })
+      .catch(() => {/* gone already, or dockerd down: the stream reports that */})
+      .finally(() => this.#inFlight.delete(id));
+  }
+
+  /** Start listing and following events. Resolves after the first attempt to connect. */
+  async start(): Promise<void> {
+    let firstAttempt!: () => void;
+    const first = new Promise<void>((r) => (firstAttempt = r));
+    this.#running = this.#loop(firstAttempt);
+    await first;
+  }
+
+  async #get<T>(path: string): Promise<T> {
+    this.#client ??= Deno.createHttpClient({ proxy: { transport: "unix", path: this.#socket } });
+    const r = await fetch(`http://docker${path}`, { client: this.#client, signal: this.#abort.signal });
+    if (!r.ok) {
+      await r.body?.cancel();
+      throw new Error(`HTTP ${r.status} for ${path}`);
+    }
+    return await r.json() as T;
+  }
+
+  async #loop(firstAttempt: () => void): Promise<void> {
+    let delay = RETRY_MIN_MS;
+    while (!this.#closed) {
+      try {
+        await this.#session(() => {
+          delay = RETRY_MIN_MS;
+          firstAttempt();
+        });
+        if (!this.#closed) this.#lost("the event stream ended");
+      } catch (e) {
+        if (this.#closed) break;
+        this.#lost(e instanceof Error ? e.message.split("\n")[0] : String(e));
+      }
+      firstAttempt();
+      // A new client per attempt: a restarted dockerd is a new socket.
+      this.#client?.close();
+      this.#client = undefined;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, RETRY_MAX_MS);
+    }
+  }
+
+  #lost(why: string): void {
+    if (this.#connected) {
+      this.#connected = false;
+      this.#lostAt = Date.now();
+      this.#log(
+        `lightmon: docker: lost ${this.#socket} (${why}); keeping ${this.#meta.size} known containers, reconnecting`,
+      );
+    } else if (!this.#everConnected && this.#lostAt === 0) {
+      this.#lostAt = Date.now();
+      this.#log(`lightmon: docker: ${this.#socket} not answering (${why}); container names will follow when it does`);
+    }
+  }
+
+  async #session(connected: () => void): Promise<void> {
+    const filters = encodeURIComponent(JSON.stringify({ type: ["container"] }));
+    const since = this.#lastEventTime ? `&since=${this.#lastEventTime}` : "";
+    this.#client ??= Deno.createHttpClient({ proxy: { transport: "unix", path: this.#socket } });
+    // Subscribe before listing, so no container falls between the two.
+    const events = await fetch(`http://docker/events?filters=${filters}${since}`, {
+      client: this.#client,
+      signal: this.#abort.signal,
+    });
+    if (!events.ok || !events.body) throw new Error(`HTTP ${events.status} for /events`);
+    const list = await this.#get<ListedContainer[]>("/containers/json?all=1");
+    for (const c of list) this.#meta.set(c.Id, metaFrom(c.Names?.[0] ?? "", c.Image ?? "", c.Labels ?? {}));
+    const wasLost = this.#lostAt !== 0;
+    this.#connected = true;
+    this.#everConnected = true;
+    if (wasLost) {
+      const secs = ((Date.now() - this.#lostAt) / 1000).toFixed(1);
+      this.#log(`lightmon: docker: connected to ${this.#socket} after ${secs}s; ${this.#meta.size} containers known`);
+      this.#lostAt = 0;
+    }
+    connected();
+    this.#onUpdate();
+    const dec = new TextDecoder();
+    let buf = "";
+    for await (const chunk of events.body) {
+      buf += dec.decode(chunk, { stream: true });
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (line) this.#event(JSON.parse(line) as DockerEvent);
+      }
+    }
+  }
+
+  #event(ev: DockerEvent): void {
+    const id = ev.Actor?.ID ?? ev.id;
+    if (!id) return;
+    if (ev.time) this.#lastEventTime = ev.time;
+    const attrs = ev.Actor?.Attributes ?? {};
+    switch (ev.Action) {
+      case "create":
+      case "start":
+      case "rename":
+        // Attributes carry the name, the image and every label.
+        this.#meta.set(id, metaFrom(attrs.name ?? "", attrs.image ?? "", attrs));
+        this.#destroyed.delete(id);
+        this.#onUpdate();
+        break;
+      case "destroy": {
+        const now = Date.now();
+        this.#destroyed.set(id, now);
+        for (const [old, at] of this.#destroyed) {
+          if (now - at < KEEP_AFTER_DESTROY_MS) break;
+          this.#meta.delete(old);
+          this.#destroyed.delete(old);
+        }
+        break;
+      }
+    }
+  }
+
+  /** Stop following events. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#abort.abort();
+    await this.#running?.catch(() => {});
+    this.#client?.close();
+  }
+}

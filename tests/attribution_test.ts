@@ -1,0 +1,141 @@
+/**
+ * End-to-end attribution: short-lived processes and containers are named right,
+ * and the Docker source survives dockerd going away and coming back.
+ */
+import assert from "node:assert/strict";
+import { dockerTest, runContainer, uniqueName } from "./docker.ts";
+import { bpfTest, connect, CONNECTOR, Lightmon, listen, type Truth } from "./harness.ts";
+
+type Ev = Record<string, unknown>;
+
+function eventFor(events: Ev[], sport: number, dport: number): Ev | undefined {
+  return events.find((e) => e.sport === sport && e.dport === dport);
+}
+
+bpfTest("50 short-lived processes each get their own pid, exe, args and user", async () => {
+  const l = listen("127.0.0.1");
+  const lm = new Lightmon(["--output", "json", "--include", `dport=${l.port}`]);
+  const truths: Truth[] = [];
+  try {
+    await lm.ready();
+    for (let i = 0; i < 50; i++) truths.push(...await connect("127.0.0.1", l.port));
+    await lm.until((out) => out.split("\n").length > 50, 10_000, "50 events");
+  } finally {
+    await lm.stop();
+    l.close();
+  }
+  const events = lm.events();
+  assert.equal(events.length, 50);
+  let right = 0;
+  for (const t of truths) {
+    const e = eventFor(events, t.sport, l.port);
+    assert.ok(e, `event for pid ${t.pid}`);
+    assert.equal(e.pid, t.pid);
+    assert.equal(e.exe, CONNECTOR);
+    assert.deepEqual(e.args, [CONNECTOR, "-n", "1", "127.0.0.1", String(l.port)]);
+    assert.equal(e.user, "root");
+    assert.equal(e.procSource, "exec");
+    right++;
+  }
+  assert.equal(right, 50);
+});
+
+dockerTest("10 docker run --rm containers that connect and exit are named, with their ids", async () => {
+  const l = listen("127.0.0.1");
+  const lm = new Lightmon(["--output", "json", "--include", `dport=${l.port}`]);
+  const runs: { name: string; id: string; truth: Truth }[] = [];
+  try {
+    await lm.ready();
+    for (let i = 0; i < 10; i++) {
+      const name = uniqueName("lm-short");
+      const { id, stdout } = await runContainer(name, ["/bin/connector", "127.0.0.1", String(l.port)]);
+      runs.push({ name, id, truth: JSON.parse(stdout.trim()) });
+    }
+    await lm.until((out) => out.split("\n").length > 10, 10_000, "10 events");
+  } finally {
+    await lm.stop();
+    l.close();
+  }
+  const events = lm.events();
+  for (const r of runs) {
+    const e = eventFor(events, r.truth.sport, l.port);
+    assert.ok(e, `event for ${r.name}`);
+    assert.equal(e.container, r.name);
+    assert.equal(e.containerId, r.id);
+    assert.equal(e.image, "lightmon-test:latest");
+    assert.equal(e.exe, "/bin/connector");
+    assert.equal(e.comm, "connector");
+    assert.equal(e.user, "", "no host user name for a container's uid");
+    assert.notEqual(e.pid, r.truth.pid, "the host pid, not the container's pid 1");
+  }
+});
+
+dockerTest("Kubernetes labels fill pod and namespace", async () => {
+  const l = listen("127.0.0.1");
+  const lm = new Lightmon(["--output", "json", "--include", `dport=${l.port}`]);
+  const name = uniqueName("lm-pod");
+  let truth: Truth;
+  try {
+    await lm.ready();
+    const labels = ["-l", "io.kubernetes.pod.name=web-7f9c", "-l", "io.kubernetes.pod.namespace=shop"];
+    const r = await runContainer(name, ["/bin/connector", "127.0.0.1", String(l.port)], labels);
+    truth = JSON.parse(r.stdout.trim());
+    await lm.until((out) => out.includes("web-7f9c"), 5000, "the pod's event");
+  } finally {
+    await lm.stop();
+    l.close();
+  }
+  const e = eventFor(lm.events(), truth!.sport, l.port)!;
+  assert.equal(e.pod, "web-7f9c");
+  assert.equal(e.namespace, "shop");
+  assert.equal(e.container, name);
+});
+
+async function dockerdPid(): Promise<number> {
+  return Number((await Deno.readTextFile("/var/run/docker.pid")).trim());
+}
+
+async function waitDocker(up: boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const ok = (await new Deno.Command("docker", { args: ["info"], stdout: "null", stderr: "null" }).output()).success;
+    if (ok === up) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`dockerd did not ${up ? "start" : "stop"} within ${ms}ms`);
+}
+
+dockerTest("dockerd stopped and restarted mid-run: events keep flowing and names resume", async () => {
+  const l = listen("127.0.0.1");
+  const lm = new Lightmon(["--output", "json", "--include", `dport=${l.port}`]);
+  const before = uniqueName("lm-before");
+  const after = uniqueName("lm-after");
+  let tBefore: Truth, tDuring: Truth, tAfter: Truth;
+  try {
+    await lm.ready();
+    tBefore = JSON.parse((await runContainer(before, ["/bin/connector", "127.0.0.1", String(l.port)])).stdout);
+    // Stop the dockerd this machine's CI (or developer) started, by its pid file.
+    Deno.kill(await dockerdPid(), "SIGTERM");
+    await waitDocker(false, 30_000);
+    await lm.until((_o, err) => /docker: lost /.test(err), 10_000, "the outage to be reported");
+    [tDuring] = await connect("127.0.0.1", l.port);
+    await new Deno.Command("sh", {
+      args: ["-c", "nohup dockerd >/var/log/lightmon-test-dockerd.log 2>&1 &"],
+    }).output();
+    await waitDocker(true, 60_000);
+    await lm.until((_o, err) => /docker: connected to .* after /.test(err), 15_000, "the recovery to be reported");
+    tAfter = JSON.parse((await runContainer(after, ["/bin/connector", "127.0.0.1", String(l.port)])).stdout);
+    await lm.until((out) => out.includes(after), 5000, "the new container's event");
+  } finally {
+    await lm.stop();
+    l.close();
+  }
+  const events = lm.events();
+  assert.equal(eventFor(events, tBefore!.sport, l.port)?.container, before);
+  const during = eventFor(events, tDuring!.sport, l.port)!;
+  assert.equal(during.pid, tDuring!.pid);
+  assert.equal(during.exe, CONNECTOR);
+  assert.equal(eventFor(events, tAfter!.sport, l.port)?.container, after);
+  const outageLines = lm.stderr.split("\n").filter((x) => /docker: lost /.test(x));
+  assert.equal(outageLines.length, 1, "the outage is reported once:\n" + lm.stderr);
+});
