@@ -41,6 +41,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 const volatile struct lm_config lm_cfg = {};
 
+/* Emits lm_exit_event into the object's BTF (it is only ever a stack variable), so
+ * tests/layout_test.ts can check the decoder against every record type. */
+const struct lm_exit_event *lm_btf_anchor_exit __attribute__((unused));
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	/* 8 MiB: ~26k connect records; user space drains it every few ms. */

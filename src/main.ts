@@ -18,6 +18,8 @@ import { DockerSource } from "./enrich/docker.ts";
 import { CONTAINERD_TASKS } from "./enrich/state_files.ts";
 import { JsonRenderer, type Renderer, TableOutput, terminalWidth } from "./output/renderer.ts";
 import { LineWriter } from "./output/writer.ts";
+import { LogRenderer, RotatingLog } from "./output/logfile.ts";
+import { SummaryRenderer } from "./output/summary.ts";
 import { VERSION } from "./version.ts";
 
 const log = (line: string) => console.error(line);
@@ -40,7 +42,16 @@ function defaultObjectPath(): string {
 
 function makeRenderer(o: Options): Renderer {
   const out = new LineWriter(Deno.stdout);
-  return o.output === "json" ? new JsonRenderer(out) : new TableOutput(out, terminalWidth());
+  switch (o.output) {
+    case "json":
+      return new JsonRenderer(out);
+    case "table":
+      return new TableOutput(out, terminalWidth());
+    case "log":
+      return new LogRenderer(new RotatingLog(o.logPath, o.logKeep, log));
+    case "summary":
+      return new SummaryRenderer(out, o.summaryFormat);
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -85,7 +96,7 @@ async function main(argv: string[]): Promise<number> {
       containers,
       metadataWaitMs: o.metadataWaitMs,
       onContainerUpdate: (f) => (docker.onUpdate = f),
-      describe: `containers: ${sources.join(", ")}; output ${o.output}`,
+      describe: `containers: ${sources.join(", ")}; output ${o.output === "log" ? `log to ${o.logPath}` : o.output}`,
       log,
     });
   } finally {

@@ -11,7 +11,7 @@ import { parseDuration } from "./duration.ts";
 import { UsageError } from "./usage_error.ts";
 
 /** Output formats. `logfile` is the original's name for `log`. */
-export const OUTPUTS = ["table", "json"] as const;
+export const OUTPUTS = ["table", "json", "log", "summary"] as const;
 /** An output format. */
 export type Output = (typeof OUTPUTS)[number];
 
@@ -313,12 +313,20 @@ function normalize(argv: readonly string[]): string[] {
       out.push(a);
       continue;
     }
+    const negated = m[1].startsWith("no-") ? BY_NAME.get(m[1].slice(3)) : undefined;
+    if (negated?.kind === "boolean" && m[2] === undefined) {
+      out.push(`--no-${negated.name}`);
+      continue;
+    }
     const flag = BY_NAME.get(m[1]);
     if (flag?.kind === "boolean" && m[2] !== undefined) {
       const v = m[2].toLowerCase();
       if (["1", "t", "true"].includes(v)) out.push(`--${flag.name}`);
       else if (["0", "f", "false"].includes(v)) out.push(`--no-${flag.name}`);
       else throw new UsageError(`-${m[1]}: '${m[2]}' is not a boolean; use true or false`);
+    } else if (flag?.kind === "string" && m[2] === undefined && i + 1 < argv.length) {
+      // As Go's flag package does: a string flag takes the next argument, even "-3".
+      out.push(`--${flag.name}=${argv[++i]}`);
     } else if (flag) {
       out.push(m[2] === undefined ? `--${flag.name}` : `--${flag.name}=${m[2]}`);
     } else if (m[1].length > 1 || a.startsWith("--")) {
@@ -344,7 +352,7 @@ export function parseFlags(argv: readonly string[]): Partial<Options> {
     if (unknown) throw new UsageError(`unknown flag '${unknown[1]}'; see --help`);
     const missing = /--([\w-]+) <value>' argument missing/.exec(msg);
     if (missing) throw new UsageError(`-${missing[1]} needs a value; see --help`);
-    throw new UsageError(`${msg.replace(/\.$/, "")}; see --help`);
+    throw new UsageError(`${msg.split("\n")[0].replace(/\.$/, "")}; see --help`);
   }
   if (parsed.positionals.length > 0) {
     throw new UsageError(`unexpected argument '${parsed.positionals[0]}'; see --help`);

@@ -21,7 +21,8 @@ export interface ProcInfo {
 
 interface Entry extends ProcInfo {
   startNs: bigint;
-  exitedAt: number;
+  /** When the exit was seen; undefined while the process runs. */
+  exitedAt?: number;
 }
 
 /** Reads what /proc says about a pid; replaceable in tests. */
@@ -125,7 +126,7 @@ export class ProcessCache {
     // against the working directory, read now while the process is alive.
     const exe = absolutePath(r.filename, r.filename.startsWith("/") ? undefined : this.#proc.cwd(r.pid));
     this.#entries.delete(r.pid); // re-insert: Map order is our eviction order
-    this.#entries.set(r.pid, { exe, args: r.args, source: "exec", startNs: r.procStartNs, exitedAt: 0 });
+    this.#entries.set(r.pid, { exe, args: r.args, source: "exec", startNs: r.procStartNs });
     this.#evict();
   }
 
@@ -147,7 +148,7 @@ export class ProcessCache {
   sweep(): void {
     const now = this.#now();
     for (const [pid, e] of this.#entries) {
-      if (e.exitedAt !== 0 && now - e.exitedAt >= this.#graceMs) this.#entries.delete(pid);
+      if (e.exitedAt !== undefined && now - e.exitedAt >= this.#graceMs) this.#entries.delete(pid);
     }
   }
 
@@ -168,7 +169,6 @@ export class ProcessCache {
         args: this.#proc.args(pid) ?? [],
         source: "proc",
         startNs,
-        exitedAt: 0,
       };
       this.#entries.set(pid, info);
       this.#evict();

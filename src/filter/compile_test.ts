@@ -2,38 +2,24 @@ import assert from "node:assert/strict";
 import type { ConnEvent } from "../event.ts";
 import { compileFilter } from "./compile.ts";
 import { keepPredicate } from "./select.ts";
+import { sampleEvent } from "../testdata/event.ts";
 import { FilterSyntaxError } from "./parse.ts";
 
-const base: ConnEvent = {
-  kernelTime: 1n,
-  wallNs: 1n,
+const base: ConnEvent = sampleEvent({
   pid: 100,
   tid: 100,
-  ppid: 1,
-  uid: 0,
-  gid: 0,
-  user: "root",
   comm: "curl",
   exe: "/usr/bin/curl",
   args: ["curl"],
-  procSource: "exec",
-  family: 4,
   saddr: "192.168.1.5",
   sport: 40000,
   daddr: "10.0.0.1",
   dport: 80,
-  direction: "outbound",
-  status: "established",
-  latencyUs: 5,
   container: "web-server-1",
-  containerId: "",
   image: "nginx:1.25",
   pod: "web-0",
   namespace: "prod",
-  cgroupId: 1n,
-  mntns: 1,
-  netns: 1,
-};
+});
 const ev = (o: Partial<ConnEvent>): ConnEvent => ({ ...base, ...o });
 const matches = (expr: string, o: Partial<ConnEvent> = {}) => compileFilter(expr)!(ev(o));
 

@@ -24,14 +24,14 @@ const COLUMNS: Column[] = [
   { head: "USER", min: 4, want: 10, cell: (e) => e.user || String(e.uid) },
   { head: "PID", min: 5, want: 7, cell: (e) => String(e.pid) },
   { head: "AF", min: 2, want: 2, cell: (e) => (e.family === 6 ? "v6" : "v4") },
-  { head: "SRC", min: 12, want: 22, cell: (e) => endpoint(e.saddr, e.sport, e.family) },
-  { head: "DEST", min: 12, want: 22, cell: (e) => endpoint(e.daddr, e.dport, e.family) },
-  { head: "STATUS", min: 7, want: 11, cell: (e) => e.status },
-  { head: "CONTAINER", min: 6, want: 16, cell: (e) => e.container },
-  { head: "PROCESS", min: 8, want: 40, cell: (e) => e.exe || e.comm },
+  { head: "SRC", min: 9, want: 22, cell: (e) => endpoint(e.saddr, e.sport, e.family) },
+  { head: "DEST", min: 9, want: 22, cell: (e) => endpoint(e.daddr, e.dport, e.family) },
+  { head: "STATUS", min: 5, want: 11, cell: (e) => e.status },
+  { head: "CONTAINER", min: 4, want: 16, cell: (e) => e.container },
+  { head: "PROCESS", min: 6, want: 40, cell: (e) => e.exe || e.comm },
 ];
 
-/** Content widths for a terminal `width` columns wide. */
+/** Content widths for a terminal `width` columns wide (80 at the least). */
 export function fitWidths(width: number): number[] {
   // Each column takes its content plus one space either side and one border.
   const overhead = COLUMNS.length * 3 + 1;

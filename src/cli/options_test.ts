@@ -1,0 +1,120 @@
+import assert from "node:assert/strict";
+import { helpText, parseFlags, strategiesFor } from "./options.ts";
+import { UsageError } from "./usage_error.ts";
+import { parseDuration } from "./duration.ts";
+
+function usageError(argv: string[]): string {
+  try {
+    parseFlags(argv);
+  } catch (e) {
+    assert.ok(e instanceof UsageError, String(e));
+    return e.message;
+  }
+  throw new Error(`${argv.join(" ")} parsed`);
+}
+
+Deno.test("Go-style and GNU-style flags mean the same", () => {
+  for (
+    const argv of [
+      ["-output", "json"],
+      ["--output", "json"],
+      ["--output=json"],
+      ["-output=json"],
+      ["-f", "json"],
+      ["-format", "json"],
+    ]
+  ) {
+    assert.equal(parseFlags(argv).output, "json", argv.join(" "));
+  }
+});
+
+Deno.test("the original's flags parse to their options", () => {
+  const o = parseFlags([
+    "-c",
+    "my.yaml",
+    "-exclude",
+    "dport=53",
+    "-v6=false",
+    "-k8s",
+    "-log_path",
+    "/tmp/l",
+    "-docker_runtime",
+    "/run/d.sock",
+    "-docker_data",
+    "/d",
+    "-ebpf_type",
+    "1",
+  ]);
+  assert.deepEqual(o, {
+    config: "my.yaml",
+    configGiven: true,
+    exclude: "dport=53",
+    ipv6: false,
+    k8s: true,
+    logPath: "/tmp/l",
+    dockerRuntime: "/run/d.sock",
+    dockerData: "/d",
+    strategy: "tracepoints",
+  });
+});
+
+Deno.test("boolean flags take Go's =true/=false forms and --no-", () => {
+  assert.equal(parseFlags(["-v6"]).ipv6, true);
+  assert.equal(parseFlags(["-v6=true"]).ipv6, true);
+  assert.equal(parseFlags(["--v6=0"]).ipv6, false);
+  assert.equal(parseFlags(["--no-v6"]).ipv6, false);
+});
+
+Deno.test("only the flags given are set, so the config file can fill the rest", () => {
+  assert.deepEqual(parseFlags([]), {});
+  assert.deepEqual(parseFlags(["--count", "5"]), { count: 5 });
+});
+
+Deno.test("logfile is the original's name for log output", () => {
+  assert.equal(parseFlags(["-output", "logfile"]).output, "log");
+});
+
+Deno.test("durations use Go's syntax", () => {
+  assert.equal(parseFlags(["--duration", "1m30s"]).durationMs, 90_000);
+  assert.equal(parseDuration("250ms"), 250);
+  assert.equal(parseDuration("1.5h"), 5_400_000);
+  assert.equal(parseDuration("10"), 10_000);
+  assert.equal(parseDuration("0"), 0);
+  assert.equal(parseDuration("5x"), undefined);
+  assert.equal(parseDuration("s"), undefined);
+  assert.equal(parseDuration(""), undefined);
+});
+
+Deno.test("bad flags are one line naming the problem", () => {
+  assert.equal(usageError(["--bogus"]), "unknown flag '--bogus'; see --help");
+  assert.equal(usageError(["-bogus=1"]), "unknown flag '-bogus'; see --help");
+  assert.equal(usageError(["-output"]), "-output needs a value; see --help");
+  assert.equal(
+    usageError(["-output", "xml"]),
+    "-output: unknown value 'xml'; choose one of " + "table, json, log, summary",
+  );
+  assert.equal(usageError(["-v6=maybe"]), "-v6: 'maybe' is not a boolean; use true or false");
+  assert.equal(usageError(["--count", "-3"]), "-count: '-3' is not a whole number");
+  assert.equal(
+    usageError(["-ebpf_type", "2"]),
+    "-ebpf_type: unknown value '2'; use 0 (fentry first, automatic fallback) or 1 (tracepoints)",
+  );
+  assert.equal(usageError(["stray"]), "unexpected argument 'stray'; see --help");
+});
+
+Deno.test("strategy choices expand to the order the loader tries", () => {
+  assert.deepEqual(strategiesFor("auto"), ["fentry", "kprobe", "tp_btf", "tracepoint"]);
+  assert.deepEqual(strategiesFor("tracepoints"), ["tp_btf", "tracepoint"]);
+  assert.deepEqual(strategiesFor("kprobe"), ["kprobe"]);
+});
+
+Deno.test("help lists every flag with its default and shows examples", () => {
+  const h = helpText();
+  for (
+    const f of ["-output", "-exclude", "-include", "-v6", "-k8s", "-log_path", "-docker_runtime", "-duration", "-count"]
+  ) {
+    assert.ok(h.includes(f), f);
+  }
+  assert.match(h, /\(default table\)/);
+  assert.match(h, /Examples:/);
+});

@@ -1,0 +1,178 @@
+/**
+ * `-output log` (the original's `logfile`): one logrus-style JSON object per line,
+ * with the original's keys and value types, in hourly files
+ * `<dir>/lightmon.log.YYYYmmddHH00` of which the newest `keep` are kept.
+ *
+ * A write that fails (full disk, removed directory) drops that batch whole, says so
+ * once on stderr and truncates away any partial line; writing resumes by itself
+ * when it can, and says so.
+ * @module
+ */
+import type { ConnEvent } from "../event.ts";
+import type { Renderer } from "./renderer.ts";
+import { jsonString } from "./sanitize.ts";
+
+const pad2 = (n: number) => (n < 10 ? "0" : "") + n;
+
+/** The file name for the hour that contains `ms` (local time). */
+export function logFileName(ms: number): string {
+  const d = new Date(ms);
+  return `lightmon.log.${d.getFullYear()}${pad2(d.getMonth() + 1)}${pad2(d.getDate())}${pad2(d.getHours())}00`;
+}
+
+/** RFC 3339 with the local offset, to the second, as logrus prints `time`. */
+function logrusTime(ms: number): string {
+  const d = new Date(ms);
+  const m = -d.getTimezoneOffset();
+  const off = m === 0 ? "Z" : `${m < 0 ? "-" : "+"}${pad2(Math.floor(Math.abs(m) / 60))}:${pad2(Math.abs(m) % 60)}`;
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}T${pad2(d.getHours())}:${
+    pad2(d.getMinutes())
+  }:${pad2(d.getSeconds())}${off}`;
+}
+
+/**
+ * One event in the original's line format. Keys are sorted as logrus sorts them;
+ * `conatiner` keeps the original's spelling so existing pipelines keep parsing.
+ */
+export function logLine(e: ConnEvent): string {
+  const s = jsonString;
+  return `{"conatiner":${s(e.container)},"dip":${s(e.daddr)},"dport":"${e.dport}","ipv6":${e.family === 6 ? 1 : 0},` +
+    `"level":"info","msg":"","pid":"${e.pid}","procArgs":${s(e.args.slice(1).join(" "))},"procPath":${
+      s(e.exe || e.comm)
+    },` +
+    `"sip":${s(e.saddr)},"sport":"${e.sport}","time":"${logrusTime(Number(e.wallNs / 1_000_000n))}","user":${
+      s(e.user || String(e.uid))
+    }}`;
+}
+
+/** Hourly files in a directory, pruned to the newest `keep`. */
+export class RotatingLog {
+  #dir: string;
+  #keep: number;
+  #now: () => number;
+  #log: (line: string) => void;
+  #file: Deno.FsFile | undefined;
+  #name = "";
+  #size = 0;
+  #failing = false;
+  #dropped = 0;
+  #checkedAt = 0;
+  #enc = new TextEncoder();
+
+  constructor(dir: string, keep: number, log: (line: string) => void, now = () => Date.now()) {
+    this.#dir = dir;
+    this.#keep = Math.max(1, keep);
+    this.#log = log;
+    this.#now = now;
+  }
+
+  /** The current file's path. */
+  get path(): string {
+    return `${this.#dir}/${this.#name}`;
+  }
+
+  #open(name: string): void {
+    this.#file?.close();
+    this.#file = undefined;
+    Deno.mkdirSync(this.#dir, { recursive: true, mode: 0o750 });
+    const path = `${this.#dir}/${name}`;
+    this.#file = Deno.openSync(path, { append: true, create: true, mode: 0o640 });
+    this.#name = name;
+    this.#size = this.#file.statSync().size;
+    this.#prune();
+  }
+
+  #prune(): void {
+    const names: string[] = [];
+    for (const d of Deno.readDirSync(this.#dir)) {
+      if (d.isFile && /^lightmon\.log\.\d{12}$/.test(d.name)) names.push(d.name);
+    }
+    names.sort();
+    for (const old of names.slice(0, Math.max(0, names.length - this.#keep))) {
+      try {
+        Deno.removeSync(`${this.#dir}/${old}`);
+      } catch { /* someone else removed it */ }
+    }
+  }
+
+  /** Open the right file for now: a new hour, or the current one vanished. */
+  #ensure(): void {
+    const now = this.#now();
+    const name = logFileName(now);
+    if (!this.#file || name !== this.#name) return this.#open(name);
+    // A deleted file or directory would swallow writes silently: look now and then.
+    if (now - this.#checkedAt > 2000) {
+      this.#checkedAt = now;
+      try {
+        Deno.statSync(this.path);
+      } catch {
+        this.#open(name);
+      }
+    }
+  }
+
+  /** Append whole lines; on failure none of them stays in the file. */
+  write(lines: string[]): void {
+    if (lines.length === 0) return;
+    const bytes = this.#enc.encode(lines.join("\n") + "\n");
+    let written = 0;
+    try {
+      this.#ensure();
+      while (written < bytes.length) written += this.#file!.writeSync(bytes.subarray(written));
+      this.#size += bytes.length;
+      if (this.#failing) {
+        this.#failing = false;
+        this.#log(`lightmon: log: writing ${this.path} again; ${this.#dropped} events were dropped`);
+        this.#dropped = 0;
+      }
+    } catch (e) {
+      if (written > 0) {
+        try {
+          this.#file?.truncateSync(this.#size); // no half-written line stays behind
+        } catch { /* the file is gone */ }
+      }
+      this.#dropped += lines.length;
+      if (!this.#failing) {
+        this.#failing = true;
+        const why = e instanceof Error ? e.message.split(":")[0] : String(e);
+        this.#log(
+          `lightmon: log: cannot write ${this.#dir}/${logFileName(this.#now())} (${why}); dropping events until it can`,
+        );
+      }
+      // Reopen on the next write: the directory may come back.
+      this.#file?.close();
+      this.#file = undefined;
+    }
+  }
+
+  /** Events dropped since writing last failed. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  close(): void {
+    this.#file?.close();
+    this.#file = undefined;
+  }
+}
+
+/** The `log` output. */
+export class LogRenderer implements Renderer {
+  #out: RotatingLog;
+  #lines: string[] = [];
+  constructor(out: RotatingLog) {
+    this.#out = out;
+  }
+  event(e: ConnEvent): void {
+    this.#lines.push(logLine(e));
+  }
+  flush(): void {
+    const lines = this.#lines;
+    this.#lines = [];
+    this.#out.write(lines);
+  }
+  close(): void {
+    this.flush();
+    this.#out.close();
+  }
+}

@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import { sampleEvent } from "../testdata/event.ts";
+import { logFileName, logLine, RotatingLog } from "./logfile.ts";
+
+Deno.test("log lines carry the original's keys, spelling and value types", () => {
+  const line = JSON.parse(logLine(sampleEvent()));
+  assert.deepEqual(Object.keys(line), [
+    "conatiner",
+    "dip",
+    "dport",
+    "ipv6",
+    "level",
+    "msg",
+    "pid",
+    "procArgs",
+    "procPath",
+    "sip",
+    "sport",
+    "time",
+    "user",
+  ]);
+  assert.equal(line.conatiner, "dreamy_carson");
+  assert.equal(line.dip, "183.2.172.17");
+  assert.equal(line.dport, "443");
+  assert.equal(line.ipv6, 0);
+  assert.equal(line.level, "info");
+  assert.equal(line.msg, "");
+  assert.equal(line.pid, "501750");
+  assert.equal(line.procArgs, "wget www.example.com");
+  assert.equal(line.procPath, "/usr/bin/busybox");
+  assert.equal(line.sip, "10.1.8.14");
+  assert.equal(line.sport, "7825");
+  assert.match(line.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$/);
+  assert.equal(line.user, "root");
+  assert.equal(JSON.parse(logLine(sampleEvent({ family: 6, daddr: "::1" }))).ipv6, 1);
+});
+
+Deno.test("a hostile process name stays inert in the log", () => {
+  const line = logLine(sampleEvent({ exe: "", comm: "x\x1b[2J\u009b" }));
+  assert.ok(!line.includes("\x1b") && !line.includes("\u009b"));
+  assert.equal(JSON.parse(line).procPath, "x\x1b[2J\u009b");
+});
+
+Deno.test("files are named by the hour", () => {
+  const t = new Date(2025, 3, 17, 14, 1, 48).getTime();
+  assert.equal(logFileName(t), "lightmon.log.2025041714" + "00");
+});
+
+Deno.test("rotation starts a new file each hour and keeps the newest N, mode 0640", async () => {
+  const dir = await Deno.makeTempDir();
+  let now = new Date(2025, 3, 17, 10, 30).getTime();
+  const log = new RotatingLog(`${dir}/logs`, 3, () => {}, () => now);
+  for (let h = 0; h < 5; h++) {
+    log.write([`line ${h}a`, `line ${h}b`]);
+    now += 3_600_000;
+  }
+  log.close();
+  const names = [...Deno.readDirSync(`${dir}/logs`)].map((d) => d.name).sort();
+  assert.deepEqual(names, ["lightmon.log.202504171200", "lightmon.log.202504171300", "lightmon.log.202504171400"]);
+  assert.equal(Deno.readTextFileSync(`${dir}/logs/lightmon.log.202504171400`), "line 4a\nline 4b\n");
+  assert.equal(Deno.statSync(`${dir}/logs/lightmon.log.202504171400`).mode! & 0o777, 0o640);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a removed directory is reported once and writing resumes in a new one", async () => {
+  const dir = await Deno.makeTempDir();
+  const said: string[] = [];
+  let now = Date.now();
+  const log = new RotatingLog(`${dir}/logs`, 8, (l) => said.push(l), () => now);
+  log.write(["one"]);
+  await Deno.remove(`${dir}/logs`, { recursive: true });
+  now += 5000; // past the existence check interval
+  log.write(["two"]);
+  log.close();
+  const files = [...Deno.readDirSync(`${dir}/logs`)];
+  assert.equal(files.length, 1);
+  assert.equal(Deno.readTextFileSync(`${dir}/logs/${files[0].name}`), "two\n");
+  assert.deepEqual(said, []);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("an unwritable directory drops events with one line, then recovers with a count", async () => {
+  const dir = await Deno.makeTempDir();
+  const said: string[] = [];
+  Deno.writeTextFileSync(`${dir}/blocker`, ""); // a file where the directory should be
+  const log = new RotatingLog(`${dir}/blocker`, 8, (l) => said.push(l));
+  log.write(["a"]);
+  log.write(["b", "c"]);
+  assert.equal(said.length, 1);
+  assert.match(
+    said[0],
+    /^lightmon: log: cannot write .*blocker\/lightmon\.log\.\d{12} \(.*\); dropping events until it can$/,
+  );
+  Deno.removeSync(`${dir}/blocker`);
+  log.write(["d"]);
+  assert.equal(said.length, 2);
+  assert.match(said[1], /writing .* again; 3 events were dropped$/);
+  log.close();
+  await Deno.remove(dir, { recursive: true });
+});

@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { sampleEvent } from "../testdata/event.ts";
+import { JSON_FIELDS, toJson } from "./fields.ts";
+import { forTerminal, jsonString } from "./sanitize.ts";
+import { fitWidths, TableRenderer } from "./table.ts";
+import { rfc3339Nano } from "./time.ts";
+
+Deno.test("JSON events carry the design's keys, spelled exactly, in order", () => {
+  const e = JSON.parse(toJson(sampleEvent()));
+  assert.deepEqual(Object.keys(e), JSON_FIELDS.map(([k]) => k));
+  for (
+    const k of [
+      "kernelTime",
+      "time",
+      "pid",
+      "comm",
+      "addressFamily",
+      "saddr",
+      "sport",
+      "daddr",
+      "dport",
+      "container",
+      "tid",
+      "ppid",
+      "uid",
+      "user",
+      "exe",
+      "args",
+      "protocol",
+      "direction",
+      "status",
+      "latencyUs",
+      "containerId",
+      "image",
+      "pod",
+      "namespace",
+      "cgroupId",
+      "mntns",
+      "netns",
+    ]
+  ) assert.ok(k in e, k);
+  assert.equal(e.kernelTime, "13898485459656");
+  assert.equal(e.addressFamily, "AF_INET");
+  assert.equal(e.protocol, "tcp");
+  assert.deepEqual(e.args, ["busybox", "wget", "www.example.com"]);
+  assert.equal(JSON.parse(toJson(sampleEvent({ family: 6 }))).addressFamily, "AF_INET6");
+});
+
+Deno.test("JSON escapes C1 controls and bidi overrides that JSON.stringify leaves raw", () => {
+  const s = jsonString("a\u009b31mb\u202ec\x1b");
+  assert.equal(s, '"a\\u009b31mb\\u202ec\\u001b"');
+  assert.equal(JSON.parse(s), "a\u009b31mb\u202ec\x1b");
+});
+
+Deno.test("terminal text shows control characters as visible escapes", () => {
+  assert.equal(forTerminal("evil\x1b[2J\x07"), "evil\\x1b[2J\\x07");
+  assert.equal(forTerminal("\u202egnp.exe"), "\\u202egnp.exe");
+  assert.equal(forTerminal("plain név"), "plain név");
+});
+
+Deno.test("timestamps are RFC 3339 with nine fractional digits", () => {
+  const t = rfc3339Nano(1713334189000000007n);
+  assert.match(t, /^2024-04-1\dT\d\d:\d\d:49\.000000007(Z|[+-]\d\d:\d\d)$/);
+});
+
+Deno.test("the table fits the terminal width exactly", () => {
+  for (const w of [80, 120, 200]) {
+    const r = new TableRenderer(w);
+    const lines = [
+      ...r.render(sampleEvent()),
+      ...r.render(sampleEvent({ family: 6, daddr: "2001:db8::1" })),
+      ...r.footer(),
+    ];
+    for (const l of lines) assert.equal([...l].length, w, `width ${w}: ${l}`);
+  }
+  assert.equal(fitWidths(120).length, 9);
+});
+
+Deno.test("the table header is printed once, then one row per event", () => {
+  const r = new TableRenderer(160);
+  const first = r.render(sampleEvent());
+  const second = r.render(sampleEvent({ pid: 7 }));
+  assert.equal(first.length, 4); // top border, header, separator, row
+  assert.match(first[1], /│ TIME\s+│ USER\s+│ PID\s+│ AF\s+│ SRC\s+│ DEST\s+│ STATUS\s+│ CONTAINER\s+│ PROCESS\s+│/);
+  assert.equal(second.length, 1);
+  assert.match(second[0], /│ 7\s+│ v4 │ 10\.1\.8\.14:7825\s+│ 183\.2\.172\.17:443/);
+});

@@ -1,0 +1,40 @@
+/**
+ * A complete ConnEvent for unit tests; override what a test is about.
+ * @module
+ */
+import type { ConnEvent } from "../event.ts";
+
+/** An event with every field set to a plausible value. */
+export function sampleEvent(over: Partial<ConnEvent> = {}): ConnEvent {
+  return {
+    kernelTime: 13898485459656n,
+    wallNs: 1713334189162027869n,
+    pid: 501750,
+    tid: 501751,
+    ppid: 1,
+    uid: 0,
+    gid: 0,
+    user: "root",
+    comm: "busybox",
+    exe: "/usr/bin/busybox",
+    args: ["busybox", "wget", "www.example.com"],
+    procSource: "exec",
+    family: 4,
+    saddr: "10.1.8.14",
+    sport: 7825,
+    daddr: "183.2.172.17",
+    dport: 443,
+    direction: "outbound",
+    status: "established",
+    latencyUs: 1200,
+    container: "dreamy_carson",
+    containerId: "a".repeat(64),
+    image: "busybox:latest",
+    pod: "",
+    namespace: "",
+    cgroupId: 42n,
+    mntns: 4026532178,
+    netns: 4026531833,
+    ...over,
+  };
+}
