@@ -41,6 +41,8 @@ const SYMBOLS = {
   geteuid: { parameters: [], result: "u32" },
   // pid_t getpid(void);
   getpid: { parameters: [], result: "i32" },
+  // int malloc_trim(size_t pad);
+  malloc_trim: { parameters: ["usize"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The opened libc symbols. */
@@ -86,4 +88,9 @@ export function cstr(s: string): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(bytes.length + 1);
   out.set(bytes);
   return out;
+}
+
+/** Give freed heap memory back to the system (after libbpf's BTF parsing). */
+export function releaseFreeMemory(): void {
+  libc().malloc_trim(0n);
 }

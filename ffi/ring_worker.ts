@@ -23,8 +23,10 @@ let inFlight = 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function flush(reader: RingReader, batchBytes: number): void {
-  while (reader.pending() > 0) {
-    const batch = new Uint8Array(batchBytes);
+  let pending;
+  while ((pending = reader.pending()) > 0) {
+    // Records take no more room than they do in the ring: size the batch to fit.
+    const batch = new Uint8Array(Math.min(batchBytes, pending));
     const view = new DataView(batch.buffer);
     let pos = 0;
     let records = 0;

@@ -9,25 +9,24 @@ import { NoStrategyError, STRATEGIES } from "./capture/loader.ts";
 import { DEFAULTS, helpText, type Options, parseFlags, strategiesFor, type StrategyChoice } from "./cli/options.ts";
 import { readObject, requireBtf, requirePrivileges } from "./cli/preflight.ts";
 import { UsageError } from "./cli/usage_error.ts";
-import { loadConfig } from "./config/config.ts";
+import { loadConfig } from "./config/load.ts";
 import { keepPredicate } from "./filter/select.ts";
 import { SCHEMA_VERSION } from "./event.ts";
 import { runMonitor } from "./monitor.ts";
 import { Containers } from "./enrich/containers.ts";
 import { DockerSource } from "./enrich/docker.ts";
 import { CONTAINERD_TASKS } from "./enrich/state_files.ts";
-import { JsonRenderer, type Renderer, TableOutput, terminalWidth } from "./output/renderer.ts";
+import { JsonRenderer, type Renderer, terminalWidth } from "./output/renderer.ts";
 import { LineWriter } from "./output/writer.ts";
 import { LogRenderer, RotatingLog } from "./output/logfile.ts";
-import { SummaryRenderer } from "./output/summary.ts";
 import { VERSION } from "./version.ts";
 
 const log = (line: string) => console.error(line);
 
 /** Flags over the config file over defaults; LIGHTMON_STRATEGY over both for the strategy. */
-export function resolveOptions(argv: readonly string[], env = Deno.env.toObject()): Options {
+export async function resolveOptions(argv: readonly string[], env = Deno.env.toObject()): Promise<Options> {
   const flags = parseFlags(argv);
-  const file = loadConfig(flags.config ?? DEFAULTS.config, flags.configGiven ?? false);
+  const file = await loadConfig(flags.config ?? DEFAULTS.config, flags.configGiven ?? false);
   const o: Options = { ...DEFAULTS, ...file, ...flags };
   if (env.LIGHTMON_STRATEGY && flags.strategy === undefined) {
     o.strategy = parseFlags([`--strategy=${env.LIGHTMON_STRATEGY}`]).strategy as StrategyChoice;
@@ -40,22 +39,27 @@ function defaultObjectPath(): string {
     new URL("../build/lightmon.bpf.o", import.meta.url).pathname;
 }
 
-function makeRenderer(o: Options): Renderer {
+/** The renderer for -output; table and summary code (and cli-table3) load only when used. */
+async function makeRenderer(o: Options): Promise<Renderer> {
   const out = new LineWriter(Deno.stdout);
   switch (o.output) {
     case "json":
       return new JsonRenderer(out);
-    case "table":
+    case "table": {
+      const { TableOutput } = await import("./output/table.ts");
       return new TableOutput(out, terminalWidth());
+    }
     case "log":
       return new LogRenderer(new RotatingLog(o.logPath, o.logKeep, log));
-    case "summary":
+    case "summary": {
+      const { SummaryRenderer } = await import("./output/summary.ts");
       return new SummaryRenderer(out, o.summaryFormat);
+    }
   }
 }
 
 async function main(argv: string[]): Promise<number> {
-  const o = resolveOptions(argv);
+  const o = await resolveOptions(argv);
   if (o.help) {
     console.log(helpText());
     return 0;
@@ -92,7 +96,7 @@ async function main(argv: string[]): Promise<number> {
       statsIntervalMs: o.statsIntervalMs,
       verbose: o.verbose,
       keep,
-      renderer: makeRenderer(o),
+      renderer: await makeRenderer(o),
       containers,
       metadataWaitMs: o.metadataWaitMs,
       onContainerUpdate: (f) => (docker.onUpdate = f),

@@ -166,7 +166,10 @@ bpfTest("automatic choice falls back past fentry and kprobe and says so once", a
   // This kernel refuses fentry (EPERM) and has no kprobes.
   const lines = lm.stderr.split("\n").filter((l) => l.startsWith("lightmon: capture "));
   assert.equal(lines.length, 1);
-  assert.match(lines[0], /^lightmon: capture tp_btf \(unavailable: fentry: EPERM, kprobe: ENOENT\); output json$/);
+  assert.match(
+    lines[0],
+    /^lightmon: capture tp_btf \(unavailable: fentry: EPERM, kprobe: ENOENT\); containers: .*; output json$/,
+  );
 });
 
 for (const strategy of ["fentry", "kprobe"]) {

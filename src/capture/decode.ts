@@ -66,11 +66,20 @@ export type RawRecord = RawConnect | RawExec | RawExit;
 
 const utf8 = new TextDecoder();
 
+/** A NUL-terminated string; ASCII (the common case) without TextDecoder's overhead. */
 function cString(v: DataView, offset: number, max: number): string {
-  const bytes = new Uint8Array(v.buffer, v.byteOffset + offset, max);
-  let end = bytes.indexOf(0);
-  if (end < 0) end = max;
-  return utf8.decode(bytes.subarray(0, end));
+  let s = "";
+  for (let i = 0; i < max; i++) {
+    const b = v.getUint8(offset + i);
+    if (b === 0) return s;
+    if (b >= 0x80) {
+      const bytes = new Uint8Array(v.buffer, v.byteOffset + offset, max);
+      const end = bytes.indexOf(0);
+      return utf8.decode(bytes.subarray(0, end < 0 ? max : end));
+    }
+    s += String.fromCharCode(b);
+  }
+  return s;
 }
 
 /** Format 16 address bytes at `offset`; IPv4 uses the first 4. */

@@ -10,6 +10,7 @@
 import { BpfError } from "../../ffi/errno.ts";
 import { BpfObject } from "../../ffi/libbpf.ts";
 import { ensureTracefs } from "../../ffi/tracefs.ts";
+import { releaseFreeMemory } from "../../ffi/libc.ts";
 import { CONFIG, CONFIG_SIZE, COUNTERS } from "./layout.ts";
 
 /** A capture strategy. */
@@ -83,6 +84,7 @@ function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
     object.setInitialValue(".rodata", configBytes(strategy, o));
     object.load();
     for (const p of PROGRAMS[strategy]) object.attach(p);
+    releaseFreeMemory(); // libbpf freed the kernel's BTF after load: return it to the system
     return { object, strategy, mountedTracefs };
   } catch (e) {
     object.close();
@@ -97,6 +99,7 @@ export function loadCapture(o: LoadOptions): Loaded {
     try {
       return loadOne(s, o);
     } catch (e) {
+      releaseFreeMemory(); // each attempt parsed the kernel's BTF
       if (!(e instanceof BpfError)) throw e;
       errors.set(s, e);
       o.onFallback?.(s, e);

@@ -52,16 +52,3 @@ function show(v: unknown): string {
   if (v === undefined) return "a list or mapping";
   return JSON.stringify(v);
 }
-
-/** Read a config file; a missing default file is no error, a missing given one is. */
-export function loadConfig(path: string, given: boolean): Partial<Options> {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound && !given) return {};
-    const why = e instanceof Deno.errors.NotFound ? "no such file" : e instanceof Error ? e.message : String(e);
-    throw new UsageError(`-c ${path}: cannot read config file (${why})`);
-  }
-  return parseConfig(text, path);
-}

@@ -41,25 +41,25 @@ Deno.test("flags override the file, the file overrides defaults", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/c.yaml`;
   await Deno.writeTextFile(path, "format: json\nipv6: false\nexclude: dport=22\n");
-  const fromFile = resolveOptions(["-c", path], {});
+  const fromFile = await resolveOptions(["-c", path], {});
   assert.equal(fromFile.output, "json");
   assert.equal(fromFile.ipv6, false);
   assert.equal(fromFile.count, 0); // default
-  const flagsWin = resolveOptions(["-c", path, "-output", "table", "-v6", "-exclude", "dport=23"], {});
+  const flagsWin = await resolveOptions(["-c", path, "-output", "table", "-v6", "-exclude", "dport=23"], {});
   assert.equal(flagsWin.output, "table");
   assert.equal(flagsWin.ipv6, true);
   assert.equal(flagsWin.exclude, "dport=23");
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("a missing default config.yaml is fine; a missing -c file is an error", () => {
+Deno.test("a missing default config.yaml is fine; a missing -c file is an error", async () => {
   const cwd = Deno.cwd();
   const dir = Deno.makeTempDirSync();
   Deno.chdir(dir);
   try {
-    assert.equal(resolveOptions([], {}).output, "table");
-    assert.throws(
-      () => resolveOptions(["-c", "nope.yaml"], {}),
+    assert.equal((await resolveOptions([], {})).output, "table");
+    await assert.rejects(
+      resolveOptions(["-c", "nope.yaml"], {}),
       /-c nope.yaml: cannot read config file \(no such file\)/,
     );
   } finally {
@@ -68,12 +68,12 @@ Deno.test("a missing default config.yaml is fine; a missing -c file is an error"
   }
 });
 
-Deno.test("LIGHTMON_STRATEGY picks the strategy unless a flag does", () => {
-  assert.equal(resolveOptions(["-c", "/dev/null"], { LIGHTMON_STRATEGY: "tracepoint" }).strategy, "tracepoint");
-  assert.equal(
-    resolveOptions(["-c", "/dev/null", "--strategy", "tp_btf"], { LIGHTMON_STRATEGY: "tracepoint" }).strategy,
-    "tp_btf",
-  );
+Deno.test("LIGHTMON_STRATEGY picks the strategy unless a flag does", async () => {
+  assert.equal((await resolveOptions(["-c", "/dev/null"], { LIGHTMON_STRATEGY: "tracepoint" })).strategy, "tracepoint");
+  const flagWins = await resolveOptions(["-c", "/dev/null", "--strategy", "tp_btf"], {
+    LIGHTMON_STRATEGY: "tracepoint",
+  });
+  assert.equal(flagWins.strategy, "tp_btf");
 });
 
 Deno.test("config errors name the file, line and key", () => {

@@ -7,7 +7,7 @@ import { rfc3339Nano } from "./time.ts";
 
 Deno.test("JSON events carry the design's keys, spelled exactly, in order", () => {
   const e = JSON.parse(toJson(sampleEvent()));
-  assert.deepEqual(Object.keys(e), JSON_FIELDS.map(([k]) => k));
+  assert.deepEqual(Object.keys(e), JSON_FIELDS.map((f) => f.key));
   for (
     const k of [
       "kernelTime",

@@ -4,7 +4,6 @@
  */
 import type { ConnEvent } from "../event.ts";
 import { toJson } from "./fields.ts";
-import { TableRenderer } from "./table.ts";
 import type { LineWriter } from "./writer.ts";
 
 /** An output: takes events, writes them out on flush. */
@@ -29,26 +28,6 @@ export class JsonRenderer implements Renderer {
     this.#out.flush();
   }
   close(): void {
-    this.#out.flush();
-  }
-}
-
-/** The bordered table on a writer. */
-export class TableOutput implements Renderer {
-  #out: LineWriter;
-  #table: TableRenderer;
-  constructor(out: LineWriter, width: number) {
-    this.#out = out;
-    this.#table = new TableRenderer(width);
-  }
-  event(e: ConnEvent): void {
-    for (const l of this.#table.render(e)) this.#out.line(l);
-  }
-  flush(): void {
-    this.#out.flush();
-  }
-  close(): void {
-    for (const l of this.#table.footer()) this.#out.line(l);
     this.#out.flush();
   }
 }

@@ -11,6 +11,9 @@ const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u206
 // deno-lint-ignore no-control-regex
 const UNSAFE_TEST = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 
+// deno-lint-ignore no-control-regex
+const PLAIN = /^[^"\\\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]*$/;
+
 function escape(c: string): string {
   const code = c.charCodeAt(0);
   return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
@@ -34,6 +37,8 @@ export function forTerminal(s: string): string {
  * JSON.stringify leaves raw, so a JSON line printed to a terminal stays inert.
  */
 export function jsonString(s: string): string {
+  // Most strings need no escaping at all: skip JSON.stringify for them.
+  if (PLAIN.test(s)) return `"${s}"`;
   const j = JSON.stringify(s);
   return UNSAFE_TEST.test(j) ? j.replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`) : j;
 }

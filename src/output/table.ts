@@ -8,6 +8,8 @@ import Table from "cli-table3";
 import type { ConnEvent } from "../event.ts";
 import { forTerminal } from "./sanitize.ts";
 import { clockTime } from "./time.ts";
+import type { Renderer } from "./renderer.ts";
+import type { LineWriter } from "./writer.ts";
 
 interface Column {
   head: string;
@@ -91,5 +93,25 @@ export class TableRenderer {
     t.push(COLUMNS.map(() => ""));
     const all = t.toString().split("\n");
     return [all[all.length - 1]];
+  }
+}
+
+/** The bordered table on a writer. */
+export class TableOutput implements Renderer {
+  #out: LineWriter;
+  #table: TableRenderer;
+  constructor(out: LineWriter, width: number) {
+    this.#out = out;
+    this.#table = new TableRenderer(width);
+  }
+  event(e: ConnEvent): void {
+    for (const l of this.#table.render(e)) this.#out.line(l);
+  }
+  flush(): void {
+    this.#out.flush();
+  }
+  close(): void {
+    for (const l of this.#table.footer()) this.#out.line(l);
+    this.#out.flush();
   }
 }

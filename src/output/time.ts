@@ -6,7 +6,7 @@
 
 const pad2 = (n: number) => (n < 10 ? "0" : "") + n;
 
-let cachedSecond = -1n;
+let cachedSecond = -1;
 let cachedPrefix = "";
 let cachedOffset = "";
 
@@ -26,16 +26,16 @@ function offsetOf(d: Date): string {
  * ```
  */
 export function rfc3339Nano(wallNs: bigint): string {
-  const sec = wallNs / 1_000_000_000n;
+  const sec = Number(wallNs / 1_000_000_000n);
   if (sec !== cachedSecond) {
-    const d = new Date(Number(sec) * 1000);
+    const d = new Date(sec * 1000);
     cachedSecond = sec;
     cachedPrefix = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}T${pad2(d.getHours())}:${
       pad2(d.getMinutes())
     }:${pad2(d.getSeconds())}`;
     cachedOffset = offsetOf(d);
   }
-  const frac = (wallNs % 1_000_000_000n).toString().padStart(9, "0");
+  const frac = String(Number(wallNs % 1_000_000_000n) + 1_000_000_000).slice(1);
   return `${cachedPrefix}.${frac}${cachedOffset}`;
 }
 

@@ -4,11 +4,16 @@
  * line of ground truth (pid, tid, source port, outcome) for the tests to compare
  * lightmon's events against. Static, so it also runs in a bare busybox container.
  *
- *   connector [-n COUNT] [-c COMM] [-t TIMEOUT_MS] [-w WAIT_MS] ADDR PORT
+ *   connector [-n COUNT] [-c COMM] [-t TIMEOUT_MS] [-w WAIT_MS] [-q] [-r] [-T SECS] ADDR PORT
+ *   connector -L [-T SECS] ADDR PORT
  *
  * -c renames the process (prctl PR_SET_NAME) before connecting, so tests can use
  *    hostile names; -t makes the connect non-blocking and gives up after TIMEOUT_MS
  *    (the attempt is then reported "pending"); -w sleeps after the last connect.
+ * For benchmarks: -q prints one summary line instead of one line per attempt, -r
+ *    closes with RST (no TIME_WAIT), -T stops after SECS seconds whatever COUNT says.
+ * -L listens on ADDR PORT (0: any port), prints the port, accepts and closes every
+ *    connection until -T SECS pass or it is killed.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -22,7 +27,41 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int listen_loop(const struct sockaddr *sa, socklen_t len, int family, double secs)
+{
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, sa, len) < 0 || listen(fd, 4096) < 0) {
+		perror("listen");
+		return 1;
+	}
+	struct sockaddr_storage local;
+	socklen_t ll = sizeof(local);
+	getsockname(fd, (struct sockaddr *)&local, &ll);
+	printf("%d\n", ntohs(family == AF_INET ? ((struct sockaddr_in *)&local)->sin_port
+					       : ((struct sockaddr_in6 *)&local)->sin6_port));
+	fflush(stdout);
+	double end = now_s() + (secs > 0 ? secs : 1e9);
+	while (now_s() < end) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 200) != 1)
+			continue;
+		int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+		if (c >= 0)
+			close(c);
+	}
+	return 0;
+}
 
 static int connect_once(const struct sockaddr *sa, socklen_t len, int family, int timeout_ms, const char **status)
 {
@@ -50,15 +89,20 @@ static int connect_once(const struct sockaddr *sa, socklen_t len, int family, in
 
 int main(int argc, char **argv)
 {
-	int count = 1, timeout_ms = 0, wait_ms = 0, opt;
+	int count = 1, timeout_ms = 0, wait_ms = 0, quiet = 0, rst = 0, listen_mode = 0, opt;
+	double max_secs = 0;
 	const char *comm = NULL;
 
-	while ((opt = getopt(argc, argv, "n:c:t:w:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:c:t:w:qrT:L")) != -1) {
 		switch (opt) {
 		case 'n': count = atoi(optarg); break;
 		case 'c': comm = optarg; break;
 		case 't': timeout_ms = atoi(optarg); break;
 		case 'w': wait_ms = atoi(optarg); break;
+		case 'q': quiet = 1; break;
+		case 'r': rst = 1; break;
+		case 'T': max_secs = atof(optarg); break;
+		case 'L': listen_mode = 1; break;
 		default:
 			fprintf(stderr, "usage: connector [-n COUNT] [-c COMM] [-t TIMEOUT_MS] [-w WAIT_MS] ADDR PORT\n");
 			return 2;
@@ -86,11 +130,25 @@ int main(int argc, char **argv)
 		if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1) return 2;
 		len = sizeof(*s4);
 	}
+	if (listen_mode)
+		return listen_loop((struct sockaddr *)&ss, len, family, max_secs);
 	if (comm)
 		prctl(PR_SET_NAME, comm, 0, 0, 0);
-	for (int i = 0; i < count; i++) {
+	double start = now_s(), end = start + (max_secs > 0 ? max_secs : 1e9);
+	int done = 0, ok = 0;
+	for (int i = 0; i < count && now_s() < end; i++) {
 		const char *status;
 		int fd = connect_once((struct sockaddr *)&ss, len, family, timeout_ms, &status);
+		done++;
+		ok += status[0] == 'e';
+		if (quiet) {
+			if (rst) {
+				struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+				setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			}
+			close(fd);
+			continue;
+		}
 		struct sockaddr_storage local;
 		socklen_t ll = sizeof(local);
 		int sport = 0;
@@ -100,6 +158,8 @@ int main(int argc, char **argv)
 		printf("{\"pid\":%d,\"tid\":%ld,\"sport\":%d,\"status\":\"%s\"}\n", getpid(), syscall(SYS_gettid), sport, status);
 		close(fd);
 	}
+	if (quiet)
+		printf("{\"attempts\":%d,\"established\":%d,\"seconds\":%.6f}\n", done, ok, now_s() - start);
 	fflush(stdout);
 	if (wait_ms > 0)
 		usleep(wait_ms * 1000);

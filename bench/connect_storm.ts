@@ -1,0 +1,217 @@
+/**
+ * `make bench`: a bounded loopback connect storm with and without lightmon, in
+ * the same run, reporting completeness, throughput ratio, lightmon's user-space
+ * CPU per event, start-to-first-event, peak RSS and attribution accuracy.
+ *
+ * Every load is bounded in count and time and goes to a loopback listener this
+ * script starts. Numbers are only comparable within one run: the machine is
+ * shared and noisy, so each ratio is traced/untraced measured back to back.
+ * @module
+ */
+const ROOT = new URL("..", import.meta.url).pathname;
+const CONNECTOR = `${ROOT}build/connector`;
+const LIGHTMON = `${ROOT}lightmon`;
+const TICKS = 100; // USER_HZ
+
+const PER_CLIENT_1 = Number(Deno.env.get("BENCH_CONNECTS_1") ?? 60_000);
+const PER_CLIENT_4 = Number(Deno.env.get("BENCH_CONNECTS_4") ?? 25_000);
+const EXECS = Number(Deno.env.get("BENCH_EXECS") ?? 2000);
+const MAX_SECONDS = 30;
+
+const dec = new TextDecoder();
+
+async function startListener(): Promise<{ port: number; child: Deno.ChildProcess }> {
+  const child = new Deno.Command(CONNECTOR, { args: ["-L", "-T", "600", "127.0.0.1", "0"], stdout: "piped" }).spawn();
+  const reader = child.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  return { port: Number(dec.decode(value).trim()), child };
+}
+
+/** Run `clients` connectors in parallel; returns total attempts and wall seconds. */
+async function storm(port: number, clients: number, perClient: number): Promise<{ n: number; seconds: number }> {
+  const t0 = performance.now();
+  const runs = await Promise.all(
+    Array.from({ length: clients }, () =>
+      new Deno.Command(CONNECTOR, {
+        args: ["-q", "-r", "-n", String(perClient), "-T", String(MAX_SECONDS), "127.0.0.1", String(port)],
+      }).output()),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const n = runs.reduce((a, r) => a + JSON.parse(dec.decode(r.stdout)).established, 0);
+  return { n, seconds };
+}
+
+/** One connector process per connection, fork+exec'd by a shell loop. */
+async function execStorm(port: number, count: number): Promise<{ n: number; seconds: number }> {
+  const t0 = performance.now();
+  const script = `i=0; while [ $i -lt ${count} ]; do "${CONNECTOR}" -q 127.0.0.1 ${port} >/dev/null; i=$((i+1)); done`;
+  await new Deno.Command("timeout", { args: [String(MAX_SECONDS * 2), "sh", "-c", script] }).output();
+  return { n: count, seconds: (performance.now() - t0) / 1000 };
+}
+
+function cpuTicks(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(f[11]) + Number(f[12]); // utime + stime
+}
+
+function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+class Traced {
+  child: Deno.ChildProcess;
+  out: string;
+  stderr = "";
+  #errDone: Promise<void>;
+
+  constructor(port: number) {
+    this.out = Deno.makeTempFileSync({ prefix: "lightmon-bench-", suffix: ".json" });
+    const child = new Deno.Command("sh", {
+      args: ["-c", `exec "${LIGHTMON}" --output json --include 'dport=${port}' >"${this.out}"`],
+      stderr: "piped",
+    }).spawn();
+    this.child = child;
+    this.#errDone = (async () => {
+      for await (const c of child.stderr) this.stderr += dec.decode(c);
+    })();
+  }
+
+  async ready(): Promise<void> {
+    const end = Date.now() + 15_000;
+    while (!this.stderr.includes("lightmon: capture ")) {
+      if (Date.now() > end) throw new Error(`lightmon did not start: ${this.stderr}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** Lines written so far that are events for our port. */
+  events(): Record<string, unknown>[] {
+    return Deno.readTextFileSync(this.out).split("\n").filter((l) => l).map((l) => JSON.parse(l));
+  }
+
+  async stop(): Promise<{ lost: number }> {
+    this.child.kill("SIGINT");
+    await this.child.status;
+    await this.#errDone;
+    Deno.removeSync(this.out);
+    const m = /lost (\d+)/.exec(this.stderr);
+    return { lost: m ? Number(m[1]) : NaN };
+  }
+}
+
+/** Final-status events written so far (a "pending" record precedes its final one). */
+function finals(t: Traced): number {
+  const text = Deno.readTextFileSync(t.out);
+  return text.split("\n").length - 1 - (text.match(/"status":"pending"/g)?.length ?? 0);
+}
+
+/** Wait until lightmon has written `n` final events (or stopped making progress). */
+async function settle(t: Traced, n: number): Promise<number> {
+  let last = -1;
+  for (let i = 0; i < 100; i++) {
+    const got = finals(t);
+    if (got >= n || got === last) return got;
+    last = got;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return last;
+}
+
+interface Row {
+  scenario: string;
+  connects: number;
+  captured: number;
+  lost: number;
+  ratio: number;
+  cpuUsPerEvent: number;
+  extra?: string;
+}
+
+async function scenario(
+  name: string,
+  port: number,
+  load: () => Promise<{ n: number; seconds: number }>,
+  check?: (events: Record<string, unknown>[]) => string,
+): Promise<Row> {
+  const base1 = await load();
+  const t = new Traced(port);
+  await t.ready();
+  const pid = t.child.pid;
+  await new Promise((r) => setTimeout(r, 200)); // let start-up CPU settle
+  const c0 = cpuTicks(pid);
+  const traced = await load();
+  const captured = await settle(t, traced.n);
+  const c1 = cpuTicks(pid);
+  const extra = check?.(t.events());
+  const { lost } = await t.stop();
+  const base2 = await load();
+  const baseRate = (base1.n / base1.seconds + base2.n / base2.seconds) / 2;
+  return {
+    scenario: name,
+    connects: traced.n,
+    captured,
+    lost,
+    ratio: (traced.n / traced.seconds) / baseRate,
+    cpuUsPerEvent: ((c1 - c0) / TICKS) * 1e6 / Math.max(1, captured),
+    extra,
+  };
+}
+
+async function startup(port: number): Promise<{ firstEventMs: number; rssMb: number }> {
+  const t0 = performance.now();
+  const t = new Traced(port);
+  let firstEventMs = NaN;
+  const end = Date.now() + 15_000;
+  while (Date.now() < end) {
+    await new Deno.Command(CONNECTOR, { args: ["-q", "127.0.0.1", String(port)] }).output();
+    if (Deno.readTextFileSync(t.out).length > 0) {
+      firstEventMs = performance.now() - t0;
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const rssMb = peakRssMb(t.child.pid);
+  await t.stop();
+  return { firstEventMs, rssMb };
+}
+
+if (Deno.uid() !== 0) {
+  console.error("bench: run as root (lightmon loads BPF programs)");
+  Deno.exit(2);
+}
+const listener = await startListener();
+const port = listener.port;
+const rows: Row[] = [];
+try {
+  rows.push(await scenario("1 client", port, () => storm(port, 1, PER_CLIENT_1)));
+  rows.push(await scenario("4 clients", port, () => storm(port, 4, PER_CLIENT_4)));
+  rows.push(
+    await scenario("fork+exec per connect", port, () => execStorm(port, EXECS), (events) => {
+      const right = events.filter((e) =>
+        e.exe === CONNECTOR && Array.isArray(e.args) && e.args.length === 4 && e.args[1] === "-q" &&
+        e.procSource === "exec"
+      ).length;
+      return `attribution ${right}/${events.length} right`;
+    }),
+  );
+  const s = await startup(port);
+  console.log("\nlightmon connect-storm benchmark (loopback, one run; ratios are traced/untraced back to back)\n");
+  console.log(
+    "| scenario | connects | captured | completeness | lost | throughput ratio | lightmon CPU µs/event | notes |",
+  );
+  console.log("|---|---:|---:|---:|---:|---:|---:|---|");
+  for (const r of rows) {
+    console.log(
+      `| ${r.scenario} | ${r.connects} | ${r.captured} | ${(100 * r.captured / r.connects).toFixed(2)}% | ${r.lost} | ${
+        r.ratio.toFixed(3)
+      } | ${r.cpuUsPerEvent.toFixed(2)} | ${r.extra ?? ""} |`,
+    );
+  }
+  console.log(`\nstart to first event: ${s.firstEventMs.toFixed(0)} ms; peak RSS ${s.rssMb.toFixed(1)} MB`);
+} finally {
+  listener.child.kill("SIGTERM");
+  await listener.child.status;
+}
