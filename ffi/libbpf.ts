@@ -82,9 +82,11 @@ export class LibbpfMissingError extends Error {
 function bpf(): Symbols {
   if (!lib) {
     try {
-      lib = Deno.dlopen("libbpf.so.1", SYMBOLS);
+      // LIGHTMON_LIBBPF lets packagers (and tests) point at another copy.
+      lib = Deno.dlopen(Deno.env.get("LIGHTMON_LIBBPF") ?? "libbpf.so.1", SYMBOLS);
     } catch (e) {
-      throw new LibbpfMissingError(e instanceof Error ? e.message.split("\n")[0] : String(e));
+      const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
+      throw new LibbpfMissingError(msg.replace(/^(Could not open library: )+/, ""));
     }
     setLogSink(undefined);
   }

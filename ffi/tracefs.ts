@@ -16,6 +16,11 @@ function hasEvents(dir: string): boolean {
   }
 }
 
+/** Whether a tracefs instance with events is mounted where libbpf looks. */
+export function tracefsMounted(): boolean {
+  return CANDIDATES.some(hasEvents);
+}
+
 /**
  * Returns the tracefs directory, mounting tracefs on /sys/kernel/tracing if no
  * mounted instance is found. Returns whether it mounted.

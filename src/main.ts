@@ -5,9 +5,9 @@
  */
 import { BpfError } from "../ffi/errno.ts";
 import { LibbpfMissingError, libbpfVersion, setLogSink } from "../ffi/libbpf.ts";
-import { NoStrategyError, STRATEGIES } from "./capture/loader.ts";
+import { NoStrategyError, probeStrategies } from "./capture/loader.ts";
 import { DEFAULTS, helpText, type Options, parseFlags, strategiesFor, type StrategyChoice } from "./cli/options.ts";
-import { readObject, requireBtf, requirePrivileges } from "./cli/preflight.ts";
+import { effectiveCaps, readObject, requireBtf, requirePrivileges } from "./cli/preflight.ts";
 import { UsageError } from "./cli/usage_error.ts";
 import { loadConfig } from "./config/load.ts";
 import { keepPredicate } from "./filter/select.ts";
@@ -32,6 +32,32 @@ export async function resolveOptions(argv: readonly string[], env = Deno.env.toO
     o.strategy = parseFlags([`--strategy=${env.LIGHTMON_STRATEGY}`]).strategy as StrategyChoice;
   }
   return o;
+}
+
+/** Version, libbpf, and which capture strategies this kernel allows (probed as root). */
+function versionText(): string {
+  const lines = [`lightmon ${VERSION} (event schema ${SCHEMA_VERSION})`];
+  let lib: string | undefined;
+  try {
+    lib = libbpfVersion();
+    lines.push(`libbpf ${lib}`);
+  } catch (e) {
+    lines.push(e instanceof Error ? e.message : String(e));
+  }
+  lines.push(`capture strategies, automatic order: ${strategiesFor("auto").join(" > ")}`);
+  let caps = 0n;
+  try {
+    caps = effectiveCaps();
+  } catch { /* no /proc */ }
+  try {
+    if (!lib) throw new UsageError("needs libbpf");
+    requirePrivileges(caps);
+    requireBtf();
+    for (const [s, verdict] of probeStrategies(readObject(defaultObjectPath()))) lines.push(`  ${s}: ${verdict}`);
+  } catch (e) {
+    lines.push(`  (not probed: ${e instanceof Error ? e.message : e})`);
+  }
+  return lines.join("\n");
 }
 
 function defaultObjectPath(): string {
@@ -65,15 +91,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (o.version) {
-    let lib = "libbpf.so.1 not found";
-    try {
-      lib = `libbpf ${libbpfVersion()}`;
-    } catch { /* reported as not found */ }
-    console.log(
-      `lightmon ${VERSION} (event schema ${SCHEMA_VERSION}; ${lib}; strategies ${
-        STRATEGIES.join(", ")
-      }; automatic order ${strategiesFor("auto").join(" > ")})`,
-    );
+    console.log(versionText());
     return 0;
   }
   const keep = keepPredicate(o);
@@ -83,9 +101,15 @@ async function main(argv: string[]): Promise<number> {
   setLogSink(o.verbose ? (l) => log(`libbpf: ${l}`) : undefined);
   const docker = new DockerSource(o.dockerRuntime, log);
   await docker.start();
-  const containers = new Containers(docker, { dockerData: o.dockerData, containerdTasks: CONTAINERD_TASKS });
+  const containers = new Containers(docker, {
+    dockerData: o.dockerData,
+    containerdTasks: CONTAINERD_TASKS,
+    k8s: o.k8s,
+  });
   const sources = [docker.connected ? `docker (${docker.size} containers)` : "docker (not answering)"];
-  if (existsDir(CONTAINERD_TASKS)) sources.push("containerd state files");
+  if (existsDir(CONTAINERD_TASKS)) {
+    sources.push(o.k8s ? "containerd CRI state" : "containerd CRI state when Docker is down");
+  }
   try {
     return await runMonitor({
       image,

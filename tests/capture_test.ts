@@ -9,6 +9,7 @@ import {
   closedPort,
   connect,
   CONNECTOR,
+  LIGHTMON,
   Lightmon,
   listen,
   ourPrograms,
@@ -145,7 +146,7 @@ bpfTest("the classic tracepoint strategy captures the same events when forced", 
   const v6 = listen("::1");
   let t4: Truth[] = [], t6: Truth[] = [];
   const lm = await captureAll([], async (lm) => {
-    assert.match(lm.stderr, /lightmon: capture tracepoint;/);
+    assert.match(lm.stderr, /lightmon: capture tracepoint[;,]/);
     t4 = await connect("127.0.0.1", v4.port, { n: 3 });
     t6 = await connect("::1", v6.port, { n: 3 });
     await lm.until((out) => out.split("\n").filter((l) => l.includes(`"pid":${t6[0].pid},`)).length === 3);
@@ -241,4 +242,66 @@ bpfTest("a process named with terminal escapes never reaches the table raw", asy
   assert.ok(!lm.stdout.includes("\x1b"), "no ESC byte in table output");
   assert.ok(!lm.stdout.includes("\x07"), "no BEL byte in table output");
   assert.match(lm.stdout, /│ TIME\s+│ USER\s+│ PID\s+│ AF\s+│ SRC\s+│ DEST\s+│ STATUS\s+│ CONTAINER\s+│ PROCESS\s+│/);
+});
+
+bpfTest("the tracepoint fallback mounts tracefs itself when it is not mounted", async () => {
+  // Unmount it if we can (it may be busy; then the mount path is not exercised here).
+  const unmounted = (await new Deno.Command("umount", { args: ["/sys/kernel/tracing"], stderr: "null" }).output())
+    .success;
+  const v4 = listen("127.0.0.1");
+  let truth: Truth[] = [];
+  const lm = await captureAll(["--include", `dport=${v4.port}`], async (lm) => {
+    truth = await connect("127.0.0.1", v4.port);
+    await lm.until((out) => out.includes(`"sport":${truth[0].sport},`), 5000, "event");
+  }, { LIGHTMON_STRATEGY: "tracepoint" });
+  v4.close();
+  if (unmounted) assert.match(lm.stderr, /lightmon: capture tracepoint, mounted tracefs on \/sys\/kernel\/tracing;/);
+  assert.ok(Deno.statSync("/sys/kernel/tracing/events").isDirectory);
+  assert.equal(lm.events().length, 1);
+});
+
+bpfTest("a second SIGINT exits at once", async () => {
+  const lm = new Lightmon(["--output", "json"]);
+  await lm.ready();
+  lm.child.kill("SIGINT");
+  lm.child.kill("SIGINT");
+  const st = await lm.exit(5000);
+  assert.ok(st.code === 0 || st.code === 130, `exit ${st.code}`);
+  await assertDetached();
+});
+
+bpfTest("without root privileges: one line naming the fix, exit 2", async () => {
+  const denoDir = await Deno.makeTempDir();
+  await Deno.chmod(denoDir, 0o777);
+  const lm = new Lightmon(
+    ["--reuid=65534", "--regid=65534", "--clear-groups", "--", LIGHTMON, "--output", "json"],
+    { DENO_DIR: denoDir, HOME: denoDir },
+    "setpriv",
+  );
+  const st = await lm.exit();
+  await Deno.remove(denoDir, { recursive: true });
+  assert.equal(st.code, 2);
+  assert.equal(
+    lm.stderr,
+    "lightmon: lightmon needs root: run it with sudo, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE\n",
+  );
+});
+
+bpfTest("a missing libbpf.so.1 names the package to install, exit 2", async () => {
+  const lm = new Lightmon(["--output", "json"], { LIGHTMON_LIBBPF: "/nonexistent/libbpf.so.1" });
+  const st = await lm.exit();
+  assert.equal(st.code, 2);
+  assert.match(
+    lm.stderr,
+    /^lightmon: Cannot load libbpf\.so\.1 \(.*\); install it: Debian\/Ubuntu 'apt-get install libbpf1', Fedora\/RHEL 'dnf install libbpf'\n$/,
+  );
+});
+
+bpfTest("--version reports which strategies this kernel allows", async () => {
+  const lm = new Lightmon(["--version"]);
+  const st = await lm.exit();
+  assert.equal(st.code, 0);
+  assert.match(lm.stdout, /^lightmon \d+\.\d+\.\d+ \(event schema 1\)\nlibbpf \d+\.\d+\n/);
+  assert.match(lm.stdout, /  fentry: no \(EPERM\)\n  kprobe: no \(ENOENT\)\n  tp_btf: yes\n  tracepoint: yes/);
+  await assertDetached();
 });

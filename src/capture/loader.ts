@@ -9,7 +9,7 @@
  */
 import { BpfError } from "../../ffi/errno.ts";
 import { BpfObject } from "../../ffi/libbpf.ts";
-import { ensureTracefs } from "../../ffi/tracefs.ts";
+import { ensureTracefs, tracefsMounted } from "../../ffi/tracefs.ts";
 import { releaseFreeMemory } from "../../ffi/libc.ts";
 import { CONFIG, CONFIG_SIZE, COUNTERS } from "./layout.ts";
 
@@ -64,7 +64,7 @@ export class NoStrategyError extends Error {
   }
 }
 
-function configBytes(strategy: Strategy, o: LoadOptions): Uint8Array<ArrayBuffer> {
+function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(CONFIG_SIZE);
   const v = new DataView(bytes.buffer);
   const stashOnState = strategy === "tp_btf" || strategy === "tracepoint";
@@ -77,15 +77,26 @@ function configBytes(strategy: Strategy, o: LoadOptions): Uint8Array<ArrayBuffer
 function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
   let mountedTracefs = false;
   if (strategy === "tracepoint") mountedTracefs = ensureTracefs().mounted;
+  const object = openConfigured(strategy, o);
+  try {
+    for (const p of PROGRAMS[strategy]) object.attach(p);
+    releaseFreeMemory(); // libbpf freed the kernel's BTF after load: return it to the system
+    return { object, strategy, mountedTracefs };
+  } catch (e) {
+    object.close();
+    throw e;
+  }
+}
+
+/** Open and load the object for a strategy, with its programs and config. */
+function openConfigured(strategy: Strategy, o: Omit<LoadOptions, "strategies">): BpfObject {
   const object = BpfObject.open(o.image, "lightmon");
   try {
     const wanted = new Set(PROGRAMS[strategy]);
     for (const p of ALL_PROGRAMS) object.setAutoload(p, wanted.has(p));
     object.setInitialValue(".rodata", configBytes(strategy, o));
     object.load();
-    for (const p of PROGRAMS[strategy]) object.attach(p);
-    releaseFreeMemory(); // libbpf freed the kernel's BTF after load: return it to the system
-    return { object, strategy, mountedTracefs };
+    return object;
   } catch (e) {
     object.close();
     throw e;
@@ -106,6 +117,34 @@ export function loadCapture(o: LoadOptions): Loaded {
     }
   }
   throw new NoStrategyError(errors);
+}
+
+/**
+ * Which strategies this kernel allows: each is loaded and attached, then closed
+ * at once. Tracefs is not mounted for the probe; without it the classic
+ * tracepoint answer says so.
+ */
+export function probeStrategies(image: Uint8Array<ArrayBuffer>): Map<Strategy, string> {
+  const out = new Map<Strategy, string>();
+  for (const s of STRATEGIES) {
+    if (s === "tracepoint" && !tracefsMounted()) {
+      out.set(s, "yes, once tracefs is mounted (lightmon mounts it)");
+      continue;
+    }
+    try {
+      const object = openConfigured(s, { image, ipv4Only: false, selfPid: Deno.pid });
+      try {
+        for (const p of PROGRAMS[s]) object.attach(p);
+        out.set(s, "yes");
+      } finally {
+        object.close();
+      }
+    } catch (e) {
+      out.set(s, e instanceof BpfError ? `no (${e.code})` : `no (${e instanceof Error ? e.message : e})`);
+    }
+  }
+  releaseFreeMemory();
+  return out;
 }
 
 /** Read the kernel-side counters by name. */

@@ -15,6 +15,8 @@ const MAX_CACHED = 16_384;
 export interface ContainerPaths {
   dockerData: string;
   containerdTasks: string;
+  /** -k8s: read containerd's CRI state even while Docker answers. */
+  k8s: boolean;
 }
 
 /** The combined source. */
@@ -35,7 +37,9 @@ export class Containers implements ContainerSource {
     const cached = this.#files.get(id);
     if (typeof cached === "object") return cached;
     if (typeof cached === "number" && performance.now() - cached < MISS_TTL_MS) return undefined;
-    const meta = fromContainerdBundle(this.#paths.containerdTasks, id) ?? fromDockerData(this.#paths.dockerData, id);
+    const cri = this.#paths.k8s || !this.#docker?.connected;
+    const meta = (cri ? fromContainerdBundle(this.#paths.containerdTasks, id) : undefined) ??
+      fromDockerData(this.#paths.dockerData, id);
     if (this.#files.size >= MAX_CACHED) this.#files.clear();
     this.#files.set(id, meta ?? performance.now());
     return meta;
