@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { dockerTest, runContainer, uniqueName } from "./docker.ts";
-import { bpfTest, connect, CONNECTOR, Lightmon, listen, type Truth } from "./harness.ts";
+import { bpfTest, connect, CONNECTOR, Lightmon, listen, run, type Truth } from "./harness.ts";
 
 type Ev = Record<string, unknown>;
 
@@ -138,4 +138,40 @@ dockerTest("dockerd stopped and restarted mid-run: events keep flowing and names
   assert.equal(eventFor(events, tAfter!.sport, l.port)?.container, after);
   const outageLines = lm.stderr.split("\n").filter((x) => /docker: lost /.test(x));
   assert.equal(outageLines.length, 1, "the outage is reported once:\n" + lm.stderr);
+});
+
+bpfTest("a pid reused by a new process is not attributed to the old one", async () => {
+  const dir = await Deno.makeTempDir();
+  const other = `${dir}/reuser`;
+  await Deno.copyFile(CONNECTOR, other);
+  await Deno.chmod(other, 0o755);
+  const l = listen("127.0.0.1");
+  const lm = new Lightmon(["--output", "json", "--include", `dport=${l.port}`]);
+  let ta: Truth | undefined, tb: Truth | undefined;
+  try {
+    await lm.ready();
+    for (let attempt = 0; attempt < 20 && (!tb || tb.pid !== ta!.pid); attempt++) {
+      [ta] = await connect("127.0.0.1", l.port);
+      // Make the kernel hand the same pid to the next process: set the last pid
+      // given out to one before it, then fork at once.
+      const out = await run("sh", [
+        "-c",
+        `echo ${ta.pid - 1} > /proc/sys/kernel/ns_last_pid; "${other}" 127.0.0.1 ${l.port}`,
+      ]);
+      tb = JSON.parse(out);
+    }
+    assert.equal(tb!.pid, ta!.pid, "the kernel did not reuse the pid in 20 tries (a busy machine?)");
+    await lm.until((out) => out.includes(`"sport":${tb!.sport},`), 5000, "the second process's event");
+  } finally {
+    await lm.stop();
+    l.close();
+  }
+  const events = lm.events();
+  const ea = eventFor(events, ta!.sport, l.port)!;
+  const eb = eventFor(events, tb!.sport, l.port)!;
+  assert.equal(ea.pid, eb.pid);
+  assert.equal(ea.exe, CONNECTOR);
+  assert.equal(eb.exe, other);
+  assert.deepEqual(eb.args, [other, "127.0.0.1", String(l.port)]);
+  await Deno.remove(dir, { recursive: true });
 });

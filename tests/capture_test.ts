@@ -302,6 +302,6 @@ bpfTest("--version reports which strategies this kernel allows", async () => {
   const st = await lm.exit();
   assert.equal(st.code, 0);
   assert.match(lm.stdout, /^lightmon \d+\.\d+\.\d+ \(event schema 1\)\nlibbpf \d+\.\d+\n/);
-  assert.match(lm.stdout, /  fentry: no \(EPERM\)\n  kprobe: no \(ENOENT\)\n  tp_btf: yes\n  tracepoint: yes/);
+  assert.match(lm.stdout, / {2}fentry: no \(EPERM\)\n {2}kprobe: no \(ENOENT\)\n {2}tp_btf: yes\n {2}tracepoint: yes/);
   await assertDetached();
 });
