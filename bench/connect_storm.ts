@@ -127,6 +127,7 @@ interface Row {
   lost: number;
   ratio: number;
   cpuUsPerEvent: number;
+  peakRssMb: number;
   extra?: string;
 }
 
@@ -146,6 +147,7 @@ async function scenario(
   const captured = await settle(t, traced.n);
   const c1 = cpuTicks(pid);
   const extra = check?.(t.events());
+  const rss = peakRssMb(pid);
   const { lost } = await t.stop();
   const base2 = await load();
   const baseRate = (base1.n / base1.seconds + base2.n / base2.seconds) / 2;
@@ -156,6 +158,7 @@ async function scenario(
     lost,
     ratio: (traced.n / traced.seconds) / baseRate,
     cpuUsPerEvent: ((c1 - c0) / TICKS) * 1e6 / Math.max(1, captured),
+    peakRssMb: rss,
     extra,
   };
 }
@@ -200,17 +203,17 @@ try {
   const s = await startup(port);
   console.log("\nlightmon connect-storm benchmark (loopback, one run; ratios are traced/untraced back to back)\n");
   console.log(
-    "| scenario | connects | captured | completeness | lost | throughput ratio | lightmon CPU µs/event | notes |",
+    "| scenario | connects | captured | completeness | lost | throughput ratio | lightmon CPU µs/event | peak RSS MB | notes |",
   );
-  console.log("|---|---:|---:|---:|---:|---:|---:|---|");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---|");
   for (const r of rows) {
     console.log(
       `| ${r.scenario} | ${r.connects} | ${r.captured} | ${(100 * r.captured / r.connects).toFixed(2)}% | ${r.lost} | ${
         r.ratio.toFixed(3)
-      } | ${r.cpuUsPerEvent.toFixed(2)} | ${r.extra ?? ""} |`,
+      } | ${r.cpuUsPerEvent.toFixed(2)} | ${r.peakRssMb.toFixed(1)} | ${r.extra ?? ""} |`,
     );
   }
-  console.log(`\nstart to first event: ${s.firstEventMs.toFixed(0)} ms; peak RSS ${s.rssMb.toFixed(1)} MB`);
+  console.log(`\nstart to first event: ${s.firstEventMs.toFixed(0)} ms; RSS after start ${s.rssMb.toFixed(1)} MB`);
 } finally {
   listener.child.kill("SIGTERM");
   await listener.child.status;

@@ -93,7 +93,7 @@ export class RingConsumer {
       fd,
       size,
       pageSize,
-      coalesceMs: options.coalesceMs ?? 3,
+      coalesceMs: options.coalesceMs ?? 10,
       batchBytes: options.batchBytes ?? 1 << 20,
       maxInFlightBytes: options.maxInFlightBytes ?? 64 << 20,
     });
