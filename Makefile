@@ -5,7 +5,7 @@ DENO_RUN := $(DENO) run --quiet --allow-all
 BUILD := build
 APT_PACKAGES := clang llvm libbpf1 libbpf-dev bpftool libc6-dev iptables iproute2 busybox-static docker.io
 
-.PHONY: setup deps bpf helpers test check unit e2e bench clean
+.PHONY: setup deps bpf helpers dist test check unit e2e bench clean
 
 # Everything from nothing; harmless to run again.
 setup: deps bpf helpers
@@ -30,6 +30,12 @@ $(BUILD)/connector: tests/helpers/connector.c
 	@mkdir -p $(BUILD)
 	clang -O2 -static -Wall -Werror -o $@ $<
 
+# One executable file: deno compile where its runtime can be had, else a self-extracting file.
+dist: dist/lightmon
+
+dist/lightmon: $(BUILD)/lightmon.bpf.o $(wildcard src/*.ts src/*/*.ts ffi/*.ts) scripts/build_dist.ts scripts/dist_stub.sh
+	$(DENO_RUN) scripts/build_dist.ts
+
 check:
 	$(DENO) fmt --check
 	$(DENO) lint
@@ -38,11 +44,11 @@ check:
 unit:
 	$(DENO) test --allow-all --quiet src/ ffi/
 
-e2e: bpf helpers
+e2e: bpf helpers dist
 	$(DENO) test --allow-all --quiet tests/
 
 # What CI runs: static checks, unit tests, then end-to-end tests on the real kernel.
-test: check bpf helpers
+test: check bpf helpers dist
 	$(DENO) test --allow-all src/ ffi/ tests/
 
 bench: bpf helpers

@@ -36,6 +36,20 @@ export interface RingConsumerOptions {
 }
 
 /**
+ * The worker's module: beside this file in the source tree, or at ffi/ring_worker.js
+ * next to a bundle's src/main.js (the layout `make dist` ships).
+ */
+function workerUrl(): string {
+  const source = new URL("./ring_worker.ts", import.meta.url);
+  try {
+    Deno.statSync(source);
+    return source.href;
+  } catch {
+    return new URL("../ffi/ring_worker.js", import.meta.url).href;
+  }
+}
+
+/**
  * Consumes a ring buffer map off the main thread.
  *
  * @example
@@ -62,7 +76,7 @@ export class RingConsumer {
     onError: (message: string) => void,
     options: RingConsumerOptions = {},
   ) {
-    this.#worker = new Worker(new URL("./ring_worker.ts", import.meta.url).href, { type: "module" });
+    this.#worker = new Worker(workerUrl(), { type: "module" });
     let resolveStopped: () => void;
     this.#stopped = new Promise((r) => resolveStopped = r);
     this.#worker.onmessage = (e: MessageEvent<FromWorker>) => {

@@ -18,11 +18,11 @@ export function bpfUnavailable(): string | undefined {
   } catch {
     return "no /sys/kernel/btf/vmlinux";
   }
-  for (const f of [OBJECT, CONNECTOR]) {
+  for (const f of [OBJECT, CONNECTOR, `${ROOT}dist/lightmon`]) {
     try {
       Deno.statSync(f);
     } catch {
-      return `${f} missing (make bpf helpers)`;
+      return `${f} missing (make bpf helpers dist)`;
     }
   }
   return undefined;
@@ -97,7 +97,7 @@ export class Lightmon {
   }
 
   /** Wait for the start-up line (programs attached). */
-  ready(ms = 15_000): Promise<void> {
+  ready(ms = 20_000): Promise<void> {
     return this.until(
       (_o, e) => /lightmon: capture /.test(e) || /lightmon: .*(error|No capture)/i.test(e),
       ms,

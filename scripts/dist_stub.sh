@@ -1,0 +1,45 @@
+#!/bin/sh
+# lightmon, one file: this POSIX shell stub plus a gzip'd tar archive of the Deno
+# runtime, the bundled program and the BPF object. The first run extracts the archive
+# into a cache directory named by its hash; later runs exec straight from there.
+set -eu
+hash=@@HASH@@
+skip=@@SKIP@@
+uid=$(id -u)
+if [ -n "${LIGHTMON_CACHE:-}" ]; then
+  base=$LIGHTMON_CACHE
+elif [ "$uid" = 0 ]; then
+  base=/var/cache/lightmon
+else
+  base=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/lightmon-$uid
+fi
+# The cache holds code we execute: refuse one that anybody else could have written.
+private() {
+  [ -d "$1" ] || return 0
+  set -- "$1" "$(stat -c '%u %a' "$1")"
+  owner=${2% *}
+  mode=${2#* }
+  if [ "$owner" != "$uid" ] || [ $((0$mode & 022)) -ne 0 ]; then
+    echo "lightmon: cache directory $1 is writable by others or not owned by uid $uid; remove it or set LIGHTMON_CACHE to a private directory" >&2
+    exit 2
+  fi
+}
+private "$base"
+dir=$base/$hash
+if [ ! -x "$dir/bin/deno" ]; then
+  mkdir -p "$base"
+  chmod 700 "$base"
+  tmp=$(mktemp -d "$base/.extract.XXXXXX")
+  if ! tail -c +"$skip" "$0" | tar -xzf - -C "$tmp"; then
+    rm -rf "$tmp"
+    echo "lightmon: cannot extract into $base (disk full?); set LIGHTMON_CACHE to another directory" >&2
+    exit 2
+  fi
+  chmod 700 "$tmp"
+  # Atomic: of two first runs at once, one rename wins and the other cleans up.
+  mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+fi
+private "$dir"
+export DENO_DIR="$dir/deno-cache" DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1
+exec "$dir/bin/deno" run --quiet --no-prompt --no-config --allow-all --v8-flags=--max-semi-space-size=2 \
+  "$dir/app/src/main.js" "$@"

@@ -1,0 +1,94 @@
+/**
+ * The one-file distribution, used as a newcomer would: dist/lightmon copied alone
+ * into an empty directory and run with an empty environment.
+ */
+import assert from "node:assert/strict";
+import { bpfTest, connect, Lightmon, listen, ROOT } from "./harness.ts";
+
+const DIST = `${ROOT}dist/lightmon`;
+const PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+
+async function runDist(bin: string, args: string[], extraEnv: string[] = []) {
+  const t0 = performance.now();
+  const out = await new Deno.Command("env", { args: ["-i", PATH, ...extraEnv, bin, ...args] }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+    ms: performance.now() - t0,
+  };
+}
+
+async function freshCopy(): Promise<{ dir: string; bin: string; cache: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "lightmon-dist-" });
+  const bin = `${dir}/lightmon`;
+  await Deno.copyFile(DIST, bin);
+  await Deno.chmod(bin, 0o755);
+  return { dir, bin, cache: `${dir}/cache` };
+}
+
+bpfTest("dist/lightmon runs alone with an empty environment: --version, --help, a capture", async () => {
+  const { dir, bin, cache } = await freshCopy();
+  try {
+    const env = [`LIGHTMON_CACHE=${cache}`];
+    const first = await runDist(bin, ["--help"], env);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^lightmon - container-aware TCP connection monitor/);
+    const second = await runDist(bin, ["--help"], env);
+    assert.equal(second.code, 0);
+    console.error(
+      `dist: ${Deno.statSync(bin).size} bytes; first run ${first.ms.toFixed(0)} ms, second ${second.ms.toFixed(0)} ms`,
+    );
+    const version = await runDist(bin, ["--version"], env);
+    assert.match(version.stdout, /^lightmon \d+\.\d+\.\d+ \(event schema 1\)\nlibbpf /);
+    assert.match(version.stdout, / {2}tp_btf: yes/);
+
+    const l = listen("127.0.0.1");
+    const lm = new Lightmon(
+      [PATH, `LIGHTMON_CACHE=${cache}`, bin, "--output", "json", "--duration", "4s", "--include", `dport=${l.port}`],
+      {},
+      "env",
+    );
+    await lm.ready();
+    const [t] = await connect("127.0.0.1", l.port);
+    const st = await lm.exit(15_000);
+    l.close();
+    assert.equal(st.code, 0, lm.stderr);
+    const events = lm.events();
+    assert.equal(events.length, 1);
+    assert.equal(events[0].sport, t.sport);
+    assert.equal(events[0].pid, t.pid);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+bpfTest("two first runs at once both work and leave one extracted copy", async () => {
+  const { dir, bin, cache } = await freshCopy();
+  try {
+    const runs = await Promise.all([1, 2, 3].map(() => runDist(bin, ["--help"], [`LIGHTMON_CACHE=${cache}`])));
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    const entries = [...Deno.readDirSync(cache)].map((e) => e.name);
+    assert.equal(entries.length, 1, entries.join(", "));
+    assert.match(entries[0], /^[0-9a-f]{16}$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+bpfTest("a cache directory others can write is refused", async () => {
+  const { dir, bin, cache } = await freshCopy();
+  try {
+    await Deno.mkdir(cache);
+    await Deno.chmod(cache, 0o777);
+    const r = await runDist(bin, ["--help"], [`LIGHTMON_CACHE=${cache}`]);
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.stderr,
+      `lightmon: cache directory ${cache} is writable by others or not owned by uid 0; remove it or set LIGHTMON_CACHE to a private directory\n`,
+    );
+    assert.deepEqual([...Deno.readDirSync(cache)], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
