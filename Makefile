@@ -3,7 +3,7 @@ SHELL := /bin/bash
 DENO := node_modules/deno/deno
 DENO_RUN := $(DENO) run --quiet --allow-all
 BUILD := build
-APT_PACKAGES := clang llvm libbpf1 libbpf-dev bpftool libc6-dev iptables iproute2 busybox-static docker.io
+APT_PACKAGES := clang llvm libbpf1 libbpf-dev bpftool libc6-dev iptables iproute2 busybox-static docker.io systemd
 
 .PHONY: setup deps bpf helpers dist test check unit e2e bench clean
 
