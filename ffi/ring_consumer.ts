@@ -19,7 +19,7 @@ export type ToWorker =
   | { type: "stop" };
 
 type FromWorker =
-  | { type: "batch"; buf: ArrayBuffer; bytes: number; records: number }
+  | { type: "batch"; buf: ArrayBuffer; bytes: number; records: number; fill: number }
   | { type: "error"; message: string }
   | { type: "stopped" };
 
@@ -62,6 +62,18 @@ function workerUrl(): string {
 export class RingConsumer {
   #worker: Worker;
   #stopped: Promise<void>;
+  #lastFill = 0;
+  #maxFill = 0;
+
+  /** How full the ring was (0..1) when the worker last drained it. */
+  get lastFill(): number {
+    return this.#lastFill;
+  }
+
+  /** The fullest the ring has been at a drain since start (0..1). */
+  get maxFill(): number {
+    return this.#maxFill;
+  }
 
   /**
    * @param onRecord called for every record, in order, with a view valid only
@@ -82,6 +94,8 @@ export class RingConsumer {
     this.#worker.onmessage = (e: MessageEvent<FromWorker>) => {
       const m = e.data;
       if (m.type === "batch") {
+        this.#lastFill = m.fill;
+        if (m.fill > this.#maxFill) this.#maxFill = m.fill;
         const view = new DataView(m.buf);
         let pos = 0;
         while (pos < m.bytes) {

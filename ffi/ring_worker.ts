@@ -22,9 +22,10 @@ let inFlight = 0;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function flush(reader: RingReader, batchBytes: number): void {
+function flush(reader: RingReader, batchBytes: number, size: number): void {
   let pending;
   while ((pending = reader.pending()) > 0) {
+    const fill = pending / size;
     // Records take no more room than they do in the ring: size the batch to fit.
     const batch = new Uint8Array(Math.min(batchBytes, pending));
     const view = new DataView(batch.buffer);
@@ -41,7 +42,7 @@ function flush(reader: RingReader, batchBytes: number): void {
     });
     if (records === 0) return; // a record is still being written
     inFlight += pos;
-    self.postMessage({ type: "batch", buf: batch.buffer, bytes: pos, records }, [batch.buffer]);
+    self.postMessage({ type: "batch", buf: batch.buffer, bytes: pos, records, fill }, [batch.buffer]);
   }
 }
 
@@ -58,13 +59,13 @@ async function run(m: Extract<ToWorker, { type: "start" }>): Promise<void> {
       if (inFlight < m.maxInFlightBytes) {
         const woke = reader.pending() > 0 || reader.wait(WAIT_MS);
         if (woke && m.coalesceMs > 0) await sleep(m.coalesceMs);
-        flush(reader, m.batchBytes);
+        flush(reader, m.batchBytes, m.size);
       } else {
         await sleep(m.coalesceMs || 1);
       }
       await sleep(0); // let stop and ack messages in
     }
-    flush(reader, m.batchBytes);
+    flush(reader, m.batchBytes, m.size);
   } catch (e) {
     self.postMessage({ type: "error", message: e instanceof Error ? e.message : String(e) });
   } finally {

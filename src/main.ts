@@ -99,6 +99,8 @@ async function main(argv: string[]): Promise<number> {
   requireBtf();
   const image = readObject(defaultObjectPath());
   setLogSink(o.verbose ? (l) => log(`libbpf: ${l}`) : undefined);
+  // Listen before loading anything, so a busy port fails fast.
+  const metrics = o.metricsAddr ? new (await import("./output/metrics.ts")).MetricsServer(o.metricsAddr) : undefined;
   const docker = new DockerSource(o.dockerRuntime, log);
   await docker.start();
   const containers = new Containers(docker, {
@@ -124,11 +126,16 @@ async function main(argv: string[]): Promise<number> {
       containers,
       metadataWaitMs: o.metadataWaitMs,
       onContainerUpdate: (f) => (docker.onUpdate = f),
-      describe: `containers: ${sources.join(", ")}; output ${o.output === "log" ? `log to ${o.logPath}` : o.output}`,
+      onMetrics: metrics && ((read) => metrics.serve(read)),
+      dockerConnected: () => docker.connected,
+      describe: `containers: ${sources.join(", ")}; output ${o.output === "log" ? `log to ${o.logPath}` : o.output}${
+        metrics ? `; metrics on http://${o.metricsAddr}/metrics` : ""
+      }`,
       log,
     });
   } finally {
     await docker.close();
+    await metrics?.close();
   }
 }
 

@@ -15,6 +15,7 @@ import { ProcessCache } from "./enrich/process_cache.ts";
 import { UserNames } from "./enrich/users.ts";
 import type { ConnEvent } from "./event.ts";
 import type { Renderer } from "./output/renderer.ts";
+import type { MetricsSnapshot } from "./output/metrics.ts";
 
 /** What a run needs. */
 export interface MonitorOptions {
@@ -33,6 +34,10 @@ export interface MonitorOptions {
   metadataWaitMs: number;
   /** Set to be told when container metadata arrives. */
   onContainerUpdate?: (f: () => void) => void;
+  /** Given a reader of the counters once running (for --metrics-addr). */
+  onMetrics?: (read: () => MetricsSnapshot) => void;
+  /** Whether the Docker source is connected, for the metrics. */
+  dockerConnected?: () => boolean;
   /** Names what else the start-up line should say (runtime sources, output). */
   describe: string;
   /** One line to stderr. */
@@ -88,16 +93,23 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
   const users = new UserNames();
   const processes = new ProcessCache();
   const counts: RunCounts = { seen: 0, emitted: 0, filtered: 0, lost: 0n };
+  const byStatus = new Map<string, number>();
+  let containerMisses = 0;
   const deps = { wallNs: (ns: bigint) => clock.wallNs(ns), users, processes, containers: o.containers };
   const release = (e: ConnEvent) => {
     if (stopping && o.count > 0 && counts.emitted >= o.count) return;
-    if (e.containerId && !e.container) fillContainer(e, o.containers.get(e.containerId));
+    if (e.containerId && !e.container) {
+      fillContainer(e, o.containers.get(e.containerId));
+      if (!e.container) containerMisses++;
+    }
     if (!o.keep(e)) {
       counts.filtered++;
       return;
     }
     o.renderer.event(e);
     counts.emitted++;
+    const key = `${e.status} ${e.family}`;
+    byStatus.set(key, (byStatus.get(key) ?? 0) + 1);
     if (o.count > 0 && counts.emitted >= o.count) stop();
   };
   const ready = (e: ConnEvent) =>
@@ -138,6 +150,18 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
     { onBatch },
   );
 
+  o.onMetrics?.(() => ({
+    ...counts,
+    byStatus,
+    lost: readCounters(object).lost,
+    processMisses: processes.misses,
+    containerMisses,
+    processCacheEntries: processes.size,
+    ringFill: consumer.lastFill,
+    ringFillMax: consumer.maxFill,
+    dockerConnected: o.dockerConnected?.() ?? false,
+    strategy,
+  }));
   o.log(`lightmon: capture ${strategy}${tried}${mounted}; ${o.describe}`);
   const timers: ReturnType<typeof setTimeout>[] = [];
   if (o.durationMs > 0) timers.push(setTimeout(() => stop(0), o.durationMs));

@@ -2,7 +2,8 @@
  * End-to-end: filters on real connections, and the log file and summary outputs.
  */
 import assert from "node:assert/strict";
-import { bpfTest, connect, CONNECTOR, Lightmon, listen, run, type Truth } from "./harness.ts";
+import parsePrometheus from "parse-prometheus-text-format";
+import { bpfTest, closedPort, connect, CONNECTOR, Lightmon, listen, run, type Truth } from "./harness.ts";
 
 bpfTest("-exclude and -include leave exactly the expected events", async () => {
   const a = listen("127.0.0.1");
@@ -153,4 +154,77 @@ bpfTest("--duration with -output summary prints unique flows with exact counts",
     ],
   );
   for (const f of flows) assert.ok(f.firstSeen <= f.lastSeen);
+});
+
+interface PromFamily {
+  name: string;
+  type: string;
+  metrics: { value: string; labels?: Record<string, string> }[];
+}
+
+async function scrape(port: number): Promise<Map<string, PromFamily>> {
+  const r = await fetch(`http://127.0.0.1:${port}/metrics`);
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get("content-type") ?? "", /^text\/plain/);
+  return new Map((parsePrometheus(await r.text()) as PromFamily[]).map((f) => [f.name, f]));
+}
+
+bpfTest("--metrics-addr serves Prometheus counts that match the events emitted", async () => {
+  const port = closedPort();
+  const l = listen("127.0.0.1");
+  const refused = closedPort();
+  const lm = new Lightmon([
+    "--output",
+    "json",
+    "--metrics-addr",
+    `127.0.0.1:${port}`,
+    "--include",
+    `dport=${l.port} || dport=${refused}`,
+  ]);
+  try {
+    await lm.ready();
+    await connect("127.0.0.1", l.port, { n: 6 });
+    await connect("::ffff:127.0.0.1", l.port, { n: 2 });
+    await connect("127.0.0.1", refused, { n: 3 });
+    await lm.until((out) => out.split("\n").length > 11, 5000, "11 events");
+    const m = await scrape(port);
+    const conns = m.get("lightmon_connections_total")!;
+    assert.equal(conns.type, "COUNTER");
+    const by = Object.fromEntries(
+      conns.metrics.map((x) => [`${x.labels!.status}/${x.labels!.family}`, Number(x.value)]),
+    );
+    assert.deepEqual(by, { "established/4": 8, "refused/4": 3 });
+    assert.equal(Number(m.get("lightmon_events_lost_total")!.metrics[0].value), 0);
+    assert.ok(Number(m.get("lightmon_events_filtered_total")!.metrics[0].value) >= 0);
+    assert.ok(Number(m.get("lightmon_events_seen_total")!.metrics[0].value) >= 11);
+    const fill = Number(m.get("lightmon_ringbuf_fill_ratio_max")!.metrics[0].value);
+    assert.ok(fill > 0 && fill < 1, `fill ${fill}`);
+    assert.deepEqual(
+      m.get("lightmon_enrichment_misses_total")!.metrics.map((x) => x.labels!.kind).sort(),
+      ["container", "process"],
+    );
+    assert.equal(m.get("lightmon_build_info")!.metrics[0].labels!.strategy, "tp_btf");
+    // No per-address or per-pid labels.
+    for (const f of m.values()) {
+      for (const x of f.metrics) {
+        for (const k of Object.keys(x.labels ?? {})) {
+          assert.ok(["status", "family", "kind", "version", "strategy"].includes(k), k);
+        }
+      }
+    }
+  } finally {
+    await lm.stop();
+    l.close();
+  }
+  assert.match(lm.stderr, /metrics on http:\/\/127\.0\.0\.1:\d+\/metrics/);
+});
+
+bpfTest("a --metrics-addr already in use is one line and exit 2, before anything loads", async () => {
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (busy.addr as Deno.NetAddr).port;
+  const lm = new Lightmon(["--metrics-addr", `127.0.0.1:${port}`]);
+  const st = await lm.exit();
+  busy.close();
+  assert.equal(st.code, 2);
+  assert.equal(lm.stderr, `lightmon: --metrics-addr 127.0.0.1:${port}: cannot listen (address already in use)\n`);
 });

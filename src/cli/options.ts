@@ -39,6 +39,7 @@ export interface Options {
   count: number;
   statsIntervalMs: number;
   metadataWaitMs: number;
+  metricsAddr: string;
   verbose: boolean;
   help: boolean;
   version: boolean;
@@ -63,6 +64,7 @@ export const DEFAULTS: Options = {
   count: 0,
   statsIntervalMs: 0,
   metadataWaitMs: 200,
+  metricsAddr: "",
   verbose: false,
   help: false,
   version: false,
@@ -269,6 +271,15 @@ export const FLAGS: readonly Flag[] = [
     group: "Run",
     value: "INTERVAL",
     help: "print the counters on stderr every INTERVAL",
+  },
+  {
+    name: "metrics-addr",
+    kind: "string",
+    key: "metricsAddr",
+    configKey: "metricsAddr",
+    group: "Run",
+    value: "HOST:PORT",
+    help: "serve Prometheus metrics on http://HOST:PORT/metrics, e.g. 127.0.0.1:9090",
   },
   {
     name: "config",
