@@ -3,9 +3,10 @@ SHELL := /bin/bash
 DENO := node_modules/deno/deno
 DENO_RUN := $(DENO) run --quiet --allow-all
 BUILD := build
-APT_PACKAGES := clang llvm libbpf1 libbpf-dev bpftool libc6-dev iptables iproute2 busybox-static docker.io systemd
+APT_PACKAGES := clang llvm libbpf1 libbpf-dev bpftool libc6-dev iptables iproute2 busybox-static docker.io systemd \
+	qemu-system-x86
 
-.PHONY: setup deps bpf helpers dist test check unit e2e bench clean
+.PHONY: setup deps bpf helpers dist test check unit e2e bench vmtest clean
 
 # Everything from nothing; harmless to run again.
 setup: deps bpf helpers
@@ -50,6 +51,10 @@ e2e: bpf helpers dist
 # What CI runs: static checks, unit tests, then end-to-end tests on the real kernel.
 test: check bpf helpers dist
 	$(DENO) test --allow-all src/ ffi/ tests/
+
+# The capture-strategy matrix on Debian 12's Linux 6.1 under qemu, and on this kernel.
+vmtest: bpf helpers dist
+	$(DENO_RUN) scripts/vmtest.ts
 
 bench: bpf helpers
 	$(DENO_RUN) bench/connect_storm.ts

@@ -59,11 +59,14 @@ export class BpfError extends Error {
   readonly code: string;
   /** What the user can do about it. */
   readonly fix: string;
+  /** The operation that failed. */
+  readonly what: string;
 
   constructor(what: string, errno: number, fix = errnoFix(errno)) {
     const code = errnoName(errno);
     super(`${what}: ${code}; ${fix}`);
     this.name = "BpfError";
+    this.what = what;
     this.errno = Math.abs(errno);
     this.code = code;
     this.fix = fix;

@@ -180,7 +180,8 @@ for (const strategy of ["fentry", "kprobe"]) {
     assert.equal(st.code, 2);
     const lines = lm.stderr.trim().split("\n");
     assert.equal(lines.length, 1, lm.stderr);
-    assert.match(lines[0], new RegExp(`^lightmon: No capture strategy works on this kernel \\(${strategy}: `));
+    assert.match(lines[0], new RegExp(`^lightmon: The ${strategy} capture strategy does not work on this kernel \\(`));
+    assert.match(lines[0], /; try --strategy auto$/);
     assert.equal(lm.stdout, "");
     await assertDetached();
   });

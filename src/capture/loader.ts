@@ -58,7 +58,13 @@ export class NoStrategyError extends Error {
   readonly errors: ReadonlyMap<Strategy, Error>;
   constructor(errors: Map<Strategy, Error>) {
     const parts = [...errors].map(([s, e]) => `${s}: ${e.message}`);
-    super(`No capture strategy works on this kernel (${parts.join("; ")})`);
+    super(
+      errors.size === 1
+        ? `The ${[...errors.keys()][0]} capture strategy does not work on this kernel (${
+          parts[0]
+        }); try --strategy auto`
+        : `No capture strategy works on this kernel (${parts.join("; ")})`,
+    );
     this.name = "NoStrategyError";
     this.errors = errors;
   }
@@ -103,6 +109,20 @@ function openConfigured(strategy: Strategy, o: Omit<LoadOptions, "strategies">):
   }
 }
 
+/**
+ * What an errno means for a strategy, once privileges are known to be there (the
+ * preflight checked them): EPERM from fentry is the kernel's refusal, not ours.
+ */
+function explain(strategy: Strategy, e: BpfError): BpfError {
+  if ((strategy === "fentry") && e.code === "EPERM") {
+    return new BpfError(e.what, e.errno, "this kernel refuses fentry programs (lockdown, or no BPF trampoline)");
+  }
+  if (strategy === "kprobe" && (e.code === "ENOENT" || e.code === "EOPNOTSUPP")) {
+    return new BpfError(e.what, e.errno, "this kernel has no kprobes (CONFIG_KPROBES) for tcp_connect");
+  }
+  return e;
+}
+
 /** Load and attach with the first strategy that works. */
 export function loadCapture(o: LoadOptions): Loaded {
   const errors = new Map<Strategy, Error>();
@@ -112,8 +132,9 @@ export function loadCapture(o: LoadOptions): Loaded {
     } catch (e) {
       releaseFreeMemory(); // each attempt parsed the kernel's BTF
       if (!(e instanceof BpfError)) throw e;
-      errors.set(s, e);
-      o.onFallback?.(s, e);
+      const why = explain(s, e);
+      errors.set(s, why);
+      o.onFallback?.(s, why);
     }
   }
   throw new NoStrategyError(errors);

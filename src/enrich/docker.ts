@@ -124,7 +124,7 @@ export class DockerSource {
         if (!this.#closed) this.#lost("the event stream ended");
       } catch (e) {
         if (this.#closed) break;
-        this.#lost(e instanceof Error ? e.message.split("\n")[0] : String(e));
+        this.#lost(this.#why(e));
       }
       firstAttempt();
       // A new client per attempt: a restarted dockerd is a new socket.
@@ -133,6 +133,18 @@ export class DockerSource {
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, RETRY_MAX_MS);
     }
+  }
+
+  /** fetch() over a unix socket says only "fetch failed": name the usual causes. */
+  #why(e: unknown): string {
+    try {
+      if (!Deno.statSync(this.#socket).isSocket) return "not a socket";
+    } catch {
+      return "no such socket";
+    }
+    const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    const cause = e instanceof Error && e.cause instanceof Error ? `: ${e.cause.message.split("\n")[0]}` : "";
+    return msg + cause;
   }
 
   #lost(why: string): void {

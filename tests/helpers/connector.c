@@ -5,7 +5,7 @@
  * lightmon's events against. Static, so it also runs in a bare busybox container.
  *
  *   connector [-n COUNT] [-c COMM] [-t TIMEOUT_MS] [-w WAIT_MS] [-q] [-r] [-T SECS] ADDR PORT
- *   connector -L [-T SECS] ADDR PORT
+ *   connector -L [-T SECS] [-b BACKLOG] [-A] ADDR PORT
  *
  * -c renames the process (prctl PR_SET_NAME) before connecting, so tests can use
  *    hostile names; -t makes the connect non-blocking and gives up after TIMEOUT_MS
@@ -13,7 +13,9 @@
  * For benchmarks: -q prints one summary line instead of one line per attempt, -r
  *    closes with RST (no TIME_WAIT), -T stops after SECS seconds whatever COUNT says.
  * -L listens on ADDR PORT (0: any port), prints the port, accepts and closes every
- *    connection until -T SECS pass or it is killed.
+ *    connection until -T SECS pass or it is killed. With -A it never accepts: once
+ *    its queue (-b BACKLOG) is full the kernel drops further SYNs, which holds new
+ *    connects pending without any firewall rule.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -37,11 +39,11 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int listen_loop(const struct sockaddr *sa, socklen_t len, int family, double secs)
+static int listen_loop(const struct sockaddr *sa, socklen_t len, int family, double secs, int backlog, int accepting)
 {
 	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (fd < 0 || bind(fd, sa, len) < 0 || listen(fd, 4096) < 0) {
+	if (fd < 0 || bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
 		perror("listen");
 		return 1;
 	}
@@ -54,6 +56,10 @@ static int listen_loop(const struct sockaddr *sa, socklen_t len, int family, dou
 	double end = now_s() + (secs > 0 ? secs : 1e9);
 	while (now_s() < end) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (!accepting) {
+			usleep(200 * 1000);
+			continue;
+		}
 		if (poll(&p, 1, 200) != 1)
 			continue;
 		int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
@@ -89,11 +95,11 @@ static int connect_once(const struct sockaddr *sa, socklen_t len, int family, in
 
 int main(int argc, char **argv)
 {
-	int count = 1, timeout_ms = 0, wait_ms = 0, quiet = 0, rst = 0, listen_mode = 0, opt;
+	int count = 1, timeout_ms = 0, wait_ms = 0, quiet = 0, rst = 0, listen_mode = 0, backlog = 4096, accepting = 1, opt;
 	double max_secs = 0;
 	const char *comm = NULL;
 
-	while ((opt = getopt(argc, argv, "n:c:t:w:qrT:L")) != -1) {
+	while ((opt = getopt(argc, argv, "n:c:t:w:qrT:Lb:A")) != -1) {
 		switch (opt) {
 		case 'n': count = atoi(optarg); break;
 		case 'c': comm = optarg; break;
@@ -103,6 +109,8 @@ int main(int argc, char **argv)
 		case 'r': rst = 1; break;
 		case 'T': max_secs = atof(optarg); break;
 		case 'L': listen_mode = 1; break;
+		case 'b': backlog = atoi(optarg); break;
+		case 'A': accepting = 0; break;
 		default:
 			fprintf(stderr, "usage: connector [-n COUNT] [-c COMM] [-t TIMEOUT_MS] [-w WAIT_MS] ADDR PORT\n");
 			return 2;
@@ -131,7 +139,7 @@ int main(int argc, char **argv)
 		len = sizeof(*s4);
 	}
 	if (listen_mode)
-		return listen_loop((struct sockaddr *)&ss, len, family, max_secs);
+		return listen_loop((struct sockaddr *)&ss, len, family, max_secs, backlog, accepting);
 	if (comm)
 		prctl(PR_SET_NAME, comm, 0, 0, 0);
 	double start = now_s(), end = start + (max_secs > 0 ? max_secs : 1e9);
