@@ -30,6 +30,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_CLOSE 7
+#define TCP_LISTEN 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
 
 #define ECONNREFUSED 111
 #define ECONNRESET 104
@@ -343,6 +346,60 @@ static __always_inline int handle_exit(void)
 	};
 
 	emit(&e, sizeof(e));
+	return 0;
+}
+
+/*
+ * Start-up snapshot: every TCP socket open in any process, for connections that were
+ * established before lightmon started. Listening sockets come too, so user space can
+ * tell accepted connections (local port is listened on) from outbound ones. Each
+ * process is visited once (thread group leaders only: threads share the fd table).
+ */
+SEC("iter/task_file")
+int lm_iter_tcp(struct bpf_iter__task_file *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	__u32 zero = 0;
+
+	if (!task || !file)
+		return 0;
+	if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid) || BPF_CORE_READ(task, tgid) == lm_cfg.self_pid)
+		return 0;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	const struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : 0;
+
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+
+	if ((family != AF_INET && family != AF_INET6) || (state != TCP_ESTABLISHED && state != TCP_LISTEN))
+		return 0;
+	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_conn_scratch, &zero);
+
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = LM_KIND_CONNECT;
+	e->status = state == TCP_LISTEN ? LM_STATUS_LISTEN : LM_STATUS_EXISTING;
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->start_ns = e->ts_ns;
+	e->pid = BPF_CORE_READ(task, tgid);
+	e->tid = e->pid;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = BPF_CORE_READ(task, cred, uid.val);
+	e->gid = BPF_CORE_READ(task, cred, gid.val);
+	e->proc_start_ns = BPF_CORE_READ(task, start_boottime);
+	e->mntns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	e->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+	read_cgroup(task, e);
+	read_endpoints(sk, e);
+	bpf_seq_write(seq, e, sizeof(*e));
 	return 0;
 }
 

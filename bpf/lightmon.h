@@ -35,6 +35,8 @@ enum lm_status {
 	LM_STATUS_PENDING = 6,	  /* first SYN retransmit: the handshake hangs */
 	LM_STATUS_ABORTED = 7,	  /* closed by the process before an outcome */
 	LM_STATUS_ERROR = 8,	  /* any other sk_err, see lm_conn_event.sk_err */
+	LM_STATUS_EXISTING = 9,	  /* established before lightmon started (iterator) */
+	LM_STATUS_LISTEN = 10,	  /* a listening socket (iterator; tells inbound from outbound) */
 };
 
 /* lm_conn_event.flags */

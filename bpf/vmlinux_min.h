@@ -108,6 +108,7 @@ struct nsproxy {
 struct kernfs_node {
 	struct kernfs_node *__parent;
 	const char *name;
+	__u64 id;
 };
 
 struct kernfs_node___old {
@@ -157,6 +158,33 @@ struct task_struct {
 
 struct pt_regs {
 	unsigned long di, si, dx, cx, r8, r9, ax, bx, bp, sp, ip;
+};
+
+struct inode {
+	unsigned short i_mode;
+};
+
+struct file {
+	struct inode *f_inode;
+	void *private_data;
+};
+
+struct socket {
+	short type;
+	struct sock *sk;
+};
+
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+};
+
+struct bpf_iter__task_file {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+	__u32 fd;
+	struct file *file;
 };
 
 struct linux_binprm {

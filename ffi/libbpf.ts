@@ -36,6 +36,13 @@ const SYMBOLS = {
   },
   // struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
   bpf_program__attach: { parameters: ["pointer"], result: "pointer" },
+  // struct bpf_link *bpf_program__attach_iter(const struct bpf_program *prog,
+  //                                           const struct bpf_iter_attach_opts *opts);
+  bpf_program__attach_iter: { parameters: ["pointer", "pointer"], result: "pointer" },
+  // int bpf_link__fd(const struct bpf_link *link);
+  bpf_link__fd: { parameters: ["pointer"], result: "i32" },
+  // int bpf_iter_create(int link_fd);
+  bpf_iter_create: { parameters: ["i32"], result: "i32" },
   // int bpf_link__destroy(struct bpf_link *link);
   bpf_link__destroy: { parameters: ["pointer"], result: "i32" },
   // int bpf_map__set_initial_value(struct bpf_map *map, const void *data, size_t size);
@@ -230,6 +237,43 @@ export class BpfObject implements Disposable {
     const link = new BpfLink(ptr, name);
     this.#links.push(link);
     return link;
+  }
+
+  /**
+   * Run an iterator program once and return everything it wrote. The iterator's
+   * link is destroyed before returning.
+   */
+  readIterator(name: string): Uint8Array {
+    const s = bpf();
+    const link = s.bpf_program__attach_iter(this.#program(name), null);
+    if (!link) throw new BpfError(`attach iterator ${name}`, errno());
+    try {
+      const fd = s.bpf_iter_create(s.bpf_link__fd(link));
+      if (fd < 0) throw new BpfError(`create iterator ${name}`, -fd);
+      try {
+        const chunks: Uint8Array[] = [];
+        let total = 0;
+        for (;;) {
+          const buf = new Uint8Array(64 * 1024);
+          const n = Number(libc().read(fd, buf, BigInt(buf.length)));
+          if (n < 0) throw new BpfError(`read iterator ${name}`, errno());
+          if (n === 0) break;
+          chunks.push(buf.subarray(0, n));
+          total += n;
+        }
+        const out = new Uint8Array(total);
+        let off = 0;
+        for (const c of chunks) {
+          out.set(c, off);
+          off += c.length;
+        }
+        return out;
+      } finally {
+        libc().close(fd);
+      }
+    } finally {
+      s.bpf_link__destroy(link);
+    }
   }
 
   /** The file descriptor of a map (after load). */

@@ -20,6 +20,8 @@ const SYMBOLS = {
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   // int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout);
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  // ssize_t read(int fd, void *buf, size_t count);
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   // int close(int fd);
   close: { parameters: ["i32"], result: "i32" },
   // int clock_gettime(clockid_t clk, struct timespec *tp);

@@ -117,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
       image,
       strategies: strategiesFor(o.strategy),
       ipv4Only: !o.ipv6,
+      existing: o.existing,
       durationMs: o.durationMs,
       count: o.count,
       statsIntervalMs: o.statsIntervalMs,

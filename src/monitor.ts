@@ -7,6 +7,8 @@ import { RingConsumer } from "../ffi/ring_consumer.ts";
 import { pageSize } from "../ffi/libc.ts";
 import { decodeRecord } from "./capture/decode.ts";
 import { loadCapture, readCounters, type Strategy } from "./capture/loader.ts";
+import { existingConnections } from "./capture/snapshot.ts";
+import type { RawConnect } from "./capture/decode.ts";
 import { BootClock } from "./enrich/clock.ts";
 import type { Containers } from "./enrich/containers.ts";
 import { enrich, fillContainer } from "./enrich/enricher.ts";
@@ -22,6 +24,8 @@ export interface MonitorOptions {
   image: Uint8Array<ArrayBuffer>;
   strategies: readonly Strategy[];
   ipv4Only: boolean;
+  /** Report connections established before the start (status existing). */
+  existing: boolean;
   durationMs: number;
   count: number;
   statsIntervalMs: number;
@@ -53,6 +57,10 @@ export interface RunCounts {
 }
 
 const HOUSEKEEPING_MS = 5000;
+/** How long a new connection may duplicate one the start-up snapshot reported. */
+const SNAPSHOT_OVERLAP_MS = 10_000;
+
+const tuple = (r: RawConnect) => `${r.saddr}|${r.sport}|${r.daddr}|${r.dport}`;
 
 /** Run until stopped; resolves with the exit code. */
 export async function runMonitor(o: MonitorOptions): Promise<number> {
@@ -121,11 +129,15 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
     holdback.pump();
     onBatch();
   });
+  // Connections opened between attaching and the snapshot appear in both: the
+  // snapshot's record stands, the ring's is dropped.
+  let snapshotted: Set<string> | undefined;
   const onRecord = (v: DataView) => {
     const r = decodeRecord(v);
     if (!r) return;
     if (r.kind === "exec") return processes.exec(r);
     if (r.kind === "exit") return processes.exit(r.pid, r.procStartNs);
+    if (snapshotted && r.status === "established" && snapshotted.has(tuple(r))) return;
     counts.seen++;
     holdback.push(enrich(r, deps));
   };
@@ -150,6 +162,25 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
     { onBatch },
   );
 
+  let existingNote = "";
+  if (o.existing) {
+    try {
+      const found = existingConnections(o.image, Deno.pid).filter((r) => !(o.ipv4Only && r.family === 6));
+      snapshotted = new Set(found.map(tuple));
+      for (const r of found) {
+        counts.seen++;
+        holdback.push(enrich(r, deps));
+      }
+      existingNote = `, existing connections: ${found.length}`;
+      onBatch();
+    } catch (e) {
+      o.log(
+        `lightmon: cannot list existing connections (${
+          e instanceof Error ? e.message : e
+        }); new ones are still reported`,
+      );
+    }
+  }
   o.onMetrics?.(() => ({
     ...counts,
     byStatus,
@@ -162,13 +193,14 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
     dockerConnected: o.dockerConnected?.() ?? false,
     strategy,
   }));
-  o.log(`lightmon: capture ${strategy}${tried}${mounted}; ${o.describe}`);
+  o.log(`lightmon: capture ${strategy}${tried}${mounted}${existingNote}; ${o.describe}`);
   const timers: ReturnType<typeof setTimeout>[] = [];
   if (o.durationMs > 0) timers.push(setTimeout(() => stop(0), o.durationMs));
   timers.push(setInterval(() => {
     processes.sweep();
     clock.refresh();
   }, HOUSEKEEPING_MS));
+  timers.push(setTimeout(() => (snapshotted = undefined), SNAPSHOT_OVERLAP_MS));
   const statsLine = () => {
     counts.lost = readCounters(object).lost;
     return `lightmon: seen ${counts.seen} emitted ${counts.emitted} filtered ${counts.filtered} lost ${counts.lost}`;

@@ -169,7 +169,7 @@ bpfTest("automatic choice falls back past fentry and kprobe and says so once", a
   assert.equal(lines.length, 1);
   assert.match(
     lines[0],
-    /^lightmon: capture tp_btf \(unavailable: fentry: EPERM, kprobe: ENOENT\); containers: .*; output json$/,
+    /^lightmon: capture tp_btf \(unavailable: fentry: EPERM, kprobe: ENOENT\), existing connections: \d+; containers: .*; output json$/,
   );
 });
 
@@ -256,7 +256,7 @@ bpfTest("the tracepoint fallback mounts tracefs itself when it is not mounted", 
     await lm.until((out) => out.includes(`"sport":${truth[0].sport},`), 5000, "event");
   }, { LIGHTMON_STRATEGY: "tracepoint" });
   v4.close();
-  if (unmounted) assert.match(lm.stderr, /lightmon: capture tracepoint, mounted tracefs on \/sys\/kernel\/tracing;/);
+  if (unmounted) assert.match(lm.stderr, /lightmon: capture tracepoint, mounted tracefs on \/sys\/kernel\/tracing[;,]/);
   assert.ok(Deno.statSync("/sys/kernel/tracing/events").isDirectory);
   assert.equal(lm.events().length, 1);
 });
@@ -305,4 +305,44 @@ bpfTest("--version reports which strategies this kernel allows", async () => {
   assert.match(lm.stdout, /^lightmon \d+\.\d+\.\d+ \(event schema 1\)\nlibbpf \d+\.\d+\n/);
   assert.match(lm.stdout, / {2}fentry: no \(EPERM\)\n {2}kprobe: no \(ENOENT\)\n {2}tp_btf: yes\n {2}tracepoint: yes/);
   await assertDetached();
+});
+
+bpfTest("a connection established before start is reported once as existing; its accepted side is not", async () => {
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (server.addr as Deno.NetAddr).port;
+  // A client process that connects, then holds the connection open.
+  const holder = new Deno.Command(CONNECTOR, {
+    args: ["-k", "-w", "6000", "127.0.0.1", String(port)],
+    stdout: "piped",
+  }).spawn();
+  const accepted = await server.accept();
+  const reader = holder.stdout.getReader();
+  const truth = JSON.parse(new TextDecoder().decode((await reader.read()).value)) as Truth;
+  reader.releaseLock();
+  try {
+    const lm = await captureAll(["--include", `dport=${port} || sport=${port}`], async (lm) => {
+      assert.match(lm.stderr, /existing connections: \d+;/);
+      await lm.until((out) => out.includes('"existing"'), 5000, "the existing connection");
+      await new Promise((r) => setTimeout(r, 300));
+    });
+    const events = lm.events();
+    assert.equal(events.length, 1, JSON.stringify(events));
+    const e = events[0];
+    assert.equal(e.status, "existing");
+    assert.equal(e.pid, truth.pid);
+    assert.equal(e.sport, truth.sport);
+    assert.equal(e.dport, port);
+    assert.equal(e.comm, "connector");
+    assert.equal(e.exe, CONNECTOR);
+    assert.equal(e.procSource, "proc");
+    const off = await captureAll(["-existing=false", "--include", `dport=${port}`], async () => {
+      await new Promise((r) => setTimeout(r, 300));
+    });
+    assert.equal(off.events().length, 0);
+  } finally {
+    accepted.close();
+    server.close();
+    holder.kill("SIGTERM");
+    await holder.status;
+  }
 });

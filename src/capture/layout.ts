@@ -91,10 +91,12 @@ export const STATUS_NAMES = [
   "pending",
   "aborted",
   "error",
+  "existing",
+  "listen",
 ] as const;
 
 /** A connection attempt's status. */
-export type Status = (typeof STATUS_NAMES)[number] | "existing";
+export type Status = (typeof STATUS_NAMES)[number];
 
 /** enum lm_counter, by index. */
 export const COUNTERS = ["lost", "stashMiss", "stashFull", "kernelFiltered"] as const;

@@ -29,7 +29,10 @@ export const PROGRAMS: Record<Strategy, readonly string[]> = {
   tracepoint: ["lm_tp_state", "lm_tp_retrans", "lm_tp_exec", "lm_tp_exit"],
 };
 
-const ALL_PROGRAMS = [...new Set(Object.values(PROGRAMS).flat())];
+/** The start-up snapshot's iterator, loaded on its own (see snapshot.ts). */
+export const SNAPSHOT_PROGRAM = "lm_iter_tcp";
+
+const ALL_PROGRAMS = [...new Set([...Object.values(PROGRAMS).flat(), SNAPSHOT_PROGRAM])];
 
 /** What the loader is asked for. */
 export interface LoadOptions {
@@ -83,7 +86,7 @@ function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Ui
 function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
   let mountedTracefs = false;
   if (strategy === "tracepoint") mountedTracefs = ensureTracefs().mounted;
-  const object = openConfigured(strategy, o);
+  const object = openWith(PROGRAMS[strategy], strategy, o);
   try {
     for (const p of PROGRAMS[strategy]) object.attach(p);
     releaseFreeMemory(); // libbpf freed the kernel's BTF after load: return it to the system
@@ -94,11 +97,15 @@ function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
   }
 }
 
-/** Open and load the object for a strategy, with its programs and config. */
-function openConfigured(strategy: Strategy, o: Omit<LoadOptions, "strategies">): BpfObject {
+/** Open and load the object with only `programs` and the config for `strategy`. */
+export function openWith(
+  programs: readonly string[],
+  strategy: Strategy,
+  o: Omit<LoadOptions, "strategies">,
+): BpfObject {
   const object = BpfObject.open(o.image, "lightmon");
   try {
-    const wanted = new Set(PROGRAMS[strategy]);
+    const wanted = new Set(programs);
     for (const p of ALL_PROGRAMS) object.setAutoload(p, wanted.has(p));
     object.setInitialValue(".rodata", configBytes(strategy, o));
     object.load();
@@ -153,7 +160,7 @@ export function probeStrategies(image: Uint8Array<ArrayBuffer>): Map<Strategy, s
       continue;
     }
     try {
-      const object = openConfigured(s, { image, ipv4Only: false, selfPid: Deno.pid });
+      const object = openWith(PROGRAMS[s], s, { image, ipv4Only: false, selfPid: Deno.pid });
       try {
         for (const p of PROGRAMS[s]) object.attach(p);
         out.set(s, "yes");

@@ -29,6 +29,7 @@ export interface Options {
   exclude: string;
   include: string;
   ipv6: boolean;
+  existing: boolean;
   k8s: boolean;
   logPath: string;
   logKeep: number;
@@ -54,6 +55,7 @@ export const DEFAULTS: Options = {
   exclude: "",
   include: "",
   ipv6: true,
+  existing: true,
   k8s: false,
   logPath: "/var/log/lightmon",
   logKeep: 8,
@@ -185,6 +187,14 @@ export const FLAGS: readonly Flag[] = [
     configKey: "ipv6",
     group: "Filtering",
     help: "show IPv6 connections (-v6=false hides them)",
+  },
+  {
+    name: "existing",
+    kind: "boolean",
+    key: "existing",
+    configKey: "existing",
+    group: "Filtering",
+    help: "report connections already established at start as status existing (-existing=false: only new ones)",
   },
   {
     name: "strategy",

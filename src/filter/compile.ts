@@ -86,7 +86,7 @@ function ipField(name: string, get: (e: ConnEvent) => string): Matcher {
 }
 
 const STATUSES = Object.fromEntries(
-  [...STATUS_NAMES.filter((s) => s !== "unknown"), "existing"].map((s) => [s, s]),
+  STATUS_NAMES.filter((s) => s !== "unknown" && s !== "listen").map((s) => [s, s]),
 );
 
 /** The filterable fields. */

@@ -9,7 +9,8 @@
  *
  * -c renames the process (prctl PR_SET_NAME) before connecting, so tests can use
  *    hostile names; -t makes the connect non-blocking and gives up after TIMEOUT_MS
- *    (the attempt is then reported "pending"); -w sleeps after the last connect.
+ *    (the attempt is then reported "pending"); -w sleeps after the last connect;
+ *    -k keeps the connections open until exit.
  * For benchmarks: -q prints one summary line instead of one line per attempt, -r
  *    closes with RST (no TIME_WAIT), -T stops after SECS seconds whatever COUNT says.
  * -L listens on ADDR PORT (0: any port), prints the port, accepts and closes every
@@ -95,11 +96,12 @@ static int connect_once(const struct sockaddr *sa, socklen_t len, int family, in
 
 int main(int argc, char **argv)
 {
-	int count = 1, timeout_ms = 0, wait_ms = 0, quiet = 0, rst = 0, listen_mode = 0, backlog = 4096, accepting = 1, opt;
+	int count = 1, timeout_ms = 0, wait_ms = 0, quiet = 0, rst = 0, listen_mode = 0, backlog = 4096, accepting = 1;
+	int keep = 0, opt;
 	double max_secs = 0;
 	const char *comm = NULL;
 
-	while ((opt = getopt(argc, argv, "n:c:t:w:qrT:Lb:A")) != -1) {
+	while ((opt = getopt(argc, argv, "n:c:t:w:qrT:Lb:Ak")) != -1) {
 		switch (opt) {
 		case 'n': count = atoi(optarg); break;
 		case 'c': comm = optarg; break;
@@ -111,6 +113,7 @@ int main(int argc, char **argv)
 		case 'L': listen_mode = 1; break;
 		case 'b': backlog = atoi(optarg); break;
 		case 'A': accepting = 0; break;
+		case 'k': keep = 1; break;
 		default:
 			fprintf(stderr, "usage: connector [-n COUNT] [-c COMM] [-t TIMEOUT_MS] [-w WAIT_MS] ADDR PORT\n");
 			return 2;
@@ -164,7 +167,9 @@ int main(int argc, char **argv)
 			sport = ntohs(family == AF_INET ? ((struct sockaddr_in *)&local)->sin_port
 							: ((struct sockaddr_in6 *)&local)->sin6_port);
 		printf("{\"pid\":%d,\"tid\":%ld,\"sport\":%d,\"status\":\"%s\"}\n", getpid(), syscall(SYS_gettid), sport, status);
-		close(fd);
+		fflush(stdout);
+		if (!keep)
+			close(fd);
 	}
 	if (quiet)
 		printf("{\"attempts\":%d,\"established\":%d,\"seconds\":%.6f}\n", done, ok, now_s() - start);
