@@ -47,6 +47,7 @@ const volatile struct lm_config lm_cfg = {};
 /* Emits lm_exit_event into the object's BTF (it is only ever a stack variable), so
  * tests/layout_test.ts can check the decoder against every record type. */
 const struct lm_exit_event *lm_btf_anchor_exit __attribute__((unused));
+const struct lm_fork_event *lm_btf_anchor_fork __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -403,6 +404,25 @@ int lm_iter_tcp(struct bpf_iter__task_file *ctx)
 	return 0;
 }
 
+/* A forked process inherits its parent's identity until it execs. Threads are not
+ * processes: only a child that leads its own thread group is reported. */
+static __always_inline int handle_fork(struct task_struct *parent, struct task_struct *child)
+{
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+		return 0;
+	struct lm_fork_event e = {
+		.ts_ns = bpf_ktime_get_boot_ns(),
+		.kind = LM_KIND_FORK,
+		.pid = BPF_CORE_READ(child, tgid),
+		.proc_start_ns = BPF_CORE_READ(child, start_boottime),
+		.parent_start_ns = BPF_CORE_READ(parent, group_leader, start_boottime),
+		.ppid = BPF_CORE_READ(parent, tgid),
+	};
+
+	emit(&e, sizeof(e));
+	return 0;
+}
+
 /* ---- tp_btf: BTF-typed raw tracepoints (5.5+), the preferred strategy ---- */
 
 SEC("tp_btf/inet_sock_set_state")
@@ -427,6 +447,14 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(lm_btf_exit)
 {
 	return handle_exit();
+}
+
+/* The classic tracepoint has no pointer to the child, hence no start time to tell a
+ * reused pid apart: fork tracking is a BTF-strategy feature. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(lm_btf_fork, struct task_struct *parent, struct task_struct *child)
+{
+	return handle_fork(parent, child);
 }
 
 /* ---- classic tracepoints through tracefs: the fallback ---- */

@@ -23,6 +23,7 @@ enum lm_kind {
 	LM_KIND_CONNECT = 1,
 	LM_KIND_EXEC = 2,
 	LM_KIND_EXIT = 3,
+	LM_KIND_FORK = 4,
 };
 
 /* lm_conn_event.status */
@@ -104,6 +105,17 @@ struct lm_exit_event {
 	__u64 proc_start_ns;
 };
 
+/* A new process (not a thread): it runs its parent's program until it execs. */
+struct lm_fork_event {
+	__u64 ts_ns;
+	__u32 kind; /* LM_KIND_FORK */
+	__u32 pid;  /* the child's tgid */
+	__u64 proc_start_ns;
+	__u64 parent_start_ns;
+	__u32 ppid;
+	__u32 _pad;
+};
+
 /* Set by the loader before load (the .rodata initial value). */
 struct lm_config {
 	__u32 stash_on_state; /* 1: CLOSE->SYN_SENT stashes (tp strategies); 0: fentry/kprobe do */
@@ -115,6 +127,7 @@ struct lm_config {
 _Static_assert(sizeof(struct lm_conn_event) == 320, "lm_conn_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exec_event) == 832, "lm_exec_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exit_event) == 24, "lm_exit_event layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_fork_event) == 40, "lm_fork_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_config) == 16, "lm_config layout changed: update src/capture/layout.ts");
 
 #endif

@@ -137,6 +137,7 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
     if (!r) return;
     if (r.kind === "exec") return processes.exec(r);
     if (r.kind === "exit") return processes.exit(r.pid, r.procStartNs);
+    if (r.kind === "fork") return processes.fork(r.pid, r.procStartNs, r.ppid, r.parentStartNs);
     if (snapshotted && r.status === "established" && snapshotted.has(tuple(r))) return;
     counts.seen++;
     holdback.push(enrich(r, deps));

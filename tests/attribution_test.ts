@@ -175,3 +175,29 @@ bpfTest("a pid reused by a new process is not attributed to the old one", async 
   assert.deepEqual(eb.args, [other, "127.0.0.1", String(l.port)]);
   await Deno.remove(dir, { recursive: true });
 });
+
+bpfTest("a forked child that connects without exec (bash /dev/tcp) is named after its parent", async () => {
+  const l = listen("127.0.0.1");
+  const lm = new Lightmon(["--output", "json", "--include", `dport=${l.port}`]);
+  let childPid = 0, parentPid = 0;
+  try {
+    await lm.ready();
+    // The subshell is a fork of bash that never execs, then opens a TCP connection.
+    const out = await run("bash", [
+      "-c",
+      `echo $$; ( echo $BASHPID; exec 3<>/dev/tcp/127.0.0.1/${l.port} ); sleep 0.2`,
+    ]);
+    [parentPid, childPid] = out.trim().split("\n").map(Number);
+    await lm.until((o) => o.includes(`"pid":${childPid},`), 5000, "the subshell's event");
+  } finally {
+    await lm.stop();
+    l.close();
+  }
+  const e = lm.events().find((x) => x.pid === childPid)!;
+  assert.notEqual(childPid, parentPid);
+  assert.equal(e.ppid, parentPid);
+  assert.match(String(e.exe), /\/bash$/);
+  assert.match((e.args as string[])[0], /bash$/);
+  assert.equal((e.args as string[])[1], "-c");
+  assert.equal(e.procSource, "exec");
+});

@@ -3,7 +3,18 @@
  * the compiled object's BTF.
  */
 import assert from "node:assert/strict";
-import { CONFIG, CONFIG_SIZE, CONN, CONN_SIZE, EXEC, EXEC_SIZE, EXIT, EXIT_SIZE } from "../src/capture/layout.ts";
+import {
+  CONFIG,
+  CONFIG_SIZE,
+  CONN,
+  CONN_SIZE,
+  EXEC,
+  EXEC_SIZE,
+  EXIT,
+  EXIT_SIZE,
+  FORK,
+  FORK_SIZE,
+} from "../src/capture/layout.ts";
 import { OBJECT } from "./harness.ts";
 
 interface BtfType {
@@ -41,6 +52,7 @@ const CASES = [
   ["lm_conn_event", CONN, CONN_SIZE],
   ["lm_exec_event", EXEC, EXEC_SIZE],
   ["lm_exit_event", EXIT, EXIT_SIZE],
+  ["lm_fork_event", FORK, FORK_SIZE],
   ["lm_config", CONFIG, CONFIG_SIZE],
 ] as const;
 

@@ -3,7 +3,7 @@
  * @module
  */
 import ipaddr from "ipaddr.js";
-import { CONN, EXEC, EXIT, KIND, type Status, STATUS_NAMES } from "./layout.ts";
+import { CONN, EXEC, EXIT, FORK, KIND, type Status, STATUS_NAMES } from "./layout.ts";
 
 /** A connection attempt as the kernel reported it. */
 export interface RawConnect {
@@ -61,8 +61,18 @@ export interface RawExit {
   pid: number;
 }
 
+/** A new process, running its parent's program until it execs. */
+export interface RawFork {
+  kind: "fork";
+  tsNs: bigint;
+  procStartNs: bigint;
+  pid: number;
+  ppid: number;
+  parentStartNs: bigint;
+}
+
 /** Any record. */
-export type RawRecord = RawConnect | RawExec | RawExit;
+export type RawRecord = RawConnect | RawExec | RawExit | RawFork;
 
 const utf8 = new TextDecoder();
 
@@ -163,6 +173,17 @@ function decodeExit(v: DataView): RawExit {
   };
 }
 
+function decodeFork(v: DataView): RawFork {
+  return {
+    kind: "fork",
+    tsNs: v.getBigUint64(FORK.ts_ns.offset, true),
+    procStartNs: v.getBigUint64(FORK.proc_start_ns.offset, true),
+    pid: v.getUint32(FORK.pid.offset, true),
+    ppid: v.getUint32(FORK.ppid.offset, true),
+    parentStartNs: v.getBigUint64(FORK.parent_start_ns.offset, true),
+  };
+}
+
 /** Decode one record; undefined for a kind this version does not know. */
 export function decodeRecord(v: DataView): RawRecord | undefined {
   switch (v.getUint32(8, true)) {
@@ -172,6 +193,8 @@ export function decodeRecord(v: DataView): RawRecord | undefined {
       return decodeExec(v);
     case KIND.exit:
       return decodeExit(v);
+    case KIND.fork:
+      return decodeFork(v);
     default:
       return undefined;
   }

@@ -68,6 +68,18 @@ export const EXIT = {
 /** sizeof(struct lm_exit_event) */
 export const EXIT_SIZE = 24;
 
+/** struct lm_fork_event */
+export const FORK = {
+  ts_ns: { offset: 0, size: 8 },
+  kind: { offset: 8, size: 4 },
+  pid: { offset: 12, size: 4 },
+  proc_start_ns: { offset: 16, size: 8 },
+  parent_start_ns: { offset: 24, size: 8 },
+  ppid: { offset: 32, size: 4 },
+} as const satisfies Record<string, FieldPos>;
+/** sizeof(struct lm_fork_event) */
+export const FORK_SIZE = 40;
+
 /** struct lm_config, the .rodata global `lm_cfg` */
 export const CONFIG = {
   stash_on_state: { offset: 0, size: 4 },
@@ -78,7 +90,7 @@ export const CONFIG = {
 export const CONFIG_SIZE = 16;
 
 /** enum lm_kind */
-export const KIND = { connect: 1, exec: 2, exit: 3 } as const;
+export const KIND = { connect: 1, exec: 2, exit: 3, fork: 4 } as const;
 
 /** enum lm_status, by value. */
 export const STATUS_NAMES = [

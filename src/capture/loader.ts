@@ -19,7 +19,7 @@ export type Strategy = "fentry" | "kprobe" | "tp_btf" | "tracepoint";
 /** Strategies, best first: the automatic order. */
 export const STRATEGIES: readonly Strategy[] = ["fentry", "kprobe", "tp_btf", "tracepoint"];
 
-const BTF_OUTCOME = ["lm_btf_state", "lm_btf_retrans", "lm_btf_exec", "lm_btf_exit"];
+const BTF_OUTCOME = ["lm_btf_state", "lm_btf_retrans", "lm_btf_exec", "lm_btf_exit", "lm_btf_fork"];
 
 /** The programs each strategy loads and attaches, in attach order. */
 export const PROGRAMS: Record<Strategy, readonly string[]> = {

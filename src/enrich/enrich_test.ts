@@ -97,6 +97,18 @@ Deno.test("/proc fills in processes that started before lightmon, checked by sta
   assert.equal(c.misses, 1);
 });
 
+Deno.test("a forked child is named after its parent until it execs, and only its own parent", () => {
+  const c = new ProcessCache({ proc: fakeProc({}) });
+  c.exec(exec(10, 100n, "/usr/bin/python3", ["python3", "server.py"]));
+  c.fork(11, 200n, 10, 100n);
+  const child = c.lookup(11, 200n);
+  assert.deepEqual([child.exe, child.args, child.source], ["/usr/bin/python3", ["python3", "server.py"], "exec"]);
+  c.fork(12, 300n, 10, 999n); // a parent with another start time: another process
+  assert.equal(c.lookup(12, 300n).source, "unknown");
+  c.exec(exec(11, 200n, "/bin/sh", ["sh"]));
+  assert.equal(c.lookup(11, 200n).exe, "/bin/sh");
+});
+
 Deno.test("relative exec paths are made absolute against the working directory", () => {
   const c = new ProcessCache({ proc: fakeProc({ 5: { start: 1n, exe: "", args: [], cwd: "/home/a/src" } }) });
   c.exec(exec(5, 1n, "../bin/tool", ["../bin/tool"]));

@@ -130,6 +130,15 @@ export class ProcessCache {
     this.#evict();
   }
 
+  /** A forked child runs its parent's program until it execs: it inherits the entry. */
+  fork(pid: number, startNs: bigint, ppid: number, parentStartNs: bigint): void {
+    const parent = this.#entries.get(ppid);
+    if (!parent || parent.startNs !== parentStartNs) return;
+    this.#entries.delete(pid);
+    this.#entries.set(pid, { exe: parent.exe, args: parent.args, source: parent.source, startNs });
+    this.#evict();
+  }
+
   /** Record an exit: the entry stays for the grace period. */
   exit(pid: number, startNs: bigint): void {
     const e = this.#entries.get(pid);
