@@ -69,6 +69,16 @@ struct {
 } lm_stash SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	/* Destination ports that -exclude drops whatever else an event says (a top-level
+	 * `dport=N` alternative), filled by the loader: excluded traffic costs no ring
+	 * space. 1024 ports is more than any exclusion list we have seen. */
+	__uint(max_entries, 1024);
+	__type(key, __u16); /* host order */
+	__type(value, __u8);
+} lm_excl_dport SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LM_CTR_MAX);
 	__type(key, __u32);
@@ -167,6 +177,15 @@ static __always_inline void stash_connect(const struct sock *sk)
 
 	if (family != AF_INET && family != AF_INET6)
 		return;
+	/* connect() sets the destination before the socket enters SYN_SENT. */
+	if (lm_cfg.filter_dports) {
+		__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+
+		if (bpf_map_lookup_elem(&lm_excl_dport, &dport)) {
+			count(LM_CTR_FILTERED);
+			return;
+		}
+	}
 
 	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_conn_scratch, &zero);
 

@@ -121,7 +121,7 @@ struct lm_config {
 	__u32 stash_on_state; /* 1: CLOSE->SYN_SENT stashes (tp strategies); 0: fentry/kprobe do */
 	__u32 ipv4_only;      /* 1: drop AF_INET6 sockets that are not v4-mapped */
 	__u32 self_pid;	      /* lightmon's own tgid, never reported */
-	__u32 _pad;
+	__u32 filter_dports;  /* 1: drop connects to the ports in lm_excl_dport at connect() */
 };
 
 _Static_assert(sizeof(struct lm_conn_event) == 320, "lm_conn_event layout changed: update src/capture/layout.ts");

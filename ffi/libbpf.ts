@@ -59,6 +59,11 @@ const SYMBOLS = {
     parameters: ["i32", "buffer", "buffer"],
     result: "i32",
   },
+  // int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags);
+  bpf_map_update_elem: {
+    parameters: ["i32", "buffer", "buffer", "u64"],
+    result: "i32",
+  },
   // int libbpf_num_possible_cpus(void);
   libbpf_num_possible_cpus: { parameters: [], result: "i32" },
   // libbpf_print_fn_t libbpf_set_print(libbpf_print_fn_t fn);
@@ -286,6 +291,12 @@ export class BpfObject implements Disposable {
   /** The max_entries of a map; for a ring buffer, its size in bytes. */
   mapMaxEntries(name: string): number {
     return bpf().bpf_map__max_entries(this.#map(name));
+  }
+
+  /** Insert or replace one element of a (non-per-CPU) map. */
+  updateElem(name: string, key: Uint8Array<ArrayBuffer>, value: Uint8Array<ArrayBuffer>): void {
+    const rc = bpf().bpf_map_update_elem(this.mapFd(name), key, value, 0n);
+    if (rc < 0) throw new BpfError(`update map ${name}`, -rc);
   }
 
   /** Sum a per-CPU array of u64 counters, index by index. */

@@ -11,6 +11,7 @@ import { effectiveCaps, readObject, requireBtf, requirePrivileges } from "./cli/
 import { UsageError } from "./cli/usage_error.ts";
 import { loadConfig } from "./config/load.ts";
 import { keepPredicate } from "./filter/select.ts";
+import { kernelExcludedDports } from "./filter/compile.ts";
 import { SCHEMA_VERSION } from "./event.ts";
 import { runMonitor } from "./monitor.ts";
 import { Containers } from "./enrich/containers.ts";
@@ -118,6 +119,8 @@ async function main(argv: string[]): Promise<number> {
       strategies: strategiesFor(o.strategy),
       ipv4Only: !o.ipv6,
       existing: o.existing,
+      // LIGHTMON_KERNEL_FILTER=0 keeps every decision in user space (for comparison).
+      excludedDports: Deno.env.get("LIGHTMON_KERNEL_FILTER") === "0" ? [] : kernelExcludedDports(o.exclude),
       durationMs: o.durationMs,
       count: o.count,
       statsIntervalMs: o.statsIntervalMs,

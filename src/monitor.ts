@@ -26,6 +26,8 @@ export interface MonitorOptions {
   ipv4Only: boolean;
   /** Report connections established before the start (status existing). */
   existing: boolean;
+  /** Destination ports -exclude drops outright: dropped in the kernel at connect(). */
+  excludedDports: readonly number[];
   durationMs: number;
   count: number;
   statsIntervalMs: number;
@@ -88,6 +90,7 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
     strategies: o.strategies,
     ipv4Only: o.ipv4Only,
     selfPid: Deno.pid,
+    excludedDports: o.excludedDports,
     onFallback: (s, e) => {
       fallbacks.push(`${s}: ${"code" in e ? e.code : e.message}`);
       if (o.verbose) o.log(`lightmon: strategy ${s} failed: ${e.message}`);
@@ -96,6 +99,7 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
   const { object, strategy } = loaded;
   const tried = fallbacks.length ? ` (unavailable: ${fallbacks.join(", ")})` : "";
   const mounted = loaded.mountedTracefs ? ", mounted tracefs on /sys/kernel/tracing" : "";
+  const inKernel = o.excludedDports.length ? `, dropping dport ${o.excludedDports.join(",")} in the kernel` : "";
 
   const clock = new BootClock();
   const users = new UserNames();
@@ -185,7 +189,7 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
   o.onMetrics?.(() => ({
     ...counts,
     byStatus,
-    lost: readCounters(object).lost,
+    ...(({ lost, kernelFiltered }) => ({ lost, kernelFiltered }))(readCounters(object)),
     processMisses: processes.misses,
     containerMisses,
     processCacheEntries: processes.size,
@@ -194,7 +198,7 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
     dockerConnected: o.dockerConnected?.() ?? false,
     strategy,
   }));
-  o.log(`lightmon: capture ${strategy}${tried}${mounted}${existingNote}; ${o.describe}`);
+  o.log(`lightmon: capture ${strategy}${tried}${mounted}${inKernel}${existingNote}; ${o.describe}`);
   const timers: ReturnType<typeof setTimeout>[] = [];
   if (o.durationMs > 0) timers.push(setTimeout(() => stop(0), o.durationMs));
   timers.push(setInterval(() => {
@@ -202,9 +206,12 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
     clock.refresh();
   }, HOUSEKEEPING_MS));
   timers.push(setTimeout(() => (snapshotted = undefined), SNAPSHOT_OVERLAP_MS));
+  // Filtered counts both: events the kernel dropped (-exclude dport, -v6=false) and ours.
   const statsLine = () => {
-    counts.lost = readCounters(object).lost;
-    return `lightmon: seen ${counts.seen} emitted ${counts.emitted} filtered ${counts.filtered} lost ${counts.lost}`;
+    const k = readCounters(object);
+    counts.lost = k.lost;
+    const filtered = counts.filtered + Number(k.kernelFiltered);
+    return `lightmon: seen ${counts.seen} emitted ${counts.emitted} filtered ${filtered} lost ${counts.lost}`;
   };
   let lastLost = 0n;
   timers.push(setInterval(() => {

@@ -195,7 +195,7 @@ bpfTest("--metrics-addr serves Prometheus counts that match the events emitted",
     );
     assert.deepEqual(by, { "established/4": 8, "refused/4": 3 });
     assert.equal(Number(m.get("lightmon_events_lost_total")!.metrics[0].value), 0);
-    assert.ok(Number(m.get("lightmon_events_filtered_total")!.metrics[0].value) >= 0);
+    assert.deepEqual(m.get("lightmon_events_filtered_total")!.metrics.map((x) => x.labels!.where), ["kernel", "user"]);
     assert.ok(Number(m.get("lightmon_events_seen_total")!.metrics[0].value) >= 11);
     const fill = Number(m.get("lightmon_ringbuf_fill_ratio_max")!.metrics[0].value);
     assert.ok(fill > 0 && fill < 1, `fill ${fill}`);
@@ -208,7 +208,7 @@ bpfTest("--metrics-addr serves Prometheus counts that match the events emitted",
     for (const f of m.values()) {
       for (const x of f.metrics) {
         for (const k of Object.keys(x.labels ?? {})) {
-          assert.ok(["status", "family", "kind", "version", "strategy"].includes(k), k);
+          assert.ok(["status", "family", "kind", "version", "strategy", "where"].includes(k), k);
         }
       }
     }
@@ -227,4 +227,47 @@ bpfTest("a --metrics-addr already in use is one line and exit 2, before anything
   busy.close();
   assert.equal(st.code, 2);
   assert.equal(lm.stderr, `lightmon: --metrics-addr 127.0.0.1:${port}: cannot listen (address already in use)\n`);
+});
+
+bpfTest("dport exclusions dropped in the kernel leave exactly what the user-space filter leaves", async () => {
+  const a = listen("127.0.0.1");
+  const b = listen("127.0.0.1");
+  const c = listen("::1");
+  const exclude = `dport=${a.port}; dport=${b.port} && comm=nobody-has-this-name`;
+  const ports = [a.port, b.port, c.port];
+  const runWith = async (env: Record<string, string>) => {
+    const mport = closedPort();
+    const lm = new Lightmon(["--output", "json", "-exclude", exclude, "--metrics-addr", `127.0.0.1:${mport}`], env);
+    const truths: Truth[] = [];
+    let kernel = 0;
+    try {
+      await lm.ready();
+      truths.push(...await connect("127.0.0.1", a.port, { n: 5 }));
+      truths.push(...await connect("127.0.0.1", b.port, { n: 3 }));
+      truths.push(...await connect("::1", c.port, { n: 2 }));
+      await lm.until((out) => out.split("\n").filter((l) => l.includes(`"dport":${c.port},`)).length === 2, 5000);
+      await new Promise((r) => setTimeout(r, 200));
+      const m = await scrape(mport);
+      kernel = Number(
+        m.get("lightmon_events_filtered_total")!.metrics.find((x) => x.labels!.where === "kernel")!.value,
+      );
+    } finally {
+      await lm.stop();
+    }
+    const kept = lm.events().filter((e) => ports.includes(e.dport as number)).map((e) => e.sport).sort();
+    return { lm, kept, kernel, truths };
+  };
+  const pushed = await runWith({});
+  const reference = await runWith({ LIGHTMON_KERNEL_FILTER: "0" });
+  [a, b, c].forEach((l) => l.close());
+  assert.match(pushed.lm.stderr, new RegExp(`dropping dport ${a.port} in the kernel`));
+  assert.doesNotMatch(reference.lm.stderr, /in the kernel/);
+  assert.equal(pushed.kept.length, 5, "b's 3 and c's 2 are kept");
+  assert.equal(reference.kept.length, 5);
+  assert.ok(pushed.kernel >= 5, `kernel dropped ${pushed.kernel}`);
+  assert.equal(reference.kernel, 0);
+  // Same decisions: the kept events are b's and c's connects in both runs.
+  const bc = (t: Truth[]) => t.slice(5).map((x) => x.sport).sort();
+  assert.deepEqual(pushed.kept, bc(pushed.truths));
+  assert.deepEqual(reference.kept, bc(reference.truths));
 });

@@ -85,6 +85,7 @@ export const CONFIG = {
   stash_on_state: { offset: 0, size: 4 },
   ipv4_only: { offset: 4, size: 4 },
   self_pid: { offset: 8, size: 4 },
+  filter_dports: { offset: 12, size: 4 },
 } as const satisfies Record<string, FieldPos>;
 /** sizeof(struct lm_config) */
 export const CONFIG_SIZE = 16;

@@ -44,6 +44,8 @@ export interface LoadOptions {
   ipv4Only: boolean;
   /** Our own pid, never reported. */
   selfPid: number;
+  /** Destination ports to drop in the kernel, at connect(). */
+  excludedDports?: readonly number[];
   /** Called once per strategy that failed, with why. */
   onFallback?: (strategy: Strategy, error: Error) => void;
 }
@@ -80,6 +82,7 @@ function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Ui
   v.setUint32(CONFIG.stash_on_state.offset, stashOnState ? 1 : 0, true);
   v.setUint32(CONFIG.ipv4_only.offset, o.ipv4Only ? 1 : 0, true);
   v.setUint32(CONFIG.self_pid.offset, o.selfPid, true);
+  v.setUint32(CONFIG.filter_dports.offset, o.excludedDports?.length ? 1 : 0, true);
   return bytes;
 }
 
@@ -109,6 +112,9 @@ export function openWith(
     for (const p of ALL_PROGRAMS) object.setAutoload(p, wanted.has(p));
     object.setInitialValue(".rodata", configBytes(strategy, o));
     object.load();
+    for (const port of o.excludedDports ?? []) {
+      object.updateElem("lm_excl_dport", new Uint8Array(new Uint16Array([port]).buffer), new Uint8Array([1]));
+    }
     return object;
   } catch (e) {
     object.close();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { ConnEvent } from "../event.ts";
-import { compileFilter } from "./compile.ts";
+import { compileFilter, kernelExcludedDports } from "./compile.ts";
 import { keepPredicate } from "./select.ts";
 import { sampleEvent } from "../testdata/event.ts";
 import { FilterSyntaxError } from "./parse.ts";
@@ -184,4 +184,17 @@ Deno.test("thousands of random strings either parse or fail with one clean line"
     }
   }
   assert.ok(parsed > 50, `only ${parsed} parsed: the generator is too hostile to test parsing`);
+});
+
+Deno.test("only top-level dport alternatives are pushed into the kernel", () => {
+  assert.deepEqual(kernelExcludedDports("dport=53"), [53]);
+  assert.deepEqual(kernelExcludedDports("dport=53; dport=123 || dport=53"), [53, 123]);
+  assert.deepEqual(kernelExcludedDports('dip="10.0.0.1" && dport=80; dport=443'), [443]);
+  assert.deepEqual(kernelExcludedDports("(dport=80; dport=81) && pid=1"), []);
+  assert.deepEqual(kernelExcludedDports("dport!=80"), []);
+  assert.deepEqual(kernelExcludedDports(""), []);
+  // Whatever the kernel drops, the predicate drops too.
+  const exclude = "dport=53; comm=curl && dport=80; dport=8080";
+  const keep = keepPredicate({ include: "dport=53 || dport=8080 || dport=22", exclude });
+  for (const p of kernelExcludedDports(exclude)) assert.equal(keep(ev({ dport: p })), false);
 });

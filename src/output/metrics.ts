@@ -12,6 +12,7 @@ export interface MetricsSnapshot {
   seen: number;
   emitted: number;
   filtered: number;
+  kernelFiltered: bigint;
   /** emitted events by `${status} ${family}` */
   byStatus: ReadonlyMap<string, number>;
   lost: bigint;
@@ -61,7 +62,17 @@ function registry(s: () => MetricsSnapshot): Registry {
     },
   });
   total("lightmon_events_seen_total", "Connection events received from the kernel", (x) => x.seen);
-  total("lightmon_events_filtered_total", "Events dropped by -include/-exclude", (x) => x.filtered);
+  new Counter({
+    name: "lightmon_events_filtered_total",
+    help: "Events dropped by -include/-exclude/-v6, in the kernel or in lightmon",
+    labelNames: ["where"],
+    registers: [r],
+    collect() {
+      this.reset();
+      this.inc({ where: "kernel" }, Number(s().kernelFiltered));
+      this.inc({ where: "user" }, s().filtered);
+    },
+  });
   total("lightmon_events_lost_total", "Events lost because the ring buffer was full", (x) => x.lost);
   new Counter({
     name: "lightmon_enrichment_misses_total",
