@@ -312,6 +312,82 @@ static __always_inline int handle_retransmit(const struct sock *sk, int state)
 	return 0;
 }
 
+/* The state of one working-directory walk, carried between bpf_loop() steps. */
+struct cwd_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	struct dentry *root_dentry;
+	struct vfsmount *root_mnt;
+	struct lm_exec_event *e;
+	__u32 used;
+};
+
+/*
+ * One step of the walk d_path() makes: up one dentry (writing its name), or across
+ * a mount point (struct mount contains the vfsmount), stopping at the task's root so
+ * a container's path is its own. Returns 1 to stop.
+ */
+static long cwd_step(__u32 index, struct cwd_walk *w)
+{
+	/* Locals, not w->...: BPF_CORE_READ would relocate the walk's own fields too. */
+	struct lm_exec_event *e = w->e;
+	struct dentry *dentry = w->dentry;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+
+	if (dentry == w->root_dentry && vfsmnt == w->root_mnt) {
+		e->cwd_flags = LM_CWD_COMPLETE;
+		return 1;
+	}
+	if (dentry == BPF_CORE_READ(vfsmnt, mnt_root)) {
+		struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+
+		if (parent == mnt) { /* the namespace's root, above the task's root */
+			e->cwd_flags = LM_CWD_COMPLETE;
+			return 1;
+		}
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = parent;
+		w->vfsmnt = &parent->mnt;
+		return 0;
+	}
+	__u32 used = w->used;
+
+	if (used >= LM_CWD_DEPTH)
+		return 1;
+	long n = bpf_probe_read_kernel_str(e->cwd[used], LM_CWD_NAME, BPF_CORE_READ(dentry, d_name.name));
+
+	if (n <= 0 || n == LM_CWD_NAME) /* unreadable, or a name cut short */
+		return 1;
+	w->used = used + 1;
+	e->cwd_len = used + 1;
+	w->dentry = BPF_CORE_READ(dentry, d_parent);
+	return 0;
+}
+
+/*
+ * The task's working directory as path components, leaf first. A bpf_loop() walk
+ * (Linux 5.17+) is verified once whatever its length; on older kernels the field
+ * stays empty and user space falls back to /proc/<pid>/cwd.
+ */
+static __always_inline void read_cwd(struct task_struct *task, struct lm_exec_event *e)
+{
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_loop))
+		return;
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	struct cwd_walk w = {
+		.dentry = BPF_CORE_READ(fs, pwd.dentry),
+		.vfsmnt = BPF_CORE_READ(fs, pwd.mnt),
+		.root_dentry = BPF_CORE_READ(fs, root.dentry),
+		.root_mnt = BPF_CORE_READ(fs, root.mnt),
+		.e = e,
+	};
+
+	w.mnt = (void *)w.vfsmnt - bpf_core_field_offset(struct mount, mnt);
+	bpf_loop(2 * LM_CWD_DEPTH, cwd_step, &w, 0);
+}
+
 static __always_inline int handle_exec(const char *filename)
 {
 	__u32 zero = 0;
@@ -336,6 +412,10 @@ static __always_inline int handle_exec(const char *filename)
 	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename);
 
 	e->filename_len = n > 0 ? n : 0;
+	e->cwd_len = 0;
+	e->cwd_flags = 0;
+	if (n > 0 && e->filename[0] != '/')
+		read_cwd(task, e);
 
 	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
 	unsigned long end = BPF_CORE_READ(task, mm, arg_end);

@@ -17,6 +17,8 @@
 #define LM_CGROUP_NAME_LEN 96
 #define LM_FILENAME_LEN 256
 #define LM_ARGS_LEN 512
+#define LM_CWD_DEPTH 16 /* directory levels the walk reads */
+#define LM_CWD_NAME 48	/* longest directory name it reads, NUL included */
 
 /* The first 16 bytes of every ring buffer record. */
 enum lm_kind {
@@ -92,10 +94,19 @@ struct lm_exec_event {
 	__u32 args_len;	    /* bytes used in args */
 	__u32 filename_len; /* bytes used in filename, NUL included */
 	__u32 mntns;
+	__u32 cwd_len;	    /* components in cwd; 0 unless filename is relative */
+	__u32 cwd_flags;    /* LM_CWD_* */
 	char comm[LM_COMM_LEN];
 	char filename[LM_FILENAME_LEN]; /* the path as execve(2) was given it */
 	char args[LM_ARGS_LEN];	       /* argv, each argument NUL-terminated */
+	/* For a relative filename: the working directory's components, leaf first, one
+	 * NUL-terminated name per slot, up to the process's root (user space reverses
+	 * them). Fixed slots keep the verifier's walk of the loop small. */
+	char cwd[LM_CWD_DEPTH][LM_CWD_NAME];
 };
+
+/* lm_exec_event.cwd_flags */
+#define LM_CWD_COMPLETE 0x1 /* the walk reached the process's root */
 
 /* A process (thread group leader) exited. */
 struct lm_exit_event {
@@ -125,7 +136,7 @@ struct lm_config {
 };
 
 _Static_assert(sizeof(struct lm_conn_event) == 320, "lm_conn_event layout changed: update src/capture/layout.ts");
-_Static_assert(sizeof(struct lm_exec_event) == 832, "lm_exec_event layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_exec_event) == 1608, "lm_exec_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exit_event) == 24, "lm_exit_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_fork_event) == 40, "lm_fork_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_config) == 16, "lm_config layout changed: update src/capture/layout.ts");

@@ -143,7 +143,44 @@ struct mm_struct {
 	unsigned long arg_end;
 };
 
+struct qstr {
+	union {
+		struct {
+			__u32 hash;
+			__u32 len;
+		};
+		__u64 hash_len;
+	};
+	const unsigned char *name;
+};
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+};
+
+struct vfsmount {
+	struct dentry *mnt_root;
+};
+
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+};
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+};
+
+struct fs_struct {
+	struct path root;
+	struct path pwd;
+};
+
 struct task_struct {
+	struct fs_struct *fs;
 	pid_t pid;
 	pid_t tgid;
 	__u64 start_boottime;
@@ -214,6 +251,11 @@ struct trace_event_raw_sched_process_exec {
 };
 
 #pragma clang attribute pop
+
+/* Only to ask, with bpf_core_enum_value_exists(), whether the kernel has bpf_loop. */
+enum bpf_func_id {
+	BPF_FUNC_loop = 181,
+};
 
 enum cgroup_subsys_id {
 	memory_cgrp_id = 4,

@@ -201,3 +201,27 @@ bpfTest("a forked child that connects without exec (bash /dev/tcp) is named afte
   assert.equal((e.args as string[])[1], "-c");
   assert.equal(e.procSource, "exec");
 });
+
+bpfTest("a relative exec gets its absolute path from the kernel, even after the process is gone", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lightmon-rel-" });
+  await Deno.mkdir(`${dir}/work/bin`, { recursive: true });
+  await Deno.copyFile(CONNECTOR, `${dir}/work/bin/tool`);
+  await Deno.chmod(`${dir}/work/bin/tool`, 0o755);
+  const l = listen("127.0.0.1");
+  const lm = new Lightmon(["--output", "json", "--include", `dport=${l.port}`]);
+  let t: Truth;
+  try {
+    await lm.ready();
+    // sh execs the relative path itself; the process connects and exits at once.
+    t = JSON.parse(await run("sh", ["-c", `cd "${dir}/work" && exec ./bin/../bin/tool 127.0.0.1 ${l.port}`]));
+    await lm.until((o) => o.includes(`"sport":${t.sport},`), 5000, "the event");
+  } finally {
+    await lm.stop();
+    l.close();
+  }
+  const e = eventFor(lm.events(), t!.sport, l.port)!;
+  assert.equal(e.exe, `${await Deno.realPath(dir)}/work/bin/tool`);
+  assert.equal((e.args as string[])[0], "./bin/../bin/tool");
+  assert.equal(e.procSource, "exec");
+  await Deno.remove(dir, { recursive: true });
+});

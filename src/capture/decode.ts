@@ -3,7 +3,7 @@
  * @module
  */
 import ipaddr from "ipaddr.js";
-import { CONN, EXEC, EXIT, FORK, KIND, type Status, STATUS_NAMES } from "./layout.ts";
+import { CONN, CWD_COMPLETE, CWD_NAME, EXEC, EXIT, FORK, KIND, type Status, STATUS_NAMES } from "./layout.ts";
 
 /** A connection attempt as the kernel reported it. */
 export interface RawConnect {
@@ -48,6 +48,8 @@ export interface RawExec {
   comm: string;
   /** The path as given to execve (may be relative). */
   filename: string;
+  /** For a relative filename, the working directory read in the kernel, if complete. */
+  cwd?: string;
   args: string[];
   /** argv did not fit the record. */
   argsTruncated: boolean;
@@ -148,6 +150,14 @@ function decodeExec(v: DataView): RawExec {
   // argv ends with a NUL; a missing final NUL means the record cut it short.
   const truncated = argsLen === EXEC.args.size && raw[argsLen - 1] !== 0;
   if (parts.length > 0 && parts[parts.length - 1] === "") parts.pop();
+  // The working directory's names, leaf first, one per slot; complete walks only.
+  let cwd: string | undefined;
+  if (v.getUint32(EXEC.cwd_flags.offset, true) & CWD_COMPLETE) {
+    const n = Math.min(v.getUint32(EXEC.cwd_len.offset, true), EXEC.cwd.size / CWD_NAME);
+    const names: string[] = [];
+    for (let i = n - 1; i >= 0; i--) names.push(cString(v, EXEC.cwd.offset + i * CWD_NAME, CWD_NAME));
+    cwd = "/" + names.filter((x) => x !== "" && x !== "/").join("/");
+  }
   return {
     kind: "exec",
     tsNs: v.getBigUint64(EXEC.ts_ns.offset, true),
@@ -159,6 +169,7 @@ function decodeExec(v: DataView): RawExec {
     mntns: v.getUint32(EXEC.mntns.offset, true),
     comm: cString(v, EXEC.comm.offset, EXEC.comm.size),
     filename: cString(v, EXEC.filename.offset, EXEC.filename.size),
+    cwd,
     args: parts,
     argsTruncated: truncated,
   };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { decodeRecord } from "./decode.ts";
-import { CONN, CONN_SIZE, EXEC, EXEC_SIZE, KIND } from "./layout.ts";
+import { CONN, CONN_SIZE, CWD_COMPLETE, CWD_NAME, EXEC, EXEC_SIZE, KIND } from "./layout.ts";
 
 function connRecord(family: number, saddr: number[], daddr: number[], status = 1): DataView {
   const v = new DataView(new ArrayBuffer(CONN_SIZE));
@@ -71,6 +71,25 @@ Deno.test("exec records split argv on NULs and flag truncation", () => {
   const t = decodeRecord(v);
   assert.ok(t?.kind === "exec");
   assert.equal(t.argsTruncated, true);
+});
+
+Deno.test("a relative exec's working directory is rebuilt from the kernel's walk", () => {
+  const v = new DataView(new ArrayBuffer(EXEC_SIZE));
+  v.setUint32(EXEC.kind.offset, KIND.exec, true);
+  new TextEncoder().encodeInto("./run", new Uint8Array(v.buffer, EXEC.filename.offset, 256));
+  ["sub", "work", "home"].forEach((name, i) =>
+    new TextEncoder().encodeInto(name, new Uint8Array(v.buffer, EXEC.cwd.offset + i * CWD_NAME, CWD_NAME))
+  );
+  v.setUint32(EXEC.cwd_len.offset, 3, true);
+  const incomplete = decodeRecord(v);
+  assert.ok(incomplete?.kind === "exec");
+  assert.equal(incomplete.cwd, undefined, "a walk that did not reach the root says nothing");
+  v.setUint32(EXEC.cwd_flags.offset, CWD_COMPLETE, true);
+  const r = decodeRecord(v);
+  assert.ok(r?.kind === "exec");
+  assert.equal(r.cwd, "/home/work/sub");
+  v.setUint32(EXEC.cwd_len.offset, 0, true);
+  assert.equal((decodeRecord(v) as { cwd?: string }).cwd, "/");
 });
 
 Deno.test("unknown record kinds are skipped, not misread", () => {

@@ -51,12 +51,19 @@ export const EXEC = {
   args_len: { offset: 36, size: 4 },
   filename_len: { offset: 40, size: 4 },
   mntns: { offset: 44, size: 4 },
-  comm: { offset: 48, size: 16 },
-  filename: { offset: 64, size: 256 },
-  args: { offset: 320, size: 512 },
+  cwd_len: { offset: 48, size: 4 },
+  cwd_flags: { offset: 52, size: 4 },
+  comm: { offset: 56, size: 16 },
+  filename: { offset: 72, size: 256 },
+  args: { offset: 328, size: 512 },
+  cwd: { offset: 840, size: 768 },
 } as const satisfies Record<string, FieldPos>;
 /** sizeof(struct lm_exec_event) */
-export const EXEC_SIZE = 832;
+export const EXEC_SIZE = 1608;
+/** LM_CWD_NAME: one slot of lm_exec_event.cwd */
+export const CWD_NAME = 48;
+/** lm_exec_event.cwd_flags: the walk reached the process's root. */
+export const CWD_COMPLETE = 0x1;
 
 /** struct lm_exit_event */
 export const EXIT = {

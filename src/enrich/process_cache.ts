@@ -123,8 +123,9 @@ export class ProcessCache {
   /** Record an exec. */
   exec(r: RawExec): void {
     // The kernel gives the path as execve(2) got it; a relative one is resolved
-    // against the working directory, read now while the process is alive.
-    const exe = absolutePath(r.filename, r.filename.startsWith("/") ? undefined : this.#proc.cwd(r.pid));
+    // against the working directory the kernel read at exec (or, if that walk was
+    // cut short, /proc's while the process is still alive).
+    const exe = r.filename.startsWith("/") ? r.filename : absolutePath(r.filename, r.cwd ?? this.#proc.cwd(r.pid));
     this.#entries.delete(r.pid); // re-insert: Map order is our eviction order
     this.#entries.set(r.pid, { exe, args: r.args, source: "exec", startNs: r.procStartNs });
     this.#evict();
