@@ -170,7 +170,7 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
   let existingNote = "";
   if (o.existing) {
     try {
-      const found = existingConnections(o.image, Deno.pid).filter((r) => !(o.ipv4Only && r.family === 6));
+      const found = existingConnections(object).filter((r) => !(o.ipv4Only && r.family === 6));
       snapshotted = new Set(found.map(tuple));
       for (const r of found) {
         counts.seen++;

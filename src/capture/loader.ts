@@ -89,7 +89,9 @@ function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Ui
 function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
   let mountedTracefs = false;
   if (strategy === "tracepoint") mountedTracefs = ensureTracefs().mounted;
-  const object = openWith(PROGRAMS[strategy], strategy, o);
+  // The snapshot iterator (Linux 5.8+, as the ring buffer) loads with the capture
+  // but is never attached here: snapshot.ts runs it once.
+  const object = openWith([...PROGRAMS[strategy], SNAPSHOT_PROGRAM], strategy, o);
   try {
     for (const p of PROGRAMS[strategy]) object.attach(p);
     releaseFreeMemory(); // libbpf freed the kernel's BTF after load: return it to the system
@@ -101,7 +103,7 @@ function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
 }
 
 /** Open and load the object with only `programs` and the config for `strategy`. */
-export function openWith(
+function openWith(
   programs: readonly string[],
   strategy: Strategy,
   o: Omit<LoadOptions, "strategies">,

@@ -11,7 +11,8 @@
  */
 import { decodeRecord, type RawConnect } from "./decode.ts";
 import { CONN_SIZE } from "./layout.ts";
-import { openWith, SNAPSHOT_PROGRAM } from "./loader.ts";
+import type { BpfObject } from "../../ffi/libbpf.ts";
+import { SNAPSHOT_PROGRAM } from "./loader.ts";
 
 /** Split iterator records into outbound established connections. */
 export function outboundExisting(records: readonly RawConnect[]): RawConnect[] {
@@ -22,18 +23,13 @@ export function outboundExisting(records: readonly RawConnect[]): RawConnect[] {
   return records.filter((r) => r.status === "existing" && !listened(r));
 }
 
-/** Run the iterator once; throws BpfError where the kernel lacks iterators. */
-export function existingConnections(image: Uint8Array<ArrayBuffer>, selfPid: number): RawConnect[] {
-  const object = openWith([SNAPSHOT_PROGRAM], "tp_btf", { image, ipv4Only: false, selfPid });
-  try {
-    const bytes = object.readIterator(SNAPSHOT_PROGRAM);
-    const records: RawConnect[] = [];
-    for (let off = 0; off + CONN_SIZE <= bytes.length; off += CONN_SIZE) {
-      const r = decodeRecord(new DataView(bytes.buffer, bytes.byteOffset + off, CONN_SIZE));
-      if (r?.kind === "connect") records.push(r);
-    }
-    return outboundExisting(records);
-  } finally {
-    object.close();
+/** Run the loaded capture's iterator once; throws BpfError if the kernel refuses. */
+export function existingConnections(object: BpfObject): RawConnect[] {
+  const bytes = object.readIterator(SNAPSHOT_PROGRAM);
+  const records: RawConnect[] = [];
+  for (let off = 0; off + CONN_SIZE <= bytes.length; off += CONN_SIZE) {
+    const r = decodeRecord(new DataView(bytes.buffer, bytes.byteOffset + off, CONN_SIZE));
+    if (r?.kind === "connect") records.push(r);
   }
+  return outboundExisting(records);
 }
