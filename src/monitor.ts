@@ -155,57 +155,6 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
       stop(1);
     }
   };
-  const consumer = new RingConsumer(
-    object.mapFd("lm_events"),
-    object.mapMaxEntries("lm_events"),
-    pageSize(),
-    onRecord,
-    (msg) => {
-      o.log(`lightmon: ring buffer reader failed: ${msg}`);
-      stop(1);
-    },
-    { onBatch },
-  );
-
-  let existingNote = "";
-  if (o.existing) {
-    try {
-      const found = existingConnections(object).filter((r) => !(o.ipv4Only && r.family === 6));
-      snapshotted = new Set(found.map(tuple));
-      for (const r of found) {
-        counts.seen++;
-        holdback.push(enrich(r, deps));
-      }
-      existingNote = `, existing connections: ${found.length}`;
-      onBatch();
-    } catch (e) {
-      o.log(
-        `lightmon: cannot list existing connections (${
-          e instanceof Error ? e.message : e
-        }); new ones are still reported`,
-      );
-    }
-  }
-  o.onMetrics?.(() => ({
-    ...counts,
-    byStatus,
-    ...(({ lost, kernelFiltered }) => ({ lost, kernelFiltered }))(readCounters(object)),
-    processMisses: processes.misses,
-    containerMisses,
-    processCacheEntries: processes.size,
-    ringFill: consumer.lastFill,
-    ringFillMax: consumer.maxFill,
-    dockerConnected: o.dockerConnected?.() ?? false,
-    strategy,
-  }));
-  o.log(`lightmon: capture ${strategy}${tried}${mounted}${inKernel}${existingNote}; ${o.describe}`);
-  const timers: ReturnType<typeof setTimeout>[] = [];
-  if (o.durationMs > 0) timers.push(setTimeout(() => stop(0), o.durationMs));
-  timers.push(setInterval(() => {
-    processes.sweep();
-    clock.refresh();
-  }, HOUSEKEEPING_MS));
-  timers.push(setTimeout(() => (snapshotted = undefined), SNAPSHOT_OVERLAP_MS));
   // Filtered counts both: events the kernel dropped (-exclude dport, -v6=false) and ours.
   const statsLine = () => {
     const k = readCounters(object);
@@ -213,21 +162,79 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
     const filtered = counts.filtered + Number(k.kernelFiltered);
     return `lightmon: seen ${counts.seen} emitted ${counts.emitted} filtered ${filtered} lost ${counts.lost}`;
   };
-  let lastLost = 0n;
-  timers.push(setInterval(() => {
-    const line = statsLine();
-    if (o.statsIntervalMs > 0) o.log(line);
-    else if (counts.lost > lastLost) o.log(`lightmon: ${counts.lost - lastLost} events lost (ring buffer full)`);
-    lastLost = counts.lost;
-  }, o.statsIntervalMs > 0 ? o.statsIntervalMs : 1000));
-
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  let consumer: RingConsumer | undefined;
+  // From here on every exit path detaches and closes what was loaded.
   try {
+    consumer = new RingConsumer(
+      object.mapFd("lm_events"),
+      object.mapMaxEntries("lm_events"),
+      pageSize(),
+      onRecord,
+      (msg) => {
+        o.log(`lightmon: ring buffer reader failed: ${msg}`);
+        stop(1);
+      },
+      { onBatch },
+    );
+
+    let existingNote = "";
+    if (o.existing) {
+      try {
+        const found = existingConnections(object).filter((r) => !(o.ipv4Only && r.family === 6));
+        snapshotted = new Set(found.map(tuple));
+        for (const r of found) {
+          counts.seen++;
+          holdback.push(enrich(r, deps));
+        }
+        existingNote = `, existing connections: ${found.length}`;
+        onBatch();
+      } catch (e) {
+        o.log(
+          `lightmon: cannot list existing connections (${
+            e instanceof Error ? e.message : e
+          }); new ones are still reported`,
+        );
+      }
+    }
+    const ring = consumer;
+    o.onMetrics?.(() => {
+      const k = readCounters(object);
+      return {
+        ...counts,
+        byStatus,
+        lost: k.lost,
+        kernelFiltered: k.kernelFiltered,
+        processMisses: processes.misses,
+        containerMisses,
+        processCacheEntries: processes.size,
+        ringFill: ring.lastFill,
+        ringFillMax: ring.maxFill,
+        dockerConnected: o.dockerConnected?.() ?? false,
+        strategy,
+      };
+    });
+    o.log(`lightmon: capture ${strategy}${tried}${mounted}${inKernel}${existingNote}; ${o.describe}`);
+    if (o.durationMs > 0) timers.push(setTimeout(() => stop(0), o.durationMs));
+    timers.push(setInterval(() => {
+      processes.sweep();
+      clock.refresh();
+    }, HOUSEKEEPING_MS));
+    timers.push(setTimeout(() => (snapshotted = undefined), SNAPSHOT_OVERLAP_MS));
+    let lastLost = 0n;
+    timers.push(setInterval(() => {
+      const line = statsLine();
+      if (o.statsIntervalMs > 0) o.log(line);
+      else if (counts.lost > lastLost) o.log(`lightmon: ${counts.lost - lastLost} events lost (ring buffer full)`);
+      lastLost = counts.lost;
+    }, o.statsIntervalMs > 0 ? o.statsIntervalMs : 1000));
+
     await stopped;
   } finally {
     timers.forEach(clearInterval);
     // Detach first so nothing new arrives, then drain what the ring still holds.
     object.detach();
-    await consumer.stop();
+    await consumer?.stop();
     holdback.drain();
     onBatch();
     try {
