@@ -449,6 +449,26 @@ static __always_inline int handle_exit(void)
 	return 0;
 }
 
+/* ---- connect-time stash through fentry or kprobe: exact source port at connect ----
+ * First in the file: libbpf loads programs in this order, so a kernel that refuses
+ * fentry says so before the other programs were verified for nothing. */
+
+/* tcp_connect() runs inside connect(2) for v4 and v6 after the source port is bound
+ * and before the SYN is sent, so the stash precedes any outcome even on loopback. */
+SEC("fentry/tcp_connect")
+int BPF_PROG(lm_fentry_conn, struct sock *sk)
+{
+	stash_connect(sk);
+	return 0;
+}
+
+SEC("kprobe/tcp_connect")
+int BPF_KPROBE(lm_kprobe_conn, struct sock *sk)
+{
+	stash_connect(sk);
+	return 0;
+}
+
 /*
  * Start-up snapshot: every TCP socket open in any process, for connections that were
  * established before lightmon started. Listening sockets come too, so user space can
@@ -584,22 +604,4 @@ SEC("tracepoint/sched/sched_process_exit")
 int lm_tp_exit(void *ctx)
 {
 	return handle_exit();
-}
-
-/* ---- connect-time stash through fentry or kprobe: exact source port at connect ---- */
-
-/* tcp_connect() runs inside connect(2) for v4 and v6 after the source port is bound
- * and before the SYN is sent, so the stash precedes any outcome even on loopback. */
-SEC("fentry/tcp_connect")
-int BPF_PROG(lm_fentry_conn, struct sock *sk)
-{
-	stash_connect(sk);
-	return 0;
-}
-
-SEC("kprobe/tcp_connect")
-int BPF_KPROBE(lm_kprobe_conn, struct sock *sk)
-{
-	stash_connect(sk);
-	return 0;
 }

@@ -86,7 +86,31 @@ function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Ui
   return bytes;
 }
 
+/**
+ * libbpf attaches kprobes through the kprobe PMU or, failing that, tracefs's
+ * kprobe_events. Without either, loading the whole object only to fail at attach
+ * costs tens of milliseconds: say so at once.
+ */
+function kprobesAvailable(): boolean {
+  for (
+    const f of [
+      "/sys/bus/event_source/devices/kprobe/type",
+      "/sys/kernel/tracing/kprobe_events",
+      "/sys/kernel/debug/tracing/kprobe_events",
+    ]
+  ) {
+    try {
+      Deno.statSync(f);
+      return true;
+    } catch { /* try the next */ }
+  }
+  return false;
+}
+
 function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
+  if (strategy === "kprobe" && !kprobesAvailable()) {
+    throw new BpfError("attach lm_kprobe_conn", 2 /* ENOENT, as libbpf would say */);
+  }
   let mountedTracefs = false;
   if (strategy === "tracepoint") mountedTracefs = ensureTracefs().mounted;
   // The snapshot iterator (Linux 5.8+, as the ring buffer) loads with the capture
