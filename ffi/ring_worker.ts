@@ -16,6 +16,7 @@ import { RingReader } from "./ring_reader.ts";
 import type { ToWorker } from "./ring_consumer.ts";
 
 const WAIT_MS = 100;
+const QUIET_MS = 100;
 
 let stopping = false;
 let inFlight = 0;
@@ -54,11 +55,16 @@ async function run(m: Extract<ToWorker, { type: "start" }>): Promise<void> {
     self.postMessage({ type: "error", message: e instanceof Error ? e.message : String(e) });
     return;
   }
+  let lastWake = -Infinity;
   try {
     while (!stopping) {
       if (inFlight < m.maxInFlightBytes) {
         const woke = reader.pending() > 0 || reader.wait(WAIT_MS);
-        if (woke && m.coalesceMs > 0) await sleep(m.coalesceMs);
+        // Coalesce only while events keep coming: after a quiet spell the first
+        // one goes out at once instead of waiting for company.
+        const now = performance.now();
+        if (woke && m.coalesceMs > 0 && now - lastWake < QUIET_MS) await sleep(m.coalesceMs);
+        if (woke) lastWake = now;
         flush(reader, m.batchBytes, m.size);
       } else {
         await sleep(m.coalesceMs || 1);
