@@ -39,12 +39,15 @@ async function kernel(): Promise<{ vmlinuz: string; name: string }> {
   let deb = [...Deno.readDirSync(cache)].map((e) => e.name).filter((n) => /^linux-image-6\.1\..*\.deb$/.test(n)).sort()
     .pop();
   if (!deb) {
-    const list = await sh("apt-cache", [
-      "search",
-      "--names-only",
-      "^linux-image-6\\.1\\.0-[0-9]+-cloud-amd64-unsigned$",
-    ]);
-    const pkgs = list.trim().split("\n").map((l) => l.split(" ")[0]).filter(Boolean);
+    const search = async () =>
+      (await sh("apt-cache", ["search", "--names-only", "^linux-image-6\\.1\\.0-[0-9]+-cloud-amd64-unsigned$"]))
+        .trim().split("\n").map((l) => l.split(" ")[0]).filter(Boolean);
+    let pkgs = await search();
+    if (pkgs.length === 0) {
+      log("no 6.1 kernel package in the apt lists; running apt-get update");
+      await sh("apt-get", ["update", "-qq"]);
+      pkgs = await search();
+    }
     pkgs.sort((a, b) => Number(a.split("-")[3]) - Number(b.split("-")[3]));
     const pkg = pkgs.pop();
     if (!pkg) throw new Error("no linux-image-6.1.0-*-cloud-amd64-unsigned package (apt-get update?)");
