@@ -54,3 +54,18 @@ export function parseCgroup(leaf: string, parent: string): CgroupIdentity {
   }
   return podUid ? { containerId: "", runtime: "", podUid } : HOST;
 }
+
+const memo = new Map<string, CgroupIdentity>();
+const MEMO_MAX = 4096;
+
+/** parseCgroup, remembered: every event of a container carries the same two names. */
+export function identifyCgroup(leaf: string, parent: string): CgroupIdentity {
+  const key = `${leaf}/${parent}`;
+  let id = memo.get(key);
+  if (!id) {
+    id = parseCgroup(leaf, parent);
+    if (memo.size >= MEMO_MAX) memo.clear();
+    memo.set(key, id);
+  }
+  return id;
+}

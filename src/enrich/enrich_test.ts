@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { RawExec } from "../capture/decode.ts";
 import { sampleEvent } from "../testdata/event.ts";
-import { parseCgroup } from "./cgroup.ts";
+import { identifyCgroup, parseCgroup } from "./cgroup.ts";
 import { Holdback } from "./holdback.ts";
 import { absolutePath, ProcessCache, type ProcReader } from "./process_cache.ts";
 import { parsePasswd, UserNames } from "./users.ts";
@@ -34,6 +34,10 @@ Deno.test("container ids come from every runtime's cgroup layout", () => {
   assert.deepEqual(parseCgroup("session-3.scope", "user-1000.slice"), { containerId: "", runtime: "", podUid: "" });
   assert.deepEqual(parseCgroup("", ""), { containerId: "", runtime: "", podUid: "" });
   assert.equal(parseCgroup(`docker-${ID.slice(1)}.scope`, "").containerId, "", "63 hex digits is no id");
+  // The remembered form answers the same, and the same object the second time.
+  const first = identifyCgroup(`docker-${ID}.scope`, "system.slice");
+  assert.deepEqual(first, parseCgroup(`docker-${ID}.scope`, "system.slice"));
+  assert.equal(identifyCgroup(`docker-${ID}.scope`, "system.slice"), first);
 });
 
 function fakeProc(procs: Record<number, { start: bigint; exe: string; args: string[]; cwd?: string }>): ProcReader {

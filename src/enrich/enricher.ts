@@ -5,7 +5,7 @@
  */
 import type { RawConnect } from "../capture/decode.ts";
 import type { ConnEvent } from "../event.ts";
-import { parseCgroup } from "./cgroup.ts";
+import { identifyCgroup } from "./cgroup.ts";
 import type { ProcessCache } from "./process_cache.ts";
 import type { UserNames } from "./users.ts";
 
@@ -43,7 +43,7 @@ export interface EnrichDeps {
 /** Build a ConnEvent from a raw record. */
 export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
   const proc = d.processes.lookup(r.pid, r.procStartNs);
-  const cg = parseCgroup(r.cgroup, r.cgroupParent);
+  const cg = identifyCgroup(r.cgroup, r.cgroupParent);
   const meta = cg.containerId ? d.containers.get(cg.containerId) : undefined;
   return {
     kernelTime: r.tsNs,
