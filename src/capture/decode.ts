@@ -78,17 +78,19 @@ export type RawRecord = RawConnect | RawExec | RawExit | RawFork;
 
 const utf8 = new TextDecoder();
 
-/** A NUL-terminated string; ASCII (the common case) without TextDecoder's overhead. */
+/**
+ * A NUL-terminated string. Short ASCII ones (comm) are cheapest built in a loop;
+ * longer ones (cgroup names of ~80 bytes) are 4x cheaper through TextDecoder.
+ */
 function cString(v: DataView, offset: number, max: number): string {
+  const bytes = new Uint8Array(v.buffer, v.byteOffset + offset, max);
+  let end = bytes.indexOf(0);
+  if (end < 0) end = max;
+  if (end > 16) return utf8.decode(bytes.subarray(0, end));
   let s = "";
-  for (let i = 0; i < max; i++) {
-    const b = v.getUint8(offset + i);
-    if (b === 0) return s;
-    if (b >= 0x80) {
-      const bytes = new Uint8Array(v.buffer, v.byteOffset + offset, max);
-      const end = bytes.indexOf(0);
-      return utf8.decode(bytes.subarray(0, end < 0 ? max : end));
-    }
+  for (let i = 0; i < end; i++) {
+    const b = bytes[i];
+    if (b >= 0x80) return utf8.decode(bytes.subarray(0, end));
     s += String.fromCharCode(b);
   }
   return s;
