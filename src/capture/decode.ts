@@ -83,14 +83,21 @@ const utf8 = new TextDecoder();
  * longer ones (cgroup names of ~80 bytes) are 4x cheaper through TextDecoder.
  */
 function cString(v: DataView, offset: number, max: number): string {
-  const bytes = new Uint8Array(v.buffer, v.byteOffset + offset, max);
-  let end = bytes.indexOf(0);
-  if (end < 0) end = max;
-  if (end > 16) return utf8.decode(bytes.subarray(0, end));
+  if (v.getUint8(offset) === 0) return ""; // e.g. no cgroup name on the host: no allocation
+  if (max > 16) {
+    const bytes = new Uint8Array(v.buffer, v.byteOffset + offset, max);
+    const end = bytes.indexOf(0);
+    return utf8.decode(bytes.subarray(0, end < 0 ? max : end));
+  }
   let s = "";
-  for (let i = 0; i < end; i++) {
-    const b = bytes[i];
-    if (b >= 0x80) return utf8.decode(bytes.subarray(0, end));
+  for (let i = 0; i < max; i++) {
+    const b = v.getUint8(offset + i);
+    if (b === 0) break;
+    if (b >= 0x80) {
+      const bytes = new Uint8Array(v.buffer, v.byteOffset + offset, max);
+      const end = bytes.indexOf(0);
+      return utf8.decode(bytes.subarray(0, end < 0 ? max : end));
+    }
     s += String.fromCharCode(b);
   }
   return s;
