@@ -85,3 +85,18 @@ Deno.test("the table header is printed once, then one row per event", () => {
   assert.equal(second.length, 1);
   assert.match(second[0], /│ 7\s+│ v4 │ 10\.1\.8\.14:7825\s+│ 183\.2\.172\.17:443/);
 });
+
+Deno.test("the table's fast path draws exactly what cli-table3 draws", () => {
+  const events = [
+    sampleEvent(),
+    sampleEvent({ exe: "/a/very/long/path/that/will/certainly/not/fit/into/the/process/column/at/all/bin/tool" }),
+    sampleEvent({ family: 6, saddr: "fe80::1234:5678:9abc:def0", daddr: "2001:db8::1", container: "" }),
+    sampleEvent({ user: "", uid: 1000, status: "unreachable", container: "x".repeat(40) }),
+    sampleEvent({ exe: "", comm: "" }),
+  ];
+  for (const w of [80, 132, 200]) {
+    const fast = new TableRenderer(w);
+    const slow = new TableRenderer(w, false);
+    for (const e of events) assert.deepEqual(fast.render(e), slow.render(e), `width ${w}`);
+  }
+});
