@@ -36,6 +36,8 @@ export interface ConnEvent {
   latencyUs: number;
   container: string;
   containerId: string;
+  /** docker, containerd, crio, podman (from the cgroup's name), or "". */
+  containerRuntime: string;
   image: string;
   pod: string;
   namespace: string;

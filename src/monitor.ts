@@ -126,7 +126,7 @@ export async function runMonitor(o: MonitorOptions): Promise<number> {
   };
   const ready = (e: ConnEvent) =>
     !e.containerId || e.container !== "" || o.containers.get(e.containerId) !== undefined ||
-    !o.containers.expect(e.containerId);
+    !o.containers.expect(e.containerId, e.containerRuntime);
   const holdback = new Holdback(o.metadataWaitMs, ready, release, () => onBatch());
   o.onContainerUpdate?.(() => {
     if (holdback.size === 0) return;

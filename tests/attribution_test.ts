@@ -225,3 +225,44 @@ bpfTest("a relative exec gets its absolute path from the kernel, even after the 
   assert.equal(e.procSource, "exec");
   await Deno.remove(dir, { recursive: true });
 });
+
+bpfTest("another runtime's container is identified from its cgroup and never waits for Docker", async () => {
+  // A CRI-containerd-shaped cgroup, made by hand: the container id and pod uid come
+  // from its name. Docker cannot name it, so its events must not wait for Docker.
+  const id = "c0ffee".repeat(10) + "abcd";
+  const uid = "1b2c3d4e-1111-2222-3333-444455556666";
+  const v2 = (() => {
+    try {
+      return Deno.statSync("/sys/fs/cgroup/cgroup.controllers").isFile;
+    } catch {
+      return false;
+    }
+  })();
+  const base = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
+  const pod = `${base}/kubepods-besteffort-pod${uid.replaceAll("-", "_")}.slice`;
+  const scope = `${pod}/cri-containerd-${id}.scope`;
+  await Deno.mkdir(scope, { recursive: true });
+  const l = listen("127.0.0.1");
+  // A wait this long would show: nothing of this container may be held back.
+  const lm = new Lightmon(["--output", "json", "--metadata-wait", "10s", "--include", `dport=${l.port}`]);
+  try {
+    await lm.ready();
+    const t0 = Date.now();
+    await run("sh", ["-c", `echo $$ > ${scope}/cgroup.procs && exec "${CONNECTOR}" -n 20 127.0.0.1 ${l.port}`]);
+    await lm.until((o) => o.split("\n").length > 20, 5000, "20 events without waiting");
+    assert.ok(Date.now() - t0 < 5000);
+  } finally {
+    await lm.stop();
+    l.close();
+    await Deno.remove(scope).catch(() => {});
+    await Deno.remove(pod).catch(() => {});
+  }
+  const events = lm.events();
+  assert.equal(events.length, 20);
+  for (const e of events) {
+    assert.equal(e.containerId, id);
+    assert.equal(e.containerRuntime, "containerd");
+    assert.equal(e.container, "");
+    assert.equal(e.exe, CONNECTOR);
+  }
+});

@@ -47,10 +47,13 @@ export class Containers implements ContainerSource {
 
   /**
    * Whether metadata for `id` may still arrive: a live runtime API was asked and
-   * the answer is on its way. Events for such ids are worth holding briefly.
+   * the answer is on its way. Events for such ids are worth holding briefly; ids
+   * of other runtimes, or that dockerd disowned, are not.
    */
-  expect(id: string): boolean {
-    if (!this.#docker?.connected) return false;
+  expect(id: string, runtime: string): boolean {
+    // Another runtime's containers (containerd, CRI-O, Podman) are not Docker's to name.
+    if (runtime !== "docker" && runtime !== "") return false;
+    if (!this.#docker?.connected || this.#docker.disowns(id)) return false;
     this.#docker.inspect(id);
     return true;
   }

@@ -47,6 +47,8 @@ export class DockerSource {
   #meta = new Map<string, ContainerMeta>();
   #destroyed = new Map<string, number>();
   #inFlight = new Set<string>();
+  /** Ids dockerd answered 404 for: another runtime's containers, never worth a wait. */
+  #notDocker = new Set<string>();
   #connected = false;
   #everConnected = false;
   #lostAt = 0;
@@ -75,6 +77,11 @@ export class DockerSource {
     this.#onUpdate = f;
   }
 
+  /** Whether dockerd said it does not know this container. */
+  disowns(id: string): boolean {
+    return this.#notDocker.has(id);
+  }
+
   /** Known metadata for a container id. */
   get(id: string): ContainerMeta | undefined {
     return this.#meta.get(id);
@@ -91,7 +98,14 @@ export class DockerSource {
         this.#meta.set(id, metaFrom(c.Name ?? "", c.Config?.Image ?? "", c.Config?.Labels ?? {}));
         this.#onUpdate();
       })
-      .catch(() => {/* gone already, or dockerd down: the stream reports that */})
+      .catch((e) => {
+        // 404: not Docker's (or already removed); anything else: the stream reports it.
+        if (e instanceof Error && e.message.startsWith("HTTP 404")) {
+          if (this.#notDocker.size >= 4096) this.#notDocker.clear();
+          this.#notDocker.add(id);
+          this.#onUpdate();
+        }
+      })
       .finally(() => this.#inFlight.delete(id));
   }
 
@@ -207,6 +221,7 @@ export class DockerSource {
         // Attributes carry the name, the image and every label.
         this.#meta.set(id, metaFrom(attrs.name ?? "", attrs.image ?? "", attrs));
         this.#destroyed.delete(id);
+        this.#notDocker.delete(id);
         this.#onUpdate();
         break;
       case "destroy": {

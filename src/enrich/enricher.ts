@@ -69,6 +69,7 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     latencyUs: Number((r.tsNs - r.startNs) / 1000n),
     container: meta?.name ?? "",
     containerId: cg.containerId,
+    containerRuntime: cg.runtime,
     image: meta?.image ?? "",
     pod: meta?.pod ?? "",
     namespace: meta?.namespace ?? "",

@@ -51,6 +51,7 @@ export const JSON_FIELDS: readonly Field[] = [
   { key: "latencyUs", get: (e) => e.latencyUs, encode: num },
   { key: "container", get: (e) => e.container, encode: str, group: "container" },
   { key: "containerId", get: (e) => e.containerId, encode: str, group: "container" },
+  { key: "containerRuntime", get: (e) => e.containerRuntime, encode: str, group: "container" },
   { key: "image", get: (e) => e.image, encode: str, group: "container" },
   { key: "pod", get: (e) => e.pod, encode: str, group: "container" },
   { key: "namespace", get: (e) => e.namespace, encode: str, group: "container" },

@@ -29,6 +29,7 @@ export function sampleEvent(over: Partial<ConnEvent> = {}): ConnEvent {
     latencyUs: 1200,
     container: "dreamy_carson",
     containerId: "a".repeat(64),
+    containerRuntime: "docker",
     image: "busybox:latest",
     pod: "",
     namespace: "",
