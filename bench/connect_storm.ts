@@ -13,6 +13,8 @@ const CONNECTOR = `${ROOT}build/connector`;
 const LIGHTMON = `${ROOT}lightmon`;
 const TICKS = 100; // USER_HZ
 
+import { dockerUnavailable, ensureImage } from "../tests/docker.ts";
+
 const PER_CLIENT_1 = Number(Deno.env.get("BENCH_CONNECTS_1") ?? 60_000);
 const PER_CLIENT_4 = Number(Deno.env.get("BENCH_CONNECTS_4") ?? 25_000);
 const EXECS = Number(Deno.env.get("BENCH_EXECS") ?? 2000);
@@ -163,6 +165,50 @@ async function scenario(
   };
 }
 
+const CONTAINERS = Number(Deno.env.get("BENCH_CONTAINERS") ?? 20);
+
+/**
+ * Attribution of short-lived containers: each `docker run --rm` connects once and
+ * exits; right = the event names the container and its id.
+ */
+async function containerAccuracy(port: number): Promise<string> {
+  const why = await dockerUnavailable();
+  if (why) return `skipped (${why})`;
+  await ensureImage();
+  const t = new Traced(port);
+  await t.ready();
+  const runs: { name: string; id: string; sport: number }[] = [];
+  for (let i = 0; i < CONTAINERS; i++) {
+    const name = `lm-bench-${Deno.pid}-${i}`;
+    const cid = `${Deno.makeTempDirSync()}/cid`;
+    const out = await new Deno.Command("docker", {
+      args: [
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--cidfile",
+        cid,
+        "--name",
+        name,
+        "lightmon-test:latest",
+        "/bin/connector",
+        "127.0.0.1",
+        String(port),
+      ],
+    }).output();
+    if (!out.success) continue;
+    runs.push({ name, id: Deno.readTextFileSync(cid).trim(), sport: JSON.parse(dec.decode(out.stdout)).sport });
+  }
+  await settle(t, runs.length);
+  const events = t.events();
+  await t.stop();
+  const right = runs.filter((r) =>
+    events.some((e) => e.sport === r.sport && e.container === r.name && e.containerId === r.id)
+  );
+  return `${right.length}/${CONTAINERS} right`;
+}
+
 async function startup(port: number): Promise<{ firstEventMs: number; rssMb: number }> {
   const t0 = performance.now();
   const t = new Traced(port);
@@ -200,6 +246,7 @@ try {
       return `attribution ${right}/${events.length} right`;
     }),
   );
+  const containers = await containerAccuracy(port);
   const s = await startup(port);
   console.log("\nlightmon connect-storm benchmark (loopback, one run; ratios are traced/untraced back to back)\n");
   console.log(
@@ -214,6 +261,7 @@ try {
     );
   }
   console.log(`\nstart to first event: ${s.firstEventMs.toFixed(0)} ms; RSS after start ${s.rssMb.toFixed(1)} MB`);
+  console.log(`short-lived containers (docker run --rm, connect, exit): ${containers}`);
 } finally {
   listener.child.kill("SIGTERM");
   await listener.child.status;
