@@ -192,13 +192,8 @@ export function probeStrategies(image: Uint8Array<ArrayBuffer>): Map<Strategy, s
       continue;
     }
     try {
-      const object = openWith(PROGRAMS[s], s, { image, ipv4Only: false, selfPid: Deno.pid });
-      try {
-        for (const p of PROGRAMS[s]) object.attach(p);
-        out.set(s, "yes");
-      } finally {
-        object.close();
-      }
+      loadOne(s, { image, strategies: [s], ipv4Only: false, selfPid: Deno.pid }).object.close();
+      out.set(s, "yes");
     } catch (e) {
       out.set(s, e instanceof BpfError ? `no (${e.code})` : `no (${e instanceof Error ? e.message : e})`);
     }

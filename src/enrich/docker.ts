@@ -117,9 +117,13 @@ export class DockerSource {
     await first;
   }
 
+  /** The client for the socket; a new one after each lost connection. */
+  #http(): Deno.HttpClient {
+    return this.#client ??= Deno.createHttpClient({ proxy: { transport: "unix", path: this.#socket } });
+  }
+
   async #get<T>(path: string): Promise<T> {
-    this.#client ??= Deno.createHttpClient({ proxy: { transport: "unix", path: this.#socket } });
-    const r = await fetch(`http://docker${path}`, { client: this.#client, signal: this.#abort.signal });
+    const r = await fetch(`http://docker${path}`, { client: this.#http(), signal: this.#abort.signal });
     if (!r.ok) {
       await r.body?.cancel();
       throw new Error(`HTTP ${r.status} for ${path}`);
@@ -177,10 +181,9 @@ export class DockerSource {
   async #session(connected: () => void): Promise<void> {
     const filters = encodeURIComponent(JSON.stringify({ type: ["container"] }));
     const since = this.#lastEventTime ? `&since=${this.#lastEventTime}` : "";
-    this.#client ??= Deno.createHttpClient({ proxy: { transport: "unix", path: this.#socket } });
     // Subscribe before listing, so no container falls between the two.
     const events = await fetch(`http://docker/events?filters=${filters}${since}`, {
-      client: this.#client,
+      client: this.#http(),
       signal: this.#abort.signal,
     });
     if (!events.ok || !events.body) throw new Error(`HTTP ${events.status} for /events`);

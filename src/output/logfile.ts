@@ -11,23 +11,12 @@
 import type { ConnEvent } from "../event.ts";
 import type { Renderer } from "./renderer.ts";
 import { jsonString } from "./sanitize.ts";
-
-const pad2 = (n: number) => (n < 10 ? "0" : "") + n;
+import { pad2, rfc3339Seconds } from "./time.ts";
 
 /** The file name for the hour that contains `ms` (local time). */
 export function logFileName(ms: number): string {
   const d = new Date(ms);
   return `lightmon.log.${d.getFullYear()}${pad2(d.getMonth() + 1)}${pad2(d.getDate())}${pad2(d.getHours())}00`;
-}
-
-/** RFC 3339 with the local offset, to the second, as logrus prints `time`. */
-function logrusTime(ms: number): string {
-  const d = new Date(ms);
-  const m = -d.getTimezoneOffset();
-  const off = m === 0 ? "Z" : `${m < 0 ? "-" : "+"}${pad2(Math.floor(Math.abs(m) / 60))}:${pad2(Math.abs(m) % 60)}`;
-  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}T${pad2(d.getHours())}:${
-    pad2(d.getMinutes())
-  }:${pad2(d.getSeconds())}${off}`;
 }
 
 /**
@@ -40,7 +29,7 @@ export function logLine(e: ConnEvent): string {
     `"level":"info","msg":"","pid":"${e.pid}","procArgs":${s(e.args.slice(1).join(" "))},"procPath":${
       s(e.exe || e.comm)
     },` +
-    `"sip":${s(e.saddr)},"sport":"${e.sport}","time":"${logrusTime(Number(e.wallNs / 1_000_000n))}","user":${
+    `"sip":${s(e.saddr)},"sport":"${e.sport}","time":"${rfc3339Seconds(e.wallNs)}","user":${
       s(e.user || String(e.uid))
     }}`;
 }

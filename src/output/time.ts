@@ -4,7 +4,8 @@
  * @module
  */
 
-const pad2 = (n: number) => (n < 10 ? "0" : "") + n;
+/** Two digits, zero-padded. */
+export const pad2 = (n: number) => (n < 10 ? "0" : "") + n;
 
 let cachedSecond = -1;
 let cachedPrefix = "";
@@ -27,6 +28,19 @@ function offsetOf(d: Date): string {
  */
 export function rfc3339Nano(wallNs: bigint): string {
   const sec = Number(wallNs / 1_000_000_000n);
+  cacheSecond(sec);
+  const frac = String(Number(wallNs % 1_000_000_000n) + 1_000_000_000).slice(1);
+  return `${cachedPrefix}.${frac}${cachedOffset}`;
+}
+
+/** RFC 3339 to the second with the local offset, as logrus prints `time`. */
+export function rfc3339Seconds(wallNs: bigint): string {
+  cacheSecond(Number(wallNs / 1_000_000_000n));
+  return cachedPrefix + cachedOffset;
+}
+
+/** Format the date-and-time part of second `sec` once, for every event within it. */
+function cacheSecond(sec: number): void {
   if (sec !== cachedSecond) {
     const d = new Date(sec * 1000);
     cachedSecond = sec;
@@ -35,8 +49,6 @@ export function rfc3339Nano(wallNs: bigint): string {
     }:${pad2(d.getSeconds())}`;
     cachedOffset = offsetOf(d);
   }
-  const frac = String(Number(wallNs % 1_000_000_000n) + 1_000_000_000).slice(1);
-  return `${cachedPrefix}.${frac}${cachedOffset}`;
 }
 
 /** `HH:MM:SS` local time, for the table. */
