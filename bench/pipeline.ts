@@ -10,7 +10,7 @@ import { enrich } from "../src/enrich/enricher.ts";
 import { ProcessCache } from "../src/enrich/process_cache.ts";
 import { UserNames } from "../src/enrich/users.ts";
 import { compileFilter } from "../src/filter/compile.ts";
-import { toJson } from "../src/output/fields.ts";
+import { toJson } from "../src/output/json.ts";
 import { LineWriter } from "../src/output/writer.ts";
 
 const N = 200_000;

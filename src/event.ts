@@ -1,8 +1,27 @@
 /**
- * The event lightmon emits: one definition, rendered by every output.
+ * The event lightmon emits: one definition, rendered by every output. This is the
+ * bottom of the house: it imports nothing. `fields.ts` beside it says how each
+ * member is named, encoded, filtered and shown.
  * @module
  */
-import type { Status } from "./capture/layout.ts";
+
+/** Every status an event can carry; the kernel's enum maps onto these names. */
+export const STATUSES = [
+  "unknown",
+  "established",
+  "refused",
+  "reset",
+  "timeout",
+  "unreachable",
+  "pending",
+  "aborted",
+  "error",
+  "existing",
+  "listen",
+] as const;
+
+/** A connection attempt's status. */
+export type Status = (typeof STATUSES)[number];
 
 /** Where the process fields (exe, args) came from. */
 export type ProcSource = "exec" | "proc" | "unknown";

@@ -10,7 +10,7 @@ import { enrich } from "./enrich/enricher.ts";
 import { ProcessCache } from "./enrich/process_cache.ts";
 import { UserNames } from "./enrich/users.ts";
 import type { ConnEvent } from "./event.ts";
-import { toJson } from "./output/fields.ts";
+import { toJson } from "./output/json.ts";
 import { logLine } from "./output/logfile.ts";
 import { SummaryRenderer } from "./output/summary.ts";
 import { TableRenderer } from "./output/table.ts";

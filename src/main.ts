@@ -8,7 +8,7 @@ import { LibbpfMissingError, libbpfVersion, setLogSink } from "../ffi/libbpf.ts"
 import { NoStrategyError, probeStrategies } from "./capture/loader.ts";
 import { DEFAULTS, helpText, type Options, parseFlags, strategiesFor, type StrategyChoice } from "./cli/options.ts";
 import { effectiveCaps, readObject, requireBtf, requirePrivileges } from "./cli/preflight.ts";
-import { UsageError } from "./cli/usage_error.ts";
+import { UsageError } from "./usage_error.ts";
 import { loadConfig } from "./config/load.ts";
 import { keepPredicate } from "./filter/select.ts";
 import { kernelExcludedDports } from "./filter/compile.ts";

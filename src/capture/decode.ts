@@ -3,7 +3,8 @@
  * @module
  */
 import ipaddr from "ipaddr.js";
-import { CONN, CWD_COMPLETE, CWD_NAME, EXEC, EXIT, FORK, KIND, type Status, STATUS_NAMES } from "./layout.ts";
+import type { Status } from "../event.ts";
+import { CONN, CWD_COMPLETE, CWD_NAME, EXEC, EXIT, FORK, KIND, STATUS_NAMES } from "./layout.ts";
 
 /** A connection attempt as the kernel reported it. */
 export interface RawConnect {

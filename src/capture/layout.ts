@@ -3,6 +3,7 @@
  * tests/layout_test.ts checks every entry against the compiled object's BTF.
  * @module
  */
+import type { Status } from "../event.ts";
 
 /** A field's place in a record. */
 export interface FieldPos {
@@ -100,8 +101,8 @@ export const CONFIG_SIZE = 16;
 /** enum lm_kind */
 export const KIND = { connect: 1, exec: 2, exit: 3, fork: 4 } as const;
 
-/** enum lm_status, by value. */
-export const STATUS_NAMES = [
+/** enum lm_status, by value: the kernel's numbering of the schema's statuses. */
+export const STATUS_NAMES: readonly Status[] = [
   "unknown",
   "established",
   "refused",
@@ -113,10 +114,7 @@ export const STATUS_NAMES = [
   "error",
   "existing",
   "listen",
-] as const;
-
-/** A connection attempt's status. */
-export type Status = (typeof STATUS_NAMES)[number];
+];
 
 /** enum lm_counter, by index. */
 export const COUNTERS = ["lost", "stashMiss", "stashFull", "kernelFiltered"] as const;

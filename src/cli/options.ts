@@ -7,8 +7,9 @@
  */
 import { parseArgs } from "node:util";
 import type { Strategy } from "../capture/loader.ts";
+import { FILTER_FIELDS } from "../fields.ts";
 import { parseDuration } from "./duration.ts";
-import { UsageError } from "./usage_error.ts";
+import { UsageError } from "../usage_error.ts";
 
 /** Output formats. `logfile` is the original's name for `log`. */
 export const OUTPUTS = ["table", "json", "log", "summary"] as const;
@@ -438,11 +439,26 @@ export function helpText(): string {
     "  sudo lightmon --include 'container=web' --count 10",
     "  sudo lightmon --duration 60s --output summary    audit snapshot for cron",
     "",
-    "Filter fields: dport, dip, keyword, container (the original's) and sport, sip, pid, ppid,",
-    "uid, user, comm, exe, pod, namespace, image, status, family, direction.",
+    ...filterFieldsHelp(),
     "Exit codes: 0 done, 1 runtime failure, 2 bad input or missing kernel feature.",
   );
   return lines.join("\n");
+}
+
+/** The filter fields, the original's first, wrapped to 100 columns. */
+function filterFieldsHelp(): string[] {
+  const fields = [...FILTER_FIELDS.values()];
+  const names = (original: boolean) => fields.filter((f) => f.original === original).map((f) => f.name).join(", ");
+  const text = `Filter fields: ${names(true)} (the original's) and ${names(false)}.`;
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && line.length + 1 + word.length > 100) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, line];
 }
 
 function formatDefault(key: keyof Options, v: unknown): string {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { helpText, parseFlags, strategiesFor } from "./options.ts";
-import { UsageError } from "./usage_error.ts";
+import { UsageError } from "../usage_error.ts";
 import { parseDuration } from "./duration.ts";
 
 function usageError(argv: string[]): string {

@@ -3,7 +3,7 @@
  * before any BPF call is made.
  * @module
  */
-import { UsageError } from "./usage_error.ts";
+import { UsageError } from "../usage_error.ts";
 
 const CAP_SYS_ADMIN = 21n;
 const CAP_PERFMON = 38n;

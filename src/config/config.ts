@@ -5,7 +5,7 @@
  * @module
  */
 import { isMap, isScalar, LineCounter, parseDocument } from "yaml";
-import { UsageError } from "../cli/usage_error.ts";
+import { UsageError } from "../usage_error.ts";
 import { CONFIG_KEYS, type Options } from "../cli/options.ts";
 
 /** Parse config text into the options it sets. `file` names it in errors. */

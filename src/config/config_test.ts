@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { UsageError } from "../cli/usage_error.ts";
+import { UsageError } from "../usage_error.ts";
 import { parseConfig } from "./config.ts";
 import { resolveOptions } from "../main.ts";
 

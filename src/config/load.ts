@@ -4,7 +4,7 @@
  * @module
  */
 import type { Options } from "../cli/options.ts";
-import { UsageError } from "../cli/usage_error.ts";
+import { UsageError } from "../usage_error.ts";
 
 /** Read a config file; a missing default file is no error, a missing given one is. */
 export async function loadConfig(path: string, given: boolean): Promise<Partial<Options>> {

@@ -1,11 +1,12 @@
 /**
  * Filter expressions compiled once, at start-up, into a predicate over events.
- * The field table below says how each field's value is parsed and matched.
+ * The registry (fields.ts) says which fields there are and of which kind; this
+ * file says how each kind parses its value and matches.
  * @module
  */
 import ipaddr from "ipaddr.js";
-import { STATUS_NAMES } from "../capture/layout.ts";
 import type { ConnEvent } from "../event.ts";
+import { FILTER_FIELDS, type FilterField } from "../fields.ts";
 import { FilterSyntaxError, type Node, parseFilter } from "./parse.ts";
 
 /** A compiled filter. */
@@ -34,14 +35,18 @@ function textField(get: (e: ConnEvent) => string): Matcher {
   };
 }
 
-function substringField(get: (e: ConnEvent) => string): Matcher {
-  return (v) => (e) => get(e).includes(v);
+function substringField(gets: readonly ((e: ConnEvent) => string)[]): Matcher {
+  if (gets.length === 1) {
+    const get = gets[0];
+    return (v) => (e) => get(e).includes(v);
+  }
+  return (v) => (e) => gets.some((get) => get(e).includes(v));
 }
 
-function choiceField(name: string, get: (e: ConnEvent) => string, choices: Record<string, string>): Matcher {
+function choiceField(name: string, get: (e: ConnEvent) => string, choices: ReadonlyMap<string, string>): Matcher {
   return (v, col) => {
-    const want = choices[v.toLowerCase()];
-    if (want === undefined) fail(`${name} is one of ${Object.keys(choices).join(", ")}, not '${v}'`, col);
+    const want = choices.get(v.toLowerCase());
+    if (want === undefined) fail(`${name} is one of ${[...choices.keys()].join(", ")}, not '${v}'`, col);
     return (e) => get(e) === want;
   };
 }
@@ -85,42 +90,27 @@ function ipField(name: string, get: (e: ConnEvent) => string): Matcher {
   };
 }
 
-const STATUSES = Object.fromEntries(
-  STATUS_NAMES.filter((s) => s !== "unknown" && s !== "listen").map((s) => [s, s]),
-);
+/** The matcher for one of the registry's filter fields. */
+function matcherFor({ name, spec, field }: FilterField): Matcher {
+  const asString = (e: ConnEvent) => field.get(e) as string;
+  switch (spec.kind) {
+    case "number":
+      return intField(name, spec.get ?? ((e) => field.get(e) as number), spec.max);
+    case "address":
+      return ipField(name, spec.get ?? asString);
+    case "text":
+      return textField(spec.get ?? asString);
+    case "substring":
+      return substringField(spec.anyOf ?? [asString]);
+    case "choice":
+      return choiceField(name, spec.get ?? asString, new Map(Object.entries(spec.values)));
+  }
+}
 
-/** The filterable fields. */
-export const FILTER_FIELDS: Readonly<Record<string, Matcher>> = {
-  // the original's four
-  dport: intField("dport", (e) => e.dport, 65535),
-  dip: ipField("dip", (e) => e.daddr),
-  keyword: (v) => (e) => e.exe.includes(v) || e.comm.includes(v),
-  container: substringField((e) => e.container),
-  // ours
-  sport: intField("sport", (e) => e.sport, 65535),
-  sip: ipField("sip", (e) => e.saddr),
-  pid: intField("pid", (e) => e.pid, 2 ** 32 - 1),
-  ppid: intField("ppid", (e) => e.ppid, 2 ** 32 - 1),
-  uid: intField("uid", (e) => e.uid, 2 ** 32 - 1),
-  user: textField((e) => e.user),
-  comm: textField((e) => e.comm),
-  exe: textField((e) => e.exe),
-  pod: textField((e) => e.pod),
-  namespace: textField((e) => e.namespace),
-  image: textField((e) => e.image),
-  status: choiceField("status", (e) => e.status, STATUSES),
-  family: choiceField("family", (e) => (e.family === 6 ? "6" : "4"), {
-    "4": "4",
-    "6": "6",
-    v4: "4",
-    v6: "6",
-    ipv4: "4",
-    ipv6: "6",
-    af_inet: "4",
-    af_inet6: "6",
-  }),
-  direction: choiceField("direction", (e) => e.direction, { outbound: "outbound", inbound: "inbound" }),
-};
+/** The filterable fields, by name, from the registry. */
+const MATCHERS: ReadonlyMap<string, Matcher> = new Map(
+  [...FILTER_FIELDS.values()].map((f) => [f.name, matcherFor(f)]),
+);
 
 function compileNode(n: Node): Predicate {
   switch (n.type) {
@@ -133,10 +123,8 @@ function compileNode(n: Node): Predicate {
       return (e) => items.every((p) => p(e));
     }
     case "cond": {
-      const m = FILTER_FIELDS[n.field];
-      if (!m) {
-        fail(`unknown field '${n.field}' (known: ${Object.keys(FILTER_FIELDS).join(", ")})`, n.column);
-      }
+      const m = MATCHERS.get(n.field);
+      if (!m) return fail(`unknown field '${n.field}' (known: ${[...MATCHERS.keys()].join(", ")})`, n.column);
       const p = m(n.value, n.valueColumn);
       return n.op === "=" ? p : (e) => !p(e);
     }

@@ -2,7 +2,7 @@
  * -include and -exclude together, compiled once at start-up.
  * @module
  */
-import { UsageError } from "../cli/usage_error.ts";
+import { UsageError } from "../usage_error.ts";
 import type { Options } from "../cli/options.ts";
 import { compileFilter, type Predicate } from "./compile.ts";
 import { FilterSyntaxError } from "./parse.ts";

@@ -9,9 +9,10 @@
  * @module
  */
 import type { ConnEvent } from "../event.ts";
+import { FIELDS } from "../fields.ts";
 import type { Renderer } from "./renderer.ts";
-import { jsonString } from "./sanitize.ts";
-import { pad2, rfc3339Seconds } from "./time.ts";
+import { jsonString } from "../text/sanitize.ts";
+import { pad2 } from "../text/time.ts";
 
 /** The file name for the hour that contains `ms` (local time). */
 export function logFileName(ms: number): string {
@@ -19,19 +20,35 @@ export function logFileName(ms: number): string {
   return `lightmon.log.${d.getFullYear()}${pad2(d.getMonth() + 1)}${pad2(d.getDate())}${pad2(d.getHours())}00`;
 }
 
+/** A key of the log line and how to write its value for an event. */
+interface LogKey {
+  prefix: string;
+  value: (e: ConnEvent) => string | number;
+}
+
+/** The registry's log keys plus logrus's own, sorted as logrus sorts them. */
+const LOG_KEYS: readonly LogKey[] = [
+  ...FIELDS.filter((f) => f.log).map((f) => ({
+    key: f.log!.key,
+    value: f.log!.value ?? ((e: ConnEvent) => String(f.get(e))),
+  })),
+  { key: "level", value: () => "info" },
+  { key: "msg", value: () => "" },
+]
+  .sort((a, b) => (a.key < b.key ? -1 : 1))
+  .map(({ key, value }, i) => ({ prefix: `${i === 0 ? "{" : ","}${JSON.stringify(key)}:`, value }));
+
 /**
  * One event in the original's line format. Keys are sorted as logrus sorts them;
  * `conatiner` keeps the original's spelling so existing pipelines keep parsing.
  */
 export function logLine(e: ConnEvent): string {
-  const s = jsonString;
-  return `{"conatiner":${s(e.container)},"dip":${s(e.daddr)},"dport":"${e.dport}","ipv6":${e.family === 6 ? 1 : 0},` +
-    `"level":"info","msg":"","pid":"${e.pid}","procArgs":${s(e.args.slice(1).join(" "))},"procPath":${
-      s(e.exe || e.comm)
-    },` +
-    `"sip":${s(e.saddr)},"sport":"${e.sport}","time":"${rfc3339Seconds(e.wallNs)}","user":${
-      s(e.user || String(e.uid))
-    }}`;
+  let s = "";
+  for (const k of LOG_KEYS) {
+    const v = k.value(e);
+    s += k.prefix + (typeof v === "number" ? String(v) : jsonString(v));
+  }
+  return s + "}";
 }
 
 /** Hourly files in a directory, pruned to the newest `keep`. */

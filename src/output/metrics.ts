@@ -4,7 +4,7 @@
  * @module
  */
 import { Counter, Gauge, Registry } from "prom-client";
-import { UsageError } from "../cli/usage_error.ts";
+import { UsageError } from "../usage_error.ts";
 import { VERSION } from "../version.ts";
 
 /** What the metrics read at scrape time. */

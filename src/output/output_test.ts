@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { sampleEvent } from "../testdata/event.ts";
-import { JSON_FIELDS, toJson } from "./fields.ts";
-import { forTerminal, jsonString } from "./sanitize.ts";
+import { JSON_FIELDS, toJson } from "./json.ts";
+import { forTerminal, jsonString } from "../text/sanitize.ts";
 import { fitWidths, TableRenderer } from "./table.ts";
-import { rfc3339Nano } from "./time.ts";
+import { rfc3339Nano } from "../text/time.ts";
 
 Deno.test("JSON events carry the design's keys, spelled exactly, in order", () => {
   const e = JSON.parse(toJson(sampleEvent()));

@@ -3,7 +3,7 @@
  * @module
  */
 import type { ConnEvent } from "../event.ts";
-import { toJson } from "./fields.ts";
+import { toJson } from "./json.ts";
 import type { LineWriter } from "./writer.ts";
 
 /** An output: takes events, writes them out on flush. */

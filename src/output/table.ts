@@ -1,65 +1,58 @@
 /**
  * The bordered table of the original tool, streamed one row per event and fitted
- * to the terminal width. Rendering is cli-table3's; this file picks the columns
- * and their widths.
+ * to the terminal width. The columns are the registry's (fields.ts); rendering is
+ * cli-table3's, and this file fits their widths.
  * @module
  */
 import Table from "cli-table3";
 import type { ConnEvent } from "../event.ts";
-import { forTerminal } from "./sanitize.ts";
-import { clockTime } from "./time.ts";
+import { cellText, COLUMNS } from "../fields.ts";
+import { forTerminal } from "../text/sanitize.ts";
 import type { Renderer } from "./renderer.ts";
 import type { LineWriter } from "./writer.ts";
 
-interface Column {
-  head: string;
-  /** Minimum and preferred content widths. */
-  min: number;
-  want: number;
-  cell: (e: ConnEvent) => string;
-}
-
 const PLAIN_ASCII = /^[\x20-\x7e]*$/;
 
-const endpoint = (addr: string, port: number, family: 4 | 6) => family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
+type Column = (typeof COLUMNS)[number];
 
-const COLUMNS: Column[] = [
-  { head: "TIME", min: 8, want: 8, cell: (e) => clockTime(e.wallNs) },
-  { head: "USER", min: 4, want: 10, cell: (e) => e.user || String(e.uid) },
-  { head: "PID", min: 5, want: 7, cell: (e) => String(e.pid) },
-  { head: "AF", min: 2, want: 2, cell: (e) => (e.family === 6 ? "v6" : "v4") },
-  { head: "SRC", min: 9, want: 22, cell: (e) => endpoint(e.saddr, e.sport, e.family) },
-  { head: "DEST", min: 9, want: 22, cell: (e) => endpoint(e.daddr, e.dport, e.family) },
-  { head: "STATUS", min: 5, want: 11, cell: (e) => e.status },
-  { head: "CONTAINER", min: 4, want: 16, cell: (e) => e.container },
-  { head: "PROCESS", min: 6, want: 40, cell: (e) => e.exe || e.comm },
-];
-
-/** Content widths for a terminal `width` columns wide (80 at the least). */
-export function fitWidths(width: number): number[] {
+/** The columns that fit a terminal `width` wide, and their content widths. */
+export function fitColumns(width: number): { columns: Column[]; widths: number[] } {
   // Each column takes its content plus one space either side and one border.
-  const overhead = COLUMNS.length * 3 + 1;
-  const widths = COLUMNS.map((c) => c.min);
-  let spare = width - overhead - widths.reduce((a, b) => a + b, 0);
-  // Grow towards the preferred widths left to right, then give PROCESS the rest.
-  for (let i = 0; i < COLUMNS.length && spare > 0; i++) {
-    const grow = Math.min(spare, COLUMNS[i].want - widths[i]);
+  const need = (cs: readonly Column[]) => cs.reduce((n, c) => n + c.min + 3, 1);
+  // Too narrow for every column at its minimum: drop the least important first.
+  let columns = [...COLUMNS];
+  while (columns.length > 1 && need(columns) > width) {
+    const least = columns.reduce((a, b) => (b.priority > a.priority ? b : a));
+    columns = columns.filter((c) => c !== least);
+  }
+  const widths = columns.map((c) => c.min);
+  let spare = width - need(columns);
+  // Grow towards the preferred widths left to right, then give the fill column the rest.
+  for (let i = 0; i < columns.length && spare > 0; i++) {
+    const grow = Math.min(spare, columns[i].want - widths[i]);
     widths[i] += grow;
     spare -= grow;
   }
-  if (spare > 0) widths[widths.length - 1] += spare;
-  return widths;
+  const fill = columns.findIndex((c) => c.fill);
+  if (spare > 0) widths[fill < 0 ? widths.length - 1 : fill] += spare;
+  return { columns, widths };
+}
+
+/** Content widths of every column for a terminal `width` wide (80 or more: all fit). */
+export function fitWidths(width: number): number[] {
+  return fitColumns(width).widths;
 }
 
 /** Renders the header once, then one bordered row per event. */
 export class TableRenderer {
+  #columns: Column[];
   #widths: number[];
   #headerDone = false;
   #fast: boolean;
 
   /** @param fast draw plain-ASCII rows directly (false: always through cli-table3) */
   constructor(width: number, fast = true) {
-    this.#widths = fitWidths(width);
+    ({ columns: this.#columns, widths: this.#widths } = fitColumns(width));
     this.#fast = fast;
   }
 
@@ -73,12 +66,12 @@ export class TableRenderer {
 
   /** The lines for one event: the header before the first. */
   render(e: ConnEvent): string[] {
-    const row = COLUMNS.map((c) => forTerminal(c.cell(e)));
+    const row = this.#columns.map((c) => forTerminal(cellText(c, e)));
     if (this.#headerDone && this.#fast && row.every((c) => PLAIN_ASCII.test(c))) return [this.#plainRow(row)];
     const t = this.#table();
     const lines: string[] = [];
     if (!this.#headerDone) {
-      t.push(COLUMNS.map((c) => c.head));
+      t.push(this.#columns.map((c) => c.head));
       t.push(row);
       const all = t.toString().split("\n");
       this.#headerDone = true;
@@ -111,7 +104,7 @@ export class TableRenderer {
   footer(): string[] {
     if (!this.#headerDone) return [];
     const t = this.#table();
-    t.push(COLUMNS.map(() => ""));
+    t.push(this.#columns.map(() => ""));
     const all = t.toString().split("\n");
     return [all[all.length - 1]];
   }

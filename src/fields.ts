@@ -1,0 +1,379 @@
+/**
+ * The field registry: every field of the event, once, with everything the rest of
+ * lightmon needs to know about it: its JSON key and encoding, how filters match it,
+ * its table column, its key in the original tool's log format, its part in a
+ * summary flow, and one line of documentation. The JSON renderer, the filter
+ * compiler, the table, the log line, the summary, `--help` and the README's tables
+ * are all derived from this list, so a new field is one entry here (and its member
+ * in `ConnEvent`).
+ *
+ * Like `event.ts` this sits at the bottom: it imports only the event type and the
+ * plain text helpers in `text/`.
+ * @module
+ */
+import { type ConnEvent, STATUSES } from "./event.ts";
+import { jsonString } from "./text/sanitize.ts";
+import { clockTime, rfc3339Nano, rfc3339Seconds } from "./text/time.ts";
+
+/** A field's value as its getter returns it. */
+export type Value = string | number | bigint | readonly string[];
+
+/** How a value is written into the JSON event. */
+export interface JsonEncoding {
+  /** The JSON type, as the README states it. */
+  readonly type: "string" | "number" | "string[]";
+  readonly encode: (v: Value) => string;
+}
+
+/** Plain string, escaped so that no control or bidi character goes out raw. */
+export const STRING: JsonEncoding = { type: "string", encode: (v) => jsonString(v as string) };
+/** A JSON number. */
+export const NUMBER: JsonEncoding = { type: "number", encode: (v) => String(v) };
+/** A 64-bit integer as a decimal string (JSON numbers lose precision past 2^53). */
+export const BIG: JsonEncoding = { type: "string", encode: (v) => `"${v}"` };
+/** An array of strings. */
+export const STRINGS: JsonEncoding = {
+  type: "string[]",
+  encode: (v) => `[${(v as readonly string[]).map(jsonString).join(",")}]`,
+};
+/** Wall-clock ns as RFC 3339 with the local offset and nine fractional digits. */
+export const TIME: JsonEncoding = { type: "string", encode: (v) => `"${rfc3339Nano(v as bigint)}"` };
+
+/** How a filter condition on the field parses its value and matches. */
+export type FilterSpec =
+  & {
+    /** The name in expressions; the field's key when omitted. */
+    name?: string;
+    /** One line for --help and the README; the field's doc when omitted. */
+    doc?: string;
+    /** One of the original lightmon's four filter fields: its place in the original's list. */
+    original?: 1 | 2 | 3 | 4;
+  }
+  & (
+    | { kind: "number"; max: number; get?: (e: ConnEvent) => number }
+    | { kind: "address"; get?: (e: ConnEvent) => string }
+    /** Exact, or a glob when the value has `*`. */
+    | { kind: "text"; get?: (e: ConnEvent) => string }
+    /** The value occurs in any of the strings. */
+    | { kind: "substring"; anyOf?: readonly ((e: ConnEvent) => string)[] }
+    /** One of a fixed set; `values` maps what may be typed (lower case) to what the getter returns. */
+    | { kind: "choice"; values: Readonly<Record<string, string>>; get?: (e: ConnEvent) => string }
+  );
+
+/** The field's column in the live table. */
+export interface ColumnSpec {
+  head: string;
+  /** Position, left to right; also the order in which columns grow towards `want`. */
+  at: number;
+  /** 1 for the most important; on a terminal too narrow for all, the highest numbers go first. */
+  priority: number;
+  /** Minimum and preferred content widths. */
+  min: number;
+  want: number;
+  /** The column that takes whatever width is left. */
+  fill?: true;
+  /** The cell's text (before sanitising); String(value) when omitted. */
+  cell?: (e: ConnEvent) => string;
+}
+
+/** The field in the original tool's logrus line. */
+export interface LogSpec {
+  key: string;
+  /** A string is written as a JSON string, a number as a number; String(value) when omitted. */
+  value?: (e: ConnEvent) => string | number;
+}
+
+/** The field as part of a summary flow's identity. */
+export interface FlowSpec {
+  /** Position among the flow's keys. */
+  at: number;
+  /** The flow's JSON key; the field's key when omitted. */
+  key?: string;
+  value?: (e: ConnEvent) => string | number;
+}
+
+/** One field of the event. */
+export interface Field {
+  /** The JSON key, and the name the other specs default to. */
+  key: string;
+  /** One line of documentation. */
+  doc: string;
+  get: (e: ConnEvent) => Value;
+  /** How it is encoded in JSON; false for a field that exists only to be filtered on. */
+  json: JsonEncoding | false;
+  /** JSON fields of one group change together and are encoded once per distinct value set. */
+  group?: "process" | "container";
+  filter?: FilterSpec | readonly FilterSpec[];
+  column?: ColumnSpec;
+  log?: LogSpec;
+  flow?: FlowSpec;
+}
+
+const MAX_U32 = 2 ** 32 - 1;
+const endpoint = (addr: string, port: number, family: 4 | 6) => family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
+const userOrUid = (e: ConnEvent) => e.user || String(e.uid);
+const exeOrComm = (e: ConnEvent) => e.exe || e.comm;
+
+/** What `status=` accepts: every status an emitted event can have. */
+const STATUS_VALUES = Object.fromEntries(
+  STATUSES.filter((s) => s !== "unknown" && s !== "listen").map((s) => [s, s]),
+);
+
+/** Every field, in JSON output order. */
+export const FIELDS: readonly Field[] = [
+  {
+    key: "kernelTime",
+    doc: "CLOCK_BOOTTIME ns of the event (as the original)",
+    get: (e) => e.kernelTime,
+    json: BIG,
+  },
+  {
+    key: "time",
+    doc: "RFC 3339, local offset, nanoseconds (the original's `goTime`)",
+    get: (e) => e.wallNs,
+    json: TIME,
+    column: { head: "TIME", at: 0, priority: 6, min: 8, want: 8, cell: (e) => clockTime(e.wallNs) },
+    log: { key: "time", value: (e) => rfc3339Seconds(e.wallNs) },
+  },
+  {
+    key: "pid",
+    doc: "process (tgid) that called `connect()`, host pid namespace",
+    get: (e) => e.pid,
+    json: NUMBER,
+    filter: { kind: "number", max: MAX_U32 },
+    column: { head: "PID", at: 2, priority: 2, min: 5, want: 7 },
+    log: { key: "pid", value: (e) => String(e.pid) },
+  },
+  { key: "tid", doc: "thread that called `connect()`", get: (e) => e.tid, json: NUMBER },
+  {
+    key: "ppid",
+    doc: "parent tgid",
+    get: (e) => e.ppid,
+    json: NUMBER,
+    group: "process",
+    filter: { kind: "number", max: MAX_U32 },
+  },
+  {
+    key: "uid",
+    doc: "user id at connect time",
+    get: (e) => e.uid,
+    json: NUMBER,
+    group: "process",
+    filter: { kind: "number", max: MAX_U32 },
+  },
+  { key: "gid", doc: "group id at connect time", get: (e) => e.gid, json: NUMBER, group: "process" },
+  {
+    key: "user",
+    doc: 'host user name of `uid`; `""` inside containers (their passwd is their own) or for uids without a name',
+    get: (e) => e.user,
+    json: STRING,
+    group: "process",
+    filter: { kind: "text" },
+    column: { head: "USER", at: 1, priority: 4, min: 4, want: 10, cell: userOrUid },
+    log: { key: "user", value: userOrUid },
+    flow: { at: 1, value: userOrUid },
+  },
+  {
+    key: "comm",
+    doc: "the thread's name at connect time",
+    get: (e) => e.comm,
+    json: STRING,
+    group: "process",
+    filter: { kind: "text" },
+  },
+  {
+    key: "exe",
+    doc: 'absolute executable path; `""` when unknown',
+    get: (e) => e.exe,
+    json: STRING,
+    group: "process",
+    filter: [
+      { kind: "text" },
+      {
+        name: "keyword",
+        kind: "substring",
+        anyOf: [(e) => e.exe, (e) => e.comm],
+        doc: "substring of `exe` or `comm`",
+        original: 3,
+      },
+    ],
+    column: { head: "PROCESS", at: 8, priority: 1, min: 6, want: 40, fill: true, cell: exeOrComm },
+    log: { key: "procPath", value: exeOrComm },
+    flow: { at: 0, key: "process", value: exeOrComm },
+  },
+  {
+    key: "args",
+    doc: "argv (at most 512 bytes are captured)",
+    get: (e) => e.args,
+    json: STRINGS,
+    group: "process",
+    log: { key: "procArgs", value: (e) => e.args.slice(1).join(" ") },
+  },
+  {
+    key: "procSource",
+    doc:
+      "where `exe`/`args` came from: `exec` (seen by the kernel at exec), `proc` (/proc fallback for processes older than lightmon), `unknown`",
+    get: (e) => e.procSource,
+    json: STRING,
+    group: "process",
+  },
+  {
+    key: "addressFamily",
+    doc: "`AF_INET` or `AF_INET6`; a v4-mapped IPv6 connect is `AF_INET` with plain addresses",
+    get: (e) => (e.family === 6 ? "AF_INET6" : "AF_INET"),
+    json: STRING,
+    filter: {
+      name: "family",
+      kind: "choice",
+      get: (e) => (e.family === 6 ? "6" : "4"),
+      values: { "4": "4", "6": "6", v4: "4", v6: "6", ipv4: "4", ipv6: "6", af_inet: "4", af_inet6: "6" },
+      doc: "`4` or `6` (also `v4`, `ipv6`, `AF_INET6`, ...)",
+    },
+    column: { head: "AF", at: 3, priority: 7, min: 2, want: 2, cell: (e) => (e.family === 6 ? "v6" : "v4") },
+    log: { key: "ipv6", value: (e) => (e.family === 6 ? 1 : 0) },
+  },
+  {
+    key: "saddr",
+    doc: "the real source address",
+    get: (e) => e.saddr,
+    json: STRING,
+    filter: { name: "sip", kind: "address", doc: "source IP or CIDR, v4 or v6" },
+    column: { head: "SRC", at: 4, priority: 5, min: 9, want: 22, cell: (e) => endpoint(e.saddr, e.sport, e.family) },
+    log: { key: "sip" },
+  },
+  {
+    key: "sport",
+    doc: "the real source port",
+    get: (e) => e.sport,
+    json: NUMBER,
+    filter: { kind: "number", max: 65535 },
+    log: { key: "sport" },
+  },
+  {
+    key: "daddr",
+    doc: "destination address",
+    get: (e) => e.daddr,
+    json: STRING,
+    filter: {
+      name: "dip",
+      kind: "address",
+      doc: "destination IP or CIDR, v4 or v6; `dip=127.0.0.1` matches a v4-mapped connect",
+      original: 2,
+    },
+    column: { head: "DEST", at: 5, priority: 1, min: 9, want: 22, cell: (e) => endpoint(e.daddr, e.dport, e.family) },
+    log: { key: "dip" },
+    flow: { at: 3 },
+  },
+  {
+    key: "dport",
+    doc: "destination port",
+    get: (e) => e.dport,
+    json: NUMBER,
+    filter: { kind: "number", max: 65535, original: 1 },
+    log: { key: "dport" },
+    flow: { at: 4 },
+  },
+  { key: "protocol", doc: "`tcp`", get: () => "tcp", json: STRING },
+  {
+    key: "direction",
+    doc: "`outbound`",
+    get: (e) => e.direction,
+    json: STRING,
+    filter: { kind: "choice", values: { outbound: "outbound", inbound: "inbound" } },
+  },
+  {
+    key: "status",
+    doc: "`established`, `refused`, `reset`, `timeout`, `unreachable`, `aborted`, `error`, `pending`, `existing`",
+    get: (e) => e.status,
+    json: STRING,
+    filter: { kind: "choice", values: STATUS_VALUES },
+    column: { head: "STATUS", at: 6, priority: 2, min: 5, want: 11 },
+    flow: { at: 5 },
+  },
+  { key: "latencyUs", doc: "`connect()` to this event, µs", get: (e) => e.latencyUs, json: NUMBER },
+  {
+    key: "container",
+    doc: 'container name; `""` on the host',
+    get: (e) => e.container,
+    json: STRING,
+    group: "container",
+    filter: { kind: "substring", doc: "substring of the container name", original: 4 },
+    column: { head: "CONTAINER", at: 7, priority: 3, min: 4, want: 16 },
+    log: { key: "conatiner" },
+    flow: { at: 2 },
+  },
+  {
+    key: "containerId",
+    doc: 'the container\'s 64-hex id; `""` on the host',
+    get: (e) => e.containerId,
+    json: STRING,
+    group: "container",
+  },
+  {
+    key: "containerRuntime",
+    doc: '`docker`, `containerd`, `crio`, `podman` as the cgroup\'s name says, or `""`',
+    get: (e) => e.containerRuntime,
+    json: STRING,
+    group: "container",
+  },
+  {
+    key: "image",
+    doc: 'the container\'s image; `""` on the host',
+    get: (e) => e.image,
+    json: STRING,
+    group: "container",
+    filter: { kind: "text" },
+  },
+  { key: "pod", doc: "Kubernetes pod", get: (e) => e.pod, json: STRING, group: "container", filter: { kind: "text" } },
+  {
+    key: "namespace",
+    doc: "Kubernetes namespace",
+    get: (e) => e.namespace,
+    json: STRING,
+    group: "container",
+    filter: { kind: "text" },
+  },
+  { key: "cgroupId", doc: "cgroup v2 id", get: (e) => e.cgroupId, json: BIG, group: "container" },
+  { key: "mntns", doc: "mount namespace of the process", get: (e) => e.mntns, json: NUMBER, group: "container" },
+  { key: "netns", doc: "network namespace of the socket", get: (e) => e.netns, json: NUMBER },
+];
+
+/** A filter spec with its field, name and getter resolved. */
+export interface FilterField {
+  name: string;
+  doc: string;
+  /** One of the original lightmon's (listed first, in its order). */
+  original: boolean;
+  spec: FilterSpec;
+  field: Field;
+}
+
+/** A field's filter specs, none, one or several. */
+function filterSpecs(f: Field): readonly FilterSpec[] {
+  if (f.filter === undefined) return [];
+  return "kind" in f.filter ? [f.filter] : f.filter;
+}
+
+/**
+ * Every filter field by name: the original's four first, then the rest in registry
+ * order. A Map, so that user text never reaches an object's prototype.
+ */
+export const FILTER_FIELDS: ReadonlyMap<string, FilterField> = new Map(
+  FIELDS.flatMap((field) => filterSpecs(field).map((spec) => ({ spec, field })))
+    .sort((a, b) => (a.spec.original ?? 99) - (b.spec.original ?? 99))
+    .map(({ spec, field }): [string, FilterField] => {
+      const name = spec.name ?? field.key;
+      return [name, { name, doc: spec.doc ?? field.doc, original: spec.original !== undefined, spec, field }];
+    }),
+);
+
+/** The table's columns, left to right. */
+export const COLUMNS: readonly (ColumnSpec & { field: Field })[] = FIELDS
+  .filter((f) => f.column)
+  .map((f) => ({ ...f.column!, field: f }))
+  .sort((a, b) => a.at - b.at);
+
+/** The text of a field's table cell for an event. */
+export function cellText(c: ColumnSpec & { field: Field }, e: ConnEvent): string {
+  return c.cell ? c.cell(e) : String(c.field.get(e));
+}

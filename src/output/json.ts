@@ -1,0 +1,93 @@
+/**
+ * The JSON event: the registry's fields with a JSON encoding, in registry order.
+ *
+ * Fields that describe the process or the container repeat from event to event;
+ * each such group is encoded once per distinct set of values and the fragment is
+ * reused while the values stay the same (a bounded cache keyed by pid or container).
+ * @module
+ */
+import type { ConnEvent } from "../event.ts";
+import { type Field, FIELDS, type JsonEncoding, type Value } from "../fields.ts";
+
+type JsonField = Field & { json: JsonEncoding };
+
+/** The JSON keys, in output order. */
+export const JSON_FIELDS: readonly JsonField[] = FIELDS.filter((f): f is JsonField => f.json !== false);
+
+interface Cached {
+  values: Value[];
+  json: string;
+}
+
+/** A run of the table: one field, or a cached group of them. */
+interface Segment {
+  fields: JsonField[];
+  /** Prefix of each field: `{"key":` or `,"key":` */
+  prefixes: string[];
+  cacheKey?: (e: ConnEvent) => string | number;
+  cache?: Map<string | number, Cached>;
+}
+
+const MAX_CACHED = 4096;
+
+const CACHE_KEYS: Record<NonNullable<Field["group"]>, (e: ConnEvent) => string | number> = {
+  process: (e) => e.pid,
+  container: (e) => e.containerId || e.mntns,
+};
+
+function segments(): Segment[] {
+  const out: Segment[] = [];
+  JSON_FIELDS.forEach((f, i) => {
+    const prefix = `${i === 0 ? "{" : ","}${JSON.stringify(f.key)}:`;
+    const last = out[out.length - 1];
+    if (f.group && last?.fields[0].group === f.group) {
+      last.fields.push(f);
+      last.prefixes.push(prefix);
+      return;
+    }
+    const seg: Segment = { fields: [f], prefixes: [prefix] };
+    if (f.group) {
+      seg.cacheKey = CACHE_KEYS[f.group];
+      seg.cache = new Map();
+    }
+    out.push(seg);
+  });
+  return out;
+}
+
+const SEGMENTS = segments();
+
+function encodeRun(seg: Segment, values: Value[]): string {
+  let s = "";
+  for (let i = 0; i < seg.fields.length; i++) s += seg.prefixes[i] + seg.fields[i].json.encode(values[i]);
+  return s;
+}
+
+function unchanged(seg: Segment, hit: Cached, e: ConnEvent): boolean {
+  for (let i = 0; i < seg.fields.length; i++) if (seg.fields[i].get(e) !== hit.values[i]) return false;
+  return true;
+}
+
+/** One event as one line of JSON (no newline). */
+export function toJson(e: ConnEvent): string {
+  let out = "";
+  for (const seg of SEGMENTS) {
+    if (!seg.cache) {
+      const f = seg.fields[0];
+      out += seg.prefixes[0] + f.json.encode(f.get(e));
+      continue;
+    }
+    const key = seg.cacheKey!(e);
+    const hit = seg.cache.get(key);
+    if (hit && unchanged(seg, hit, e)) {
+      out += hit.json;
+      continue;
+    }
+    const values = seg.fields.map((f) => f.get(e));
+    const json = encodeRun(seg, values);
+    if (seg.cache.size >= MAX_CACHED) seg.cache.clear();
+    seg.cache.set(key, { values, json });
+    out += json;
+  }
+  return out + "}";
+}
