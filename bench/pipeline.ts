@@ -29,7 +29,7 @@ const processes = new ProcessCache({
   proc: { startNs: () => 0n, exe: () => "/usr/bin/x", cwd: () => "/", args: () => ["x", "-q"] },
 });
 const deps = {
-  wallNs: (b: bigint) => b + 1_700_000_000_000_000_000n,
+  clock: { wallNs: (b: bigint) => b + 1_700_000_000_000_000_000n },
   users: new UserNames(),
   processes,
   containers: { get: () => undefined },

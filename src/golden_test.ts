@@ -1,78 +1,94 @@
 /**
  * Golden test: a recorded stream of ring records (src/testdata/records.ts) through
- * decode, process tracking, enrichment and every renderer must print exactly the
- * bytes in src/testdata/golden/. `GOLDEN_WRITE=1 deno test -A src/golden_test.ts`
+ * the production pipeline (decode, process tracking, enrichment, hold-back, filter)
+ * into every renderer must print exactly the bytes in src/testdata/golden/. `GOLDEN_WRITE=1 deno test -A src/golden_test.ts`
  * rewrites them, for a change to the output that is meant.
  */
 import assert from "node:assert/strict";
-import { decodeRecord } from "./capture/decode.ts";
-import { enrich } from "./enrich/enricher.ts";
-import { ProcessCache } from "./enrich/process_cache.ts";
+import { DecodeStage } from "./capture/decode.ts";
+import { SnapshotOverlap } from "./capture/snapshot.ts";
+import { EnrichStage } from "./enrich/enricher.ts";
+import { Holdback } from "./enrich/holdback.ts";
+import { ProcessCache, ProcessTracking } from "./enrich/process_cache.ts";
 import { UserNames } from "./enrich/users.ts";
 import type { ConnEvent } from "./event.ts";
-import { toJson } from "./output/json.ts";
+import { FilterStage, keepPredicate } from "./filter/select.ts";
 import { logLine } from "./output/logfile.ts";
+import { JsonRenderer, type Renderer, RenderStage } from "./output/renderer.ts";
 import { SummaryRenderer } from "./output/summary.ts";
-import { TableRenderer } from "./output/table.ts";
+import { TableOutput } from "./output/table.ts";
 import { LineWriter } from "./output/writer.ts";
+import { Pipeline } from "./run/pipeline.ts";
 import { GOLDEN_CONTAINERS, GOLDEN_PASSWD, GOLDEN_WALL_OFFSET, goldenRecords } from "./testdata/records.ts";
 
 Deno.env.set("TZ", "UTC");
 const DIR = new URL("./testdata/golden/", import.meta.url);
 
-async function events(): Promise<ConnEvent[]> {
+/** The recorded stream through the production pipeline, into `renderer`. */
+async function run(renderer: Renderer): Promise<void> {
   const passwd = await Deno.makeTempFile();
   await Deno.writeTextFile(passwd, GOLDEN_PASSWD);
   const none = () => undefined;
-  const processes = new ProcessCache({ proc: { startNs: none, exe: none, cwd: () => "/srv", args: none } });
-  const deps = {
-    wallNs: (b: bigint) => b + GOLDEN_WALL_OFFSET,
-    users: new UserNames(passwd),
+  const processes = new ProcessTracking(
+    new ProcessCache({ proc: { startNs: none, exe: none, cwd: () => "/srv", args: none } }),
+  );
+  const containers = { get: (id: string) => GOLDEN_CONTAINERS[id], expect: () => false };
+  const ctx = { log: () => {}, stop: () => {}, flushSoon: () => {} };
+  const pipeline = new Pipeline<DataView>([
+    new DecodeStage(),
     processes,
-    containers: { get: (id: string) => GOLDEN_CONTAINERS[id] },
-  };
-  const out: ConnEvent[] = [];
-  for (const v of goldenRecords()) {
-    const r = decodeRecord(v);
-    if (!r) continue;
-    if (r.kind === "exec") processes.exec(r);
-    else if (r.kind === "exit") processes.exit(r.pid, r.procStartNs);
-    else if (r.kind === "fork") processes.fork(r.pid, r.procStartNs, r.ppid, r.parentStartNs);
-    else out.push(enrich(r, deps));
-  }
+    new SnapshotOverlap(),
+    new EnrichStage({
+      clock: { wallNs: (b) => b + GOLDEN_WALL_OFFSET },
+      users: new UserNames(passwd),
+      processes: processes.cache,
+      containers,
+    }),
+    new Holdback(200, containers),
+    new FilterStage(keepPredicate({ include: "", exclude: "" })),
+    new RenderStage(renderer),
+  ], ctx);
+  for (const v of goldenRecords()) pipeline.push(v);
+  pipeline.drain();
+  pipeline.close();
   await Deno.remove(passwd);
-  return out;
+  const l = pipeline.ledger();
+  assert.equal(l.seen, l.emitted);
 }
 
-function collect(f: (w: LineWriter) => void): string {
+/** What `f` writes to a LineWriter, as text. */
+async function collect(f: (w: LineWriter) => Renderer): Promise<string> {
   const chunks: Uint8Array[] = [];
   const w = new LineWriter({ writeSync: (p) => (chunks.push(p.slice()), p.length) });
-  f(w);
-  w.flush();
+  await run(f(w));
   return new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
 }
 
+/** A renderer that writes the original's log lines to a writer, as the log file gets them. */
+class LogLines implements Renderer {
+  #w: LineWriter;
+  constructor(w: LineWriter) {
+    this.#w = w;
+  }
+  event(e: ConnEvent): void {
+    this.#w.line(logLine(e));
+  }
+  flush(): void {
+    this.#w.flush();
+  }
+  close(): void {
+    this.#w.flush();
+  }
+}
+
 async function outputs(): Promise<Record<string, string>> {
-  const evs = await events();
-  const table = (width: number) =>
-    collect((w) => {
-      const t = new TableRenderer(width);
-      for (const e of evs) for (const l of t.render(e)) w.line(l);
-      for (const l of t.footer()) w.line(l);
-    });
-  const summary = (format: "table" | "json") =>
-    collect((w) => {
-      const s = new SummaryRenderer(w, format);
-      for (const e of evs) s.event(e);
-      s.close();
-    });
   return {
-    "events.jsonl": collect((w) => evs.forEach((e) => w.line(toJson(e)))),
-    "table-80.txt": table(80),
-    "table-160.txt": table(160),
-    "log.jsonl": collect((w) => evs.forEach((e) => w.line(logLine(e)))),
-    "summary.txt": summary("table"),
-    "summary.jsonl": summary("json"),
+    "events.jsonl": await collect((w) => new JsonRenderer(w)),
+    "table-80.txt": await collect((w) => new TableOutput(w, 80)),
+    "table-160.txt": await collect((w) => new TableOutput(w, 160)),
+    "log.jsonl": await collect((w) => new LogLines(w)),
+    "summary.txt": await collect((w) => new SummaryRenderer(w, "table")),
+    "summary.jsonl": await collect((w) => new SummaryRenderer(w, "json")),
   };
 }
 

@@ -13,11 +13,20 @@ import { loadConfig } from "./config/load.ts";
 import { keepPredicate } from "./filter/select.ts";
 import { kernelExcludedDports } from "./filter/compile.ts";
 import { SCHEMA_VERSION } from "./event.ts";
-import { runMonitor } from "./monitor.ts";
+import { runMonitor } from "./run/controller.ts";
+import { SnapshotOverlap } from "./capture/snapshot.ts";
+import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from "../ffi/libc.ts";
+import { BootClock } from "./enrich/clock.ts";
+import { EnrichStage } from "./enrich/enricher.ts";
+import { Holdback } from "./enrich/holdback.ts";
+import { ProcessCache, ProcessTracking } from "./enrich/process_cache.ts";
+import { UserNames } from "./enrich/users.ts";
+import { FilterStage } from "./filter/select.ts";
+import { CountLimit } from "./output/limit.ts";
 import { Containers } from "./enrich/containers.ts";
 import { DockerSource } from "./enrich/docker.ts";
 import { CONTAINERD_TASKS } from "./enrich/state_files.ts";
-import { JsonRenderer, type Renderer, terminalWidth } from "./output/renderer.ts";
+import { JsonRenderer, type Renderer, RenderStage, terminalWidth } from "./output/renderer.ts";
 import { LineWriter } from "./output/writer.ts";
 import { LogRenderer, RotatingLog } from "./output/logfile.ts";
 import { VERSION } from "./version.ts";
@@ -113,6 +122,26 @@ async function main(argv: string[]): Promise<number> {
   if (existsDir(CONTAINERD_TASKS)) {
     sources.push(o.k8s ? "containerd CRI state" : "containerd CRI state when Docker is down");
   }
+  const renderer = await makeRenderer(o);
+  const processes = new ProcessTracking(new ProcessCache());
+  const holdback = new Holdback(o.metadataWaitMs, containers);
+  docker.onUpdate = () => holdback.metadataArrived();
+  const output = new RenderStage(renderer);
+  // The pipeline behind decode: each stage keeps its own counters.
+  const stages = [
+    processes,
+    new SnapshotOverlap(),
+    new EnrichStage({
+      clock: new BootClock(() => clockNs(CLOCK_BOOTTIME), () => clockNs(CLOCK_REALTIME)),
+      users: new UserNames(),
+      processes: processes.cache,
+      containers,
+    }),
+    holdback,
+    new FilterStage(keep),
+    ...(o.count > 0 ? [new CountLimit(o.count)] : []),
+    output,
+  ];
   try {
     return await runMonitor({
       image,
@@ -122,16 +151,28 @@ async function main(argv: string[]): Promise<number> {
       // LIGHTMON_KERNEL_FILTER=0 keeps every decision in user space (for comparison).
       excludedDports: Deno.env.get("LIGHTMON_KERNEL_FILTER") === "0" ? [] : kernelExcludedDports(o.exclude),
       durationMs: o.durationMs,
-      count: o.count,
       statsIntervalMs: o.statsIntervalMs,
       verbose: o.verbose,
-      keep,
-      renderer: await makeRenderer(o),
-      containers,
-      metadataWaitMs: o.metadataWaitMs,
-      onContainerUpdate: (f) => (docker.onUpdate = f),
-      onMetrics: metrics && ((read) => metrics.serve(read)),
-      dockerConnected: () => docker.connected,
+      stages,
+      onRunning: metrics && ((state) =>
+        metrics.serve(() => {
+          const s = state();
+          return {
+            seen: s.ledger.seen,
+            emitted: s.ledger.emitted,
+            filtered: s.ledger.filtered,
+            kernelFiltered: s.kernel.kernelFiltered,
+            byStatus: output.byStatus,
+            lost: s.kernel.lost,
+            processMisses: s.stages.processes.misses,
+            containerMisses: s.stages.holdback.unnamed,
+            processCacheEntries: s.stages.processes.entries,
+            ringFill: s.ringFill,
+            ringFillMax: s.ringFillMax,
+            dockerConnected: docker.connected,
+            strategy: s.strategy,
+          };
+        })),
       describe: `containers: ${sources.join(", ")}; output ${o.output === "log" ? `log to ${o.logPath}` : o.output}${
         metrics ? `; metrics on http://${o.metricsAddr}/metrics` : ""
       }`,

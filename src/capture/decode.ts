@@ -3,6 +3,7 @@
  * @module
  */
 import ipaddr from "ipaddr.js";
+import { type Counters, Stage } from "../stage.ts";
 import type { Status } from "../event.ts";
 import { CONN, CWD_COMPLETE, CWD_NAME, EXEC, EXIT, FORK, KIND, STATUS_NAMES } from "./layout.ts";
 
@@ -218,5 +219,31 @@ export function decodeRecord(v: DataView): RawRecord | undefined {
       return decodeFork(v);
     default:
       return undefined;
+  }
+}
+
+/**
+ * The pipeline's source stage: ring records in, typed records out. Records the
+ * capture produced some other way (the start-up snapshot) enter with `inject`.
+ */
+export class DecodeStage extends Stage<DataView, RawRecord> {
+  readonly name = "decode";
+  #records = 0;
+  #unknown = 0;
+
+  push(v: DataView): void {
+    const r = decodeRecord(v);
+    this.#records++;
+    if (r) this.emit(r);
+    else this.#unknown++;
+  }
+
+  /** Pass records that are already decoded. */
+  inject(records: readonly RawRecord[]): void {
+    for (const r of records) this.emit(r);
+  }
+
+  override counters(): Counters {
+    return { records: this.#records, unknownKind: this.#unknown };
   }
 }

@@ -9,6 +9,7 @@
  * outbound connections.
  * @module
  */
+import { type Counters, Stage } from "../stage.ts";
 import { decodeRecord, type RawConnect } from "./decode.ts";
 import { CONN_SIZE } from "./layout.ts";
 import type { BpfObject } from "../../ffi/libbpf.ts";
@@ -32,4 +33,49 @@ export function existingConnections(object: BpfObject): RawConnect[] {
     if (r?.kind === "connect") records.push(r);
   }
   return outboundExisting(records);
+}
+
+/** How long a new connection may duplicate one the start-up snapshot reported. */
+const OVERLAP_MS = 10_000;
+
+const tuple = (r: RawConnect) => `${r.saddr}|${r.sport}|${r.daddr}|${r.dport}`;
+
+/**
+ * Connections opened between attaching and the snapshot appear in both: the
+ * snapshot's record (status existing) stands, the ring's established one is
+ * dropped. The snapshot runs once at start, so the memory is kept only briefly.
+ */
+export class SnapshotOverlap extends Stage<RawConnect> {
+  readonly name = "snapshot";
+  #seen = new Set<string>();
+  #since = 0;
+  #duplicates = 0;
+  #now: () => number;
+
+  constructor(now = () => performance.now()) {
+    super();
+    this.#now = now;
+  }
+
+  push(r: RawConnect): void {
+    if (r.status === "existing") {
+      if (this.#seen.size === 0) this.#since = this.#now();
+      this.#seen.add(tuple(r));
+    } else if (this.#seen.size > 0 && r.status === "established") {
+      if (this.#now() - this.#since > OVERLAP_MS) this.#seen.clear();
+      else if (this.#seen.has(tuple(r))) {
+        this.#duplicates++;
+        return;
+      }
+    }
+    this.emit(r);
+  }
+
+  override housekeeping(): void {
+    if (this.#seen.size > 0 && this.#now() - this.#since > OVERLAP_MS) this.#seen.clear();
+  }
+
+  override counters(): Counters {
+    return { duplicates: this.#duplicates };
+  }
 }

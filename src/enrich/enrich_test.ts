@@ -3,6 +3,7 @@ import type { RawExec } from "../capture/decode.ts";
 import { sampleEvent } from "../testdata/event.ts";
 import { identifyCgroup, parseCgroup } from "./cgroup.ts";
 import { Holdback } from "./holdback.ts";
+import { harness } from "../testdata/stage.ts";
 import { absolutePath, ProcessCache, type ProcReader } from "./process_cache.ts";
 import { parsePasswd, UserNames } from "./users.ts";
 import { metaFrom } from "./docker.ts";
@@ -154,32 +155,39 @@ Deno.test("user names follow /etc/passwd changes", async () => {
 
 Deno.test("held events leave in order, when named or when their wait is over", () => {
   let now = 0;
-  const out: number[] = [];
-  const named = new Set<number>();
-  const h = new Holdback(
-    200,
-    (e) => e.containerId === "" || named.has(e.pid),
-    (e) => out.push(e.pid),
-    () => {},
-    () => now,
-  );
-  h.push(sampleEvent({ pid: 1, containerId: "" }));
-  h.push(sampleEvent({ pid: 2 })); // waits for its name
-  h.push(sampleEvent({ pid: 3, containerId: "" })); // waits behind it
-  assert.deepEqual(out, [1]);
-  named.add(2);
-  h.pump();
-  assert.deepEqual(out, [1, 2, 3]);
-  h.push(sampleEvent({ pid: 4 }));
+  const named = new Set<string>();
+  const meta = { name: "web", image: "nginx", pod: "", namespace: "" };
+  const h = new Holdback(200, { get: (id) => (named.has(id) ? meta : undefined), expect: () => true }, () => now);
+  const run = harness(h);
+  const pids = () => run.out.map((e) => e.pid);
+  h.push(sampleEvent({ pid: 1, containerId: "", container: "" }));
+  h.push(sampleEvent({ pid: 2, containerId: "b", container: "" })); // waits for its name
+  h.push(sampleEvent({ pid: 3, containerId: "", container: "" })); // waits behind it
+  assert.deepEqual(pids(), [1]);
+  named.add("b");
+  h.metadataArrived();
+  assert.deepEqual(pids(), [1, 2, 3]);
+  assert.equal(run.out[1].container, "web", "filled in when it arrived");
+  assert.equal(run.flushes, 1);
+  h.push(sampleEvent({ pid: 4, containerId: "d", container: "" }));
   now = 150;
   h.pump();
-  assert.deepEqual(out, [1, 2, 3]);
+  assert.deepEqual(pids(), [1, 2, 3]);
   now = 201;
   h.pump();
-  assert.deepEqual(out, [1, 2, 3, 4]);
-  h.push(sampleEvent({ pid: 5 }));
+  assert.deepEqual(pids(), [1, 2, 3, 4]);
+  h.push(sampleEvent({ pid: 5, containerId: "e", container: "" }));
   h.drain();
-  assert.deepEqual(out, [1, 2, 3, 4, 5]);
+  assert.deepEqual(pids(), [1, 2, 3, 4, 5]);
+  assert.deepEqual(h.counters(), { waiting: 0, held: 4, timedOut: 1, unnamed: 2 });
+});
+
+Deno.test("events of containers no runtime will name are never held", () => {
+  const h = new Holdback(10_000, { get: () => undefined, expect: () => false });
+  const run = harness(h);
+  h.push(sampleEvent({ pid: 1, containerId: "c", container: "", containerRuntime: "containerd" }));
+  assert.equal(run.out.length, 1);
+  assert.equal(h.size, 0);
 });
 
 Deno.test("runtime metadata: Kubernetes labels and state files", async () => {

@@ -5,6 +5,7 @@
  */
 import type { RawConnect } from "../capture/decode.ts";
 import type { ConnEvent } from "../event.ts";
+import { type Counters, Stage } from "../stage.ts";
 import { identifyCgroup } from "./cgroup.ts";
 import type { ProcessCache } from "./process_cache.ts";
 import type { UserNames } from "./users.ts";
@@ -32,9 +33,16 @@ export function fillContainer(e: ConnEvent, meta: ContainerMeta | undefined): vo
   e.namespace = meta.namespace;
 }
 
+/** Boot-clock to wall-clock time (BootClock in production). */
+export interface WallClock {
+  wallNs(bootNs: bigint): bigint;
+  /** Re-measure (housekeeping). */
+  refresh?(): void;
+}
+
 /** Everything the enricher reads from. */
 export interface EnrichDeps {
-  wallNs: (bootNs: bigint) => bigint;
+  clock: WallClock;
   users: UserNames;
   processes: ProcessCache;
   containers: ContainerSource;
@@ -47,7 +55,7 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
   const meta = cg.containerId ? d.containers.get(cg.containerId) : undefined;
   return {
     kernelTime: r.tsNs,
-    wallNs: d.wallNs(r.tsNs),
+    wallNs: d.clock.wallNs(r.tsNs),
     pid: r.pid,
     tid: r.tid,
     ppid: r.ppid,
@@ -77,4 +85,29 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     mntns: r.mntns,
     netns: r.netns,
   };
+}
+
+/** The stage that turns raw connects into events: every connection event is seen here. */
+export class EnrichStage extends Stage<RawConnect, ConnEvent> {
+  readonly name = "enrich";
+  #deps: EnrichDeps;
+  #seen = 0;
+
+  constructor(deps: EnrichDeps) {
+    super();
+    this.#deps = deps;
+  }
+
+  push(r: RawConnect): void {
+    this.#seen++;
+    this.emit(enrich(r, this.#deps));
+  }
+
+  override housekeeping(): void {
+    this.#deps.clock.refresh?.();
+  }
+
+  override counters(): Counters {
+    return { seen: this.#seen };
+  }
 }

@@ -8,38 +8,38 @@
  * @module
  */
 import type { ConnEvent } from "../event.ts";
+import { type Counters, Stage } from "../stage.ts";
+import { type ContainerMeta, fillContainer } from "./enricher.ts";
+
+/** What the hold-back asks of the container sources. */
+export interface ContainerLookup {
+  /** Known metadata, without waiting. */
+  get(id: string): ContainerMeta | undefined;
+  /** Whether metadata for `id` may still arrive (a runtime was asked and will answer). */
+  expect(id: string, runtime: string): boolean;
+}
 
 interface Held {
   e: ConnEvent;
   deadline: number;
 }
 
-/** The ordered hold-back queue. */
-export class Holdback {
+/** The ordered hold-back stage. */
+export class Holdback extends Stage<ConnEvent> {
+  readonly name = "holdback";
   #queue: Held[] = [];
   #waitMs: number;
-  #ready: (e: ConnEvent) => boolean;
-  #release: (e: ConnEvent) => void;
+  #containers: ContainerLookup;
   #now: () => number;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #onTimer: () => void;
+  #held = 0;
+  #timedOut = 0;
+  #unnamed = 0;
 
-  /**
-   * @param ready whether an event's metadata is complete (or not worth waiting for)
-   * @param release takes each event when it leaves, in order
-   * @param onTimer called after a timer released events (to flush output)
-   */
-  constructor(
-    waitMs: number,
-    ready: (e: ConnEvent) => boolean,
-    release: (e: ConnEvent) => void,
-    onTimer: () => void,
-    now = () => performance.now(),
-  ) {
+  constructor(waitMs: number, containers: ContainerLookup, now = () => performance.now()) {
+    super();
     this.#waitMs = waitMs;
-    this.#ready = ready;
-    this.#release = release;
-    this.#onTimer = onTimer;
+    this.#containers = containers;
     this.#now = now;
   }
 
@@ -48,14 +48,37 @@ export class Holdback {
     return this.#queue.length;
   }
 
+  /** Whether an event's metadata is complete, or not worth waiting for. */
+  #ready(e: ConnEvent): boolean {
+    return !e.containerId || e.container !== "" || this.#containers.get(e.containerId) !== undefined ||
+      !this.#containers.expect(e.containerId, e.containerRuntime);
+  }
+
+  /** Out it goes, with whatever metadata arrived while it waited. */
+  #release(e: ConnEvent): void {
+    if (e.containerId && !e.container) {
+      fillContainer(e, this.#containers.get(e.containerId));
+      if (!e.container) this.#unnamed++;
+    }
+    this.emit(e);
+  }
+
   /** Take an event: out at once if nothing waits and it is ready. */
   push(e: ConnEvent): void {
     if (this.#queue.length === 0 && (this.#waitMs <= 0 || this.#ready(e))) {
       this.#release(e);
       return;
     }
+    this.#held++;
     this.#queue.push({ e, deadline: this.#now() + this.#waitMs });
     this.pump();
+  }
+
+  /** Container metadata arrived: release what it completes. */
+  metadataArrived(): void {
+    if (this.#queue.length === 0) return;
+    this.pump();
+    this.ctx.flushSoon();
   }
 
   /** Release from the head what is ready or has waited long enough. */
@@ -65,6 +88,7 @@ export class Holdback {
     while (n < this.#queue.length) {
       const h = this.#queue[n];
       if (h.deadline > now && !this.#ready(h.e)) break;
+      if (h.deadline <= now) this.#timedOut++;
       this.#release(h.e);
       n++;
     }
@@ -80,15 +104,20 @@ export class Holdback {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.pump();
-      this.#onTimer();
+      this.ctx.flushSoon();
     }, delay + 1);
   }
 
-  /** Release everything now (at exit). */
-  drain(): void {
+  /** Release everything now (at stop). */
+  override drain(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    for (const h of this.#queue) this.#release(h.e);
+    const queue = this.#queue;
     this.#queue = [];
+    for (const h of queue) this.#release(h.e);
+  }
+
+  override counters(): Counters {
+    return { waiting: this.#queue.length, held: this.#held, timedOut: this.#timedOut, unnamed: this.#unnamed };
   }
 }

@@ -9,7 +9,8 @@
  * cache never holds more than `maxEntries`.
  * @module
  */
-import type { RawExec } from "../capture/decode.ts";
+import type { RawConnect, RawExec, RawRecord } from "../capture/decode.ts";
+import { type Counters, Stage } from "../stage.ts";
 import type { ProcSource } from "../event.ts";
 
 /** What is known of a process. */
@@ -185,5 +186,49 @@ export class ProcessCache {
       return info;
     }
     return { exe: "", args: [], source: "unknown" };
+  }
+}
+
+/** The stage that keeps the cache: exec, fork and exit records end here; connects go on. */
+export class ProcessTracking extends Stage<RawRecord, RawConnect> {
+  readonly name = "processes";
+  readonly cache: ProcessCache;
+  #execs = 0;
+  #forks = 0;
+  #exits = 0;
+
+  constructor(cache: ProcessCache) {
+    super();
+    this.cache = cache;
+  }
+
+  push(r: RawRecord): void {
+    switch (r.kind) {
+      case "connect":
+        return this.emit(r);
+      case "exec":
+        this.#execs++;
+        return this.cache.exec(r);
+      case "exit":
+        this.#exits++;
+        return this.cache.exit(r.pid, r.procStartNs);
+      case "fork":
+        this.#forks++;
+        return this.cache.fork(r.pid, r.procStartNs, r.ppid, r.parentStartNs);
+    }
+  }
+
+  override housekeeping(): void {
+    this.cache.sweep();
+  }
+
+  override counters(): Counters {
+    return {
+      execs: this.#execs,
+      forks: this.#forks,
+      exits: this.#exits,
+      entries: this.cache.size,
+      misses: this.cache.misses,
+    };
   }
 }

@@ -1,11 +1,19 @@
 /**
- * -include and -exclude together, compiled once at start-up.
+ * -include and -exclude together, compiled once at start-up, and the pipeline
+ * stage that applies them.
  * @module
  */
+import type { ConnEvent } from "../event.ts";
+import { type Counters, Stage } from "../stage.ts";
 import { UsageError } from "../usage_error.ts";
-import type { Options } from "../cli/options.ts";
 import { compileFilter, type Predicate } from "./compile.ts";
 import { FilterSyntaxError } from "./parse.ts";
+
+/** The two filter expressions, as the user wrote them. */
+export interface Selection {
+  include: string;
+  exclude: string;
+}
 
 function compileFlag(flag: string, expr: string): Predicate | undefined {
   try {
@@ -17,11 +25,32 @@ function compileFlag(flag: string, expr: string): Predicate | undefined {
 }
 
 /** The keep-predicate for -include and -exclude: include first, then exclude. */
-export function keepPredicate(o: Pick<Options, "include" | "exclude">): Predicate {
+export function keepPredicate(o: Selection): Predicate {
   const inc = compileFlag("-include", o.include);
   const exc = compileFlag("-exclude", o.exclude);
   if (inc && exc) return (e) => inc(e) && !exc(e);
   if (inc) return inc;
   if (exc) return (e) => !exc(e);
   return () => true;
+}
+
+/** The stage that drops what the user filtered out. */
+export class FilterStage extends Stage<ConnEvent> {
+  readonly name = "filter";
+  #keep: Predicate;
+  #filtered = 0;
+
+  constructor(keep: Predicate) {
+    super();
+    this.#keep = keep;
+  }
+
+  push(e: ConnEvent): void {
+    if (this.#keep(e)) this.emit(e);
+    else this.#filtered++;
+  }
+
+  override counters(): Counters {
+    return { filtered: this.#filtered };
+  }
 }

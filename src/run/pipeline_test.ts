@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import { SnapshotOverlap } from "../capture/snapshot.ts";
+import type { RawConnect } from "../capture/decode.ts";
+import { FilterStage } from "../filter/select.ts";
+import { CountLimit } from "../output/limit.ts";
+import { type Renderer, RenderStage } from "../output/renderer.ts";
+import { type Counters, Stage, type StageContext } from "../stage.ts";
+import { sampleEvent } from "../testdata/event.ts";
+import { harness } from "../testdata/stage.ts";
+import { Pipeline } from "./pipeline.ts";
+
+class Double extends Stage<number> {
+  readonly name = "double";
+  seen = 0;
+  push(n: number): void {
+    this.seen++;
+    this.emit(n);
+    this.emit(n);
+  }
+  override counters(): Counters {
+    return { seen: this.seen };
+  }
+}
+
+class Collect extends Stage<number, void> {
+  readonly name = "collect";
+  got: number[] = [];
+  push(n: number): void {
+    this.got.push(n);
+  }
+  override counters(): Counters {
+    return { emitted: this.got.length, "dropped.none": 0 };
+  }
+}
+
+const ctx: StageContext = { log: () => {}, stop: () => {}, flushSoon: () => {} };
+
+Deno.test("a pipeline links its stages in order and sums their ledger counters", () => {
+  const collect = new Collect();
+  const p = new Pipeline<number>([new Double(), collect], ctx);
+  p.push(1);
+  p.push(2);
+  assert.deepEqual(collect.got, [1, 1, 2, 2]);
+  assert.deepEqual(p.ledger(), { seen: 2, emitted: 4, filtered: 0, dropped: { none: 0 } });
+  assert.deepEqual(p.counters(), { double: { seen: 2 }, collect: { emitted: 4, "dropped.none": 0 } });
+  assert.throws(() => new Pipeline([new Collect(), new Collect()], ctx), /duplicate stage names/);
+});
+
+Deno.test("the filter stage counts what it drops", () => {
+  const f = new FilterStage((e) => e.dport === 443);
+  const run = harness(f);
+  f.push(sampleEvent({ dport: 443 }));
+  f.push(sampleEvent({ dport: 80 }));
+  assert.equal(run.out.length, 1);
+  assert.deepEqual(f.counters(), { filtered: 1 });
+});
+
+Deno.test("--count passes N events, asks once to stop, and counts what arrives after", () => {
+  const c = new CountLimit(2);
+  const run = harness(c);
+  for (let i = 0; i < 5; i++) c.push(sampleEvent({ pid: i }));
+  assert.deepEqual(run.out.map((e) => e.pid), [0, 1]);
+  assert.deepEqual(run.stops, [0]);
+  assert.deepEqual(c.counters(), { "dropped.pastCount": 3 });
+});
+
+function raw(status: RawConnect["status"], sport: number): RawConnect {
+  return {
+    kind: "connect",
+    tsNs: 1n,
+    startNs: 0n,
+    cgroupId: 1n,
+    procStartNs: 1n,
+    pid: 1,
+    tid: 1,
+    ppid: 0,
+    uid: 0,
+    gid: 0,
+    mntns: 1,
+    netns: 1,
+    skErr: 0,
+    sport,
+    dport: 80,
+    family: 4,
+    status,
+    saddr: "127.0.0.1",
+    daddr: "127.0.0.1",
+    comm: "c",
+    cgroup: "",
+    cgroupParent: "",
+  };
+}
+
+Deno.test("a connection in the start-up snapshot is not reported again by the ring, for a while", () => {
+  let now = 0;
+  const s = new SnapshotOverlap(() => now);
+  const run = harness(s);
+  s.push(raw("existing", 1000));
+  s.push(raw("established", 1000)); // the same connection, seen by the ring too
+  s.push(raw("established", 1001));
+  assert.deepEqual(run.out.map((r) => [r.status, r.sport]), [["existing", 1000], ["established", 1001]]);
+  now = 11_000;
+  s.push(raw("established", 1000)); // long after: a new connection on a reused port
+  assert.equal(run.out.length, 3);
+  assert.deepEqual(s.counters(), { duplicates: 1 });
+});
+
+function failing(error: Error): Renderer {
+  return {
+    event: () => {},
+    flush: () => {
+      throw error;
+    },
+    close: () => {},
+  };
+}
+
+Deno.test("the output stage ends the run quietly on a closed pipe, and with one line on other write errors", () => {
+  const pipe = new RenderStage(failing(new Deno.errors.BrokenPipe("broken pipe")));
+  const a = harness(pipe);
+  pipe.push(sampleEvent());
+  pipe.flush();
+  assert.deepEqual([a.stops, a.logs], [[0], []]);
+  const full = new RenderStage(failing(new Error("No space left on device (os error 28)")));
+  const b = harness(full);
+  full.push(sampleEvent());
+  full.flush();
+  assert.deepEqual(b.stops, [1]);
+  assert.deepEqual(b.logs, ["lightmon: cannot write output: No space left on device (os error 28)"]);
+  assert.deepEqual([...full.byStatus], [["established 4", 1]]);
+});

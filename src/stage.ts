@@ -1,0 +1,69 @@
+/**
+ * The unit of lightmon's pipeline (as Vector's transforms): a named stage takes
+ * items one at a time, passes what it makes downstream with `emit`, and keeps its
+ * own counters. Stages live in their layers (capture, enrich, filter, output); the
+ * run controller links them and never needs to know what they do.
+ *
+ * Counters named `seen`, `emitted` and `filtered`, and those starting `dropped.`,
+ * make up the run's ledger: `seen = emitted + filtered + dropped` (see
+ * `ledger` in run/pipeline.ts). Any other counter is the stage's own.
+ * @module
+ */
+
+/** What a stage may ask of the run it is part of. */
+export interface StageContext {
+  /** One line to stderr. */
+  log(line: string): void;
+  /** End the run (the controller detaches, drains and exits with `code`). */
+  stop(code?: number): void;
+  /** Flush the outputs soon: a stage emitted outside a ring batch (from a timer). */
+  flushSoon(): void;
+}
+
+/** A stage's counters: names to counts. */
+export type Counters = Record<string, number>;
+
+/** A stage of the pipeline, taking `I` and emitting `O`. */
+export abstract class Stage<I, O = I> {
+  /** Names the stage in counters and metrics. */
+  abstract readonly name: string;
+  #next: (o: O) => void = () => {};
+  #ctx: StageContext | undefined;
+
+  /** Link to the downstream stage and to the run. */
+  connect(next: (o: O) => void, ctx: StageContext): void {
+    this.#next = next;
+    this.#ctx = ctx;
+  }
+
+  /** The run this stage is part of (after connect). */
+  protected get ctx(): StageContext {
+    if (!this.#ctx) throw new Error(`stage ${this.name} used before it was connected`);
+    return this.#ctx;
+  }
+
+  /** Pass one item downstream. */
+  protected emit(o: O): void {
+    this.#next(o);
+  }
+
+  /** Take one item. */
+  abstract push(item: I): void;
+
+  /** The stage's counters, read by the exit line, --stats and the metrics. */
+  counters(): Counters {
+    return {};
+  }
+
+  /** Called every few seconds: sweep caches, re-measure clocks. */
+  housekeeping(): void {}
+
+  /** After each batch of records: write what is buffered. */
+  flush(): void {}
+
+  /** At stop, once nothing new arrives: release whatever is held back. */
+  drain(): void {}
+
+  /** After the drain: final output, release resources. */
+  close(): void {}
+}
