@@ -279,7 +279,7 @@ export const FIELDS: readonly Field[] = [
     doc: "`outbound`",
     get: (e) => e.direction,
     json: STRING,
-    filter: { kind: "choice", values: { outbound: "outbound", inbound: "inbound" }, doc: "who opened the connection" },
+    filter: { kind: "choice", values: { outbound: "outbound" }, doc: "who opened the connection" },
   },
   {
     key: "status",

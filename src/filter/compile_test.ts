@@ -119,6 +119,41 @@ Deno.test("unknown fields and bad values name the known ones and the column", ()
   assert.match(syntaxError("status=ok").message, /^status is one of established, refused, .* not 'ok' at column 8$/);
 });
 
+Deno.test("names every object has are unknown fields and values, with their column", () => {
+  for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf", "isPrototypeOf"]) {
+    assert.match(syntaxError(`${name}=1`).message, new RegExp(`^unknown field '${name}' .* at column 1$`));
+    assert.equal(syntaxError(`dport=1 || ${name}!=x`).column, 12);
+    for (const field of ["status", "family", "direction"]) {
+      assert.equal(syntaxError(`${field}=${name}`).column, field.length + 2, `${field}=${name}`);
+    }
+  }
+  // Values that are documented but can never match are refused too.
+  assert.match(syntaxError("direction=inbound").message, /^direction is one of outbound, not 'inbound'/);
+  assert.match(syntaxError("status=unknown").message, /not 'unknown' at column 8$/);
+});
+
+Deno.test("deep nesting is refused with its column instead of overflowing the stack", () => {
+  const deep = "(".repeat(5000) + "dport=1" + ")".repeat(5000);
+  const e = syntaxError(deep);
+  assert.equal(e.message, "parentheses nested deeper than 64 at column 65");
+  assert.equal(matches("(".repeat(64) + "dport=80" + ")".repeat(64)), true);
+});
+
+Deno.test("globs take linear time: a path of hundreds of slashes against many stars", () => {
+  const p = compileFilter("exe=/opt/*/*/*/*/bin/*")!;
+  const hostile = "/opt" + "/a".repeat(400) + "/x";
+  const t0 = performance.now();
+  for (let i = 0; i < 100; i++) assert.equal(p(ev({ exe: hostile })), false);
+  // A backtracking regex took seconds per event here; a linear match takes microseconds.
+  assert.ok(performance.now() - t0 < 1000, `${performance.now() - t0} ms for 100 matches`);
+  assert.equal(p(ev({ exe: "/opt/a/b/c/d/bin/tool" })), true);
+  assert.equal(p(ev({ exe: "/opt/a/b/c/bin/tool" })), false);
+  assert.equal(compileFilter("comm=*a*a*")!(ev({ comm: "aa" })), true);
+  assert.equal(compileFilter("comm=*a*a*")!(ev({ comm: "a" })), false);
+  assert.equal(compileFilter("comm=ab*ba")!(ev({ comm: "aba" })), false, "literal runs may not overlap");
+  assert.equal(compileFilter("comm=*")!(ev({ comm: "" })), true);
+});
+
 Deno.test("empty expressions and trailing separators select everything", () => {
   assert.equal(compileFilter(""), undefined);
   assert.equal(compileFilter("   "), undefined);
@@ -168,6 +203,15 @@ Deno.test("thousands of random strings either parse or fail with one clean line"
     "status",
     "family",
     "6",
+    // Names every JavaScript object has: they must be unknown fields and values, never a crash.
+    "constructor",
+    "__proto__",
+    "toString",
+    "hasOwnProperty",
+    "valueOf",
+    "prototype",
+    "direction",
+    "inbound",
   ];
   let parsed = 0;
   for (let i = 0; i < 5000; i++) {
@@ -175,7 +219,9 @@ Deno.test("thousands of random strings either parse or fail with one clean line"
     const n = rand(12);
     for (let j = 0; j < n; j++) s += rand(5) === 0 ? String.fromCharCode(rand(0x3000)) : pieces[rand(pieces.length)];
     try {
-      compileFilter(s);
+      const p = compileFilter(s);
+      // A filter that compiles decides every event without throwing.
+      if (p) assert.equal(typeof p(base), "boolean", JSON.stringify(s));
       parsed++;
     } catch (e) {
       assert.ok(e instanceof FilterSyntaxError, `${JSON.stringify(s)} threw ${e}`);

@@ -10,6 +10,7 @@
  * Errors carry the 1-based column of the offending token.
  * @module
  */
+import { forTerminal } from "../text/sanitize.ts";
 
 /** A parsed filter expression. */
 export type Node =
@@ -21,7 +22,8 @@ export type Node =
 export class FilterSyntaxError extends Error {
   readonly column: number;
   constructor(message: string, column: number) {
-    super(`${message} at column ${column}`);
+    // The message quotes user text: keep it one inert line whatever that text holds.
+    super(`${forTerminal(message)} at column ${column}`);
     this.name = "FilterSyntaxError";
     this.column = column;
   }
@@ -31,6 +33,9 @@ type Tok =
   | { kind: "word"; text: string; col: number; quoted: boolean }
   | { kind: "op"; text: "=" | "!=" | "&&" | "||" | ";" | "(" | ")"; col: number }
   | { kind: "end"; col: number };
+
+/** Deeper nesting is refused: the parser recurses once per level. */
+export const MAX_DEPTH = 64;
 
 const WORD_CHAR = /[^\s=!&|;()'"]/;
 
@@ -87,6 +92,7 @@ export function parseFilter(src: string): Node | undefined {
   const toks = tokenize(src);
   if (toks.length === 1) return undefined;
   let p = 0;
+  let depth = 0;
   const peek = () => toks[p];
   const isOp = (t: Tok, text: string) => t.kind === "op" && t.text === text;
 
@@ -122,8 +128,10 @@ export function parseFilter(src: string): Node | undefined {
   function atom(): Node {
     const t = peek();
     if (isOp(t, "(")) {
+      if (++depth > MAX_DEPTH) throw new FilterSyntaxError(`parentheses nested deeper than ${MAX_DEPTH}`, t.col);
       p++;
       const inner = expr();
+      depth--;
       const close = peek();
       if (!isOp(close, ")")) throw new FilterSyntaxError(`expected ')' but found ${describe(close)}`, close.col);
       p++;
