@@ -217,6 +217,17 @@ bpfTest("--duration ends the run by itself, cleanly", async () => {
   await assertDetached();
 });
 
+bpfTest("--duration 600h and --stats 600h run as written, not for 34 ms or every millisecond", async () => {
+  const lm = new Lightmon(["--output", "json", "--duration", "600h", "--stats", "600h"]);
+  await lm.ready();
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(lm.stderr.match(/lightmon: seen/g), null, lm.stderr);
+  const st = await lm.stop("SIGTERM");
+  assert.equal(st.code, 0, lm.stderr);
+  assert.equal(lm.stderr.match(/lightmon: seen/g)?.length, 1, "one exit line");
+  await assertDetached();
+});
+
 bpfTest("--count N stops after exactly N events, and stdout holds only JSON lines", async () => {
   const v4 = listen("127.0.0.1");
   const lm = new Lightmon(["--output", "json", "--count", "7"]);

@@ -101,17 +101,28 @@ function oneOf<T extends string>(choices: readonly T[], aliases: Record<string, 
   };
 }
 
-function duration(v: string, flag: string): number {
-  const ms = parseDuration(v);
-  if (ms === undefined || ms < 0) {
-    throw new UsageError(`${flag}: cannot parse duration '${v}'; use e.g. 30s, 5m, 1h30m`);
-  }
-  return ms;
+/** The longest duration any flag takes: a year (longer ones are typos, and past 2^53 ns precision ends). */
+const MAX_DURATION_MS = 366 * 24 * 3_600_000;
+
+/** A duration converter; `max` (ms) where a longer value has no meaning. */
+function durationUpTo(max: number, why: string) {
+  return (v: string, flag: string): number => {
+    const ms = parseDuration(v);
+    if (ms === undefined || ms < 0 || !Number.isFinite(ms)) {
+      throw new UsageError(`${flag}: cannot parse duration '${v}'; use e.g. 30s, 5m, 1h30m`);
+    }
+    if (ms > max) throw new UsageError(`${flag}: '${v}' is longer than ${why}`);
+    return ms;
+  };
 }
+
+const duration = durationUpTo(MAX_DURATION_MS, "a year");
 
 function count(v: string, flag: string): number {
   if (!/^\d+$/.test(v)) throw new UsageError(`${flag}: '${v}' is not a whole number`);
-  return Number(v);
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${flag}: '${v}' is too large`);
+  return n;
 }
 
 const ebpfType = (v: string, flag: string): StrategyChoice => {
@@ -251,7 +262,8 @@ export const FLAGS: readonly Flag[] = [
     kind: "string",
     key: "metadataWaitMs",
     configKey: "metadataWait",
-    convert: duration,
+    // Every event behind a held one waits with it: past a minute the output is no longer live.
+    convert: durationUpTo(60_000, "1m (events behind a held one wait with it)"),
     group: "Containers",
     value: "DURATION",
     help: "longest an event waits for a new container's name",

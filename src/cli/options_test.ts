@@ -85,6 +85,18 @@ Deno.test("durations use Go's syntax", () => {
   assert.equal(parseDuration(""), undefined);
 });
 
+Deno.test("long durations are taken as written; absurd ones and infinite numbers are refused", () => {
+  assert.equal(parseFlags(["--duration", "600h"]).durationMs, 600 * 3_600_000);
+  assert.equal(parseFlags(["--stats", "600h"]).statsIntervalMs, 600 * 3_600_000);
+  const refused = (args: string[], why: RegExp) =>
+    assert.throws(() => parseFlags(args), (e) => e instanceof UsageError && why.test(e.message));
+  refused(["--duration", `${"9".repeat(400)}h`], /^-duration: cannot parse duration/);
+  refused(["--duration", "9000h"], /^-duration: '9000h' is longer than a year$/);
+  refused(["--metadata-wait", "600h"], /^-metadata-wait: '600h' is longer than 1m/);
+  refused(["--count", "9".repeat(400)], /^-count: '9+' is too large$/);
+  refused(["--log-keep", "1e3"], /is not a whole number/);
+});
+
 Deno.test("bad flags are one line naming the problem", () => {
   assert.equal(usageError(["--bogus"]), "unknown flag '--bogus'; see --help");
   assert.equal(usageError(["-bogus=1"]), "unknown flag '-bogus'; see --help");

@@ -12,6 +12,7 @@ import { existingConnections } from "../capture/snapshot.ts";
 import type { COUNTERS } from "../capture/layout.ts";
 import type { Counters, Stage, StageContext } from "../stage.ts";
 import { type Ledger, Pipeline } from "./pipeline.ts";
+import { after, every } from "./timers.ts";
 
 /** What a run needs. */
 export interface RunOptions {
@@ -117,7 +118,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     const filtered = s.ledger.filtered + Number(s.kernel.kernelFiltered);
     return `lightmon: seen ${s.ledger.seen} emitted ${s.ledger.emitted} filtered ${filtered} lost ${s.kernel.lost}`;
   };
-  const timers: ReturnType<typeof setTimeout>[] = [];
+  const timers: (() => void)[] = [];
   // From here on every exit path detaches and closes what was loaded.
   try {
     consumer = new RingConsumer(
@@ -149,19 +150,19 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     }
     o.onRunning?.(state);
     o.log(`lightmon: capture ${strategy}${tried}${mounted}${inKernel}${existingNote}; ${o.describe}`);
-    if (o.durationMs > 0) timers.push(setTimeout(() => stop(0), o.durationMs));
-    timers.push(setInterval(() => pipeline.housekeeping(), HOUSEKEEPING_MS));
+    if (o.durationMs > 0) timers.push(after(o.durationMs, () => stop(0)));
+    timers.push(every(HOUSEKEEPING_MS, () => pipeline.housekeeping()));
     let lastLost = 0n;
-    timers.push(setInterval(() => {
+    timers.push(every(o.statsIntervalMs > 0 ? o.statsIntervalMs : 1000, () => {
       if (o.statsIntervalMs > 0) return o.log(statsLine());
       const lost = readCounters(object).lost;
       if (lost > lastLost) o.log(`lightmon: ${lost - lastLost} events lost (ring buffer full)`);
       lastLost = lost;
-    }, o.statsIntervalMs > 0 ? o.statsIntervalMs : 1000));
+    }));
 
     await stopped;
   } finally {
-    timers.forEach(clearInterval);
+    timers.forEach((cancel) => cancel());
     // Detach first so nothing new arrives, then drain what the ring still holds.
     object.detach();
     await consumer?.stop();
