@@ -4,10 +4,13 @@
  * Usage: deno run -A bench/pipeline.ts
  * @module
  */
-import { decodeRecord, type RawConnect } from "../src/capture/decode.ts";
+import { decodeRecord, DecodeStage, type RawConnect } from "../src/capture/decode.ts";
 import { CONN, CONN_SIZE, KIND } from "../src/capture/layout.ts";
-import { enrich } from "../src/enrich/enricher.ts";
-import { ProcessCache } from "../src/enrich/process_cache.ts";
+import { enrich, EnrichStage } from "../src/enrich/enricher.ts";
+import { ProcessCache, ProcessTracking } from "../src/enrich/process_cache.ts";
+import { FilterStage } from "../src/filter/select.ts";
+import { JsonRenderer, RenderStage } from "../src/output/renderer.ts";
+import { Pipeline } from "../src/run/pipeline.ts";
 import { UserNames } from "../src/enrich/users.ts";
 import { compileFilter } from "../src/filter/compile.ts";
 import { toJson } from "../src/output/json.ts";
@@ -63,4 +66,17 @@ time("all stages", () => {
   const e = enrich(r, deps);
   if (keep(e)) out.line(toJson(e));
   if (++n % 1000 === 0) out.flush();
+});
+
+// The same work through the production stages and Pipeline (what `lightmon` runs).
+const stages = new Pipeline<DataView>([
+  new DecodeStage(),
+  new ProcessTracking(processes),
+  new EnrichStage(deps),
+  new FilterStage(keep),
+  new RenderStage(new JsonRenderer(out)),
+], { log: () => {}, stop: () => {}, flushSoon: () => {} });
+time("pipeline of stages", () => {
+  stages.push(v);
+  if (++n % 1000 === 0) stages.flush();
 });

@@ -27,6 +27,8 @@ export interface JsonEncoding {
 
 /** Plain string, escaped so that no control or bidi character goes out raw. */
 export const STRING: JsonEncoding = { type: "string", encode: (v) => jsonString(v as string) };
+/** A word lightmon itself chose (a status, a family): never untrusted text, so written as it is. */
+export const WORD: JsonEncoding = { type: "string", encode: (v) => `"${v}"` };
 /** A JSON number. */
 export const NUMBER: JsonEncoding = { type: "number", encode: (v) => String(v) };
 /** A 64-bit integer as a decimal string (JSON numbers lose precision past 2^53). */
@@ -214,14 +216,14 @@ export const FIELDS: readonly Field[] = [
     doc:
       "where `exe`/`args` came from: `exec` (seen by the kernel at exec), `proc` (/proc fallback for processes older than lightmon), `unknown`",
     get: (e) => e.procSource,
-    json: STRING,
+    json: WORD,
     group: "process",
   },
   {
     key: "addressFamily",
     doc: "`AF_INET` or `AF_INET6`; a v4-mapped IPv6 connect is `AF_INET` with plain addresses",
     get: (e) => (e.family === 6 ? "AF_INET6" : "AF_INET"),
-    json: STRING,
+    json: WORD,
     filter: {
       name: "family",
       kind: "choice",
@@ -273,19 +275,19 @@ export const FIELDS: readonly Field[] = [
     log: { key: "dport" },
     flow: { at: 4 },
   },
-  { key: "protocol", doc: "`tcp`", get: () => "tcp", json: STRING },
+  { key: "protocol", doc: "`tcp`", get: () => "tcp", json: WORD },
   {
     key: "direction",
     doc: "`outbound`",
     get: (e) => e.direction,
-    json: STRING,
+    json: WORD,
     filter: { kind: "choice", values: { outbound: "outbound" }, doc: "who opened the connection" },
   },
   {
     key: "status",
     doc: "`established`, `refused`, `reset`, `timeout`, `unreachable`, `aborted`, `error`, `pending`, `existing`",
     get: (e) => e.status,
-    json: STRING,
+    json: WORD,
     filter: { kind: "choice", values: STATUS_VALUES, doc: "how the attempt ended" },
     column: { head: "STATUS", at: 6, priority: 2, min: 5, want: 11 },
     flow: { at: 5 },
@@ -313,7 +315,7 @@ export const FIELDS: readonly Field[] = [
     key: "containerRuntime",
     doc: '`docker`, `containerd`, `crio`, `podman` as the cgroup\'s name says, or `""`',
     get: (e) => e.containerRuntime,
-    json: STRING,
+    json: WORD,
     group: "container",
   },
   {

@@ -19,9 +19,15 @@ interface Cached {
   json: string;
 }
 
-/** A run of the table: one field, or a cached group of them. */
+/**
+ * A run of the registry: one field, or a cached group of them. The getters and
+ * encoders are copied out of the (variously shaped) registry entries into plain
+ * arrays, which keeps the per-event loop's property loads monomorphic.
+ */
 interface Segment {
-  fields: JsonField[];
+  group: Field["group"];
+  gets: ((e: ConnEvent) => Value)[];
+  encodes: ((v: Value) => string)[];
   /** Prefix of each field: `{"key":` or `,"key":` */
   prefixes: string[];
   cacheKey?: (e: ConnEvent) => string | number;
@@ -40,12 +46,13 @@ function segments(): Segment[] {
   JSON_FIELDS.forEach((f, i) => {
     const prefix = `${i === 0 ? "{" : ","}${JSON.stringify(f.key)}:`;
     const last = out[out.length - 1];
-    if (f.group && last?.fields[0].group === f.group) {
-      last.fields.push(f);
+    if (f.group && last?.group === f.group) {
+      last.gets.push(f.get);
+      last.encodes.push(f.json.encode);
       last.prefixes.push(prefix);
       return;
     }
-    const seg: Segment = { fields: [f], prefixes: [prefix] };
+    const seg: Segment = { group: f.group, gets: [f.get], encodes: [f.json.encode], prefixes: [prefix] };
     if (f.group) {
       seg.cacheKey = CACHE_KEYS[f.group];
       seg.cache = new Map();
@@ -59,12 +66,12 @@ const SEGMENTS = segments();
 
 function encodeRun(seg: Segment, values: Value[]): string {
   let s = "";
-  for (let i = 0; i < seg.fields.length; i++) s += seg.prefixes[i] + seg.fields[i].json.encode(values[i]);
+  for (let i = 0; i < seg.gets.length; i++) s += seg.prefixes[i] + seg.encodes[i](values[i]);
   return s;
 }
 
 function unchanged(seg: Segment, hit: Cached, e: ConnEvent): boolean {
-  for (let i = 0; i < seg.fields.length; i++) if (seg.fields[i].get(e) !== hit.values[i]) return false;
+  for (let i = 0; i < seg.gets.length; i++) if (seg.gets[i](e) !== hit.values[i]) return false;
   return true;
 }
 
@@ -73,8 +80,7 @@ export function toJson(e: ConnEvent): string {
   let out = "";
   for (const seg of SEGMENTS) {
     if (!seg.cache) {
-      const f = seg.fields[0];
-      out += seg.prefixes[0] + f.json.encode(f.get(e));
+      out += seg.prefixes[0] + seg.encodes[0](seg.gets[0](e));
       continue;
     }
     const key = seg.cacheKey!(e);
@@ -83,7 +89,7 @@ export function toJson(e: ConnEvent): string {
       out += hit.json;
       continue;
     }
-    const values = seg.fields.map((f) => f.get(e));
+    const values = seg.gets.map((get) => get(e));
     const json = encodeRun(seg, values);
     if (seg.cache.size >= MAX_CACHED) seg.cache.clear();
     seg.cache.set(key, { values, json });

@@ -52,8 +52,8 @@ export class RenderStage extends Stage<ConnEvent, void> {
   readonly name = "output";
   #renderer: Renderer;
   #emitted = 0;
-  /** Emitted events by `${status} ${family}`, for the metrics. */
-  readonly byStatus = new Map<string, number>();
+  /** Emitted events by status: [IPv4, IPv6] counts (no string built per event). */
+  #byStatus = new Map<string, [number, number]>();
 
   constructor(renderer: Renderer) {
     super();
@@ -63,8 +63,19 @@ export class RenderStage extends Stage<ConnEvent, void> {
   push(e: ConnEvent): void {
     this.#guard(() => this.#renderer.event(e));
     this.#emitted++;
-    const key = `${e.status} ${e.family}`;
-    this.byStatus.set(key, (this.byStatus.get(key) ?? 0) + 1);
+    let n = this.#byStatus.get(e.status);
+    if (!n) this.#byStatus.set(e.status, n = [0, 0]);
+    n[e.family === 6 ? 1 : 0]++;
+  }
+
+  /** Emitted events by `${status} ${family}`, for the metrics. */
+  get byStatus(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [status, [v4, v6]] of this.#byStatus) {
+      if (v4) out.set(`${status} 4`, v4);
+      if (v6) out.set(`${status} 6`, v6);
+    }
+    return out;
   }
 
   override flush(): void {
