@@ -205,7 +205,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "args",
-    doc: "argv (at most 512 bytes are captured)",
+    doc: "argv, at most 512 bytes of it (read in the kernel at exec, or from /proc, bounded alike)",
     get: (e) => e.args,
     json: STRINGS,
     group: "process",

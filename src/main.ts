@@ -89,7 +89,7 @@ async function makeRenderer(o: Options): Promise<Renderer> {
       return new LogRenderer(new RotatingLog(o.logPath, o.logKeep, log));
     case "summary": {
       const { SummaryRenderer } = await import("./output/summary.ts");
-      return new SummaryRenderer(out, o.summaryFormat);
+      return new SummaryRenderer(out, o.summaryFormat, log);
     }
   }
 }

@@ -4,7 +4,15 @@ import { sampleEvent } from "../testdata/event.ts";
 import { identifyCgroup, parseCgroup } from "./cgroup.ts";
 import { Holdback } from "./holdback.ts";
 import { harness } from "../testdata/stage.ts";
-import { absolutePath, ProcessCache, type ProcReader } from "./process_cache.ts";
+import {
+  absolutePath,
+  MAX_ARGS_BYTES,
+  ProcessCache,
+  procfs,
+  type ProcReader,
+  readBounded,
+  splitArgs,
+} from "./process_cache.ts";
 import { parsePasswd, UserNames } from "./users.ts";
 import { metaFrom } from "./docker.ts";
 import { fromContainerdBundle, fromDockerData } from "./state_files.ts";
@@ -150,6 +158,20 @@ Deno.test("user names follow /etc/passwd changes", async () => {
   assert.equal(u.name(1001), "", "not re-read before the interval");
   now = 2000;
   assert.equal(u.name(1001), "bob");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("the /proc fallback reads argv bounded as the kernel does: 512 bytes, however long it is", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/cmdline`;
+  await Deno.writeTextFile(path, "prog\0" + "A".repeat(2 * 1024 * 1024) + "\0");
+  const raw = readBounded(path, MAX_ARGS_BYTES)!;
+  assert.equal(raw.length, 512);
+  const args = splitArgs(raw);
+  assert.deepEqual(args.map((a) => a.length), [4, 507]);
+  assert.equal(readBounded(`${dir}/missing`, 512), undefined);
+  // The real /proc: our own argv, bounded.
+  assert.ok(procfs.args(Deno.pid)!.join("\0").length <= 512);
   await Deno.remove(dir, { recursive: true });
 });
 

@@ -37,6 +37,38 @@ export interface ProcReader {
 
 const CLK_TCK = 100n; // USER_HZ on every Linux ABI that matters
 
+/** The most of argv read, as in the kernel's exec record (lm_exec_event.args). */
+export const MAX_ARGS_BYTES = 512;
+
+const utf8 = new TextDecoder();
+
+/** At most `max` bytes of a file: a process controls how long its /proc files are. */
+export function readBounded(path: string, max: number): Uint8Array | undefined {
+  let f: Deno.FsFile | undefined;
+  try {
+    f = Deno.openSync(path, { read: true });
+    const buf = new Uint8Array(max);
+    let n = 0;
+    while (n < max) {
+      const got = f.readSync(buf.subarray(n));
+      if (got === null) break;
+      n += got;
+    }
+    return buf.subarray(0, n);
+  } catch {
+    return undefined;
+  } finally {
+    f?.close();
+  }
+}
+
+/** NUL-separated argv; a last argument cut short by the bound is kept as far as it goes. */
+export function splitArgs(raw: Uint8Array): string[] {
+  const parts = utf8.decode(raw).split("\0");
+  if (parts[parts.length - 1] === "") parts.pop();
+  return parts;
+}
+
 /** The real /proc. */
 export const procfs: ProcReader = {
   startNs(pid) {
@@ -64,14 +96,8 @@ export const procfs: ProcReader = {
     }
   },
   args(pid) {
-    try {
-      const raw = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
-      const parts = raw.split("\0");
-      if (parts[parts.length - 1] === "") parts.pop();
-      return parts;
-    } catch {
-      return undefined;
-    }
+    const raw = readBounded(`/proc/${pid}/cmdline`, MAX_ARGS_BYTES);
+    return raw === undefined ? undefined : splitArgs(raw);
   },
 };
 

@@ -88,13 +88,18 @@ export class RotatingLog {
     this.#prune();
   }
 
+  /**
+   * Keep the newest files. The one being written is always kept, whatever its name
+   * says: after the clock steps back it sorts oldest, and deleting it would lose
+   * every event written since.
+   */
   #prune(): void {
     const names: string[] = [];
     for (const d of Deno.readDirSync(this.#dir)) {
-      if (d.isFile && /^lightmon\.log\.\d{12}$/.test(d.name)) names.push(d.name);
+      if (d.isFile && d.name !== this.#name && /^lightmon\.log\.\d{12}$/.test(d.name)) names.push(d.name);
     }
     names.sort();
-    for (const old of names.slice(0, Math.max(0, names.length - this.#keep))) {
+    for (const old of names.slice(0, Math.max(0, names.length - (this.#keep - 1)))) {
       try {
         Deno.removeSync(`${this.#dir}/${old}`);
       } catch { /* someone else removed it */ }

@@ -98,3 +98,20 @@ Deno.test("an unwritable directory drops events with one line, then recovers wit
   log.close();
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("after the clock steps back past -log-keep hours, the file being written is kept", async () => {
+  const dir = await Deno.makeTempDir();
+  let now = new Date(2025, 3, 17, 14, 5).getTime();
+  const log = new RotatingLog(dir, 2, () => {}, () => now);
+  log.write(["14:05"]);
+  now += 3_600_000;
+  log.write(["15:05"]);
+  now -= 10 * 3_600_000; // NTP steps the clock back ten hours
+  log.write(["05:05 a"]);
+  log.write(["05:05 b"]);
+  log.close();
+  const names = [...Deno.readDirSync(dir)].map((d) => d.name).sort();
+  assert.deepEqual(names, ["lightmon.log.202504170500", "lightmon.log.202504171500"]);
+  assert.equal(Deno.readTextFileSync(`${dir}/lightmon.log.202504170500`), "05:05 a\n05:05 b\n");
+  await Deno.remove(dir, { recursive: true });
+});

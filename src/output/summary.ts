@@ -8,7 +8,7 @@ import Table from "cli-table3";
 import type { ConnEvent } from "../event.ts";
 import { cellText, COLUMNS, FIELDS } from "../fields.ts";
 import type { Renderer } from "./renderer.ts";
-import { forTerminal } from "../text/sanitize.ts";
+import { forTerminal, jsonString } from "../text/sanitize.ts";
 import { rfc3339Nano } from "../text/time.ts";
 import type { LineWriter } from "./writer.ts";
 
@@ -20,6 +20,8 @@ const FLOW_KEYS = FIELDS.filter((f) => f.flow)
     value: f.flow!.value ?? ((e: ConnEvent) => f.get(e) as string | number),
     field: f,
   }));
+
+const encode = (v: string | number) => (typeof v === "number" ? String(v) : jsonString(v));
 
 /** The table's columns for a flow: the registry's columns of the flow's fields. */
 const FLOW_COLUMNS = FLOW_KEYS.flatMap((k) => COLUMNS.filter((c) => c.field === k.field));
@@ -36,18 +38,41 @@ interface Acc {
   last: bigint;
 }
 
-/** Folds events into flows. */
+/** Flows a summary tracks one by one; anyone can make refused connects to many addresses. */
+export const MAX_FLOWS = 10_000;
+
+/** What did not fit: events of flows past the cap, folded into one row. */
+interface Overflow {
+  count: number;
+  first: bigint;
+  last: bigint;
+}
+
+function widen(a: { count: number; first: bigint; last: bigint }, at: bigint): void {
+  a.count++;
+  if (at < a.first) a.first = at;
+  if (at > a.last) a.last = at;
+}
+
+/** Folds events into flows, at most `max` of them; the rest into one overflow row. */
 export class FlowTable {
   #flows = new Map<string, Acc>();
+  #max: number;
+  /** Events of flows past the cap, once there are any. */
+  overflow: Overflow | undefined;
+
+  constructor(max = MAX_FLOWS) {
+    this.#max = max;
+  }
 
   add(e: ConnEvent): void {
     const values = FLOW_KEYS.map((k) => k.value(e));
     const key = values.join("\0");
     const a = this.#flows.get(key);
-    if (a) {
-      a.count++;
-      if (e.wallNs < a.first) a.first = e.wallNs;
-      if (e.wallNs > a.last) a.last = e.wallNs;
+    if (a) return widen(a, e.wallNs);
+    if (this.#flows.size >= this.#max) {
+      if (this.overflow) widen(this.overflow, e.wallNs);
+      else this.overflow = { count: 1, first: e.wallNs, last: e.wallNs };
       return;
     }
     this.#flows.set(key, { values, sample: e, count: 1, first: e.wallNs, last: e.wallNs });
@@ -72,14 +97,44 @@ export class FlowTable {
     });
   }
 
-  /** Table rows: count, the flow's columns, first and last seen. */
+  /** Flows as JSON lines, escaped as the event JSON is; the overflow row last. */
+  jsonLines(): string[] {
+    const lines = this.#sorted().map((a) => {
+      let s = "";
+      FLOW_KEYS.forEach((k, i) => (s += `${i ? "," : "{"}${JSON.stringify(k.key)}:${encode(a.values[i])}`));
+      return `${s},"count":${a.count},"firstSeen":"${rfc3339Nano(a.first)}","lastSeen":"${rfc3339Nano(a.last)}"}`;
+    });
+    const o = this.overflow;
+    if (o) {
+      lines.push(
+        `{"overflow":true,"count":${o.count},"firstSeen":"${rfc3339Nano(o.first)}","lastSeen":"${
+          rfc3339Nano(o.last)
+        }"}`,
+      );
+    }
+    return lines;
+  }
+
+  /** Table rows: count, the flow's columns, first and last seen; the overflow row last. */
   rows(): string[][] {
-    return this.#sorted().map((a) => [
+    const rows = this.#sorted().map((a) => [
       String(a.count),
       ...FLOW_COLUMNS.map((c) => cellText(c, a.sample)),
       rfc3339Nano(a.first),
       rfc3339Nano(a.last),
     ]);
+    const o = this.overflow;
+    if (o) {
+      const label = `(flows past the first ${this.#max})`;
+      rows.push([
+        String(o.count),
+        label,
+        ...FLOW_COLUMNS.slice(1).map(() => ""),
+        rfc3339Nano(o.first),
+        rfc3339Nano(o.last),
+      ]);
+    }
+    return rows;
   }
 }
 
@@ -90,22 +145,29 @@ export const SUMMARY_HEAD = ["COUNT", ...FLOW_COLUMNS.map((c) => c.head), "FIRST
 export class SummaryRenderer implements Renderer {
   #out: LineWriter;
   #format: "table" | "json";
-  #table = new FlowTable();
+  #table: FlowTable;
+  #log: (line: string) => void;
 
-  constructor(out: LineWriter, format: "table" | "json") {
+  constructor(out: LineWriter, format: "table" | "json", log: (line: string) => void = () => {}, max = MAX_FLOWS) {
     this.#out = out;
     this.#format = format;
+    this.#log = log;
+    this.#table = new FlowTable(max);
   }
 
   event(e: ConnEvent): void {
+    const full = this.#table.overflow !== undefined;
     this.#table.add(e);
+    if (!full && this.#table.overflow) {
+      this.#log(`lightmon: summary: more than ${MAX_FLOWS} flows; the rest are counted in one overflow row`);
+    }
   }
 
   flush(): void {}
 
   close(): void {
     if (this.#format === "json") {
-      for (const f of this.#table.flows()) this.#out.line(JSON.stringify(f));
+      for (const line of this.#table.jsonLines()) this.#out.line(line);
     } else {
       const t = new Table({ head: SUMMARY_HEAD, style: { head: [], border: [] } });
       for (const row of this.#table.rows()) t.push(row.map(forTerminal));

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { sampleEvent } from "../testdata/event.ts";
-import { FlowTable } from "./summary.ts";
+import { FlowTable, SummaryRenderer } from "./summary.ts";
+import { LineWriter } from "./writer.ts";
 
 Deno.test("events fold into unique flows with counts and first/last seen", () => {
   const t = new FlowTable();
@@ -30,4 +31,30 @@ Deno.test("events fold into unique flows with counts and first/last seen", () =>
     "refused",
     1,
   ]]);
+});
+
+Deno.test("the flow table is capped: the rest fold into one overflow row, said once", () => {
+  const said: string[] = [];
+  const chunks: string[] = [];
+  const w = new LineWriter({ writeSync: (p) => (chunks.push(new TextDecoder().decode(p)), p.length) });
+  const r = new SummaryRenderer(w, "json", (l) => said.push(l), 3);
+  for (let i = 0; i < 1000; i++) r.event(sampleEvent({ daddr: `10.0.${i >> 8}.${i & 255}`, status: "refused" }));
+  r.close();
+  const lines = chunks.join("").trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(lines.length, 4);
+  assert.deepEqual(lines.slice(0, 3).map((l) => l.count), [1, 1, 1]);
+  assert.equal(lines[3].overflow, true);
+  assert.equal(lines[3].count, 997);
+  assert.equal(said.length, 1);
+});
+
+Deno.test("summary JSON escapes C1 controls and bidi overrides like the event JSON", () => {
+  const chunks: string[] = [];
+  const w = new LineWriter({ writeSync: (p) => (chunks.push(new TextDecoder().decode(p)), p.length) });
+  const r = new SummaryRenderer(w, "json");
+  r.event(sampleEvent({ container: "a\u009b31m\u202eb", exe: "/x\x1b" }));
+  r.close();
+  const line = chunks.join("").trim();
+  assert.ok(!/[\u0080-\u009f\u202e\x1b]/.test(line), line);
+  assert.equal(JSON.parse(line).container, "a\u009b31m\u202eb");
 });
