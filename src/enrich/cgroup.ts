@@ -6,7 +6,8 @@
  * | layout | leaf | parent |
  * |---|---|---|
  * | Docker, systemd driver | `docker-<id>.scope` | `system.slice` |
- * | Docker, cgroupfs driver | `<id>` | `docker` |
+ * | Docker, cgroupfs driver | `<id>` | `docker` (or containerd's `moby`) |
+ * | containerd, cgroupfs | `<id>` | its namespace: `default`, `k8s.io` |
  * | containerd (CRI), systemd | `cri-containerd-<id>.scope` | `kubepods-…-pod<uid>.slice` |
  * | CRI-O | `crio-<id>.scope` | `kubepods-…-pod<uid>.slice` |
  * | Podman | `libpod-<id>.scope` | `machine.slice` |
@@ -34,6 +35,26 @@ const RUNTIME: Record<string, string> = {
   libpod: "podman",
 };
 
+/**
+ * The parents each runtime creates its containers' cgroups under, besides a
+ * Kubernetes pod's cgroup (which every runtime may use). A leaf that looks like a
+ * container under any other parent is someone's own cgroup (a user with a
+ * delegated subtree can name theirs anything) and is reported as the host.
+ */
+const PARENTS: Record<string, readonly string[]> = {
+  docker: ["system.slice"],
+  "cri-containerd": [],
+  crio: [],
+  libpod: ["machine.slice"],
+};
+/** Parents of a bare 64-hex leaf (cgroupfs drivers): Docker's, and containerd's namespaces. */
+const BARE_PARENTS: ReadonlyMap<string, string> = new Map([
+  ["docker", "docker"],
+  ["moby", "docker"],
+  ["default", "containerd"],
+  ["k8s.io", "containerd"],
+]);
+
 const HOST: CgroupIdentity = Object.freeze({ containerId: "", runtime: "", podUid: "" });
 
 /**
@@ -48,9 +69,14 @@ export function parseCgroup(leaf: string, parent: string): CgroupIdentity {
   const pod = POD.exec(parent);
   const podUid = pod ? pod[1].replaceAll("_", "-") : "";
   const m = SCOPED.exec(leaf);
-  if (m) return { containerId: m[2], runtime: RUNTIME[m[1]], podUid };
+  if (m) {
+    if (!pod && !PARENTS[m[1]].includes(parent)) return HOST;
+    return { containerId: m[2], runtime: RUNTIME[m[1]], podUid };
+  }
   if (BARE.test(leaf)) {
-    return { containerId: leaf, runtime: parent === "docker" ? "docker" : "", podUid };
+    if (pod) return { containerId: leaf, runtime: "", podUid };
+    const runtime = BARE_PARENTS.get(parent);
+    return runtime ? { containerId: leaf, runtime, podUid: "" } : HOST;
   }
   return podUid ? { containerId: "", runtime: "", podUid } : HOST;
 }

@@ -22,14 +22,24 @@ interface DockerEvent {
   Actor?: { ID?: string; Attributes?: Record<string, string> };
 }
 
-/** Metadata from a container's name, image and labels. */
+/** An own label's value: labels are the container creator's text, never an object's prototype. */
+const label = (labels: Record<string, string>, key: string): string | undefined =>
+  Object.hasOwn(labels, key) && typeof labels[key] === "string" ? labels[key] : undefined;
+
+/**
+ * Metadata from a container's name, image and labels. The container-name label
+ * renames only containers Kubernetes made (named `k8s_<container>_<pod>_...`):
+ * anyone who may run a container can set labels, and must not make theirs show
+ * under another container's name. Pod and namespace labels fill those fields.
+ */
 export function metaFrom(name: string, image: string, labels: Record<string, string>): ContainerMeta {
+  const plain = name.replace(/^\//, "");
+  const k8s = plain.startsWith("k8s_");
   return {
-    // Kubernetes names its Docker containers k8s_<container>_<pod>_...: show the container's own name.
-    name: labels["io.kubernetes.container.name"] ?? name.replace(/^\//, ""),
+    name: (k8s ? label(labels, "io.kubernetes.container.name") : undefined) ?? plain,
     image,
-    pod: labels["io.kubernetes.pod.name"] ?? "",
-    namespace: labels["io.kubernetes.pod.namespace"] ?? "",
+    pod: label(labels, "io.kubernetes.pod.name") ?? "",
+    namespace: label(labels, "io.kubernetes.pod.namespace") ?? "",
   };
 }
 

@@ -212,6 +212,26 @@ Deno.test("events of containers no runtime will name are never held", () => {
   assert.equal(h.size, 0);
 });
 
+Deno.test("a cgroup that looks like a container counts only under its runtime's own parents", () => {
+  // A user with a delegated subtree can name cgroups anything: these are theirs, not containers.
+  for (const parent of ["user@1000.service", "app.slice", "", "evil"]) {
+    assert.deepEqual(parseCgroup(`docker-${ID}.scope`, parent), { containerId: "", runtime: "", podUid: "" }, parent);
+    assert.deepEqual(parseCgroup(`cri-containerd-${ID}.scope`, parent).containerId, "", parent);
+    assert.deepEqual(parseCgroup(ID, parent).containerId, "", parent);
+  }
+  assert.equal(parseCgroup(`libpod-${ID}.scope`, "system.slice").containerId, "");
+  assert.equal(parseCgroup(ID, "default").runtime, "containerd");
+  assert.equal(parseCgroup(ID, "moby").runtime, "docker");
+});
+
+Deno.test("a container-name label renames only containers Kubernetes made", () => {
+  const labels = { "io.kubernetes.container.name": "kube-apiserver" };
+  assert.equal(metaFrom("/mine", "busybox", labels).name, "mine");
+  assert.equal(metaFrom("/k8s_apiserver_x_kube-system_1_0", "k8s", labels).name, "kube-apiserver");
+  // Labels are data: a label named like an Object.prototype member is just absent.
+  assert.equal(metaFrom("/k8s_a_b", "i", JSON.parse('{"__proto__": {"io.kubernetes.pod.name": "p"}}')).pod, "");
+});
+
 Deno.test("runtime metadata: Kubernetes labels and state files", async () => {
   assert.deepEqual(metaFrom("/web", "nginx", {}), { name: "web", image: "nginx", pod: "", namespace: "" });
   assert.deepEqual(
