@@ -36,8 +36,9 @@ const log = (line: string) => console.error(line);
 /** Flags over the config file over defaults; LIGHTMON_STRATEGY over both for the strategy. */
 export async function resolveOptions(argv: readonly string[], env = Deno.env.toObject()): Promise<Options> {
   const flags = parseFlags(argv);
-  const file = await loadConfig(flags.config ?? DEFAULTS.config, flags.configGiven ?? false);
-  const o: Options = { ...DEFAULTS, ...file, ...flags };
+  const path = flags.config ?? DEFAULTS.config;
+  const file = await loadConfig(path, flags.configGiven ?? false);
+  const o: Options = { ...DEFAULTS, ...file, ...flags, configRead: file === undefined ? "" : path };
   if (env.LIGHTMON_STRATEGY && flags.strategy === undefined) {
     o.strategy = parseFlags([`--strategy=${env.LIGHTMON_STRATEGY}`]).strategy as StrategyChoice;
   }
@@ -173,9 +174,9 @@ async function main(argv: string[]): Promise<number> {
             strategy: s.strategy,
           };
         })),
-      describe: `containers: ${sources.join(", ")}; output ${o.output === "log" ? `log to ${o.logPath}` : o.output}${
-        metrics ? `; metrics on http://${o.metricsAddr}/metrics` : ""
-      }`,
+      describe: `${o.configRead ? `config ${o.configRead}; ` : ""}containers: ${sources.join(", ")}; output ${
+        o.output === "log" ? `log to ${o.logPath}` : o.output
+      }${metrics ? `; metrics on http://${o.metricsAddr}/metrics` : ""}`,
       log,
     });
   } finally {

@@ -27,6 +27,8 @@ export interface Options {
   summaryFormat: "table" | "json";
   config: string;
   configGiven: boolean;
+  /** The config file that was read, or "" (set by main's resolveOptions). */
+  configRead: string;
   exclude: string;
   include: string;
   ipv6: boolean;
@@ -53,6 +55,7 @@ export const DEFAULTS: Options = {
   summaryFormat: "table",
   config: "config.yaml",
   configGiven: false,
+  configRead: "",
   exclude: "",
   include: "",
   ipv6: true,
@@ -435,7 +438,7 @@ export function helpText(): string {
         .filter(Boolean).join(", ");
       const left = `  ${names}${f.value ? ` ${f.value}` : ""}`;
       const def = DEFAULTS[f.key];
-      const showDef = f.key !== "help" && f.key !== "version" && f.key !== "configGiven" &&
+      const showDef = f.key !== "help" && f.key !== "version" && f.key !== "configGiven" && f.key !== "configRead" &&
         def !== "" && def !== 0 && def !== false && f.name !== "ebpf_type";
       const defText = showDef ? ` (default ${formatDefault(f.key, def)})` : "";
       lines.push(

@@ -100,3 +100,24 @@ Deno.test("an empty file or empty values keep the defaults", () => {
   assert.deepEqual(parseConfig("# only a comment\n", "c"), {});
   assert.deepEqual(parseConfig("exclude:\n", "c"), {});
 });
+
+Deno.test("a config file others could have written is refused, naming the file and why", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/config.yaml`;
+  await Deno.writeTextFile(path, "exclude: dport=22\n");
+  await Deno.chmod(path, 0o666);
+  await assert.rejects(
+    () => resolveOptions(["-c", path], {}),
+    (e) =>
+      e instanceof UsageError &&
+      e.message ===
+        `${path}: refusing the config file: group or others may write it (mode 0666); fix with chown root and chmod go-w`,
+  );
+  await Deno.chmod(path, 0o644);
+  assert.equal((await resolveOptions(["-c", path], {})).exclude, "dport=22");
+  if (Deno.uid() === 0) {
+    await Deno.chown(path, 4242, 4242);
+    await assert.rejects(() => resolveOptions(["-c", path], {}), /it belongs to uid 4242/);
+  }
+  await Deno.remove(dir, { recursive: true });
+});
