@@ -3,7 +3,7 @@
  * tests/layout_test.ts checks every entry against the compiled object's BTF.
  * @module
  */
-import type { Status } from "../event.ts";
+import { type Status, STATUSES } from "../event.ts";
 
 /** A field's place in a record. */
 export interface FieldPos {
@@ -101,20 +101,8 @@ export const CONFIG_SIZE = 16;
 /** enum lm_kind */
 export const KIND = { connect: 1, exec: 2, exit: 3, fork: 4 } as const;
 
-/** enum lm_status, by value: the kernel's numbering of the schema's statuses. */
-export const STATUS_NAMES: readonly Status[] = [
-  "unknown",
-  "established",
-  "refused",
-  "reset",
-  "timeout",
-  "unreachable",
-  "pending",
-  "aborted",
-  "error",
-  "existing",
-  "listen",
-];
+/** enum lm_status, by value: the kernel numbers the schema's statuses in their listed order. */
+export const STATUS_NAMES: readonly Status[] = STATUSES;
 
 /** enum lm_counter, by index. */
 export const COUNTERS = ["lost", "stashMiss", "stashFull", "kernelFiltered"] as const;
