@@ -2,7 +2,9 @@
  * Container names, images and Kubernetes labels from the Docker Engine API on its
  * unix socket: one list at start, then the event stream (no polling). When dockerd
  * goes away the source says so once, keeps what it knew, reconnects with backoff,
- * lists again and says when it recovered.
+ * lists again and says when it recovered. Every call has a deadline: a dockerd that
+ * accepts and never answers is "not answering", never a hang, and start-up waits
+ * for it at most START_WAIT_MS.
  * @module
  */
 import type { ContainerMeta } from "./enricher.ts";
@@ -44,6 +46,10 @@ export function metaFrom(name: string, image: string, labels: Record<string, str
 }
 
 const RETRY_MIN_MS = 250;
+/** A call (list, inspect, the event stream's headers) that takes longer ends the session. */
+export const REQUEST_TIMEOUT_MS = 2000;
+/** Start-up goes on after this long without an answer; names follow when dockerd answers. */
+export const START_WAIT_MS = 1000;
 const RETRY_MAX_MS = 5000;
 /** Keep a destroyed container's metadata this long: its last events may still be queued. */
 const KEEP_AFTER_DESTROY_MS = 60_000;
@@ -53,7 +59,8 @@ export class DockerSource {
   #socket: string;
   #log: (line: string) => void;
   #client: Deno.HttpClient | undefined;
-  #abort = new AbortController();
+  /** Aborted by close() and by any call past its deadline: ends the current session. */
+  #call = new AbortController();
   #meta = new Map<string, ContainerMeta>();
   #destroyed = new Map<string, number>();
   #inFlight = new Set<string>();
@@ -66,6 +73,8 @@ export class DockerSource {
   #onUpdate: () => void = () => {};
   #closed = false;
   #running: Promise<void> | undefined;
+  /** Ends the wait between reconnects early (at close). */
+  #wake: () => void = () => {};
 
   constructor(socket: string, log: (line: string) => void) {
     this.#socket = socket;
@@ -119,12 +128,33 @@ export class DockerSource {
       .finally(() => this.#inFlight.delete(id));
   }
 
-  /** Start listing and following events. Resolves after the first attempt to connect. */
-  async start(): Promise<void> {
+  /**
+   * Start listing and following events. Resolves after the first attempt to
+   * connect, or after `waitMs` if dockerd has not answered by then.
+   */
+  async start(waitMs = START_WAIT_MS): Promise<void> {
     let firstAttempt!: () => void;
     const first = new Promise<void>((r) => (firstAttempt = r));
     this.#running = this.#loop(firstAttempt);
-    await first;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((r) => (timer = setTimeout(r, waitMs)));
+    await Promise.race([first, late]);
+    clearTimeout(timer);
+    if (!this.#connected) this.#lost(`no answer within ${waitMs} ms`);
+  }
+
+  /** Run `call` with a deadline; past it, the session ends as "not answering". */
+  async #deadline<T>(what: string, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const session = this.#call;
+    const timer = setTimeout(
+      () => session.abort(new Error(`not answering: ${what} took over ${REQUEST_TIMEOUT_MS} ms`)),
+      REQUEST_TIMEOUT_MS,
+    );
+    try {
+      return await call(session.signal);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The client for the socket; a new one after each lost connection. */
@@ -132,13 +162,15 @@ export class DockerSource {
     return this.#client ??= Deno.createHttpClient({ proxy: { transport: "unix", path: this.#socket } });
   }
 
-  async #get<T>(path: string): Promise<T> {
-    const r = await fetch(`http://docker${path}`, { client: this.#http(), signal: this.#abort.signal });
-    if (!r.ok) {
-      await r.body?.cancel();
-      throw new Error(`HTTP ${r.status} for ${path}`);
-    }
-    return await r.json() as T;
+  #get<T>(path: string): Promise<T> {
+    return this.#deadline(path.split("?")[0], async (signal) => {
+      const r = await fetch(`http://docker${path}`, { client: this.#http(), signal });
+      if (!r.ok) {
+        await r.body?.cancel();
+        throw new Error(`HTTP ${r.status} for ${path}`);
+      }
+      return await r.json() as T;
+    });
   }
 
   async #loop(firstAttempt: () => void): Promise<void> {
@@ -155,16 +187,23 @@ export class DockerSource {
         this.#lost(this.#why(e));
       }
       firstAttempt();
-      // A new client per attempt: a restarted dockerd is a new socket.
+      // A new client and session per attempt: a restarted dockerd is a new socket.
       this.#client?.close();
       this.#client = undefined;
-      await new Promise((r) => setTimeout(r, delay));
+      if (this.#closed) break;
+      this.#call = new AbortController();
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, delay);
+        this.#wake = () => (clearTimeout(timer), r());
+      });
       delay = Math.min(delay * 2, RETRY_MAX_MS);
     }
   }
 
   /** fetch() over a unix socket says only "fetch failed": name the usual causes. */
   #why(e: unknown): string {
+    const reason = this.#call.signal.reason;
+    if (this.#call.signal.aborted && reason instanceof Error) return reason.message;
     try {
       if (!Deno.statSync(this.#socket).isSocket) return "not a socket";
     } catch {
@@ -192,10 +231,10 @@ export class DockerSource {
     const filters = encodeURIComponent(JSON.stringify({ type: ["container"] }));
     const since = this.#lastEventTime ? `&since=${this.#lastEventTime}` : "";
     // Subscribe before listing, so no container falls between the two.
-    const events = await fetch(`http://docker/events?filters=${filters}${since}`, {
-      client: this.#http(),
-      signal: this.#abort.signal,
-    });
+    const events = await this.#deadline(
+      "/events",
+      (signal) => fetch(`http://docker/events?filters=${filters}${since}`, { client: this.#http(), signal }),
+    );
     if (!events.ok || !events.body) throw new Error(`HTTP ${events.status} for /events`);
     const list = await this.#get<ListedContainer[]>("/containers/json?all=1");
     for (const c of list) this.#meta.set(c.Id, metaFrom(c.Names?.[0] ?? "", c.Image ?? "", c.Labels ?? {}));
@@ -253,7 +292,8 @@ export class DockerSource {
   /** Stop following events. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#abort.abort();
+    this.#call.abort();
+    this.#wake();
     await this.#running?.catch(() => {});
     this.#client?.close();
   }
