@@ -111,7 +111,9 @@ async function main(argv: string[]): Promise<number> {
   const image = readObject(defaultObjectPath());
   setLogSink(o.verbose ? (l) => log(`libbpf: ${l}`) : undefined);
   // Listen before loading anything, so a busy port fails fast.
-  const metrics = o.metricsAddr ? new (await import("./output/metrics.ts")).MetricsServer(o.metricsAddr) : undefined;
+  const metrics = o.metricsAddr
+    ? await (await import("./output/metrics.ts")).MetricsServer.open(o.metricsAddr)
+    : undefined;
   const docker = new DockerSource(o.dockerRuntime, log);
   await docker.start();
   const containers = new Containers(docker, {

@@ -3,6 +3,8 @@
  * prom-client. No label carries an address or a pid: cardinality stays bounded.
  * @module
  */
+import http from "node:http";
+import type { AddressInfo, Socket } from "node:net";
 import { Counter, Gauge, Registry } from "prom-client";
 import { UsageError } from "../usage_error.ts";
 import { VERSION } from "../version.ts";
@@ -111,29 +113,74 @@ function registry(s: () => MetricsSnapshot): Registry {
   return r;
 }
 
-/** The HTTP endpoint; `close()` stops it. */
+/** Limits that keep a scraper, or anyone who can reach the port, from holding descriptors. */
+export interface MetricsLimits {
+  /** Connections served at once; more are closed as they arrive. */
+  maxConnections: number;
+  /** A connection that sends or reads nothing for this long is closed (half-sent requests). */
+  idleMs: number;
+  /** No connection lives longer than this, however it trickles. */
+  lifetimeMs: number;
+}
+
+export const METRICS_LIMITS: MetricsLimits = { maxConnections: 32, idleMs: 5000, lifetimeMs: 30_000 };
+
+/**
+ * The HTTP endpoint, on node:http for its connection limits (Deno.serve has no
+ * header timeout or connection cap). `close()` stops it.
+ */
 export class MetricsServer {
-  #server: Deno.HttpServer;
-  #ac = new AbortController();
+  #server: http.Server;
   #read: (() => MetricsSnapshot) | undefined;
   #snap: MetricsSnapshot | undefined;
+  #sockets = new Set<Socket>();
   readonly addr: string;
+  /** Connections closed at the cap, for the tests and the README's claim. */
+  refused = 0;
 
-  constructor(addr: string) {
-    const { hostname, port } = parseListenAddr(addr);
+  private constructor(addr: string, limits: MetricsLimits) {
     this.addr = addr;
     const reg = registry(() => this.#snap!);
-    try {
-      this.#server = Deno.serve({ hostname, port, signal: this.#ac.signal, onListen: () => {} }, async (req) => {
-        if (new URL(req.url).pathname !== "/metrics") return new Response("see /metrics\n", { status: 404 });
-        if (!this.#read) return new Response("starting\n", { status: 503 });
-        this.#snap = this.#read(); // one consistent snapshot per scrape
-        return new Response(await reg.metrics(), { headers: { "content-type": reg.contentType } });
+    this.#server = http.createServer(async (req, res) => {
+      const path = (req.url ?? "").split("?")[0];
+      if (req.method !== "GET" || path !== "/metrics") return res.writeHead(404).end("see /metrics\n");
+      if (!this.#read) return res.writeHead(503).end("starting\n");
+      this.#snap = this.#read(); // one consistent snapshot per scrape
+      const body = await reg.metrics();
+      res.writeHead(200, { "content-type": reg.contentType }).end(body);
+    });
+    this.#server.setTimeout(limits.idleMs, (sock) => sock.destroy());
+    this.#server.on("connection", (sock: Socket) => {
+      if (this.#sockets.size >= limits.maxConnections) {
+        this.refused++;
+        return sock.destroy();
+      }
+      this.#sockets.add(sock);
+      const timer = setTimeout(() => sock.destroy(), limits.lifetimeMs);
+      sock.on("close", () => {
+        clearTimeout(timer);
+        this.#sockets.delete(sock);
       });
-    } catch (e) {
-      const why = e instanceof Deno.errors.AddrInUse ? "address already in use" : e instanceof Error ? e.message : e;
-      throw new UsageError(`--metrics-addr ${addr}: cannot listen (${why})`);
-    }
+    });
+  }
+
+  /** Listen on `addr`; a port in use or an address not ours is one line (UsageError). */
+  static async open(addr: string, limits = METRICS_LIMITS): Promise<MetricsServer> {
+    const { hostname, port } = parseListenAddr(addr);
+    const m = new MetricsServer(addr, limits);
+    await new Promise<void>((resolve, reject) => {
+      m.#server.once("error", (e: NodeJS.ErrnoException) => {
+        const why = e.code === "EADDRINUSE" ? "address already in use" : e.message;
+        reject(new UsageError(`--metrics-addr ${addr}: cannot listen (${why})`));
+      });
+      m.#server.listen(port, hostname, () => resolve());
+    });
+    return m;
+  }
+
+  /** The port listened on. */
+  get port(): number {
+    return (this.#server.address() as AddressInfo).port;
   }
 
   /** Start answering with what `read` returns. */
@@ -142,7 +189,8 @@ export class MetricsServer {
   }
 
   async close(): Promise<void> {
-    this.#ac.abort();
-    await this.#server.finished.catch(() => {});
+    const closed = new Promise<void>((r) => this.#server.close(() => r()));
+    for (const s of this.#sockets) s.destroy();
+    await closed;
   }
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseListenAddr } from "./metrics.ts";
+import { MetricsServer, parseListenAddr } from "./metrics.ts";
 
 Deno.test("metrics addresses: host:port, [v6]:port, :port", () => {
   assert.deepEqual(parseListenAddr("127.0.0.1:9090"), { hostname: "127.0.0.1", port: 9090 });
@@ -8,5 +8,79 @@ Deno.test("metrics addresses: host:port, [v6]:port, :port", () => {
   assert.deepEqual(parseListenAddr("localhost:1"), { hostname: "localhost", port: 1 });
   for (const bad of ["9090", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "::1:9090", "a:b"]) {
     assert.throws(() => parseListenAddr(bad), /--metrics-addr: cannot parse/, bad);
+  }
+});
+
+/** A port nobody listens on right now. */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Resolves when the peer closes `c` (a read returns null or fails). */
+async function closedByPeer(c: Deno.Conn): Promise<void> {
+  const buf = new Uint8Array(1024);
+  try {
+    while (await c.read(buf) !== null) { /* a response, then the close */ }
+  } catch { /* reset */ }
+}
+
+Deno.test("metrics: half-sent requests are closed after the idle timeout, and connections are capped", async () => {
+  const limits = { maxConnections: 8, idleMs: 300, lifetimeMs: 1500 };
+  const m = await MetricsServer.open(`127.0.0.1:${freePort()}`, limits);
+  const snapshot = {
+    seen: 1,
+    emitted: 1,
+    filtered: 0,
+    kernelFiltered: 0n,
+    byStatus: new Map([["established 4", 1]]),
+    lost: 0n,
+    processMisses: 0,
+    containerMisses: 0,
+    processCacheEntries: 0,
+    ringFill: 0,
+    ringFillMax: 0,
+    dockerConnected: false,
+    strategy: "tp_btf",
+  };
+  m.serve(() => snapshot);
+  const conns: Deno.Conn[] = [];
+  try {
+    const t0 = performance.now();
+    for (let i = 0; i < 100; i++) {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: m.port });
+      await c.write(new TextEncoder().encode("GET /metrics HTTP/1.1\r\nHost: x\r\n")); // never finished
+      conns.push(c);
+    }
+    await Promise.all(conns.map(closedByPeer));
+    const took = performance.now() - t0;
+    assert.ok(took < 1400, `slow clients held for ${took} ms`);
+    assert.ok(m.refused >= 100 - limits.maxConnections, `refused ${m.refused}`);
+    // A client that trickles a byte within every idle period still ends at the lifetime.
+    const trickle = await Deno.connect({ hostname: "127.0.0.1", port: m.port });
+    conns.push(trickle);
+    const t1 = performance.now();
+    const refusedBefore = m.refused;
+    await trickle.write(new TextEncoder().encode("GET /metrics HTTP/1.1\r\n"));
+    const header = new TextEncoder().encode("X-Slow: 1\r\n");
+    const dripping = setInterval(() => trickle.write(header).catch(() => {}), 100);
+    await closedByPeer(trickle);
+    clearInterval(dripping);
+    const held = performance.now() - t1;
+    assert.equal(m.refused, refusedBefore, "the trickling client was refused, not timed out");
+    assert.ok(held >= 1000 && held < 3000, `trickling client held ${held} ms`);
+    // And a proper scrape is answered afterwards.
+    const r = await fetch(`http://127.0.0.1:${m.port}/metrics`);
+    assert.equal(r.status, 200);
+    assert.match(await r.text(), /lightmon_events_seen_total 1/);
+  } finally {
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await m.close();
   }
 });
