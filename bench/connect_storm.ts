@@ -99,8 +99,10 @@ class Traced {
     await this.child.status;
     await this.#errDone;
     Deno.removeSync(this.out);
-    const m = /lost (\d+)/.exec(this.stderr);
-    return { lost: m ? Number(m[1]) : NaN };
+    // The exit line: `... dropped D (ring-full N, ...)`; only a full ring loses storm events.
+    if (!/ dropped \d+/.test(this.stderr)) return { lost: NaN };
+    const m = /ring-full (\d+)/.exec(this.stderr);
+    return { lost: m ? Number(m[1]) : 0 };
   }
 }
 

@@ -108,10 +108,12 @@ static __always_inline void count(__u32 idx)
 		*v += 1;
 }
 
-static __always_inline void emit(void *data, __u64 size)
+/* Output one record; a full ring counts against `lost` (LM_CTR_LOST for connection
+ * events, LM_CTR_LOST_PROCESS for the process records that only feed attribution). */
+static __always_inline void emit(void *data, __u64 size, __u32 lost)
 {
 	if (bpf_ringbuf_output(&lm_events, data, size, 0))
-		count(LM_CTR_LOST);
+		count(lost);
 }
 
 static __always_inline const char *kn_name(struct kernfs_node *kn)
@@ -279,8 +281,16 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_stash, &key);
 
 	if (!e) {
-		if (BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP)
-			count(LM_CTR_STASH_MISS);
+		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+			return 0;
+		/* A connect the dport exclusion dropped was counted as filtered already. */
+		if (lm_cfg.filter_dports) {
+			__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+
+			if (bpf_map_lookup_elem(&lm_excl_dport, &dport))
+				return 0;
+		}
+		count(LM_CTR_STASH_MISS);
 		return 0;
 	}
 	/* The error is set before tcp_done() moves the socket to CLOSE. */
@@ -288,7 +298,7 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 	e->status = status_of(newstate, e->sk_err);
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	if (read_endpoints(sk, e))
-		emit(e, sizeof(*e));
+		emit(e, sizeof(*e), LM_CTR_LOST);
 	else
 		count(LM_CTR_FILTERED);
 	bpf_map_delete_elem(&lm_stash, &key);
@@ -308,7 +318,7 @@ static __always_inline int handle_retransmit(const struct sock *sk, int state)
 	e->status = LM_STATUS_PENDING;
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	if (read_endpoints(sk, e))
-		emit(e, sizeof(*e));
+		emit(e, sizeof(*e), LM_CTR_LOST);
 	return 0;
 }
 
@@ -426,7 +436,7 @@ static __always_inline int handle_exec(const char *filename)
 	e->args_len = 0;
 	if (len > 0 && bpf_probe_read_user(e->args, len & (LM_ARGS_LEN - 1) ?: LM_ARGS_LEN, (void *)start) == 0)
 		e->args_len = len;
-	emit(e, sizeof(*e));
+	emit(e, sizeof(*e), LM_CTR_LOST_PROCESS);
 	return 0;
 }
 
@@ -445,7 +455,7 @@ static __always_inline int handle_exit(void)
 		.proc_start_ns = BPF_CORE_READ(task, start_boottime),
 	};
 
-	emit(&e, sizeof(e));
+	emit(&e, sizeof(e), LM_CTR_LOST_PROCESS);
 	return 0;
 }
 
@@ -538,7 +548,7 @@ static __always_inline int handle_fork(struct task_struct *parent, struct task_s
 		.ppid = BPF_CORE_READ(parent, tgid),
 	};
 
-	emit(&e, sizeof(e));
+	emit(&e, sizeof(e), LM_CTR_LOST_PROCESS);
 	return 0;
 }
 

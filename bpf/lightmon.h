@@ -47,11 +47,12 @@ enum lm_status {
 
 /* Counters in the per-CPU array lm_counters, by index. */
 enum lm_counter {
-	LM_CTR_LOST = 0,	  /* bpf_ringbuf_output failed: the ring was full */
+	LM_CTR_LOST = 0,	  /* a connection event lost: the ring was full */
 	LM_CTR_STASH_MISS = 1,	  /* outcome for a socket whose connect we did not see */
 	LM_CTR_STASH_FULL = 2,	  /* stash update failed */
 	LM_CTR_FILTERED = 3,	  /* dropped in the kernel by the loader's config */
-	LM_CTR_MAX = 4,
+	LM_CTR_LOST_PROCESS = 4,  /* an exec/exit/fork record lost: the ring was full */
+	LM_CTR_MAX = 5,
 };
 
 /* One outbound TCP connection attempt. */

@@ -14,7 +14,7 @@ import { UserNames } from "./enrich/users.ts";
 import type { ConnEvent } from "./event.ts";
 import { FilterStage, keepPredicate } from "./filter/select.ts";
 import { logLine } from "./output/logfile.ts";
-import { JsonRenderer, type Renderer, RenderStage } from "./output/renderer.ts";
+import { JsonRenderer, LineRenderer, type Renderer, RenderStage } from "./output/renderer.ts";
 import { SummaryRenderer } from "./output/summary.ts";
 import { TableOutput } from "./output/table.ts";
 import { LineWriter } from "./output/writer.ts";
@@ -51,6 +51,7 @@ async function run(renderer: Renderer): Promise<void> {
   for (const v of goldenRecords()) pipeline.push(v);
   pipeline.drain();
   pipeline.close();
+  await pipeline.settle(1000);
   await Deno.remove(passwd);
   const l = pipeline.ledger();
   assert.equal(l.seen, l.emitted);
@@ -59,25 +60,15 @@ async function run(renderer: Renderer): Promise<void> {
 /** What `f` writes to a LineWriter, as text. */
 async function collect(f: (w: LineWriter) => Renderer): Promise<string> {
   const chunks: Uint8Array[] = [];
-  const w = new LineWriter({ writeSync: (p) => (chunks.push(p.slice()), p.length) });
+  const w = new LineWriter({ write: (p: Uint8Array) => (chunks.push(p.slice()), p.length) });
   await run(f(w));
   return new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
 }
 
 /** A renderer that writes the original's log lines to a writer, as the log file gets them. */
-class LogLines implements Renderer {
-  #w: LineWriter;
-  constructor(w: LineWriter) {
-    this.#w = w;
-  }
+class LogLines extends LineRenderer {
   event(e: ConnEvent): void {
-    this.#w.line(logLine(e));
-  }
-  flush(): void {
-    this.#w.flush();
-  }
-  close(): void {
-    this.#w.flush();
+    this.out.line(logLine(e));
   }
 }
 

@@ -78,7 +78,7 @@ function defaultObjectPath(): string {
 
 /** The renderer for -output; table and summary code (and cli-table3) load only when used. */
 async function makeRenderer(o: Options): Promise<Renderer> {
-  const out = new LineWriter(Deno.stdout);
+  const out = new LineWriter(Deno.stdout, log);
   switch (o.output) {
     case "json":
       return new JsonRenderer(out);
@@ -163,10 +163,11 @@ async function main(argv: string[]): Promise<number> {
           return {
             seen: s.ledger.seen,
             emitted: s.ledger.emitted,
-            filtered: s.ledger.filtered,
+            filtered: s.ledger.filtered - Number(s.kernel.kernelFiltered),
             kernelFiltered: s.kernel.kernelFiltered,
             byStatus: output.byStatus,
             lost: s.kernel.lost,
+            dropped: s.ledger.dropped,
             processMisses: s.stages.processes.misses,
             containerMisses: s.stages.holdback.unnamed,
             processCacheEntries: s.stages.processes.entries,

@@ -66,4 +66,9 @@ export abstract class Stage<I, O = I> {
 
   /** After the drain: final output, release resources. */
   close(): void {}
+
+  /** After close: finish writing what is still queued, for at most `ms`. */
+  settle(_ms: number): Promise<void> {
+    return Promise.resolve();
+  }
 }

@@ -96,7 +96,7 @@ bpfTest("v4, v6, v4-mapped and refused connects are reported exactly once each, 
     got.forEach((e, i) => assertMatches(e, truths[name][i], { daddr, dport, family, status }));
     assert.ok(truths[name].every((t) => t.status === status), `${name}: the client saw ${status}`);
   }
-  assert.match(lm.stderr, /lightmon: seen \d+ emitted \d+ filtered 0 lost 0/);
+  assert.match(lm.stderr, /lightmon: seen \d+ emitted \d+ filtered 0 dropped 0/);
   await assertDetached();
 });
 
@@ -194,7 +194,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     assert.ok((await ourPrograms()).length >= 4, "programs attached while running");
     const st = await lm.stop(signal);
     assert.equal(st.code, 0);
-    assert.match(lm.stderr, /lightmon: seen \d+ emitted \d+ filtered \d+ lost 0\n$/);
+    assert.match(lm.stderr, /lightmon: seen \d+ emitted \d+ filtered \d+ dropped 0\n$/);
     await assertDetached();
   });
 }

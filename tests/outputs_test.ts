@@ -35,7 +35,7 @@ bpfTest("-exclude and -include leave exactly the expected events", async () => {
   }
   const events = lm.events().filter((e) => ports.includes(e.dport as number));
   assert.deepEqual(events.map((e) => [e.dport, e.sport]), tb.map((t) => [b.port, t.sport]));
-  assert.match(lm.stderr, /lightmon: seen \d+ emitted 3 filtered \d+ lost 0/);
+  assert.match(lm.stderr, /lightmon: seen \d+ emitted 3 filtered \d+ dropped 0/);
 });
 
 bpfTest("a malformed -exclude is one line pointing at the column, exit 2", async () => {
@@ -208,7 +208,7 @@ bpfTest("--metrics-addr serves Prometheus counts that match the events emitted",
     for (const f of m.values()) {
       for (const x of f.metrics) {
         for (const k of Object.keys(x.labels ?? {})) {
-          assert.ok(["status", "family", "kind", "version", "strategy", "where"].includes(k), k);
+          assert.ok(["status", "family", "kind", "version", "strategy", "where", "cause"].includes(k), k);
         }
       }
     }

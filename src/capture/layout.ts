@@ -105,4 +105,4 @@ export const KIND = { connect: 1, exec: 2, exit: 3, fork: 4 } as const;
 export const STATUS_NAMES: readonly Status[] = STATUSES;
 
 /** enum lm_counter, by index. */
-export const COUNTERS = ["lost", "stashMiss", "stashFull", "kernelFiltered"] as const;
+export const COUNTERS = ["lost", "stashMiss", "stashFull", "kernelFiltered", "lostProcess"] as const;

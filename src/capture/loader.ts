@@ -56,6 +56,11 @@ export interface Loaded {
   strategy: Strategy;
   /** Whether tracefs had to be mounted. */
   mountedTracefs: boolean;
+  /**
+   * The excluded ports the kernel drops: as many as its table holds. The rest are
+   * dropped by the user-space filter, which always applies the whole -exclude.
+   */
+  kernelDports: readonly number[];
 }
 
 /** Raised when no strategy could be loaded; `errors` says why for each. */
@@ -119,7 +124,8 @@ function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
   try {
     for (const p of PROGRAMS[strategy]) object.attach(p);
     releaseFreeMemory(); // libbpf freed the kernel's BTF after load: return it to the system
-    return { object, strategy, mountedTracefs };
+    const kernelDports = (o.excludedDports ?? []).slice(0, object.mapMaxEntries("lm_excl_dport"));
+    return { object, strategy, mountedTracefs, kernelDports };
   } catch (e) {
     object.close();
     throw e;
@@ -138,7 +144,7 @@ function openWith(
     for (const p of ALL_PROGRAMS) object.setAutoload(p, wanted.has(p));
     object.setInitialValue(".rodata", configBytes(strategy, o));
     object.load();
-    for (const port of o.excludedDports ?? []) {
+    for (const port of (o.excludedDports ?? []).slice(0, object.mapMaxEntries("lm_excl_dport"))) {
       object.updateElem("lm_excl_dport", new Uint8Array(new Uint16Array([port]).buffer), new Uint8Array([1]));
     }
     return object;

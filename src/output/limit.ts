@@ -28,6 +28,6 @@ export class CountLimit extends Stage<ConnEvent> {
   }
 
   override counters(): Counters {
-    return { "dropped.pastCount": this.#past };
+    return { "dropped.past-count": this.#past };
   }
 }

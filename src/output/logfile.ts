@@ -62,6 +62,7 @@ export class RotatingLog {
   #size = 0;
   #failing = false;
   #dropped = 0;
+  #droppedTotal = 0;
   #checkedAt = 0;
   #enc = new TextEncoder();
 
@@ -143,6 +144,7 @@ export class RotatingLog {
         } catch { /* the file is gone */ }
       }
       this.#dropped += lines.length;
+      this.#droppedTotal += lines.length;
       if (!this.#failing) {
         this.#failing = true;
         const why = e instanceof Error ? e.message.split(":")[0] : String(e);
@@ -159,6 +161,11 @@ export class RotatingLog {
   /** Events dropped since writing last failed. */
   get dropped(): number {
     return this.#dropped;
+  }
+
+  /** Events dropped over the whole run. */
+  get droppedTotal(): number {
+    return this.#droppedTotal;
   }
 
   close(): void {
@@ -186,4 +193,12 @@ export class LogRenderer implements Renderer {
     this.flush();
     this.#out.close();
   }
+  /** Writes are synchronous (a local file): nothing is left to finish. */
+  settle(): Promise<void> {
+    return Promise.resolve();
+  }
+  drops(): Readonly<Record<string, number>> {
+    return { "output-failed": this.#out.droppedTotal };
+  }
+  readonly closed = false;
 }

@@ -18,6 +18,8 @@ export interface MetricsSnapshot {
   /** emitted events by `${status} ${family}` */
   byStatus: ReadonlyMap<string, number>;
   lost: bigint;
+  /** Events dropped, by cause (the ledger's `dropped`). */
+  dropped: Readonly<Record<string, number>>;
   processMisses: number;
   containerMisses: number;
   processCacheEntries: number;
@@ -63,7 +65,22 @@ function registry(s: () => MetricsSnapshot): Registry {
       }
     },
   });
-  total("lightmon_events_seen_total", "Connection events received from the kernel", (x) => x.seen);
+  total(
+    "lightmon_events_seen_total",
+    "Connection events seen (kernel and user space): emitted + filtered + dropped",
+    (x) => x.seen,
+  );
+  total("lightmon_events_emitted_total", "Connection events written to the output", (x) => x.emitted);
+  new Counter({
+    name: "lightmon_events_dropped_total",
+    help: "Connection events seen but not written, by cause",
+    labelNames: ["cause"],
+    registers: [r],
+    collect() {
+      this.reset();
+      for (const [cause, n] of Object.entries(s().dropped)) this.inc({ cause }, n);
+    },
+  });
   new Counter({
     name: "lightmon_events_filtered_total",
     help: "Events dropped by -include/-exclude/-v6, in the kernel or in lightmon",

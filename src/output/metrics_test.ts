@@ -37,6 +37,7 @@ Deno.test("metrics: half-sent requests are closed after the idle timeout, and co
     kernelFiltered: 0n,
     byStatus: new Map([["established 4", 1]]),
     lost: 0n,
+    dropped: { "ring-full": 0 },
     processMisses: 0,
     containerMisses: 0,
     processCacheEntries: 0,

@@ -14,22 +14,42 @@ export interface Renderer {
   flush(): void;
   /** Final output (a table's bottom border, a summary) and release resources. */
   close(): void;
+  /** After close: finish writing, for at most `ms`. */
+  settle(ms: number): Promise<void>;
+  /** Events taken but not written, by cause (`output-stalled`, `output-failed`, ...). */
+  drops(): Readonly<Record<string, number>>;
+  /** The reader went away: the run should end. */
+  readonly closed: boolean;
+}
+
+/** What every renderer on a LineWriter shares: flushing, settling, drops. */
+export abstract class LineRenderer implements Renderer {
+  protected readonly out: LineWriter;
+  constructor(out: LineWriter) {
+    this.out = out;
+  }
+  abstract event(e: ConnEvent): void;
+  flush(): void {
+    this.out.flush();
+  }
+  close(): void {
+    this.out.flush();
+  }
+  settle(ms: number): Promise<void> {
+    return this.out.settle(ms);
+  }
+  drops(): Readonly<Record<string, number>> {
+    return this.out.drops;
+  }
+  get closed(): boolean {
+    return this.out.closed;
+  }
 }
 
 /** JSON lines on a writer. */
-export class JsonRenderer implements Renderer {
-  #out: LineWriter;
-  constructor(out: LineWriter) {
-    this.#out = out;
-  }
+export class JsonRenderer extends LineRenderer {
   event(e: ConnEvent): void {
-    this.#out.line(toJson(e));
-  }
-  flush(): void {
-    this.#out.flush();
-  }
-  close(): void {
-    this.#out.flush();
+    this.out.line(toJson(e));
   }
 }
 
@@ -46,12 +66,13 @@ export function terminalWidth(): number {
 
 /**
  * The last stage: events into the renderer. A reader that went away (a closed
- * pipe) ends the run quietly; any other write failure ends it with one line.
+ * pipe) ends the run quietly; events the output could not write are counted by
+ * cause, so the ledger still adds up.
  */
 export class RenderStage extends Stage<ConnEvent, void> {
   readonly name = "output";
   #renderer: Renderer;
-  #emitted = 0;
+  #taken = 0;
   /** Emitted events by status: [IPv4, IPv6] counts (no string built per event). */
   #byStatus = new Map<string, [number, number]>();
 
@@ -62,13 +83,13 @@ export class RenderStage extends Stage<ConnEvent, void> {
 
   push(e: ConnEvent): void {
     this.#guard(() => this.#renderer.event(e));
-    this.#emitted++;
+    this.#taken++;
     let n = this.#byStatus.get(e.status);
     if (!n) this.#byStatus.set(e.status, n = [0, 0]);
     n[e.family === 6 ? 1 : 0]++;
   }
 
-  /** Emitted events by `${status} ${family}`, for the metrics. */
+  /** Events handed to the output by `${status} ${family}`, for the metrics. */
   get byStatus(): Map<string, number> {
     const out = new Map<string, number>();
     for (const [status, [v4, v6]] of this.#byStatus) {
@@ -80,16 +101,22 @@ export class RenderStage extends Stage<ConnEvent, void> {
 
   override flush(): void {
     this.#guard(() => this.#renderer.flush());
+    if (this.#renderer.closed) this.ctx.stop(0);
+  }
+
+  override housekeeping(): void {
+    if (this.#renderer.closed) this.ctx.stop(0);
   }
 
   override close(): void {
-    try {
-      this.#renderer.close();
-    } catch (e) {
-      if (!(e instanceof Deno.errors.BrokenPipe)) this.ctx.log(`lightmon: cannot write output: ${e}`);
-    }
+    this.#guard(() => this.#renderer.close());
   }
 
+  override settle(ms: number): Promise<void> {
+    return this.#renderer.settle(ms);
+  }
+
+  /** Output faults are counted by the renderer; anything thrown here is a bug or a dead output. */
   #guard(write: () => void): void {
     try {
       write();
@@ -101,6 +128,13 @@ export class RenderStage extends Stage<ConnEvent, void> {
   }
 
   override counters(): Counters {
-    return { emitted: this.#emitted };
+    const c: Counters = {};
+    let dropped = 0;
+    for (const [cause, n] of Object.entries(this.#renderer.drops())) {
+      c[`dropped.${cause}`] = n;
+      dropped += n;
+    }
+    c.emitted = this.#taken - dropped;
+    return c;
   }
 }

@@ -7,7 +7,7 @@
 import Table from "cli-table3";
 import type { ConnEvent } from "../event.ts";
 import { cellText, COLUMNS, FIELDS } from "../fields.ts";
-import type { Renderer } from "./renderer.ts";
+import { LineRenderer } from "./renderer.ts";
 import { forTerminal, jsonString } from "../text/sanitize.ts";
 import { rfc3339Nano } from "../text/time.ts";
 import type { LineWriter } from "./writer.ts";
@@ -142,14 +142,13 @@ export class FlowTable {
 export const SUMMARY_HEAD = ["COUNT", ...FLOW_COLUMNS.map((c) => c.head), "FIRST SEEN", "LAST SEEN"];
 
 /** The summary output: nothing until close(). */
-export class SummaryRenderer implements Renderer {
-  #out: LineWriter;
+export class SummaryRenderer extends LineRenderer {
   #format: "table" | "json";
   #table: FlowTable;
   #log: (line: string) => void;
 
   constructor(out: LineWriter, format: "table" | "json", log: (line: string) => void = () => {}, max = MAX_FLOWS) {
-    this.#out = out;
+    super(out);
     this.#format = format;
     this.#log = log;
     this.#table = new FlowTable(max);
@@ -163,16 +162,17 @@ export class SummaryRenderer implements Renderer {
     }
   }
 
-  flush(): void {}
+  override flush(): void {}
 
-  close(): void {
+  /** The flows; their lines carry no event each (every event was counted into a flow). */
+  override close(): void {
     if (this.#format === "json") {
-      for (const line of this.#table.jsonLines()) this.#out.line(line);
+      for (const line of this.#table.jsonLines()) this.out.line(line, 0);
     } else {
       const t = new Table({ head: SUMMARY_HEAD, style: { head: [], border: [] } });
       for (const row of this.#table.rows()) t.push(row.map(forTerminal));
-      this.#out.line(t.toString());
+      this.out.line(t.toString(), 0);
     }
-    this.#out.flush();
+    this.out.flush();
   }
 }

@@ -33,13 +33,14 @@ Deno.test("events fold into unique flows with counts and first/last seen", () =>
   ]]);
 });
 
-Deno.test("the flow table is capped: the rest fold into one overflow row, said once", () => {
+Deno.test("the flow table is capped: the rest fold into one overflow row, said once", async () => {
   const said: string[] = [];
   const chunks: string[] = [];
-  const w = new LineWriter({ writeSync: (p) => (chunks.push(new TextDecoder().decode(p)), p.length) });
+  const w = new LineWriter({ write: (p: Uint8Array) => (chunks.push(new TextDecoder().decode(p)), p.length) });
   const r = new SummaryRenderer(w, "json", (l) => said.push(l), 3);
   for (let i = 0; i < 1000; i++) r.event(sampleEvent({ daddr: `10.0.${i >> 8}.${i & 255}`, status: "refused" }));
   r.close();
+  await r.settle(1000);
   const lines = chunks.join("").trim().split("\n").map((l) => JSON.parse(l));
   assert.equal(lines.length, 4);
   assert.deepEqual(lines.slice(0, 3).map((l) => l.count), [1, 1, 1]);
@@ -48,12 +49,13 @@ Deno.test("the flow table is capped: the rest fold into one overflow row, said o
   assert.equal(said.length, 1);
 });
 
-Deno.test("summary JSON escapes C1 controls and bidi overrides like the event JSON", () => {
+Deno.test("summary JSON escapes C1 controls and bidi overrides like the event JSON", async () => {
   const chunks: string[] = [];
-  const w = new LineWriter({ writeSync: (p) => (chunks.push(new TextDecoder().decode(p)), p.length) });
+  const w = new LineWriter({ write: (p: Uint8Array) => (chunks.push(new TextDecoder().decode(p)), p.length) });
   const r = new SummaryRenderer(w, "json");
   r.event(sampleEvent({ container: "a\u009b31m\u202eb", exe: "/x\x1b" }));
   r.close();
+  await r.settle(1000);
   const line = chunks.join("").trim();
   // deno-lint-ignore no-control-regex
   assert.ok(!/[\u0080-\u009f\u202e\x1b]/.test(line), line);

@@ -8,7 +8,7 @@ import Table from "cli-table3";
 import type { ConnEvent } from "../event.ts";
 import { cellText, COLUMNS } from "../fields.ts";
 import { forTerminal } from "../text/sanitize.ts";
-import type { Renderer } from "./renderer.ts";
+import { LineRenderer } from "./renderer.ts";
 import type { LineWriter } from "./writer.ts";
 
 const PLAIN_ASCII = /^[\x20-\x7e]*$/;
@@ -111,21 +111,19 @@ export class TableRenderer {
 }
 
 /** The bordered table on a writer. */
-export class TableOutput implements Renderer {
-  #out: LineWriter;
+export class TableOutput extends LineRenderer {
   #table: TableRenderer;
   constructor(out: LineWriter, width: number) {
-    this.#out = out;
+    super(out);
     this.#table = new TableRenderer(width);
   }
   event(e: ConnEvent): void {
-    for (const l of this.#table.render(e)) this.#out.line(l);
+    const lines = this.#table.render(e);
+    // Header lines carry no event: only the row counts if it is dropped.
+    for (let i = 0; i < lines.length; i++) this.out.line(lines[i], i === lines.length - 1 ? 1 : 0);
   }
-  flush(): void {
-    this.#out.flush();
-  }
-  close(): void {
-    for (const l of this.#table.footer()) this.#out.line(l);
-    this.#out.flush();
+  override close(): void {
+    for (const l of this.#table.footer()) this.out.line(l, 0);
+    this.out.flush();
   }
 }

@@ -1,55 +1,180 @@
 /**
- * Buffered line output to a file descriptor: lines are collected and written in
- * one call per batch of events.
+ * Line output that never blocks the pipeline: lines are collected per batch of
+ * events, and each batch is queued for an asynchronous writer. A reader that
+ * stops reading (a stalled pipe, a paused terminal) fills the bounded queue, and
+ * from then on whole batches are dropped and counted until it reads again;
+ * signals, timers and the ring buffer keep being served meanwhile.
  * @module
  */
 
-/** Where lines go; Deno.stdout in production, a buffer in tests. */
-export interface SyncSink {
-  writeSync(p: Uint8Array): number;
+/** Where lines go: Deno.stdout in production, a buffer in tests. */
+export interface Sink {
+  write(p: Uint8Array): Promise<number> | number;
+}
+
+/** Why lines were not written, as the ledger names the causes. */
+export interface WriteDrops {
+  /** The reader did not keep up: the queue was full. */
+  "output-stalled": number;
+  /** The write failed (EIO, ENOSPC on a redirected file, ...). */
+  "output-failed": number;
+  /** The reader went away (EPIPE) with these still queued. */
+  "output-closed": number;
+}
+
+interface Chunk {
+  bytes: Uint8Array;
+  events: number;
 }
 
 const NEWLINE = 0x0a;
+/** Lines are written in batches; this much is queued at most before batches are dropped. */
+export const MAX_QUEUED_BYTES = 16 << 20;
 
 /**
- * Collects lines in one reused buffer and writes them on flush(), or when the
- * buffer fills. A line that does not fit an empty buffer is written on its own.
+ * Collects lines in one reused buffer; flush() queues them for writing. A line
+ * that does not fit an empty buffer is queued on its own. Each line says how many
+ * events it carries (a table's header carries none), so drops are counted in events.
  */
 export class LineWriter {
-  #sink: SyncSink;
+  #sink: Sink;
+  #log: (line: string) => void;
   #buf: Uint8Array;
   #len = 0;
+  #events = 0;
   #encoder = new TextEncoder();
+  #queue: Chunk[] = [];
+  #queued = 0;
+  #maxQueued: number;
+  /** The writer loop, while `#running`: it clears the flag the moment the queue is empty. */
+  #pumping: Promise<void> = Promise.resolve();
+  #running = false;
+  #closed = false;
+  #failing = false;
+  #stalled = false;
+  #drops: WriteDrops = { "output-stalled": 0, "output-failed": 0, "output-closed": 0 };
 
-  constructor(sink: SyncSink, bufferBytes = 1 << 20) {
+  constructor(sink: Sink, log: (line: string) => void = () => {}, bufferBytes = 1 << 20, maxQueued = MAX_QUEUED_BYTES) {
     this.#sink = sink;
+    this.#log = log;
     this.#buf = new Uint8Array(bufferBytes);
+    this.#maxQueued = maxQueued;
   }
 
-  /** Queue one line (without its newline). */
-  line(s: string): void {
+  /** Whether the reader went away (EPIPE): the run should end. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Events not written, by cause. */
+  get drops(): Readonly<WriteDrops> {
+    return this.#drops;
+  }
+
+  /** Queue one line (without its newline) carrying `events` events. */
+  line(s: string, events = 1): void {
     // UTF-8 takes at most 3 bytes per UTF-16 unit.
     if (this.#len + s.length * 3 + 1 > this.#buf.length) {
       this.flush();
       if (s.length * 3 + 1 > this.#buf.length) {
-        this.#write(this.#encoder.encode(s + "\n"));
+        this.#enqueue(this.#encoder.encode(s + "\n"), events);
         return;
       }
     }
     this.#len += this.#encoder.encodeInto(s, this.#buf.subarray(this.#len)).written;
     this.#buf[this.#len++] = NEWLINE;
+    this.#events += events;
   }
 
-  #write(bytes: Uint8Array): void {
-    let off = 0;
-    while (off < bytes.length) off += this.#sink.writeSync(bytes.subarray(off));
-  }
-
-  /** Write everything queued. Throws the sink's error (e.g. BrokenPipe). */
+  /** Queue everything collected for writing. */
   flush(): void {
     if (this.#len === 0) return;
-    const n = this.#len;
-    this.#len = 0; // what failed to write is dropped, never written twice
-    this.#write(this.#buf.subarray(0, n));
+    const bytes = this.#buf.slice(0, this.#len);
+    const events = this.#events;
+    this.#len = 0;
+    this.#events = 0;
+    this.#enqueue(bytes, events);
+  }
+
+  #enqueue(bytes: Uint8Array, events: number): void {
+    if (this.#closed) {
+      this.#drops["output-closed"] += events;
+      return;
+    }
+    if (this.#queued + bytes.length > this.#maxQueued && this.#queue.length > 0) {
+      this.#drops["output-stalled"] += events;
+      if (!this.#stalled) {
+        this.#stalled = true;
+        this.#log(`lightmon: output: the reader is not keeping up; dropping events until it does`);
+      }
+      return;
+    }
+    this.#queue.push({ bytes, events });
+    this.#queued += bytes.length;
+    if (!this.#running) {
+      this.#running = true;
+      this.#pumping = this.#pump();
+    }
+  }
+
+  /** Write until the queue is empty; `#running` goes false in the same tick the queue is seen empty. */
+  async #pump(): Promise<void> {
+    for (;;) {
+      const chunk = this.#queue[0];
+      if (!chunk) {
+        this.#running = false;
+        return;
+      }
+      let off = 0;
+      try {
+        while (off < chunk.bytes.length) off += await this.#sink.write(chunk.bytes.subarray(off));
+        // Said once the writes succeed again (failing) or the queue caught up (stalled).
+        if (this.#failing || (this.#stalled && this.#queue.length === 1)) {
+          this.#log(`lightmon: output: writing again; ${this.#lost()} events were dropped so far`);
+          this.#failing = this.#stalled = false;
+        }
+      } catch (e) {
+        if (e instanceof Deno.errors.BrokenPipe) {
+          this.#closed = true;
+          for (const c of this.#queue) this.#drops["output-closed"] += c.events;
+          this.#queue = [];
+          this.#queued = 0;
+          this.#running = false;
+          return;
+        }
+        // A partly written batch counts whole: its tail is gone and its head unreadable.
+        this.#drops["output-failed"] += chunk.events;
+        if (!this.#failing) {
+          this.#failing = true;
+          this.#log(`lightmon: output: cannot write (${e instanceof Error ? e.message : e}); dropping events`);
+        }
+      }
+      if (this.#queue[0] !== chunk) continue; // settle() gave up on it meanwhile
+      this.#queue.shift();
+      this.#queued -= chunk.bytes.length;
+    }
+  }
+
+  #lost(): number {
+    const d = this.#drops;
+    return d["output-stalled"] + d["output-failed"] + d["output-closed"];
+  }
+
+  /**
+   * Write what is queued, waiting at most `ms`: what is still queued after that
+   * (the reader stopped reading) is counted as stalled and given up.
+   */
+  async settle(ms: number): Promise<void> {
+    this.flush();
+    if (!this.#running) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), ms)));
+    const done = await Promise.race([this.#pumping.then(() => "done" as const), late]);
+    clearTimeout(timer);
+    if (done === "late") {
+      for (const c of this.#queue) this.#drops["output-stalled"] += c.events;
+      this.#queue = [];
+      this.#queued = 0;
+    }
   }
 }

@@ -5,28 +5,64 @@ function collector() {
   const chunks: Uint8Array[] = [];
   return {
     chunks,
-    writeSync(p: Uint8Array) {
+    write(p: Uint8Array) {
       // Take at most 5 bytes per call, as a pipe may.
       const n = Math.min(5, p.length);
       chunks.push(p.slice(0, n));
-      return n;
+      return Promise.resolve(n);
     },
     text: () => new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c]))),
   };
 }
 
-Deno.test("lines are written whole, in order, across partial writes and a full buffer", () => {
+Deno.test("lines are written whole, in order, across partial writes and a full buffer", async () => {
   const c = collector();
-  const w = new LineWriter(c, 64);
+  const w = new LineWriter(c, undefined, 64);
   for (let i = 0; i < 20; i++) w.line(`line ${i} ünïcödé`);
   w.line("x".repeat(100)); // longer than the buffer
-  w.flush();
+  await w.settle(1000);
   const expected = Array.from({ length: 20 }, (_, i) => `line ${i} ünïcödé\n`).join("") + "x".repeat(100) + "\n";
   assert.equal(c.text(), expected);
+  assert.deepEqual(w.drops, { "output-stalled": 0, "output-failed": 0, "output-closed": 0 });
 });
 
-Deno.test("flush with nothing queued writes nothing", () => {
+Deno.test("flush with nothing queued writes nothing", async () => {
   const c = collector();
-  new LineWriter(c).flush();
+  const w = new LineWriter(c);
+  w.flush();
+  await w.settle(100);
   assert.equal(c.chunks.length, 0);
+});
+
+Deno.test("a reader that stops reading never blocks line(): whole batches are dropped and counted", async () => {
+  // A write that never completes: the pipe's reader stopped reading.
+  const stuck = { write: () => new Promise<number>(() => {}) };
+  const said: string[] = [];
+  const w = new LineWriter(stuck, (l) => said.push(l), 1024, 4096);
+  const line = "y".repeat(99);
+  for (let batch = 0; batch < 100; batch++) {
+    for (let i = 0; i < 10; i++) w.line(line); // 1000 bytes a batch
+    w.flush();
+  }
+  const t0 = performance.now();
+  await w.settle(200);
+  assert.ok(performance.now() - t0 < 1000, "settle() waited past its deadline");
+  // Four batches fit the queue; the other 96 were dropped as they came, and the
+  // four queued were given up at the deadline.
+  assert.deepEqual(w.drops, { "output-stalled": 1000, "output-failed": 0, "output-closed": 0 });
+  assert.deepEqual(said, ["lightmon: output: the reader is not keeping up; dropping events until it does"]);
+});
+
+Deno.test("a reader that went away closes the writer; what was queued counts as closed", async () => {
+  const gone = {
+    write: () => Promise.reject(new Deno.errors.BrokenPipe("Broken pipe (os error 32)")),
+  };
+  const w = new LineWriter(gone);
+  w.line("a");
+  w.line("b");
+  await w.settle(1000);
+  assert.equal(w.closed, true);
+  w.line("c");
+  w.flush();
+  assert.deepEqual(w.drops, { "output-stalled": 0, "output-failed": 0, "output-closed": 3 });
 });

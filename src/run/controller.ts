@@ -39,6 +39,7 @@ export interface RunOptions {
 
 /** The run's state, as the exit line, --stats and the metrics read it. */
 export interface RunState {
+  /** The whole run's ledger: the kernel's drops and filtering included. */
   ledger: Ledger;
   /** Each stage's counters, by stage name. */
   stages: Record<string, Counters>;
@@ -49,6 +50,48 @@ export interface RunState {
   strategy: Strategy;
 }
 
+/**
+ * The user-space ledger joined with the kernel's: events the kernel filtered are
+ * seen and filtered; connection events the ring had no room for (`ring-full`),
+ * outcomes whose connect was evicted from the stash or began before the start
+ * (`stash-miss`) and stash updates that failed (`stash-full`) are seen and dropped.
+ * So `seen = emitted + filtered + dropped` holds for the whole run.
+ */
+export function runLedger(user: Ledger, kernel: Record<(typeof COUNTERS)[number], bigint>): Ledger {
+  const kernelDropped = {
+    "ring-full": Number(kernel.lost),
+    "stash-miss": Number(kernel.stashMiss),
+    "stash-full": Number(kernel.stashFull),
+  };
+  const kernelFiltered = Number(kernel.kernelFiltered);
+  const dropped = { ...kernelDropped, ...user.dropped };
+  return {
+    seen: user.seen + kernelFiltered + Object.values(kernelDropped).reduce((a, b) => a + b, 0),
+    emitted: user.emitted,
+    filtered: user.filtered + kernelFiltered,
+    dropped,
+  };
+}
+
+/** `seen S emitted E filtered F dropped D (cause n, ...)`, naming the causes that dropped any. */
+export function ledgerLine(l: Ledger): string {
+  const causes = Object.entries(l.dropped).filter(([, n]) => n > 0);
+  const total = causes.reduce((a, [, n]) => a + n, 0);
+  const why = causes.length ? ` (${causes.map(([c, n]) => `${c} ${n}`).join(", ")})` : "";
+  return `lightmon: seen ${l.seen} emitted ${l.emitted} filtered ${l.filtered} dropped ${total}${why}`;
+}
+
+/** What the start-up line says of the dport exclusions the kernel applies. */
+function kernelNote(inKernel: readonly number[], wanted: number): string {
+  if (inKernel.length === 0) return "";
+  const ports = inKernel.length <= 8 ? `dport ${inKernel.join(",")}` : `${inKernel.length} dports`;
+  const rest = wanted - inKernel.length;
+  const more = rest > 0 ? ` (${rest} more in user space: the kernel's table holds ${inKernel.length})` : "";
+  return `, dropping ${ports} in the kernel${more}`;
+}
+
+/** How long the output may take to write what is queued once the run stops. */
+const FINAL_WRITE_MS = 2000;
 const HOUSEKEEPING_MS = 5000;
 
 /** Run until stopped; resolves with the exit code. */
@@ -86,7 +129,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
   const { object, strategy } = loaded;
   const tried = fallbacks.length ? ` (unavailable: ${fallbacks.join(", ")})` : "";
   const mounted = loaded.mountedTracefs ? ", mounted tracefs on /sys/kernel/tracing" : "";
-  const inKernel = o.excludedDports.length ? `, dropping dport ${o.excludedDports.join(",")} in the kernel` : "";
+  const inKernel = kernelNote(loaded.kernelDports, o.excludedDports.length);
 
   let flushQueued = false;
   const ctx: StageContext = {
@@ -104,20 +147,18 @@ export async function runMonitor(o: RunOptions): Promise<number> {
   const decode = new DecodeStage();
   const pipeline = new Pipeline<DataView>([decode, ...o.stages], ctx);
   let consumer: RingConsumer | undefined;
-  const state = (): RunState => ({
-    ledger: pipeline.ledger(),
-    stages: pipeline.counters(),
-    kernel: readCounters(object),
-    ringFill: consumer?.lastFill ?? 0,
-    ringFillMax: consumer?.maxFill ?? 0,
-    strategy,
-  });
-  // Filtered counts both: events the kernel dropped (-exclude dport, -v6=false) and ours.
-  const statsLine = () => {
-    const s = state();
-    const filtered = s.ledger.filtered + Number(s.kernel.kernelFiltered);
-    return `lightmon: seen ${s.ledger.seen} emitted ${s.ledger.emitted} filtered ${filtered} lost ${s.kernel.lost}`;
+  const state = (): RunState => {
+    const kernel = readCounters(object);
+    return {
+      ledger: runLedger(pipeline.ledger(), kernel),
+      stages: pipeline.counters(),
+      kernel,
+      ringFill: consumer?.lastFill ?? 0,
+      ringFillMax: consumer?.maxFill ?? 0,
+      strategy,
+    };
   };
+  const statsLine = () => ledgerLine(state().ledger);
   const timers: (() => void)[] = [];
   // From here on every exit path detaches and closes what was loaded.
   try {
@@ -153,11 +194,18 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     if (o.durationMs > 0) timers.push(after(o.durationMs, () => stop(0)));
     timers.push(every(HOUSEKEEPING_MS, () => pipeline.housekeeping()));
     let lastLost = 0n;
+    let lastLostProcess = 0n;
     timers.push(every(o.statsIntervalMs > 0 ? o.statsIntervalMs : 1000, () => {
       if (o.statsIntervalMs > 0) return o.log(statsLine());
-      const lost = readCounters(object).lost;
+      const { lost, lostProcess } = readCounters(object);
       if (lost > lastLost) o.log(`lightmon: ${lost - lastLost} events lost (ring buffer full)`);
+      if (lostProcess > lastLostProcess) {
+        o.log(
+          `lightmon: ${lostProcess - lastLostProcess} process records lost (ring buffer full): names may be missing`,
+        );
+      }
       lastLost = lost;
+      lastLostProcess = lostProcess;
     }));
 
     await stopped;
@@ -168,6 +216,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     await consumer?.stop();
     pipeline.drain();
     pipeline.close();
+    await pipeline.settle(FINAL_WRITE_MS);
     const line = statsLine();
     object.close();
     Deno.removeSignalListener("SIGINT", onSignal);

@@ -78,4 +78,9 @@ export class Pipeline<I> {
   close(): void {
     for (const s of this.stages) s.close();
   }
+
+  /** After close: let every stage finish its writes, for at most `ms`. */
+  async settle(ms: number): Promise<void> {
+    await Promise.all(this.stages.map((s) => s.settle(ms)));
+  }
 }

@@ -3,7 +3,8 @@ import { SnapshotOverlap } from "../capture/snapshot.ts";
 import type { RawConnect } from "../capture/decode.ts";
 import { FilterStage } from "../filter/select.ts";
 import { CountLimit } from "../output/limit.ts";
-import { type Renderer, RenderStage } from "../output/renderer.ts";
+import { JsonRenderer, type Renderer, RenderStage } from "../output/renderer.ts";
+import { LineWriter } from "../output/writer.ts";
 import { type Counters, Stage, type StageContext } from "../stage.ts";
 import { sampleEvent } from "../testdata/event.ts";
 import { harness } from "../testdata/stage.ts";
@@ -61,7 +62,7 @@ Deno.test("--count passes N events, asks once to stop, and counts what arrives a
   for (let i = 0; i < 5; i++) c.push(sampleEvent({ pid: i }));
   assert.deepEqual(run.out.map((e) => e.pid), [0, 1]);
   assert.deepEqual(run.stops, [0]);
-  assert.deepEqual(c.counters(), { "dropped.pastCount": 3 });
+  assert.deepEqual(c.counters(), { "dropped.past-count": 3 });
 });
 
 function raw(status: RawConnect["status"], sport: number): RawConnect {
@@ -112,10 +113,13 @@ function failing(error: Error): Renderer {
       throw error;
     },
     close: () => {},
+    settle: () => Promise.resolve(),
+    drops: () => ({}),
+    closed: false,
   };
 }
 
-Deno.test("the output stage ends the run quietly on a closed pipe, and with one line on other write errors", () => {
+Deno.test("the output stage ends the run quietly on a closed pipe, and with one line on other errors", () => {
   const pipe = new RenderStage(failing(new Deno.errors.BrokenPipe("broken pipe")));
   const a = harness(pipe);
   pipe.push(sampleEvent());
@@ -128,4 +132,39 @@ Deno.test("the output stage ends the run quietly on a closed pipe, and with one 
   assert.deepEqual(b.stops, [1]);
   assert.deepEqual(b.logs, ["lightmon: cannot write output: No space left on device (os error 28)"]);
   assert.deepEqual([...full.byStatus], [["established 4", 1]]);
+});
+
+Deno.test("the output stage counts what its writer dropped, so the ledger adds up", async () => {
+  let fail = false;
+  const sink = {
+    write: (p: Uint8Array) => {
+      if (fail) throw new Error("Input/output error (os error 5)");
+      return p.length;
+    },
+  };
+  const logs: string[] = [];
+  const out = new RenderStage(new JsonRenderer(new LineWriter(sink, (l) => logs.push(l))));
+  const run = harness(out);
+  for (let i = 0; i < 3; i++) out.push(sampleEvent());
+  out.flush();
+  await out.settle(1000);
+  fail = true;
+  for (let i = 0; i < 2; i++) out.push(sampleEvent());
+  out.flush();
+  await out.settle(1000);
+  fail = false;
+  out.push(sampleEvent());
+  out.flush();
+  await out.settle(1000);
+  assert.deepEqual(out.counters(), {
+    emitted: 4,
+    "dropped.output-stalled": 0,
+    "dropped.output-failed": 2,
+    "dropped.output-closed": 0,
+  });
+  assert.deepEqual(logs, [
+    "lightmon: output: cannot write (Input/output error (os error 5)); dropping events",
+    "lightmon: output: writing again; 2 events were dropped so far",
+  ]);
+  assert.deepEqual(run.stops, []);
 });
