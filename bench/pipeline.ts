@@ -38,7 +38,7 @@ const deps = {
   containers: { get: () => undefined },
 };
 const keep = compileFilter("dport=80 || dport=0")!;
-const sink = { writeSync: (p: Uint8Array) => p.length };
+const sink = { write: (p: Uint8Array) => p.length };
 const out = new LineWriter(sink);
 
 function time(name: string, f: () => void): number {
