@@ -28,7 +28,7 @@ import { DockerSource } from "./enrich/docker.ts";
 import { CONTAINERD_TASKS } from "./enrich/state_files.ts";
 import { JsonRenderer, type Renderer, RenderStage, terminalWidth } from "./output/renderer.ts";
 import { LineWriter } from "./output/writer.ts";
-import { LogRenderer, RotatingLog } from "./output/logfile.ts";
+import { LogRenderer, prepareLogDir, RotatingLog } from "./output/logfile.ts";
 import { VERSION } from "./version.ts";
 
 const log = (line: string) => console.error(line);
@@ -87,6 +87,7 @@ async function makeRenderer(o: Options): Promise<Renderer> {
       return new TableOutput(out, terminalWidth());
     }
     case "log":
+      prepareLogDir(o.logPath);
       return new LogRenderer(new RotatingLog(o.logPath, o.logKeep, log));
     case "summary": {
       const { SummaryRenderer } = await import("./output/summary.ts");

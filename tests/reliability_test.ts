@@ -213,3 +213,24 @@ bpfTest(
     await assertDetached();
   },
 );
+
+bpfTest(
+  "-log_path in a directory others can write (not sticky) is one line and exit 2, before anything loads",
+  async () => {
+    const dir = Deno.makeTempDirSync();
+    Deno.chmodSync(dir, 0o777);
+    try {
+      const lm = new Lightmon(["-output", "log", "-log_path", dir]);
+      const st = await lm.exit(10_000);
+      assert.equal(st.code, 2);
+      assert.equal(
+        lm.stderr,
+        `lightmon: -log_path ${dir}: refusing to write logs there: others can write it and it is not sticky; ` +
+          "use a directory only root can write (e.g. /var/log/lightmon)\n",
+      );
+      assert.deepEqual([...Deno.readDirSync(dir)], []);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);

@@ -6,13 +6,74 @@
  * A write that fails (full disk, removed directory) drops that batch whole, says so
  * once on stderr and truncates away any partial line; writing resumes by itself
  * when it can, and says so.
+ *
+ * lightmon writes these files as root, so a file is opened without following a
+ * symlink (O_NOFOLLOW) or blocking on a planted FIFO (O_NONBLOCK), created
+ * exclusively when new, and kept only if it is a regular file of ours, forced to
+ * 0640. A directory others can write is refused unless it is sticky (then nobody
+ * else can replace our files in it).
  * @module
  */
+import fs from "node:fs";
 import type { ConnEvent } from "../event.ts";
 import { FIELDS } from "../fields.ts";
 import type { Renderer } from "./renderer.ts";
 import { jsonString } from "../text/sanitize.ts";
 import { pad2 } from "../text/time.ts";
+import { UsageError } from "../usage_error.ts";
+
+const { O_WRONLY, O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+const FILE_MODE = 0o640;
+
+/** Why lightmon must not write logs in `dir` (which exists), or undefined when it may. */
+export function unsafeLogDir(dir: string, euid = Deno.uid() ?? 0): string | undefined {
+  const st = Deno.lstatSync(dir);
+  if (st.isSymlink) return "it is a symlink; give its real path";
+  if (!st.isDirectory) return "it is not a directory";
+  const mode = st.mode ?? 0;
+  if (st.uid !== euid && st.uid !== 0) return `it belongs to uid ${st.uid}; use a directory of root's`;
+  if ((mode & 0o022) !== 0 && (mode & 0o1000) === 0) {
+    return "others can write it and it is not sticky; use a directory only root can write (e.g. /var/log/lightmon)";
+  }
+  return undefined;
+}
+
+/** Create `dir` if missing (0750) and check it; a UsageError names what is wrong. */
+export function prepareLogDir(dir: string): void {
+  try {
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o750 });
+  } catch (e) {
+    throw new UsageError(`-log_path ${dir}: cannot create it (${e instanceof Error ? e.message.split(":")[0] : e})`);
+  }
+  const why = unsafeLogDir(dir);
+  if (why) throw new UsageError(`-log_path ${dir}: refusing to write logs there: ${why}`);
+}
+
+/**
+ * Open `path` for appending, never through a symlink and never blocking: new files
+ * exclusively, existing ones only if they are regular files owned by `euid`. The
+ * mode is forced to 0640 either way.
+ */
+export function openLogFile(path: string, euid = Deno.uid() ?? 0): number {
+  const flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK;
+  let fd: number;
+  try {
+    fd = fs.openSync(path, flags | O_CREAT | O_EXCL, FILE_MODE);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    fd = fs.openSync(path, flags); // ELOOP for a symlink, ENXIO for a FIFO without reader
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new Error(`${path} is not a regular file`);
+    if (st.uid !== euid) throw new Error(`${path} belongs to uid ${st.uid}, not to lightmon`);
+    fs.fchmodSync(fd, FILE_MODE);
+    return fd;
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+}
 
 /** The file name for the hour that contains `ms` (local time). */
 export function logFileName(ms: number): string {
@@ -57,7 +118,7 @@ export class RotatingLog {
   #keep: number;
   #now: () => number;
   #log: (line: string) => void;
-  #file: Deno.FsFile | undefined;
+  #fd: number | undefined;
   #name = "";
   #size = 0;
   #failing = false;
@@ -79,14 +140,22 @@ export class RotatingLog {
   }
 
   #open(name: string): void {
-    this.#file?.close();
-    this.#file = undefined;
+    this.#closeFile();
     Deno.mkdirSync(this.#dir, { recursive: true, mode: 0o750 });
-    const path = `${this.#dir}/${name}`;
-    this.#file = Deno.openSync(path, { append: true, create: true, mode: 0o640 });
+    const why = unsafeLogDir(this.#dir);
+    if (why) throw new Error(`refusing ${this.#dir}: ${why}`);
+    this.#fd = openLogFile(`${this.#dir}/${name}`);
     this.#name = name;
-    this.#size = this.#file.statSync().size;
+    this.#size = fs.fstatSync(this.#fd).size;
     this.#prune();
+  }
+
+  #closeFile(): void {
+    if (this.#fd === undefined) return;
+    try {
+      fs.closeSync(this.#fd);
+    } catch { /* already gone */ }
+    this.#fd = undefined;
   }
 
   /**
@@ -111,7 +180,7 @@ export class RotatingLog {
   #ensure(): void {
     const now = this.#now();
     const name = logFileName(now);
-    if (!this.#file || name !== this.#name) return this.#open(name);
+    if (this.#fd === undefined || name !== this.#name) return this.#open(name);
     // A deleted file or directory would swallow writes silently: look now and then.
     if (now - this.#checkedAt > 2000) {
       this.#checkedAt = now;
@@ -130,7 +199,7 @@ export class RotatingLog {
     let written = 0;
     try {
       this.#ensure();
-      while (written < bytes.length) written += this.#file!.writeSync(bytes.subarray(written));
+      while (written < bytes.length) written += fs.writeSync(this.#fd!, bytes, written);
       this.#size += bytes.length;
       if (this.#failing) {
         this.#failing = false;
@@ -138,23 +207,22 @@ export class RotatingLog {
         this.#dropped = 0;
       }
     } catch (e) {
-      if (written > 0) {
-        try {
-          this.#file?.truncateSync(this.#size); // no half-written line stays behind
-        } catch { /* the file is gone */ }
-      }
+      // No half-written line stays behind. Always: a failed write may have written
+      // part of the batch without saying how much.
+      try {
+        if (this.#fd !== undefined) fs.ftruncateSync(this.#fd, this.#size);
+      } catch { /* the file is gone */ }
       this.#dropped += lines.length;
       this.#droppedTotal += lines.length;
       if (!this.#failing) {
         this.#failing = true;
-        const why = e instanceof Error ? e.message.split(":")[0] : String(e);
+        const why = e instanceof Error ? e.message.split(/: |, /)[0] : String(e);
         this.#log(
           `lightmon: log: cannot write ${this.#dir}/${logFileName(this.#now())} (${why}); dropping events until it can`,
         );
       }
       // Reopen on the next write: the directory may come back.
-      this.#file?.close();
-      this.#file = undefined;
+      this.#closeFile();
     }
   }
 
@@ -169,8 +237,7 @@ export class RotatingLog {
   }
 
   close(): void {
-    this.#file?.close();
-    this.#file = undefined;
+    this.#closeFile();
   }
 }
 

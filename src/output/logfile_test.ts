@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { sampleEvent } from "../testdata/event.ts";
-import { logFileName, logLine, RotatingLog } from "./logfile.ts";
+import { logFileName, logLine, prepareLogDir, RotatingLog } from "./logfile.ts";
 
 Deno.test("log lines carry the original's keys, spelling and value types", () => {
   const line = JSON.parse(logLine(sampleEvent()));
@@ -114,4 +114,80 @@ Deno.test("after the clock steps back past -log-keep hours, the file being writt
   assert.deepEqual(names, ["lightmon.log.202504170500", "lightmon.log.202504171500"]);
   assert.equal(Deno.readTextFileSync(`${dir}/lightmon.log.202504170500`), "05:05 a\n05:05 b\n");
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test({
+  name: "a planted symlink, FIFO or foreign file under the log name is refused, never written through",
+  ignore: Deno.uid() !== 0, // needs chown to play the other user; CI runs as root
+}, async () => {
+  const dir = await Deno.makeTempDir();
+  Deno.chmodSync(dir, 0o1777); // a sticky, world-writable directory such as /tmp
+  const victim = `${dir}/victim`;
+  Deno.writeTextFileSync(victim, "precious\n");
+  const now = new Date(2025, 3, 17, 10, 30).getTime();
+  const name = `${dir}/${logFileName(now)}`;
+  const cases: [string, () => void][] = [
+    ["symlink", () => {
+      Deno.symlinkSync(victim, name);
+      Deno.chownSync(name, 65534, 65534);
+    }],
+    ["fifo", () => {
+      new Deno.Command("mkfifo", { args: [name] }).outputSync();
+      Deno.chownSync(name, 65534, 65534);
+    }],
+    ["foreign file", () => {
+      Deno.writeTextFileSync(name, "theirs\n");
+      Deno.chownSync(name, 65534, 65534);
+    }],
+  ];
+  try {
+    for (const [what, plant] of cases) {
+      plant();
+      const said: string[] = [];
+      const log = new RotatingLog(dir, 8, (l) => said.push(l), () => now);
+      log.write(["an event"]); // returns at once: a FIFO must not block the open
+      log.close();
+      assert.equal(said.length, 1, what);
+      assert.match(said[0], /lightmon: log: cannot write .*; dropping events until it can/, what);
+      assert.equal(log.droppedTotal, 1, what);
+      assert.equal(Deno.readTextFileSync(victim), "precious\n", what);
+      Deno.removeSync(name);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an existing log file of ours is appended to with its mode forced to 0640", async () => {
+  const dir = await Deno.makeTempDir();
+  const now = new Date(2025, 3, 17, 10, 30).getTime();
+  const name = `${dir}/${logFileName(now)}`;
+  Deno.writeTextFileSync(name, "before\n", { mode: 0o666 });
+  Deno.chmodSync(name, 0o666);
+  const log = new RotatingLog(dir, 8, () => {}, () => now);
+  log.write(["after"]);
+  log.close();
+  assert.equal(Deno.readTextFileSync(name), "before\nafter\n");
+  assert.equal(Deno.statSync(name).mode! & 0o777, 0o640);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a log directory others can write is refused unless sticky; a symlinked one is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    Deno.mkdirSync(`${dir}/open`);
+    Deno.chmodSync(`${dir}/open`, 0o777);
+    assert.throws(
+      () => prepareLogDir(`${dir}/open`),
+      /-log_path .*open: refusing .*others can write it and it is not sticky/,
+    );
+    Deno.chmodSync(`${dir}/open`, 0o1777);
+    prepareLogDir(`${dir}/open`);
+    Deno.symlinkSync(`${dir}/open`, `${dir}/link`);
+    assert.throws(() => prepareLogDir(`${dir}/link`), /it is a symlink/);
+    prepareLogDir(`${dir}/new/logs`); // created, 0750
+    assert.equal(Deno.statSync(`${dir}/new/logs`).mode! & 0o777, 0o750);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
