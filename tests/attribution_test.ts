@@ -266,3 +266,42 @@ bpfTest("another runtime's container is identified from its cgroup and never wai
     assert.equal(e.exe, CONNECTOR);
   }
 });
+
+bpfTest(
+  "a connect still in its handshake when the process execs is named after the program that connected",
+  async () => {
+    const l = listen("127.0.0.1");
+    const rule = ["OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", String(l.port), "-j", "DROP"];
+    const lm = new Lightmon(["--output", "json", "--include", `dport=${l.port}`]);
+    let t: Truth | undefined;
+    try {
+      await lm.ready();
+      await run("iptables", ["-I", ...rule]);
+      try {
+        // connector starts a non-blocking connect (held by DROP), then execs sleep
+        // with the socket still open: the SYN retransmit after ~1 s reports it pending.
+        const child = new Deno.Command(CONNECTOR, {
+          args: ["-t", "10", "-e", "/bin/sleep", "127.0.0.1", String(l.port), "2"],
+          stdout: "piped",
+        }).spawn();
+        const out = await child.output();
+        t = JSON.parse(new TextDecoder().decode(out.stdout).split("\n")[0]);
+        await lm.until((o) => o.includes(`"sport":${t!.sport},`) && o.includes('"aborted"'), 8000, "pending, aborted");
+      } finally {
+        await run("iptables", ["-D", ...rule]);
+      }
+    } finally {
+      await lm.stop();
+      l.close();
+    }
+    const got = lm.events().filter((e) => e.sport === t!.sport);
+    assert.deepEqual(got.map((e) => e.status), ["pending", "aborted"]);
+    for (const e of got) {
+      assert.equal(e.pid, t!.pid);
+      assert.equal(e.comm, "connector");
+      assert.equal(e.exe, CONNECTOR, "named after the program it exec'd afterwards");
+      assert.deepEqual(e.args, [CONNECTOR, "-t", "10", "-e", "/bin/sleep", "127.0.0.1", String(l.port), "2"]);
+      assert.equal(e.procSource, "exec");
+    }
+  },
+);

@@ -270,3 +270,22 @@ Deno.test("runtime metadata: Kubernetes labels and state files", async () => {
   assert.deepEqual(fromDockerData(root, ID), { name: "db", image: "postgres:16", pod: "", namespace: "" });
   await Deno.remove(root, { recursive: true });
 });
+
+Deno.test("a connect is named after the image that ran at connect(), not one exec'd since", () => {
+  const c = new ProcessCache({ proc: fakeProc({ 20: { start: 100n, exe: "/usr/bin/new", args: ["new"] } }) });
+  const at = (ts: bigint, filename: string) => ({ ...exec(10, 100n, filename, [filename]), tsNs: ts });
+  c.exec(at(1_000n, "/bin/sh"));
+  c.exec(at(2_000n, "/usr/bin/curl"));
+  c.exec(at(3_000n, "/bin/sleep"));
+  assert.equal(c.lookup(10, 100n, 1_500n).exe, "/bin/sh");
+  assert.equal(c.lookup(10, 100n, 2_500n).exe, "/usr/bin/curl");
+  assert.equal(c.lookup(10, 100n, 3_000n).exe, "/bin/sleep");
+  assert.equal(c.lookup(10, 100n).exe, "/bin/sleep", "no time given: the current image");
+  // Before the first exec seen, and never read from /proc: unknown rather than a later image.
+  assert.deepEqual(c.lookup(10, 100n, 500n), { exe: "", args: [], source: "unknown" });
+  // A process first read from /proc, then exec'd: the /proc image answers for earlier connects.
+  assert.equal(c.lookup(20, 100n, 50n).exe, "/usr/bin/new");
+  c.exec({ ...exec(20, 100n, "/bin/true", ["true"]), tsNs: 5_000n });
+  assert.equal(c.lookup(20, 100n, 4_000n).exe, "/usr/bin/new");
+  assert.equal(c.lookup(20, 100n, 6_000n).exe, "/bin/true");
+});

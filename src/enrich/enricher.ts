@@ -50,7 +50,7 @@ export interface EnrichDeps {
 
 /** Build a ConnEvent from a raw record. */
 export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
-  const proc = d.processes.lookup(r.pid, r.procStartNs);
+  const proc = d.processes.lookup(r.pid, r.procStartNs, r.startNs);
   const cg = identifyCgroup(r.cgroup, r.cgroupParent);
   const meta = cg.containerId ? d.containers.get(cg.containerId) : undefined;
   return {

@@ -20,11 +20,22 @@ export interface ProcInfo {
   source: ProcSource;
 }
 
-interface Entry extends ProcInfo {
+/** One program image of a process, and since when it runs. */
+interface Image extends ProcInfo {
+  /** CLOCK_BOOTTIME ns of the exec (or fork) that started this image; 0 when unknown (/proc). */
+  sinceNs: bigint;
+}
+
+interface Entry extends Image {
   startNs: bigint;
+  /** The images before this one, newest first (a connect may complete after an exec). */
+  before: Image[];
   /** When the exit was seen; undefined while the process runs. */
   exitedAt?: number;
 }
+
+/** Earlier images kept per process: enough for a connect pending across a few execs. */
+const MAX_EARLIER_IMAGES = 3;
 
 /** Reads what /proc says about a pid; replaceable in tests. */
 export interface ProcReader {
@@ -147,14 +158,22 @@ export class ProcessCache {
     return this.#entries.size;
   }
 
-  /** Record an exec. */
+  /**
+   * Record an exec. The image it replaces is kept: a connect begun before the
+   * exec (non-blocking, still in its handshake) belongs to the program that made it.
+   */
   exec(r: RawExec): void {
     // The kernel gives the path as execve(2) got it; a relative one is resolved
     // against the working directory the kernel read at exec (or, if that walk was
     // cut short, /proc's while the process is still alive).
     const exe = r.filename.startsWith("/") ? r.filename : absolutePath(r.filename, r.cwd ?? this.#proc.cwd(r.pid));
+    const old = this.#entries.get(r.pid);
+    const before = old && old.startNs === r.procStartNs
+      ? [{ exe: old.exe, args: old.args, source: old.source, sinceNs: old.sinceNs }, ...old.before]
+        .slice(0, MAX_EARLIER_IMAGES)
+      : [];
     this.#entries.delete(r.pid); // re-insert: Map order is our eviction order
-    this.#entries.set(r.pid, { exe, args: r.args, source: "exec", startNs: r.procStartNs });
+    this.#entries.set(r.pid, { exe, args: r.args, source: "exec", startNs: r.procStartNs, sinceNs: r.tsNs, before });
     this.#evict();
   }
 
@@ -163,7 +182,14 @@ export class ProcessCache {
     const parent = this.#entries.get(ppid);
     if (!parent || parent.startNs !== parentStartNs) return;
     this.#entries.delete(pid);
-    this.#entries.set(pid, { exe: parent.exe, args: parent.args, source: parent.source, startNs });
+    this.#entries.set(pid, {
+      exe: parent.exe,
+      args: parent.args,
+      source: parent.source,
+      startNs,
+      sinceNs: startNs,
+      before: [],
+    });
     this.#evict();
   }
 
@@ -190,13 +216,20 @@ export class ProcessCache {
   }
 
   /**
-   * What is known of process `pid` that started at `startNs`. Falls back to /proc
-   * when the exec was not seen, and says "unknown" rather than guess when /proc
-   * shows a different process under that pid, or none.
+   * What process `pid` that started at `startNs` was running at `atNs` (the
+   * connect(2), CLOCK_BOOTTIME; omitted: now). Falls back to /proc when the exec
+   * was not seen, and says "unknown" rather than guess when /proc shows a
+   * different process under that pid, or none, or when the process exec'd since
+   * `atNs` and what it ran before is not known.
    */
-  lookup(pid: number, startNs: bigint): ProcInfo {
+  lookup(pid: number, startNs: bigint, atNs?: bigint): ProcInfo {
     const e = this.#entries.get(pid);
-    if (e && e.startNs === startNs) return e;
+    if (e && e.startNs === startNs) {
+      if (atNs === undefined || e.sinceNs <= atNs) return e;
+      const earlier = e.before.find((i) => i.sinceNs <= atNs);
+      if (earlier) return earlier;
+      return UNKNOWN; // exec'd after the connect; the image that connected was never seen
+    }
     this.misses++;
     const procStart = this.#proc.startNs(pid);
     const diff = procStart === undefined ? undefined : procStart - startNs;
@@ -206,14 +239,18 @@ export class ProcessCache {
         args: this.#proc.args(pid) ?? [],
         source: "proc",
         startNs,
+        sinceNs: 0n,
+        before: [],
       };
       this.#entries.set(pid, info);
       this.#evict();
       return info;
     }
-    return { exe: "", args: [], source: "unknown" };
+    return UNKNOWN;
   }
 }
+
+const UNKNOWN: ProcInfo = Object.freeze({ exe: "", args: Object.freeze([]) as unknown as string[], source: "unknown" });
 
 /** The stage that keeps the cache: exec, fork and exit records end here; connects go on. */
 export class ProcessTracking extends Stage<RawRecord, RawConnect> {

@@ -6,11 +6,14 @@
  *
  *   connector [-n COUNT] [-c COMM] [-t TIMEOUT_MS] [-w WAIT_MS] [-q] [-r] [-T SECS] ADDR PORT
  *   connector -L [-T SECS] [-b BACKLOG] [-A] ADDR PORT
+ *   connector -t TIMEOUT_MS -e PROG ADDR PORT [ARG...]
  *
  * -c renames the process (prctl PR_SET_NAME) before connecting, so tests can use
  *    hostile names; -t makes the connect non-blocking and gives up after TIMEOUT_MS
  *    (the attempt is then reported "pending"); -w sleeps after the last connect;
- *    -k keeps the connections open until exit.
+ *    -k keeps the connections open until exit; -e PROG then execs PROG with the
+ *    ARGs instead of exiting, the last socket (still in its handshake) kept open
+ *    across the exec: the connect belongs to connector, not to PROG.
  * For benchmarks: -q prints one summary line instead of one line per attempt, -r
  *    closes with RST (no TIME_WAIT), -T stops after SECS seconds whatever COUNT says.
  * -L listens on ADDR PORT (0: any port), prints the port, accepts and closes every
@@ -99,9 +102,9 @@ int main(int argc, char **argv)
 	int count = 1, timeout_ms = 0, wait_ms = 0, quiet = 0, rst = 0, listen_mode = 0, backlog = 4096, accepting = 1;
 	int keep = 0, opt;
 	double max_secs = 0;
-	const char *comm = NULL;
+	const char *comm = NULL, *exec_prog = NULL;
 
-	while ((opt = getopt(argc, argv, "n:c:t:w:qrT:Lb:Ak")) != -1) {
+	while ((opt = getopt(argc, argv, "+n:c:t:w:qrT:Lb:Ake:")) != -1) {
 		switch (opt) {
 		case 'n': count = atoi(optarg); break;
 		case 'c': comm = optarg; break;
@@ -114,12 +117,13 @@ int main(int argc, char **argv)
 		case 'b': backlog = atoi(optarg); break;
 		case 'A': accepting = 0; break;
 		case 'k': keep = 1; break;
+		case 'e': exec_prog = optarg; keep = 1; break;
 		default:
 			fprintf(stderr, "usage: connector [-n COUNT] [-c COMM] [-t TIMEOUT_MS] [-w WAIT_MS] ADDR PORT\n");
 			return 2;
 		}
 	}
-	if (argc - optind != 2) {
+	if (argc - optind != 2 && !(exec_prog && argc - optind > 2)) {
 		fprintf(stderr, "usage: connector [-n COUNT] [-c COMM] [-t TIMEOUT_MS] [-w WAIT_MS] ADDR PORT\n");
 		return 2;
 	}
@@ -146,7 +150,7 @@ int main(int argc, char **argv)
 	if (comm)
 		prctl(PR_SET_NAME, comm, 0, 0, 0);
 	double start = now_s(), end = start + (max_secs > 0 ? max_secs : 1e9);
-	int done = 0, ok = 0;
+	int done = 0, ok = 0, last_fd = -1;
 	for (int i = 0; i < count && now_s() < end; i++) {
 		const char *status;
 		int fd = connect_once((struct sockaddr *)&ss, len, family, timeout_ms, &status);
@@ -170,6 +174,14 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		if (!keep)
 			close(fd);
+		last_fd = fd;
+	}
+	if (exec_prog) {
+		fcntl(last_fd, F_SETFD, 0); /* the socket survives the exec */
+		argv[optind + 1] = (char *)exec_prog;
+		execv(exec_prog, &argv[optind + 1]);
+		perror("execv");
+		return 1;
 	}
 	if (quiet)
 		printf("{\"attempts\":%d,\"established\":%d,\"seconds\":%.6f}\n", done, ok, now_s() - start);
