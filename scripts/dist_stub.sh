@@ -13,17 +13,30 @@ elif [ "$uid" = 0 ]; then
 else
   base=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/lightmon-$uid
 fi
-# The cache holds code we execute: refuse one that anybody else could have written.
+# The cache holds code we execute: it must be ours alone. A directory others may
+# write (a Kubernetes emptyDir is 0777 or 1777, /tmp is 1777) gets a private 0700
+# subdirectory of ours instead: created here, never a symlink, never someone else's.
+writable_by_others() {
+  [ $((0$(stat -c '%a' "$1") & 022)) -ne 0 ]
+}
 private() {
   [ -d "$1" ] || return 0
   set -- "$1" "$(stat -c '%u %a' "$1")"
   owner=${2% *}
   mode=${2#* }
-  if [ "$owner" != "$uid" ] || [ $((0$mode & 022)) -ne 0 ]; then
+  if [ -L "$1" ] || [ "$owner" != "$uid" ] || [ $((0$mode & 022)) -ne 0 ]; then
     echo "lightmon: cache directory $1 is writable by others or not owned by uid $uid; remove it or set LIGHTMON_CACHE to a private directory" >&2
     exit 2
   fi
 }
+if [ -d "$base" ] && [ ! -L "$base" ] && writable_by_others "$base"; then
+  base=$base/lightmon-$uid
+  mkdir -m 700 "$base" 2>/dev/null || true
+  [ -d "$base" ] && [ ! -L "$base" ] || {
+    echo "lightmon: cannot make a private cache directory $base; set LIGHTMON_CACHE to a private directory" >&2
+    exit 2
+  }
+fi
 private "$base"
 dir=$base/$hash
 if [ ! -x "$dir/bin/deno" ]; then

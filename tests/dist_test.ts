@@ -76,18 +76,44 @@ bpfTest("two first runs at once both work and leave one extracted copy", async (
   }
 });
 
-bpfTest("a cache directory others can write is refused", async () => {
+bpfTest("a cache directory others can write (an emptyDir, /tmp) gets a private 0700 subdirectory", async () => {
+  const { dir, bin, cache } = await freshCopy();
+  try {
+    for (const mode of [0o777, 0o1777]) {
+      await Deno.mkdir(cache);
+      await Deno.chmod(cache, mode);
+      const r = await runDist(bin, ["--help"], [`LIGHTMON_CACHE=${cache}`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual([...Deno.readDirSync(cache)].map((e) => e.name), ["lightmon-0"]);
+      const st = Deno.lstatSync(`${cache}/lightmon-0`);
+      assert.ok(st.isDirectory && st.uid === 0 && (st.mode! & 0o777) === 0o700, `mode ${st.mode!.toString(8)}`);
+      await Deno.remove(cache, { recursive: true });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+bpfTest("a private cache subdirectory planted by someone else (a symlink, or not ours) is refused", async () => {
   const { dir, bin, cache } = await freshCopy();
   try {
     await Deno.mkdir(cache);
-    await Deno.chmod(cache, 0o777);
-    const r = await runDist(bin, ["--help"], [`LIGHTMON_CACHE=${cache}`]);
-    assert.equal(r.code, 2);
-    assert.equal(
-      r.stderr,
-      `lightmon: cache directory ${cache} is writable by others or not owned by uid 0; remove it or set LIGHTMON_CACHE to a private directory\n`,
-    );
-    assert.deepEqual([...Deno.readDirSync(cache)], []);
+    await Deno.chmod(cache, 0o1777);
+    const theirs = `${dir}/theirs`;
+    await Deno.mkdir(theirs);
+    for (const plant of ["symlink", "foreign"]) {
+      if (plant === "symlink") await Deno.symlink(theirs, `${cache}/lightmon-0`);
+      else {
+        await Deno.mkdir(`${cache}/lightmon-0`, { mode: 0o700 });
+        await Deno.chown(`${cache}/lightmon-0`, 65534, 65534);
+      }
+      const r = await runDist(bin, ["--help"], [`LIGHTMON_CACHE=${cache}`]);
+      assert.equal(r.code, 2, plant);
+      assert.match(r.stderr, /^lightmon: (cannot make a private cache directory|cache directory) \S+lightmon-0/, plant);
+      assert.equal(r.stderr.split("\n").length, 2, r.stderr);
+      assert.deepEqual([...Deno.readDirSync(theirs)], [], `${plant}: nothing extracted through it`);
+      await Deno.remove(`${cache}/lightmon-0`, { recursive: true });
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
