@@ -3,7 +3,7 @@
  * `docker import` (there is no registry), and running short-lived containers.
  * @module
  */
-import { bpfUnavailable, CONNECTOR, run } from "./harness.ts";
+import { bpfUnavailable, CONNECTOR, ROOT, run } from "./harness.ts";
 
 export const IMAGE = "lightmon-test:latest";
 
@@ -89,4 +89,69 @@ export async function runContainer(
   const id = (await Deno.readTextFile(cidfile)).trim();
   await Deno.remove(cidfile.replace(/\/cid$/, ""), { recursive: true });
   return { id, stdout };
+}
+
+export const NODE_IMAGE = "lightmon-node-test:latest";
+let nodeImageReady = false;
+
+/**
+ * An image like the one deploy/daemonset.yaml names (debian:12-slim plus libbpf1):
+ * a shell, the coreutils the dist stub uses, libbpf and the C libraries, copied
+ * from this host with their dependencies. The dist file itself is mounted in.
+ */
+export async function ensureNodeImage(): Promise<void> {
+  if (nodeImageReady) return;
+  const root = await Deno.makeTempDir({ prefix: "lightmon-node-image-" });
+  try {
+    const tools = [
+      "dash",
+      "id",
+      "stat",
+      "mktemp",
+      "tail",
+      "mv",
+      "rm",
+      "mkdir",
+      "chmod",
+      "tar",
+      "gzip",
+      "cat",
+      "setpriv",
+    ]
+      .map((t) => `/usr/bin/${t}`);
+    const libbpf = "/usr/lib/x86_64-linux-gnu/libbpf.so.1";
+    const deno = `${ROOT}node_modules/deno/deno`;
+    const files = new Set<string>([...tools, libbpf, "/etc/ld.so.cache"]);
+    for (const bin of [...tools, libbpf, deno]) {
+      const ldd = await run("ldd", [bin]);
+      for (const m of ldd.matchAll(/(\/\S+\.so[.\d]*)/g)) files.add(m[1]);
+    }
+    for (const f of files) {
+      const to = `${root}${f}`;
+      await Deno.mkdir(to.slice(0, to.lastIndexOf("/")), { recursive: true });
+      await Deno.copyFile(await Deno.realPath(f), to); // the file, not a symlink to it
+      await Deno.chmod(to, 0o755);
+    }
+    await Deno.symlink("dash", `${root}/usr/bin/sh`);
+    for (const d of ["bin", "lib", "lib64"]) {
+      if (!(await exists(`${root}/${d}`))) await Deno.symlink(`usr/${d}`, `${root}/${d}`);
+    }
+    for (const d of ["tmp", "proc", "sys", "dev", "etc", "run", "var/cache", "usr/local/bin"]) {
+      await Deno.mkdir(`${root}/${d}`, { recursive: true });
+    }
+    await Deno.writeTextFile(`${root}/etc/passwd`, "root:x:0:0:root:/root:/bin/sh\n");
+    await run("sh", ["-c", `tar -C ${root} -c . | docker import - ${NODE_IMAGE} >/dev/null`]);
+    nodeImageReady = true;
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
