@@ -122,7 +122,13 @@ async function main(argv: string[]): Promise<number> {
     containerdTasks: CONTAINERD_TASKS,
     k8s: o.k8s,
   });
-  const sources = [docker.connected ? `docker (${docker.size} containers)` : "docker (not answering)"];
+  const sources = [
+    docker.connected
+      ? `docker (${docker.size} containers)`
+      : docker.absent
+      ? `docker (no socket at ${o.dockerRuntime})`
+      : "docker (not answering)",
+  ];
   if (existsDir(CONTAINERD_TASKS)) {
     sources.push(o.k8s ? "containerd CRI state" : "containerd CRI state when Docker is down");
   }

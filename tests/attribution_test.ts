@@ -4,12 +4,32 @@
  */
 import assert from "node:assert/strict";
 import { dockerTest, runContainer, uniqueName } from "./docker.ts";
-import { bpfTest, connect, CONNECTOR, Lightmon, listen, run, type Truth } from "./harness.ts";
+import { assertSelf, bpfTest, connect, CONNECTOR, Lightmon, listen, readOnly, run, type Truth } from "./harness.ts";
 
 type Ev = Record<string, unknown>;
 
 function eventFor(events: Ev[], sport: number, dport: number): Ev | undefined {
   return events.find((e) => e.sport === sport && e.dport === dport);
+}
+
+/** The cgroup hierarchy the hand-made container cgroup goes in: v2 where mounted there, else v1 memory. */
+function cgroupBase(): string {
+  try {
+    if (Deno.statSync("/sys/fs/cgroup/cgroup.controllers").isFile) return "/sys/fs/cgroup";
+  } catch { /* hybrid or v1 */ }
+  return "/sys/fs/cgroup/memory";
+}
+
+/** Why no cgroup can be made here (a container's read-only cgroup mount), or undefined. */
+function cgroupReadOnly(): string | undefined {
+  const dir = `${cgroupBase()}/lightmon-probe-${Deno.pid}`;
+  try {
+    Deno.mkdirSync(dir);
+    Deno.removeSync(dir);
+    return undefined;
+  } catch (e) {
+    return e instanceof Error && /Read-only|EROFS/.test(e.message) ? `${cgroupBase()} is read-only` : undefined;
+  }
 }
 
 bpfTest("50 short-lived processes each get their own pid, exe, args and user", async () => {
@@ -33,7 +53,7 @@ bpfTest("50 short-lived processes each get their own pid, exe, args and user", a
     assert.equal(e.pid, t.pid);
     assert.equal(e.exe, CONNECTOR);
     assert.deepEqual(e.args, [CONNECTOR, "-n", "1", "127.0.0.1", String(l.port)]);
-    assert.equal(e.user, "root");
+    assertSelf(e);
     assert.equal(e.procSource, "exec");
     right++;
   }
@@ -138,7 +158,7 @@ dockerTest("dockerd stopped and restarted mid-run: events keep flowing and names
   assert.equal(eventFor(events, tAfter!.sport, l.port)?.container, after);
   const outageLines = lm.stderr.split("\n").filter((x) => /docker: lost /.test(x));
   assert.equal(outageLines.length, 1, "the outage is reported once:\n" + lm.stderr);
-});
+}, { hostOnly: "it stops and restarts the host's dockerd" });
 
 bpfTest("a pid reused by a new process is not attributed to the old one", async () => {
   const dir = await Deno.makeTempDir();
@@ -174,7 +194,7 @@ bpfTest("a pid reused by a new process is not attributed to the old one", async 
   assert.equal(eb.exe, other);
   assert.deepEqual(eb.args, [other, "127.0.0.1", String(l.port)]);
   await Deno.remove(dir, { recursive: true });
-});
+}, { inContainer: () => readOnly("/proc/sys/kernel/ns_last_pid") });
 
 bpfTest("a forked child that connects without exec (bash /dev/tcp) is named after its parent", async () => {
   const l = listen("127.0.0.1");
@@ -231,14 +251,7 @@ bpfTest("another runtime's container is identified from its cgroup and never wai
   // from its name. Docker cannot name it, so its events must not wait for Docker.
   const id = "c0ffee".repeat(10) + "abcd";
   const uid = "1b2c3d4e-1111-2222-3333-444455556666";
-  const v2 = (() => {
-    try {
-      return Deno.statSync("/sys/fs/cgroup/cgroup.controllers").isFile;
-    } catch {
-      return false;
-    }
-  })();
-  const base = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
+  const base = cgroupBase();
   const pod = `${base}/kubepods-besteffort-pod${uid.replaceAll("-", "_")}.slice`;
   const scope = `${pod}/cri-containerd-${id}.scope`;
   await Deno.mkdir(scope, { recursive: true });
@@ -265,7 +278,7 @@ bpfTest("another runtime's container is identified from its cgroup and never wai
     assert.equal(e.container, "");
     assert.equal(e.exe, CONNECTOR);
   }
-});
+}, { inContainer: () => cgroupReadOnly() });
 
 bpfTest(
   "a connect still in its handshake when the process execs is named after the program that connected",

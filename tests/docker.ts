@@ -3,7 +3,7 @@
  * `docker import` (there is no registry), and running short-lived containers.
  * @module
  */
-import { bpfUnavailable, CONNECTOR, ROOT, run } from "./harness.ts";
+import { bpfUnavailable, CONNECTOR, ROOT, run, SELF } from "./harness.ts";
 
 export const IMAGE = "lightmon-test:latest";
 
@@ -22,7 +22,14 @@ export async function dockerUnavailable(): Promise<string | undefined> {
  * Deno.test for tests that need the kernel and dockerd; skipped with the reason,
  * or failed when LIGHTMON_REQUIRE_DOCKER=1 / LIGHTMON_REQUIRE_BPF=1.
  */
-export function dockerTest(name: string, fn: () => Promise<void>): void {
+export function dockerTest(name: string, fn: () => Promise<void>, opts: { hostOnly?: string } = {}): void {
+  // Run inside a container, a test that needs the host itself is skipped, whatever
+  // LIGHTMON_REQUIRE_* say: no container can do it.
+  if (opts.hostOnly && SELF.containerId) {
+    console.error(`skipping "${name}": inside container ${SELF.containerId.slice(0, 12)}: ${opts.hostOnly}`);
+    Deno.test({ name, ignore: true, fn: () => {} });
+    return;
+  }
   const why = bpfUnavailable();
   const required = Deno.env.get("LIGHTMON_REQUIRE_DOCKER") === "1" || Deno.env.get("LIGHTMON_REQUIRE_BPF") === "1";
   Deno.test({
@@ -153,5 +160,31 @@ async function exists(path: string): Promise<boolean> {
     return true;
   } catch {
     return false;
+  }
+}
+
+export const CI_IMAGE = "lightmon-ci-test:latest";
+let ciImageReady = false;
+
+/**
+ * An image to run the test suite in, as CI systems run jobs in containers: an
+ * empty Debian-shaped root (merged /usr, /var/run -> /run, a passwd with root)
+ * onto which the host's /usr is mounted read-only.
+ */
+export async function ensureCiImage(): Promise<void> {
+  if (ciImageReady) return;
+  const root = await Deno.makeTempDir({ prefix: "lightmon-ci-image-" });
+  try {
+    for (const d of ["tmp", "proc", "sys", "dev", "etc", "run", "var/tmp", "root", "work"]) {
+      await Deno.mkdir(`${root}/${d}`, { recursive: true });
+    }
+    await Deno.chmod(`${root}/tmp`, 0o1777);
+    for (const d of ["bin", "lib", "lib64", "sbin"]) await Deno.symlink(`usr/${d}`, `${root}/${d}`);
+    await Deno.symlink("../run", `${root}/var/run`);
+    await Deno.writeTextFile(`${root}/etc/passwd`, "root:x:0:0:root:/root:/bin/sh\n");
+    await run("sh", ["-c", `tar -C ${root} -c . | docker import - ${CI_IMAGE} >/dev/null`]);
+    ciImageReady = true;
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 }

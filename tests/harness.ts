@@ -32,7 +32,20 @@ export function bpfUnavailable(): string | undefined {
  * Deno.test for tests that need the kernel: skipped with the reason printed when
  * BPF is unavailable, failed instead when LIGHTMON_REQUIRE_BPF=1.
  */
-export function bpfTest(name: string, fn: () => Promise<void>): void {
+export function bpfTest(
+  name: string,
+  fn: () => Promise<void>,
+  opts: { inContainer?: () => string | undefined } = {},
+): void {
+  // Inside a container, a test whose setup the container forbids (a read-only
+  // /proc/sys or cgroup file system) is skipped with the reason, whatever
+  // LIGHTMON_REQUIRE_BPF says: no container of that kind can run it.
+  const forbidden = SELF.containerId ? opts.inContainer?.() : undefined;
+  if (forbidden) {
+    console.error(`skipping "${name}": inside container ${SELF.containerId.slice(0, 12)}: ${forbidden}`);
+    Deno.test({ name, ignore: true, fn: () => {} });
+    return;
+  }
   const why = bpfUnavailable();
   const required = Deno.env.get("LIGHTMON_REQUIRE_BPF") === "1";
   if (why && !required) console.error(`skipping "${name}": ${why}`);
@@ -197,4 +210,60 @@ export async function run(cmd: string, args: string[]): Promise<string> {
   const text = new TextDecoder().decode(out.stdout);
   if (!out.success) throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
   return text;
+}
+
+/** Who the tests are, as lightmon should name their own connects. */
+export interface Self {
+  /** The container the tests run in ("" on the host). */
+  containerId: string;
+  /** Its name, when Docker can say; undefined when nobody can (check the id only). */
+  container: string | undefined;
+  /** The user name lightmon gives: the host's name for our uid, "" inside a container. */
+  user: string;
+  /** What the table, log and summary show for the user: the name, else the uid. */
+  userOrUid: string;
+}
+
+/**
+ * Where the tests run, from their own cgroup and uid: on a host, their connects
+ * carry no container and the host's user name; inside a Docker container (as
+ * many CI systems run them) they carry that container and no host user name.
+ */
+export function selfIdentity(): Self {
+  const cgroup = Deno.readTextFileSync("/proc/self/cgroup");
+  const v2 = /^0::(.*)$/m.exec(cgroup)?.[1] ?? "";
+  const containerId = /(?:^|[/-])([0-9a-f]{64})(?:\.scope)?$/.exec(v2)?.[1] ?? "";
+  if (!containerId) {
+    const passwd = Deno.readTextFileSync("/etc/passwd");
+    const uid = Deno.uid();
+    const user = passwd.split("\n").map((l) => l.split(":")).find((f) => Number(f[2]) === uid)?.[0] ?? "";
+    return { containerId, container: "", user, userOrUid: user || String(uid) };
+  }
+  let container: string | undefined;
+  try {
+    const out = new Deno.Command("docker", { args: ["inspect", "-f", "{{.Name}}", containerId] }).outputSync();
+    if (out.success) container = new TextDecoder().decode(out.stdout).trim().replace(/^\//, "");
+  } catch { /* no docker CLI in here */ }
+  return { containerId, container, user: "", userOrUid: String(Deno.uid()) };
+}
+
+export const SELF: Self = selfIdentity();
+
+/** Why `path` cannot be written here (a read-only mount), or undefined. */
+export function readOnly(path: string): string | undefined {
+  try {
+    Deno.openSync(path, { write: true }).close();
+    return undefined;
+  } catch (e) {
+    return e instanceof Deno.errors.PermissionDenied || (e instanceof Error && /EROFS|Read-only/.test(e.message))
+      ? `${path} is read-only`
+      : undefined;
+  }
+}
+
+/** Check that event `e` names the tests' own process context (container and user). */
+export function assertSelf(e: Record<string, unknown>): void {
+  assert.equal(e.user, SELF.user, "user");
+  assert.equal(e.containerId, SELF.containerId, "containerId");
+  if (SELF.container !== undefined) assert.equal(e.container, SELF.container, "container");
 }

@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import parsePrometheus from "parse-prometheus-text-format";
-import { bpfTest, closedPort, connect, CONNECTOR, Lightmon, listen, run, type Truth } from "./harness.ts";
+import { bpfTest, closedPort, connect, CONNECTOR, Lightmon, listen, run, SELF, type Truth } from "./harness.ts";
 
 bpfTest("-exclude and -include leave exactly the expected events", async () => {
   const a = listen("127.0.0.1");
@@ -70,7 +70,7 @@ bpfTest("-output logfile writes the original's line format to an hourly file", a
   );
   for (const [i, x] of lines.entries()) {
     assert.deepEqual(x, {
-      conatiner: "",
+      conatiner: SELF.container ?? "",
       dip: "127.0.0.1",
       dport: String(l.port),
       ipv6: 0,
@@ -82,7 +82,7 @@ bpfTest("-output logfile writes the original's line format to an hourly file", a
       sip: "127.0.0.1",
       sport: String(truth[i].sport),
       time: x.time,
-      user: "root",
+      user: SELF.userOrUid,
     });
   }
   await Deno.remove(dir, { recursive: true });
@@ -149,8 +149,8 @@ bpfTest("--duration with -output summary prints unique flows with exact counts",
   assert.deepEqual(
     flows.map((f) => [f.process, f.user, f.container, f.daddr, f.dport, f.status, f.count]),
     [
-      [CONNECTOR, "root", "", "127.0.0.1", a.port, "established", 7],
-      [CONNECTOR, "root", "", "::1", b.port, "established", 2],
+      [CONNECTOR, SELF.userOrUid, SELF.container ?? "", "127.0.0.1", a.port, "established", 7],
+      [CONNECTOR, SELF.userOrUid, SELF.container ?? "", "::1", b.port, "established", 2],
     ],
   );
   for (const f of flows) assert.ok(f.firstSeen <= f.lastSeen);

@@ -86,6 +86,16 @@ export class DockerSource {
     return this.#connected;
   }
 
+  /** Whether there is no socket at all (a host without Docker). */
+  get absent(): boolean {
+    try {
+      Deno.lstatSync(this.#socket);
+      return false;
+    } catch {
+      return true;
+    }
+  }
+
   /** Number of containers known. */
   get size(): number {
     return this.#meta.size;
@@ -223,7 +233,10 @@ export class DockerSource {
       );
     } else if (!this.#everConnected && this.#lostAt === 0) {
       this.#lostAt = Date.now();
-      this.#log(`lightmon: docker: ${this.#socket} not answering (${why}); container names will follow when it does`);
+      // No socket at all is a host without Docker: the start-up line says so, no warning.
+      if (!this.absent) {
+        this.#log(`lightmon: docker: ${this.#socket} not answering (${why}); container names will follow when it does`);
+      }
     }
   }
 
