@@ -53,24 +53,31 @@ export function dockerTest(name: string, fn: () => Promise<void>, opts: { hostOn
   });
 }
 
-let imageReady = false;
+const imported = new Set<string>();
 
-/** Build the test image (busybox-static plus build/connector) once. */
-export async function ensureImage(): Promise<void> {
-  if (imageReady) return;
+/** `docker import` a root file system that `fill` writes into a fresh directory, once per run. */
+async function importImage(image: string, fill: (root: string) => Promise<void>): Promise<void> {
+  if (imported.has(image)) return;
   const root = await Deno.makeTempDir({ prefix: "lightmon-image-" });
   try {
+    await fill(root);
+    await run("sh", ["-c", `tar -C ${root} -c . | docker import - ${image} >/dev/null`]);
+    imported.add(image);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+/** Build the test image (busybox-static plus build/connector) once. */
+export function ensureImage(): Promise<void> {
+  return importImage(IMAGE, async (root) => {
     await Deno.mkdir(`${root}/bin`);
     await Deno.copyFile("/bin/busybox", `${root}/bin/busybox`);
     await Deno.chmod(`${root}/bin/busybox`, 0o755);
     for (const a of ["sh", "sleep", "nc", "cat"]) await Deno.symlink("busybox", `${root}/bin/${a}`);
     await Deno.copyFile(CONNECTOR, `${root}/bin/connector`);
     await Deno.chmod(`${root}/bin/connector`, 0o755);
-    await run("sh", ["-c", `tar -C ${root} -c . | docker import - ${IMAGE} >/dev/null`]);
-    imageReady = true;
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 }
 
 /** A unique container name for this test run. */
@@ -99,17 +106,14 @@ export async function runContainer(
 }
 
 export const NODE_IMAGE = "lightmon-node-test:latest";
-let nodeImageReady = false;
 
 /**
  * An image like the one deploy/daemonset.yaml names (debian:12-slim plus libbpf1):
  * a shell, the coreutils the dist stub uses, libbpf and the C libraries, copied
  * from this host with their dependencies. The dist file itself is mounted in.
  */
-export async function ensureNodeImage(): Promise<void> {
-  if (nodeImageReady) return;
-  const root = await Deno.makeTempDir({ prefix: "lightmon-node-image-" });
-  try {
+export function ensureNodeImage(): Promise<void> {
+  return importImage(NODE_IMAGE, async (root) => {
     const tools = [
       "dash",
       "id",
@@ -147,11 +151,7 @@ export async function ensureNodeImage(): Promise<void> {
       await Deno.mkdir(`${root}/${d}`, { recursive: true });
     }
     await Deno.writeTextFile(`${root}/etc/passwd`, "root:x:0:0:root:/root:/bin/sh\n");
-    await run("sh", ["-c", `tar -C ${root} -c . | docker import - ${NODE_IMAGE} >/dev/null`]);
-    nodeImageReady = true;
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -164,17 +164,14 @@ async function exists(path: string): Promise<boolean> {
 }
 
 export const CI_IMAGE = "lightmon-ci-test:latest";
-let ciImageReady = false;
 
 /**
  * An image to run the test suite in, as CI systems run jobs in containers: an
  * empty Debian-shaped root (merged /usr, /var/run -> /run, a passwd with root)
  * onto which the host's /usr is mounted read-only.
  */
-export async function ensureCiImage(): Promise<void> {
-  if (ciImageReady) return;
-  const root = await Deno.makeTempDir({ prefix: "lightmon-ci-image-" });
-  try {
+export function ensureCiImage(): Promise<void> {
+  return importImage(CI_IMAGE, async (root) => {
     for (const d of ["tmp", "proc", "sys", "dev", "etc", "run", "var/tmp", "root", "work"]) {
       await Deno.mkdir(`${root}/${d}`, { recursive: true });
     }
@@ -182,9 +179,5 @@ export async function ensureCiImage(): Promise<void> {
     for (const d of ["bin", "lib", "lib64", "sbin"]) await Deno.symlink(`usr/${d}`, `${root}/${d}`);
     await Deno.symlink("../run", `${root}/var/run`);
     await Deno.writeTextFile(`${root}/etc/passwd`, "root:x:0:0:root:/root:/bin/sh\n");
-    await run("sh", ["-c", `tar -C ${root} -c . | docker import - ${CI_IMAGE} >/dev/null`]);
-    ciImageReady = true;
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 }
