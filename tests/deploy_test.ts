@@ -256,3 +256,36 @@ bpfTest("the systemd unit's command line runs under the unit's capabilities, no-
   }
   await assertDetached();
 });
+
+bpfTest(
+  "CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE alone suffice where tp_btf works (SYS_ADMIN is for tracefs only)",
+  async () => {
+    const l = listen("127.0.0.1");
+    const lm = new Lightmon(
+      [
+        "--bounding-set=-all,+bpf,+perfmon,+sys_ptrace",
+        "--no-new-privs",
+        "--",
+        `${ROOT}dist/lightmon`,
+        "--output",
+        "json",
+        "--include",
+        `dport=${l.port}`,
+      ],
+      {},
+      "setpriv",
+    );
+    try {
+      await lm.ready(30_000);
+      assert.match(lm.stderr, /lightmon: capture tp_btf/);
+      assert.match(Deno.readTextFileSync(`/proc/${lm.child.pid}/status`), /CapBnd:\s*000000c000080000/);
+      const [t] = await connect("127.0.0.1", l.port);
+      await lm.until((o) => o.includes(`"pid":${t.pid},`), 5000, "the event");
+    } finally {
+      const st = await lm.stop("SIGTERM");
+      assert.equal(st.code, 0, lm.stderr);
+      l.close();
+    }
+    await assertDetached();
+  },
+);
