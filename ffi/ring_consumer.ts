@@ -4,22 +4,17 @@
  * @module
  */
 
+import { RingView } from "./ring_reader.ts";
+
 /** Messages to the ring worker. */
 export type ToWorker =
-  | {
-    type: "start";
-    fd: number;
-    size: number;
-    pageSize: number;
-    coalesceMs: number;
-    batchBytes: number;
-    maxInFlightBytes: number;
-  }
-  | { type: "ack"; bytes: number }
+  | { type: "start"; fd: number; size: number; pageSize: number; coalesceMs: number }
+  | { type: "ack"; upto: number }
   | { type: "stop" };
 
-type FromWorker =
-  | { type: "batch"; buf: ArrayBuffer; bytes: number; records: number; fill: number }
+/** Messages from the ring worker: a committed range of ring positions to read. */
+export type FromWorker =
+  | { type: "range"; start: number; end: number; fill: number }
   | { type: "error"; message: string }
   | { type: "stopped" };
 
@@ -27,10 +22,6 @@ type FromWorker =
 export interface RingConsumerOptions {
   /** Pause after a wake-up so a burst is read in one pass (ms). */
   coalesceMs?: number;
-  /** Size of one batch handed to the main thread. */
-  batchBytes?: number;
-  /** Stop draining while this many bytes wait for the main thread. */
-  maxInFlightBytes?: number;
   /** Called after each batch's records, e.g. to flush output once per batch. */
   onBatch?: () => void;
 }
@@ -50,7 +41,9 @@ function workerUrl(): string {
 }
 
 /**
- * Consumes a ring buffer map off the main thread.
+ * Consumes a ring buffer map: a Worker waits for records off the main thread and
+ * says which are committed; the main thread reads them in place from its own
+ * read-only mapping (no copy, no transfer) and hands each to a callback.
  *
  * @example
  * ```ts
@@ -61,11 +54,13 @@ function workerUrl(): string {
  */
 export class RingConsumer {
   #worker: Worker;
+  #view: RingView;
   #stopped: Promise<void>;
+  #closed = false;
   #lastFill = 0;
   #maxFill = 0;
 
-  /** How full the ring was (0..1) when the worker last drained it. */
+  /** How full the ring was (0..1) when the worker last found records. */
   get lastFill(): number {
     return this.#lastFill;
   }
@@ -88,23 +83,24 @@ export class RingConsumer {
     onError: (message: string) => void,
     options: RingConsumerOptions = {},
   ) {
+    this.#view = new RingView(fd, size, pageSize);
     this.#worker = new Worker(workerUrl(), { type: "module" });
     let resolveStopped: () => void;
     this.#stopped = new Promise((r) => resolveStopped = r);
+    const record = (buffer: ArrayBuffer, offset: number, length: number) =>
+      onRecord(new DataView(buffer, offset, length));
     this.#worker.onmessage = (e: MessageEvent<FromWorker>) => {
       const m = e.data;
-      if (m.type === "batch") {
+      if (m.type === "range") {
+        if (this.#closed) return;
         this.#lastFill = m.fill;
         if (m.fill > this.#maxFill) this.#maxFill = m.fill;
-        const view = new DataView(m.buf);
-        let pos = 0;
-        while (pos < m.bytes) {
-          const len = view.getUint32(pos, true);
-          onRecord(new DataView(m.buf, pos + 4, len));
-          pos += 4 + ((len + 3) & ~3);
+        try {
+          this.#view.forEach(m.start, m.end, record);
+          options.onBatch?.();
+        } finally {
+          this.#post({ type: "ack", upto: m.end });
         }
-        options.onBatch?.();
-        this.#post({ type: "ack", bytes: m.bytes });
       } else if (m.type === "error") {
         onError(m.message);
       } else {
@@ -116,22 +112,14 @@ export class RingConsumer {
       onError(e.message);
       resolveStopped();
     };
-    this.#post({
-      type: "start",
-      fd,
-      size,
-      pageSize,
-      coalesceMs: options.coalesceMs ?? 10,
-      batchBytes: options.batchBytes ?? 1 << 20,
-      maxInFlightBytes: options.maxInFlightBytes ?? 64 << 20,
-    });
+    this.#post({ type: "start", fd, size, pageSize, coalesceMs: options.coalesceMs ?? 10 });
   }
 
   #post(m: ToWorker): void {
     this.#worker.postMessage(m);
   }
 
-  /** Drain what is left, stop the worker and wait for it (bounded by `timeoutMs`). */
+  /** Read what is left, stop the worker and wait for it (bounded by `timeoutMs`). */
   async stop(timeoutMs = 1000): Promise<void> {
     this.#post({ type: "stop" });
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -141,5 +129,8 @@ export class RingConsumer {
     ]);
     clearTimeout(timer);
     this.#worker.terminate();
+    // No range is read after this: the mapping can go.
+    this.#closed = true;
+    this.#view.close();
   }
 }

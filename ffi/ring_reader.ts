@@ -96,6 +96,32 @@ export class RingReader implements Disposable {
     return Number(Atomics.load(this.#prod, 0) - Atomics.load(this.#cons, 0));
   }
 
+  /** The consumer position (bytes consumed since the ring was created). */
+  get consumed(): number {
+    return Number(Atomics.load(this.#cons, 0));
+  }
+
+  /**
+   * How far, from the consumer position, the records are committed (the kernel
+   * is done writing them): the end of the range the main thread may read.
+   */
+  committedEnd(): number {
+    const mask = this.#size - 1;
+    let pos = Number(Atomics.load(this.#cons, 0));
+    const prod = Number(Atomics.load(this.#prod, 0));
+    while (pos < prod) {
+      const len = Atomics.load(this.#hdr, (pos & mask) >>> 2);
+      if (len & BUSY) break; // reserved, not committed yet
+      pos += ((len & ~(BUSY | DISCARD)) + HDR + 7) & ~7;
+    }
+    return pos;
+  }
+
+  /** Give the space up to `pos` back to the kernel (records there have been read). */
+  release(pos: number): void {
+    Atomics.store(this.#cons, 0, BigInt(pos));
+  }
+
   /**
    * Copy every committed record, in order, into `sink`, and release the space to
    * the kernel. Stops early when `sink` returns false (it is full); the record it
@@ -134,6 +160,60 @@ export class RingReader implements Disposable {
     this.#epfd = -1;
     this.#unmap();
     void this.#fd;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/**
+ * A read-only view of a ring buffer's data area, for a thread that reads records
+ * another thread found committed (see {@link RingReader.committedEnd}). Records
+ * are read in place, never copied: the data area is mapped twice in a row, so a
+ * record that wraps around is contiguous.
+ */
+export class RingView implements Disposable {
+  #ptr: Deno.PointerValue;
+  #len: number;
+  #size: number;
+  #page: number;
+  #hdr: Uint32Array;
+  readonly buffer: ArrayBuffer;
+
+  constructor(fd: number, size: number, pageSize: number) {
+    this.#len = pageSize + 2 * size;
+    this.#ptr = map(fd, this.#len, PROT_READ, pageSize);
+    this.#size = size;
+    this.#page = pageSize;
+    this.buffer = Deno.UnsafePointerView.getArrayBuffer(this.#ptr!, this.#len);
+    this.#hdr = new Uint32Array(this.buffer, pageSize, (2 * size) / 4);
+  }
+
+  /**
+   * Call `onRecord(buffer, offset, length)` for every record between positions
+   * `start` and `end` (committed, as the reader said), skipping discarded ones.
+   * The bytes are valid only until the range is released.
+   */
+  forEach(start: number, end: number, onRecord: (buffer: ArrayBuffer, offset: number, length: number) => void): number {
+    const mask = this.#size - 1;
+    let n = 0;
+    for (let pos = start; pos < end;) {
+      const off = pos & mask;
+      const len = this.#hdr[off >>> 2];
+      const size = len & ~(BUSY | DISCARD);
+      if (!(len & DISCARD)) {
+        onRecord(this.buffer, this.#page + off + HDR, size);
+        n++;
+      }
+      pos += (size + HDR + 7) & ~7;
+    }
+    return n;
+  }
+
+  close(): void {
+    if (this.#ptr) libc().munmap(this.#ptr, BigInt(this.#len));
+    this.#ptr = null;
   }
 
   [Symbol.dispose](): void {

@@ -1,50 +1,38 @@
 /**
- * Worker that drains the BPF ring buffer off the main thread.
+ * Worker that waits on the BPF ring buffer off the main thread: the doorbell.
  *
  * It blocks in epoll_wait (bounded, so a stop request is seen within one timeout),
- * pauses a few milliseconds after each wake-up so that a burst is taken in one
- * pass, copies the records into a batch and transfers the batch to the main
- * thread. It stops draining while too many bytes are unacknowledged: the kernel
- * ring then fills and its loss counter, not this worker's memory, absorbs a main
- * thread that cannot keep up.
- *
- * Batch format: repeated [u32 length, little endian][record bytes][pad to 4].
+ * pauses a few milliseconds after each wake-up while events keep coming so that a
+ * burst is taken in one pass, finds how far the records are committed, and tells
+ * the main thread that range. The main thread reads the records in place from its
+ * own mapping of the ring and acknowledges; only then does this worker give the
+ * space back to the kernel. Nothing is copied, and while the main thread is busy
+ * the ring itself (whose loss counter is reported) absorbs the backlog.
  * @module
  */
 /// <reference lib="deno.worker" />
 import { RingReader } from "./ring_reader.ts";
-import type { ToWorker } from "./ring_consumer.ts";
+import type { FromWorker, ToWorker } from "./ring_consumer.ts";
 
 const WAIT_MS = 100;
 const QUIET_MS = 100;
 
 let stopping = false;
-let inFlight = 0;
+/** Resolves with the position the main thread has read up to. */
+let acked: ((upto: number) => void) | undefined;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const post = (m: FromWorker) => self.postMessage(m);
 
-function flush(reader: RingReader, batchBytes: number, size: number): void {
-  let pending;
-  while ((pending = reader.pending()) > 0) {
-    const fill = pending / size;
-    // Records take no more room than they do in the ring: size the batch to fit.
-    const batch = new Uint8Array(Math.min(batchBytes, pending));
-    const view = new DataView(batch.buffer);
-    let pos = 0;
-    let records = 0;
-    reader.drain((data, off, len) => {
-      const need = 4 + ((len + 3) & ~3);
-      if (pos + need > batch.length) return false;
-      view.setUint32(pos, len, true);
-      batch.set(data.subarray(off, off + len), pos + 4);
-      pos += need;
-      records++;
-      return true;
-    });
-    if (records === 0) return; // a record is still being written
-    inFlight += pos;
-    self.postMessage({ type: "batch", buf: batch.buffer, bytes: pos, records, fill }, [batch.buffer]);
-  }
+/** Offer the committed records to the main thread; release them once read. */
+async function offer(reader: RingReader, size: number): Promise<boolean> {
+  const start = reader.consumed;
+  const end = reader.committedEnd();
+  if (end === start) return false;
+  const read = new Promise<number>((r) => (acked = r));
+  post({ type: "range", start, end, fill: (end - start) / size });
+  reader.release(await read);
+  return true;
 }
 
 async function run(m: Extract<ToWorker, { type: "start" }>): Promise<void> {
@@ -52,31 +40,31 @@ async function run(m: Extract<ToWorker, { type: "start" }>): Promise<void> {
   try {
     reader = new RingReader(m.fd, m.size, m.pageSize);
   } catch (e) {
-    self.postMessage({ type: "error", message: e instanceof Error ? e.message : String(e) });
+    post({ type: "error", message: e instanceof Error ? e.message : String(e) });
+    post({ type: "stopped" });
     return;
   }
   let lastWake = -Infinity;
   try {
     while (!stopping) {
-      if (inFlight < m.maxInFlightBytes) {
-        const woke = reader.pending() > 0 || reader.wait(WAIT_MS);
-        // Coalesce only while events keep coming: after a quiet spell the first
-        // one goes out at once instead of waiting for company.
-        const now = performance.now();
-        if (woke && m.coalesceMs > 0 && now - lastWake < QUIET_MS) await sleep(m.coalesceMs);
-        if (woke) lastWake = now;
-        flush(reader, m.batchBytes, m.size);
-      } else {
-        await sleep(m.coalesceMs || 1);
+      const woke = reader.pending() > 0 || reader.wait(WAIT_MS);
+      // Coalesce only while events keep coming: after a quiet spell the first
+      // one goes out at once instead of waiting for company.
+      const now = performance.now();
+      if (woke && m.coalesceMs > 0 && now - lastWake < QUIET_MS) await sleep(m.coalesceMs);
+      if (woke) {
+        lastWake = now;
+        // A record reserved but not yet committed: give its writer a moment.
+        if (!(await offer(reader, m.size))) await sleep(1);
       }
       await sleep(0); // let stop and ack messages in
     }
-    flush(reader, m.batchBytes, m.size);
+    while (await offer(reader, m.size)) { /* what is left */ }
   } catch (e) {
-    self.postMessage({ type: "error", message: e instanceof Error ? e.message : String(e) });
+    post({ type: "error", message: e instanceof Error ? e.message : String(e) });
   } finally {
     reader.close();
-    self.postMessage({ type: "stopped" });
+    post({ type: "stopped" });
   }
 }
 
@@ -87,7 +75,8 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       run(m);
       break;
     case "ack":
-      inFlight -= m.bytes;
+      acked?.(m.upto);
+      acked = undefined;
       break;
     case "stop":
       stopping = true;
