@@ -13,7 +13,7 @@ import { JsonRenderer, RenderStage } from "../src/output/renderer.ts";
 import { Pipeline } from "../src/run/pipeline.ts";
 import { UserNames } from "../src/enrich/users.ts";
 import { compileFilter } from "../src/filter/compile.ts";
-import { toJson } from "../src/output/json.ts";
+import { JsonBytes, toJson, writeJson } from "../src/output/json.ts";
 import { LineWriter } from "../src/output/writer.ts";
 
 const N = 200_000;
@@ -55,7 +55,12 @@ const ev = enrich(raw, deps);
 time("decode", () => decodeRecord(v));
 time("enrich", () => enrich(raw, deps));
 time("filter", () => keep(ev));
-time("json", () => toJson(ev));
+time("json (string)", () => toJson(ev));
+const bytes = new JsonBytes();
+time("json (bytes, as written)", () => {
+  bytes.pos = 0;
+  writeJson(ev, bytes);
+});
 let n = 0;
 time("write (batched 1000)", () => {
   out.line('{"a":1}');

@@ -105,15 +105,54 @@ function cString(v: DataView, offset: number, max: number): string {
   return s;
 }
 
+/**
+ * The string a kernel string field held last time, and its bytes: a burst of
+ * events from one process or container repeats its comm and cgroup names, which
+ * are then compared, not decoded again (no allocation per event).
+ */
+class LastString {
+  #bytes = new Uint8Array(256);
+  #len = -1;
+  #value = "";
+
+  get(v: DataView, offset: number, max: number): string {
+    let n = 0;
+    let same = true;
+    for (; n < max; n++) {
+      const b = v.getUint8(offset + n);
+      if (b === 0) break;
+      if (same && (n >= this.#len || this.#bytes[n] !== b)) same = false;
+    }
+    if (same && n === this.#len) return this.#value;
+    this.#value = cString(v, offset, max);
+    this.#len = n;
+    this.#bytes.set(new Uint8Array(v.buffer, v.byteOffset + offset, n));
+    return this.#value;
+  }
+}
+
+const lastComm = new LastString();
+const lastCgroup = new LastString();
+const lastCgroupParent = new LastString();
+
+/** IPv4 addresses as text, by their 32-bit value; bounded. */
+const V4_TEXT = new Map<number, string>();
+const MAX_V4_TEXT = 4096;
+
 /** Format 16 address bytes at `offset`; IPv4 uses the first 4. */
 function address(v: DataView, offset: number, family: 4 | 6, mapped: boolean): string {
-  const o = v.byteOffset + offset;
-  const b = new Uint8Array(v.buffer, o, 16);
   if (family === 4) {
-    const s = mapped ? 12 : 0;
-    return `${b[s]}.${b[s + 1]}.${b[s + 2]}.${b[s + 3]}`;
+    const at = offset + (mapped ? 12 : 0);
+    const key = v.getUint32(at, false);
+    let text = V4_TEXT.get(key);
+    if (text === undefined) {
+      text = `${key >>> 24}.${(key >>> 16) & 255}.${(key >>> 8) & 255}.${key & 255}`;
+      if (V4_TEXT.size >= MAX_V4_TEXT) V4_TEXT.clear();
+      V4_TEXT.set(key, text);
+    }
+    return text;
   }
-  return ipaddr.fromByteArray(Array.from(b)).toString();
+  return ipaddr.fromByteArray(Array.from(new Uint8Array(v.buffer, v.byteOffset + offset, 16))).toString();
 }
 
 function isV4Mapped(v: DataView, offset: number): boolean {
@@ -148,9 +187,9 @@ function decodeConnect(v: DataView): RawConnect {
     // A v4-mapped source is mapped too when the destination is.
     saddr: address(v, CONN.saddr.offset, family, mapped && isV4Mapped(v, CONN.saddr.offset)),
     daddr: address(v, CONN.daddr.offset, family, mapped),
-    comm: cString(v, CONN.comm.offset, CONN.comm.size),
-    cgroup: cString(v, CONN.cgroup.offset, CONN.cgroup.size),
-    cgroupParent: cString(v, CONN.cgroup_parent.offset, CONN.cgroup_parent.size),
+    comm: lastComm.get(v, CONN.comm.offset, CONN.comm.size),
+    cgroup: lastCgroup.get(v, CONN.cgroup.offset, CONN.cgroup.size),
+    cgroupParent: lastCgroupParent.get(v, CONN.cgroup_parent.offset, CONN.cgroup_parent.size),
   };
 }
 

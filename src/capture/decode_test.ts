@@ -97,3 +97,23 @@ Deno.test("unknown record kinds are skipped, not misread", () => {
   v.setUint32(8, 99, true);
   assert.equal(decodeRecord(v), undefined);
 });
+
+Deno.test("repeated comm and cgroup names are reused, and any byte that changes is seen", () => {
+  const names = ["connector", "connector", "connectoR", "conn", "connector", "", "ünï", "ünï", "ünï2", "x".repeat(16)];
+  const cgroups = ["docker-abc.scope", "docker-abc.scope", "docker-abd.scope", "", "y".repeat(96)];
+  const enc = new TextEncoder();
+  for (let i = 0; i < 40; i++) {
+    const v = connRecord(2, [10, 0, 0, i], [10, 0, 1, 255 - i]);
+    const comm = names[i % names.length];
+    const cgroup = cgroups[i % cgroups.length];
+    new Uint8Array(v.buffer, CONN.comm.offset, CONN.comm.size).fill(0);
+    enc.encodeInto(comm, new Uint8Array(v.buffer, CONN.comm.offset, CONN.comm.size));
+    new Uint8Array(v.buffer, CONN.cgroup.offset, CONN.cgroup.size).fill(0);
+    enc.encodeInto(cgroup, new Uint8Array(v.buffer, CONN.cgroup.offset, CONN.cgroup.size));
+    const r = decodeRecord(v) as { comm: string; cgroup: string; saddr: string; daddr: string };
+    assert.equal(r.comm, comm, `record ${i}`);
+    assert.equal(r.cgroup, cgroup, `record ${i}`);
+    assert.equal(r.saddr, `10.0.0.${i}`);
+    assert.equal(r.daddr, `10.0.1.${255 - i}`);
+  }
+});

@@ -7,7 +7,7 @@
  * @module
  */
 import type { ConnEvent } from "../event.ts";
-import { type Field, FIELDS, type JsonEncoding, type Value } from "../fields.ts";
+import { BIG, type Field, FIELDS, type JsonEncoding, NUMBER, STRING, TIME, type Value, WORD } from "../fields.ts";
 
 type JsonField = Field & { json: JsonEncoding };
 
@@ -27,6 +27,7 @@ interface Cached {
 interface Segment {
   group: Field["group"];
   gets: ((e: ConnEvent) => Value)[];
+  encodings: JsonEncoding[];
   encodes: ((v: Value) => string)[];
   /** Prefix of each field: `{"key":` or `,"key":` */
   prefixes: string[];
@@ -48,11 +49,18 @@ function segments(): Segment[] {
     const last = out[out.length - 1];
     if (f.group && last?.group === f.group) {
       last.gets.push(f.get);
+      last.encodings.push(f.json);
       last.encodes.push(f.json.encode);
       last.prefixes.push(prefix);
       return;
     }
-    const seg: Segment = { group: f.group, gets: [f.get], encodes: [f.json.encode], prefixes: [prefix] };
+    const seg: Segment = {
+      group: f.group,
+      gets: [f.get],
+      encodings: [f.json],
+      encodes: [f.json.encode],
+      prefixes: [prefix],
+    };
     if (f.group) {
       seg.cacheKey = CACHE_KEYS[f.group];
       seg.cache = new Map();
@@ -70,8 +78,8 @@ function encodeRun(seg: Segment, values: Value[]): string {
   return s;
 }
 
-function unchanged(seg: Segment, hit: Cached, e: ConnEvent): boolean {
-  for (let i = 0; i < seg.gets.length; i++) if (seg.gets[i](e) !== hit.values[i]) return false;
+function unchanged(seg: Segment, values: readonly Value[], e: ConnEvent): boolean {
+  for (let i = 0; i < seg.gets.length; i++) if (seg.gets[i](e) !== values[i]) return false;
   return true;
 }
 
@@ -85,7 +93,7 @@ export function toJson(e: ConnEvent): string {
     }
     const key = seg.cacheKey!(e);
     const hit = seg.cache.get(key);
-    if (hit && unchanged(seg, hit, e)) {
+    if (hit && unchanged(seg, hit.values, e)) {
       out += hit.json;
       continue;
     }
@@ -96,4 +104,196 @@ export function toJson(e: ConnEvent): string {
     out += json;
   }
   return out + "}";
+}
+
+/**
+ * A growable byte buffer one event's JSON is written into, digit by digit and
+ * fragment by fragment, without building a string: `writeJson` writes exactly the
+ * bytes `toJson` would encode to (a test holds the two together).
+ */
+export class JsonBytes {
+  buf = new Uint8Array(4096);
+  pos = 0;
+
+  /** Make room for `n` more bytes. */
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const bigger = new Uint8Array(Math.max(this.buf.length * 2, this.pos + n));
+    bigger.set(this.buf.subarray(0, this.pos));
+    this.buf = bigger;
+  }
+
+  bytes(b: Uint8Array): void {
+    const n = b.length;
+    this.ensure(n);
+    if (n > 48) {
+      this.buf.set(b, this.pos);
+      this.pos += n;
+      return;
+    }
+    // Short fragments (keys, words, addresses) copy faster in a loop than through set().
+    const buf = this.buf;
+    let p = this.pos;
+    for (let i = 0; i < n; i++) buf[p++] = b[i];
+    this.pos = p;
+  }
+
+  /** A string's UTF-8 bytes: ASCII in a loop, anything else through TextEncoder. */
+  text(s: string): void {
+    this.ensure(s.length * 3);
+    const buf = this.buf;
+    let p = this.pos;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) {
+        this.pos = p;
+        this.pos += UTF8.encodeInto(s.slice(i), buf.subarray(p)).written;
+        return;
+      }
+      buf[p++] = c;
+    }
+    this.pos = p;
+  }
+
+  /** A non-negative safe integer in decimal. */
+  uint(n: number): void {
+    this.ensure(16);
+    const buf = this.buf;
+    if (n < 10) {
+      buf[this.pos++] = 0x30 + n;
+      return;
+    }
+    let digits = 0;
+    for (let m = n; m > 0; m = Math.floor(m / 10)) digits++;
+    let p = this.pos + digits;
+    this.pos = p;
+    for (let m = n; m > 0; m = Math.floor(m / 10)) buf[--p] = 0x30 + (m % 10);
+  }
+}
+
+const UTF8 = new TextEncoder();
+const QUOTE = 0x22;
+
+type ByteWriter = (w: JsonBytes, v: Value) => void;
+
+/** Bytes of strings that recur (words, addresses), bounded. */
+class ByteCache {
+  #map = new Map<string, Uint8Array>();
+  get(s: string, encode: (s: string) => string): Uint8Array {
+    let b = this.#map.get(s);
+    if (!b) {
+      if (this.#map.size >= MAX_CACHED) this.#map.clear();
+      b = UTF8.encode(encode(s));
+      this.#map.set(s, b);
+    }
+    return b;
+  }
+}
+
+let timeSecond = -1;
+let timePrefix = new Uint8Array(0);
+let timeSuffix = new Uint8Array(0);
+
+/** `"<date>T<time>.` and `<offset>"` once per second; nine digits of fraction per event. */
+function writeTime(w: JsonBytes, v: Value): void {
+  const ns = v as bigint;
+  const sec = Number(ns / 1_000_000_000n);
+  if (sec !== timeSecond) {
+    const s = (TIME.encode as (v: Value) => string)(BigInt(sec) * 1_000_000_000n);
+    const dot = s.indexOf(".");
+    timePrefix = UTF8.encode(s.slice(0, dot + 1));
+    timeSuffix = UTF8.encode(s.slice(dot + 10));
+    timeSecond = sec;
+  }
+  w.bytes(timePrefix);
+  w.ensure(9);
+  let frac = Number(ns % 1_000_000_000n);
+  const buf = w.buf;
+  for (let i = w.pos + 8; i >= w.pos; i--) {
+    buf[i] = 0x30 + (frac % 10);
+    frac = Math.floor(frac / 10);
+  }
+  w.pos += 9;
+  w.bytes(timeSuffix);
+}
+
+/**
+ * The byte writer for one field: its `"key":` prefix, then the value, with fast
+ * paths for numbers, words and times and the string form otherwise. Words and
+ * per-event strings (addresses) recur: they are cached as bytes, prefix included.
+ */
+function byteWriter(enc: JsonEncoding, prefix: string): ByteWriter {
+  const key = UTF8.encode(prefix);
+  if (enc === NUMBER) {
+    return (w, v) => {
+      w.bytes(key);
+      const n = v as number;
+      if (Number.isSafeInteger(n) && n >= 0) w.uint(n);
+      else w.text(enc.encode(v));
+    };
+  }
+  if (enc === BIG) {
+    return (w, v) => {
+      w.bytes(key);
+      const n = v as bigint;
+      if (n >= 0n && n <= 9007199254740991n) {
+        w.ensure(1);
+        w.buf[w.pos++] = QUOTE;
+        w.uint(Number(n));
+        w.ensure(1);
+        w.buf[w.pos++] = QUOTE;
+      } else w.text(enc.encode(v));
+    };
+  }
+  if (enc === WORD || enc === STRING) {
+    const cache = new ByteCache();
+    const encode = (s: string) => prefix + enc.encode(s);
+    return (w, v) => w.bytes(cache.get(v as string, encode));
+  }
+  if (enc === TIME) {
+    return (w, v) => {
+      w.bytes(key);
+      writeTime(w, v);
+    };
+  }
+  return (w, v) => {
+    w.bytes(key);
+    w.text(enc.encode(v));
+  };
+}
+
+interface ByteSegment {
+  segment: Segment;
+  writers: ByteWriter[];
+  cache?: Map<string | number, { values: Value[]; bytes: Uint8Array }>;
+}
+
+const BYTE_SEGMENTS: ByteSegment[] = SEGMENTS.map((segment) => ({
+  segment,
+  writers: segment.encodings.map((enc, i) => byteWriter(enc, segment.prefixes[i])),
+  cache: segment.cache ? new Map() : undefined,
+}));
+
+/** One event's JSON (no newline) into `w`: the same bytes as `toJson(e)`, built without strings. */
+export function writeJson(e: ConnEvent, w: JsonBytes): void {
+  for (const bs of BYTE_SEGMENTS) {
+    const seg = bs.segment;
+    if (!bs.cache) {
+      bs.writers[0](w, seg.gets[0](e));
+      continue;
+    }
+    const key = seg.cacheKey!(e);
+    const hit = bs.cache.get(key);
+    if (hit && unchanged(seg, hit.values, e)) {
+      w.bytes(hit.bytes);
+      continue;
+    }
+    const values = seg.gets.map((get) => get(e));
+    const bytes = UTF8.encode(encodeRun(seg, values));
+    if (bs.cache.size >= MAX_CACHED) bs.cache.clear();
+    bs.cache.set(key, { values, bytes });
+    w.bytes(bytes);
+  }
+  w.ensure(1);
+  w.buf[w.pos++] = 0x7d; // }
 }

@@ -4,7 +4,7 @@
  */
 import type { ConnEvent } from "../event.ts";
 import { type Counters, Stage } from "../stage.ts";
-import { toJson } from "./json.ts";
+import { JsonBytes, writeJson } from "./json.ts";
 import type { LineWriter } from "./writer.ts";
 
 /** An output: takes events, writes them out on flush. */
@@ -46,10 +46,13 @@ export abstract class LineRenderer implements Renderer {
   }
 }
 
-/** JSON lines on a writer. */
+/** JSON lines on a writer, written as bytes (no string per event). */
 export class JsonRenderer extends LineRenderer {
+  #bytes = new JsonBytes();
   event(e: ConnEvent): void {
-    this.out.line(toJson(e));
+    this.#bytes.pos = 0;
+    writeJson(e, this.#bytes);
+    this.out.lineBytes(this.#bytes.buf, this.#bytes.pos);
   }
 }
 

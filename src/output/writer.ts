@@ -86,6 +86,24 @@ export class LineWriter {
     this.#events += events;
   }
 
+  /** Queue one line given as its first `len` bytes (without the newline) carrying `events` events. */
+  lineBytes(bytes: Uint8Array, len: number, events = 1): void {
+    if (this.#len + len + 1 > this.#buf.length) {
+      this.flush();
+      if (len + 1 > this.#buf.length) {
+        const own = new Uint8Array(len + 1);
+        own.set(bytes.subarray(0, len));
+        own[len] = NEWLINE;
+        this.#enqueue(own, events);
+        return;
+      }
+    }
+    this.#buf.set(len === bytes.length ? bytes : bytes.subarray(0, len), this.#len);
+    this.#len += len;
+    this.#buf[this.#len++] = NEWLINE;
+    this.#events += events;
+  }
+
   /** Queue everything collected for writing. */
   flush(): void {
     if (this.#len === 0) return;
