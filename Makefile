@@ -57,6 +57,7 @@ vmtest: bpf helpers dist
 	$(DENO_RUN) scripts/vmtest.ts
 
 bench: bpf helpers
+	$(DENO_RUN) bench/peers.ts
 	$(DENO_RUN) bench/connect_storm.ts
 
 clean:

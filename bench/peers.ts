@@ -1,0 +1,222 @@
+/**
+ * `make bench`, side by side: the same loopback connect storm untraced, under
+ * lightmon, under bpftrace (a stash/emit script on sock:inet_sock_set_state) and
+ * under libbpf-tools' tcplife, in interleaved rounds so that every traced storm
+ * is compared with the untraced storms on either side of it. Prints one table of
+ * medians and ranges: throughput ratio at 1 and 2 clients, the tracer's own CPU
+ * per event (its process's user+system time, all threads, over the storm's
+ * connects) and completeness. Peers that are not installed are skipped with a note.
+ *
+ * Every storm is bounded in time (BENCH_STORM_SECONDS, 3) and goes to a loopback
+ * listener this script starts.
+ * @module
+ */
+const ROOT = new URL("..", import.meta.url).pathname;
+const CONNECTOR = `${ROOT}build/connector`;
+const LIGHTMON = `${ROOT}lightmon`;
+const TICKS = 100; // USER_HZ
+const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
+const STORM_SECONDS = Number(Deno.env.get("BENCH_STORM_SECONDS") ?? 3);
+const dec = new TextDecoder();
+
+/** A tracer under test: how to start it, when it is ready, how many storm events it reported. */
+interface Tracer {
+  name: string;
+  /** Why it cannot run here, or undefined. */
+  missing(): string | undefined;
+  start(port: number, out: string): Deno.ChildProcess;
+  ready(stderr: string, stdout: string): boolean;
+  /** Connection events for the storm in its output. */
+  count(stdout: string, port: number): number;
+}
+
+function which(cmd: string): string | undefined {
+  for (const dir of ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]) {
+    try {
+      if (Deno.statSync(`${dir}/${cmd}`).isFile) return `${dir}/${cmd}`;
+    } catch { /* next */ }
+  }
+  return undefined;
+}
+
+/** Stash who connects at CLOSE->SYN_SENT, print at the outcome: what lightmon does, in bpftrace. */
+const BPFTRACE_SCRIPT = (port: number) => `
+tracepoint:sock:inet_sock_set_state /args->protocol == 6 && args->dport == ${port}/ {
+  if (args->oldstate == 7 && args->newstate == 2) {
+    @pid[args->skaddr] = pid; @comm[args->skaddr] = comm;
+  }
+  if (args->oldstate == 2 && (args->newstate == 1 || args->newstate == 7)) {
+    printf("%d %s %d %d\\n", @pid[args->skaddr], @comm[args->skaddr], args->sport, args->newstate);
+    delete(@pid[args->skaddr]); delete(@comm[args->skaddr]);
+  }
+}`;
+
+const TRACERS: Tracer[] = [
+  {
+    name: "lightmon `--output json`",
+    missing: () => undefined,
+    start: (port, out) =>
+      new Deno.Command("sh", {
+        args: ["-c", `exec "${LIGHTMON}" --output json --include 'dport=${port}' >"${out}"`],
+        stderr: "piped",
+      }).spawn(),
+    ready: (err) => err.includes("lightmon: capture "),
+    count: (text) => text.split("\n").length - 1 - (text.match(/"status":"pending"/g)?.length ?? 0),
+  },
+  {
+    name: "bpftrace (stash/emit script)",
+    missing: () => (which("bpftrace") ? undefined : "bpftrace not installed (apt-get install bpftrace)"),
+    start: (port, out) =>
+      new Deno.Command("sh", {
+        args: ["-c", `exec bpftrace -e "$0" >"${out}"`, BPFTRACE_SCRIPT(port)],
+        stderr: "piped",
+      }).spawn(),
+    ready: (_err, out) => out.includes("Attaching"),
+    count: (text) => text.split("\n").filter((l) => /^\d+ \S+ \d+ \d+$/.test(l)).length,
+  },
+  {
+    name: "libbpf-tools tcplife",
+    missing: () => (which("tcplife") ? undefined : "tcplife not installed (apt-get install libbpf-tools)"),
+    start: (port, out) =>
+      new Deno.Command("sh", { args: ["-c", `exec stdbuf -oL tcplife -D ${port} >"${out}"`], stderr: "piped" }).spawn(),
+    ready: (_err, out) => out.includes("PID"),
+    count: (text, port) => text.split("\n").filter((l) => new RegExp(`\\s${port}\\s`).test(l)).length,
+  },
+];
+
+async function startListener(): Promise<{ port: number; child: Deno.ChildProcess }> {
+  const child = new Deno.Command(CONNECTOR, { args: ["-L", "-T", "3600", "127.0.0.1", "0"], stdout: "piped" })
+    .spawn();
+  const reader = child.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  return { port: Number(dec.decode(value).trim()), child };
+}
+
+/** `clients` connectors for STORM_SECONDS, closing with RST; total connects and the rate. */
+async function storm(port: number, clients: number): Promise<{ n: number; rate: number }> {
+  const t0 = performance.now();
+  const runs = await Promise.all(
+    Array.from({ length: clients }, () =>
+      new Deno.Command(CONNECTOR, {
+        args: ["-q", "-r", "-n", "100000000", "-T", String(STORM_SECONDS), "127.0.0.1", String(port)],
+      }).output()),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const n = runs.reduce((a, r) => a + JSON.parse(dec.decode(r.stdout)).established, 0);
+  return { n, rate: n / seconds };
+}
+
+function cpuTicks(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(f[11]) + Number(f[12]); // utime + stime, all threads
+}
+
+function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+interface Sample {
+  ratio: number;
+  cpuUs: number;
+  complete: number;
+  rssMb: number;
+}
+
+/** One traced storm: start the tracer, wait until ready, storm, let it catch up, stop it. */
+async function traced(t: Tracer, port: number, clients: number): Promise<Sample & { rate: number }> {
+  const out = Deno.makeTempFileSync({ prefix: "lightmon-peers-" });
+  const child = t.start(port, out);
+  let err = "";
+  const errDone = (async () => {
+    for await (const c of child.stderr) err += dec.decode(c);
+  })();
+  const end = Date.now() + 30_000;
+  while (!t.ready(err, Deno.readTextFileSync(out))) {
+    if (Date.now() > end) throw new Error(`${t.name} did not start: ${err}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await new Promise((r) => setTimeout(r, 300)); // start-up CPU settles
+  const c0 = cpuTicks(child.pid);
+  const s = await storm(port, clients);
+  // Let the tracer write out what it has (bounded), then read its CPU.
+  let seen = -1;
+  for (let i = 0; i < 50; i++) {
+    const now = t.count(Deno.readTextFileSync(out), port);
+    if (now >= s.n || now === seen) break;
+    seen = now;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const c1 = cpuTicks(child.pid);
+  const rssMb = peakRssMb(child.pid);
+  child.kill("SIGINT");
+  await child.status;
+  await errDone;
+  const complete = t.count(Deno.readTextFileSync(out), port) / s.n;
+  Deno.removeSync(out);
+  return { rate: s.rate, ratio: NaN, cpuUs: ((c1 - c0) / TICKS) * 1e6 / s.n, complete, rssMb };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const range = (xs: number[], digits: number, unit = "") => {
+  const s = [...xs].sort((a, b) => a - b);
+  const f = (x: number) => x.toFixed(digits) + unit;
+  return s.length > 1 ? `${f(median(s))} (${f(s[0])}-${f(s[s.length - 1])})` : f(s[0]);
+};
+
+if (import.meta.main) {
+  if (Deno.uid() !== 0) {
+    console.error("bench: run as root (the tracers load BPF programs)");
+    Deno.exit(2);
+  }
+  const tracers = TRACERS.filter((t) => {
+    const why = t.missing();
+    if (why) console.error(`bench: skipping ${t.name}: ${why}`);
+    return !why;
+  });
+  const listener = await startListener();
+  const port = listener.port;
+  const samples = new Map<string, Sample[]>(tracers.flatMap((t) => [1, 2].map((c) => [`${t.name}/${c}`, []])));
+  try {
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const clients of [1, 2]) {
+        // Each traced storm is compared with the untraced storms just before and just after it.
+        let before = (await storm(port, clients)).rate;
+        for (const t of tracers) {
+          const sample = await traced(t, port, clients);
+          const after = (await storm(port, clients)).rate;
+          sample.ratio = sample.rate / ((before + after) / 2);
+          before = after;
+          samples.get(`${t.name}/${clients}`)!.push(sample);
+          console.error(
+            `bench: round ${round}, ${clients} client(s), ${t.name}: ratio ${sample.ratio.toFixed(2)}, ` +
+              `${sample.cpuUs.toFixed(1)} µs/event, ${(100 * sample.complete).toFixed(1)}% reported`,
+          );
+        }
+      }
+    }
+  } finally {
+    listener.child.kill("SIGTERM");
+    await listener.child.status;
+  }
+  console.log(
+    `\nconnect storm side by side: ${STORM_SECONDS}-second loopback storms closing with RST, ${ROUNDS} interleaved ` +
+      "rounds, median (range)\n",
+  );
+  console.log(
+    "| | throughput ratio, 1 client | 2 clients | tracer's own CPU per event | complete | peak RSS MB |",
+  );
+  console.log("|---|---|---|---|---|---|");
+  for (const t of tracers) {
+    const one = samples.get(`${t.name}/1`)!;
+    const two = samples.get(`${t.name}/2`)!;
+    const all = [...one, ...two];
+    console.log(
+      `| ${t.name} | ${range(one.map((s) => s.ratio), 2)} | ${range(two.map((s) => s.ratio), 2)} | ${
+        range(all.map((s) => s.cpuUs), 1, " µs")
+      } | ${range(all.map((s) => 100 * s.complete), 1, "%")} | ${range(all.map((s) => s.rssMb), 0)} |`,
+    );
+  }
+}
