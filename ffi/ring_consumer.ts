@@ -1,5 +1,5 @@
 /**
- * The main thread's side of the ring buffer: starts the draining Worker and hands
+ * The main thread's side of the ring buffer: starts the waiting Worker and hands
  * each batch of raw records to a callback.
  * @module
  */
@@ -12,7 +12,7 @@ export type ToWorker =
   | { type: "ack"; upto: number }
   | { type: "stop" };
 
-/** Messages from the ring worker: a committed range of ring positions to read. */
+/** Messages from the ring worker: ring positions the kernel wrote up to, to read what is committed. */
 export type FromWorker =
   | { type: "range"; start: number; end: number; fill: number }
   | { type: "error"; message: string }
@@ -95,11 +95,12 @@ export class RingConsumer {
         if (this.#closed) return;
         this.#lastFill = m.fill;
         if (m.fill > this.#maxFill) this.#maxFill = m.fill;
+        let upto = m.start;
         try {
-          this.#view.forEach(m.start, m.end, record);
+          upto = this.#view.read(m.start, m.end, record);
           options.onBatch?.();
         } finally {
-          this.#post({ type: "ack", upto: m.end });
+          this.#post({ type: "ack", upto });
         }
       } else if (m.type === "error") {
         onError(m.message);

@@ -1,6 +1,7 @@
 /**
  * A BPF ring buffer (BPF_MAP_TYPE_RINGBUF) read directly through its memory map,
- * the way libbpf's ringbuf.c does it, without a callback per record.
+ * the way libbpf's ringbuf.c does it: a doorbell (positions and epoll, for the
+ * Worker that waits) and a view of the data (for the thread that reads).
  *
  * Layout (kernel/bpf/ringbuf.c): page 0 holds the consumer position (read-write),
  * page 1 the producer position (read-only), then the data area mapped twice in a
@@ -30,42 +31,35 @@ function map(fd: number, length: number, prot: number, offset: number): Deno.Poi
   return p;
 }
 
-/** Reads records from a ring buffer map fd; owns its maps and its epoll fd. */
-export class RingReader implements Disposable {
-  #fd: number;
-  #size: number;
+/**
+ * The positions of a ring buffer and its wake-ups, without its data: the consumer
+ * page (read-write) and the producer page (read-only), and an epoll fd that says
+ * when the kernel wrote. Owns its two page mappings and the epoll fd.
+ */
+export class RingDoorbell implements Disposable {
   #page: number;
   #consPtr: Deno.PointerValue;
   #prodPtr: Deno.PointerValue;
   #cons: BigUint64Array;
   #prod: BigUint64Array;
-  #data: Uint8Array;
-  #hdr: Uint32Array;
   #epfd: number;
   #events = new Uint8Array(12);
 
   /**
    * @param fd the ring buffer map's fd
-   * @param size the ring's size in bytes (its max_entries, a power of two)
    * @param pageSize the system page size
    */
-  constructor(fd: number, size: number, pageSize: number) {
-    this.#fd = fd;
-    this.#size = size;
+  constructor(fd: number, pageSize: number) {
     this.#page = pageSize;
     this.#consPtr = map(fd, pageSize, PROT_READ | PROT_WRITE, 0);
     try {
-      this.#prodPtr = map(fd, pageSize + 2 * size, PROT_READ, pageSize);
+      this.#prodPtr = map(fd, pageSize, PROT_READ, pageSize);
     } catch (e) {
       libc().munmap(this.#consPtr, BigInt(pageSize));
       throw e;
     }
-    const consBuf = Deno.UnsafePointerView.getArrayBuffer(this.#consPtr, pageSize);
-    const prodBuf = Deno.UnsafePointerView.getArrayBuffer(this.#prodPtr, pageSize + 2 * size);
-    this.#cons = new BigUint64Array(consBuf, 0, 1);
-    this.#prod = new BigUint64Array(prodBuf, 0, 1);
-    this.#data = new Uint8Array(prodBuf, pageSize, 2 * size);
-    this.#hdr = new Uint32Array(prodBuf, pageSize, (2 * size) / 4);
+    this.#cons = new BigUint64Array(Deno.UnsafePointerView.getArrayBuffer(this.#consPtr!, pageSize), 0, 1);
+    this.#prod = new BigUint64Array(Deno.UnsafePointerView.getArrayBuffer(this.#prodPtr!, pageSize), 0, 1);
 
     this.#epfd = libc().epoll_create1(0x80000 /* EPOLL_CLOEXEC */);
     if (this.#epfd < 0) {
@@ -91,30 +85,19 @@ export class RingReader implements Disposable {
     return libc().epoll_wait(this.#epfd, this.#events, 1, timeoutMs) > 0;
   }
 
-  /** Bytes written by the kernel and not yet consumed. */
-  pending(): number {
-    return Number(Atomics.load(this.#prod, 0) - Atomics.load(this.#cons, 0));
-  }
-
   /** The consumer position (bytes consumed since the ring was created). */
   get consumed(): number {
     return Number(Atomics.load(this.#cons, 0));
   }
 
-  /**
-   * How far, from the consumer position, the records are committed (the kernel
-   * is done writing them): the end of the range the main thread may read.
-   */
-  committedEnd(): number {
-    const mask = this.#size - 1;
-    let pos = Number(Atomics.load(this.#cons, 0));
-    const prod = Number(Atomics.load(this.#prod, 0));
-    while (pos < prod) {
-      const len = Atomics.load(this.#hdr, (pos & mask) >>> 2);
-      if (len & BUSY) break; // reserved, not committed yet
-      pos += ((len & ~(BUSY | DISCARD)) + HDR + 7) & ~7;
-    }
-    return pos;
+  /** The producer position: records up to here are reserved (maybe not yet committed). */
+  get produced(): number {
+    return Number(Atomics.load(this.#prod, 0));
+  }
+
+  /** Bytes written by the kernel and not yet consumed. */
+  pending(): number {
+    return this.produced - this.consumed;
   }
 
   /** Give the space up to `pos` back to the kernel (records there have been read). */
@@ -122,44 +105,18 @@ export class RingReader implements Disposable {
     Atomics.store(this.#cons, 0, BigInt(pos));
   }
 
-  /**
-   * Copy every committed record, in order, into `sink`, and release the space to
-   * the kernel. Stops early when `sink` returns false (it is full); the record it
-   * refused stays in the ring. Returns the number of records consumed.
-   */
-  drain(sink: (data: Uint8Array, offset: number, length: number) => boolean): number {
-    const mask = this.#size - 1;
-    let cons = Number(Atomics.load(this.#cons, 0));
-    const prod = Number(Atomics.load(this.#prod, 0));
-    let n = 0;
-    while (cons < prod) {
-      const off = cons & mask;
-      const len = Atomics.load(this.#hdr, off >>> 2);
-      if (len & BUSY) break; // reserved, not committed yet
-      const size = len & ~(BUSY | DISCARD);
-      if (!(len & DISCARD)) {
-        if (!sink(this.#data, off + HDR, size)) break;
-        n++;
-      }
-      cons += (size + HDR + 7) & ~7;
-    }
-    Atomics.store(this.#cons, 0, BigInt(cons));
-    return n;
-  }
-
   #unmap(): void {
-    if (this.#prodPtr) libc().munmap(this.#prodPtr, BigInt(this.#page + 2 * this.#size));
+    if (this.#prodPtr) libc().munmap(this.#prodPtr, BigInt(this.#page));
     if (this.#consPtr) libc().munmap(this.#consPtr, BigInt(this.#page));
     this.#prodPtr = null;
     this.#consPtr = null;
   }
 
-  /** Unmap the ring and close the epoll fd (not the map fd). Idempotent. */
+  /** Unmap the pages and close the epoll fd (not the map fd). Idempotent. */
   close(): void {
     if (this.#epfd >= 0) libc().close(this.#epfd);
     this.#epfd = -1;
     this.#unmap();
-    void this.#fd;
   }
 
   [Symbol.dispose](): void {
@@ -168,10 +125,9 @@ export class RingReader implements Disposable {
 }
 
 /**
- * A read-only view of a ring buffer's data area, for a thread that reads records
- * another thread found committed (see {@link RingReader.committedEnd}). Records
- * are read in place, never copied: the data area is mapped twice in a row, so a
- * record that wraps around is contiguous.
+ * A read-only view of a ring buffer's data area: records are read in place, never
+ * copied. The kernel maps the data area twice in a row, so a record that wraps
+ * around is contiguous.
  */
 export class RingView implements Disposable {
   #ptr: Deno.PointerValue;
@@ -191,24 +147,24 @@ export class RingView implements Disposable {
   }
 
   /**
-   * Call `onRecord(buffer, offset, length)` for every record between positions
-   * `start` and `end` (committed, as the reader said), skipping discarded ones.
-   * The bytes are valid only until the range is released.
+   * Call `onRecord(buffer, offset, length)` for every committed record from
+   * position `start` up to at most `end` (the producer position the doorbell saw),
+   * skipping discarded ones, and return the position reached: a record the kernel
+   * has reserved but not yet committed stops the walk there. The bytes are valid
+   * only until the range is released.
    */
-  forEach(start: number, end: number, onRecord: (buffer: ArrayBuffer, offset: number, length: number) => void): number {
+  read(start: number, end: number, onRecord: (buffer: ArrayBuffer, offset: number, length: number) => void): number {
     const mask = this.#size - 1;
-    let n = 0;
-    for (let pos = start; pos < end;) {
+    let pos = start;
+    while (pos < end) {
       const off = pos & mask;
-      const len = this.#hdr[off >>> 2];
+      const len = Atomics.load(this.#hdr, off >>> 2);
+      if (len & BUSY) break; // reserved, not committed yet
       const size = len & ~(BUSY | DISCARD);
-      if (!(len & DISCARD)) {
-        onRecord(this.buffer, this.#page + off + HDR, size);
-        n++;
-      }
+      if (!(len & DISCARD)) onRecord(this.buffer, this.#page + off + HDR, size);
       pos += (size + HDR + 7) & ~7;
     }
-    return n;
+    return pos;
   }
 
   close(): void {

@@ -3,15 +3,15 @@
  *
  * It blocks in epoll_wait (bounded, so a stop request is seen within one timeout),
  * pauses a few milliseconds after each wake-up while events keep coming so that a
- * burst is taken in one pass, finds how far the records are committed, and tells
- * the main thread that range. The main thread reads the records in place from its
- * own mapping of the ring and acknowledges; only then does this worker give the
- * space back to the kernel. Nothing is copied, and while the main thread is busy
+ * burst is taken in one pass, and tells the main thread how far the kernel wrote.
+ * The main thread reads the committed records in place from its own mapping of
+ * the ring and says how far it got; only then does this worker give that space
+ * back to the kernel. This worker maps only the two position pages. Nothing is copied, and while the main thread is busy
  * the ring itself (whose loss counter is reported) absorbs the backlog.
  * @module
  */
 /// <reference lib="deno.worker" />
-import { RingReader } from "./ring_reader.ts";
+import { RingDoorbell } from "./ring_reader.ts";
 import type { FromWorker, ToWorker } from "./ring_consumer.ts";
 
 const WAIT_MS = 100;
@@ -24,21 +24,26 @@ let acked: ((upto: number) => void) | undefined;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const post = (m: FromWorker) => self.postMessage(m);
 
-/** Offer the committed records to the main thread; release them once read. */
-async function offer(reader: RingReader, size: number): Promise<boolean> {
-  const start = reader.consumed;
-  const end = reader.committedEnd();
+/**
+ * Offer what the kernel wrote to the main thread, which reads the committed
+ * records and says how far it got; release that. False when nothing was read
+ * (nothing written, or the first record not committed yet).
+ */
+async function offer(bell: RingDoorbell, size: number): Promise<boolean> {
+  const start = bell.consumed;
+  const end = bell.produced;
   if (end === start) return false;
   const read = new Promise<number>((r) => (acked = r));
   post({ type: "range", start, end, fill: (end - start) / size });
-  reader.release(await read);
-  return true;
+  const upto = await read;
+  bell.release(upto);
+  return upto > start;
 }
 
 async function run(m: Extract<ToWorker, { type: "start" }>): Promise<void> {
-  let reader: RingReader;
+  let reader: RingDoorbell;
   try {
-    reader = new RingReader(m.fd, m.size, m.pageSize);
+    reader = new RingDoorbell(m.fd, m.pageSize);
   } catch (e) {
     post({ type: "error", message: e instanceof Error ? e.message : String(e) });
     post({ type: "stopped" });
