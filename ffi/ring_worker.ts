@@ -61,8 +61,9 @@ async function run(m: Extract<ToWorker, { type: "start" }>): Promise<void> {
         lastWake = now;
         // A record reserved but not yet committed: give its writer a moment.
         if (!(await offer(reader, m.size))) await sleep(1);
+      } else {
+        await sleep(0); // idle: let a stop message in (offer and sleep yield otherwise)
       }
-      await sleep(0); // let stop and ack messages in
     }
     while (await offer(reader, m.size)) { /* what is left */ }
   } catch (e) {
