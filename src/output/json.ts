@@ -1,9 +1,12 @@
 /**
- * The JSON event: the registry's fields with a JSON encoding, in registry order.
+ * The JSON event: the registry's fields with a JSON encoding, in registry order,
+ * written as bytes into a reused buffer (no string per event).
  *
  * Fields that describe the process or the container repeat from event to event;
  * each such group is encoded once per distinct set of values and the fragment is
  * reused while the values stay the same (a bounded cache keyed by pid or container).
+ * Other fields are written directly: numbers digit by digit, words and addresses
+ * from byte caches, the time's date part once per second.
  * @module
  */
 import type { ConnEvent } from "../event.ts";
@@ -14,11 +17,6 @@ type JsonField = Field & { json: JsonEncoding };
 /** The JSON keys, in output order. */
 export const JSON_FIELDS: readonly JsonField[] = FIELDS.filter((f): f is JsonField => f.json !== false);
 
-interface Cached {
-  values: Value[];
-  json: string;
-}
-
 /**
  * A run of the registry: one field, or a cached group of them. The getters and
  * encoders are copied out of the (variously shaped) registry entries into plain
@@ -28,11 +26,9 @@ interface Segment {
   group: Field["group"];
   gets: ((e: ConnEvent) => Value)[];
   encodings: JsonEncoding[];
-  encodes: ((v: Value) => string)[];
   /** Prefix of each field: `{"key":` or `,"key":` */
   prefixes: string[];
   cacheKey?: (e: ConnEvent) => string | number;
-  cache?: Map<string | number, Cached>;
 }
 
 const MAX_CACHED = 4096;
@@ -50,7 +46,6 @@ function segments(): Segment[] {
     if (f.group && last?.group === f.group) {
       last.gets.push(f.get);
       last.encodings.push(f.json);
-      last.encodes.push(f.json.encode);
       last.prefixes.push(prefix);
       return;
     }
@@ -58,13 +53,9 @@ function segments(): Segment[] {
       group: f.group,
       gets: [f.get],
       encodings: [f.json],
-      encodes: [f.json.encode],
       prefixes: [prefix],
     };
-    if (f.group) {
-      seg.cacheKey = CACHE_KEYS[f.group];
-      seg.cache = new Map();
-    }
+    if (f.group) seg.cacheKey = CACHE_KEYS[f.group];
     out.push(seg);
   });
   return out;
@@ -74,7 +65,7 @@ const SEGMENTS = segments();
 
 function encodeRun(seg: Segment, values: Value[]): string {
   let s = "";
-  for (let i = 0; i < seg.gets.length; i++) s += seg.prefixes[i] + seg.encodes[i](values[i]);
+  for (let i = 0; i < seg.gets.length; i++) s += seg.prefixes[i] + seg.encodings[i].encode(values[i]);
   return s;
 }
 
@@ -83,33 +74,9 @@ function unchanged(seg: Segment, values: readonly Value[], e: ConnEvent): boolea
   return true;
 }
 
-/** One event as one line of JSON (no newline). */
-export function toJson(e: ConnEvent): string {
-  let out = "";
-  for (const seg of SEGMENTS) {
-    if (!seg.cache) {
-      out += seg.prefixes[0] + seg.encodes[0](seg.gets[0](e));
-      continue;
-    }
-    const key = seg.cacheKey!(e);
-    const hit = seg.cache.get(key);
-    if (hit && unchanged(seg, hit.values, e)) {
-      out += hit.json;
-      continue;
-    }
-    const values = seg.gets.map((get) => get(e));
-    const json = encodeRun(seg, values);
-    if (seg.cache.size >= MAX_CACHED) seg.cache.clear();
-    seg.cache.set(key, { values, json });
-    out += json;
-  }
-  return out + "}";
-}
-
 /**
  * A growable byte buffer one event's JSON is written into, digit by digit and
- * fragment by fragment, without building a string: `writeJson` writes exactly the
- * bytes `toJson` would encode to (a test holds the two together).
+ * fragment by fragment, without building a string.
  */
 export class JsonBytes {
   buf = new Uint8Array(4096);
@@ -271,10 +238,10 @@ interface ByteSegment {
 const BYTE_SEGMENTS: ByteSegment[] = SEGMENTS.map((segment) => ({
   segment,
   writers: segment.encodings.map((enc, i) => byteWriter(enc, segment.prefixes[i])),
-  cache: segment.cache ? new Map() : undefined,
+  cache: segment.cacheKey ? new Map() : undefined,
 }));
 
-/** One event's JSON (no newline) into `w`: the same bytes as `toJson(e)`, built without strings. */
+/** One event's JSON (no newline) into `w`. */
 export function writeJson(e: ConnEvent, w: JsonBytes): void {
   for (const bs of BYTE_SEGMENTS) {
     const seg = bs.segment;
@@ -296,4 +263,14 @@ export function writeJson(e: ConnEvent, w: JsonBytes): void {
   }
   w.ensure(1);
   w.buf[w.pos++] = 0x7d; // }
+}
+
+const TEXT = new TextDecoder();
+const scratch = new JsonBytes();
+
+/** One event as one line of JSON (no newline), as a string: for tests and tools, not the hot path. */
+export function toJson(e: ConnEvent): string {
+  scratch.pos = 0;
+  writeJson(e, scratch);
+  return TEXT.decode(scratch.buf.subarray(0, scratch.pos));
 }

@@ -1,14 +1,19 @@
 import assert from "node:assert/strict";
 import { sampleEvent } from "../testdata/event.ts";
-import { JsonBytes, toJson, writeJson } from "./json.ts";
+import type { ConnEvent } from "../event.ts";
+import { JSON_FIELDS, JsonBytes, writeJson } from "./json.ts";
 
-const bytesOf = (e: Parameters<typeof toJson>[0], w = new JsonBytes()) => {
+/** The JSON the registry defines, field by field, with no caching or fast path: the reference. */
+const reference = (e: ConnEvent) =>
+  "{" + JSON_FIELDS.map((f) => `${JSON.stringify(f.key)}:${f.json.encode(f.get(e))}`).join(",") + "}";
+
+const bytesOf = (e: ConnEvent, w = new JsonBytes()) => {
   w.pos = 0;
   writeJson(e, w);
   return new TextDecoder().decode(w.buf.subarray(0, w.pos));
 };
 
-Deno.test("writeJson writes exactly the bytes of toJson, for ordinary, hostile and extreme values", () => {
+Deno.test("writeJson writes the registry's JSON byte for byte, for ordinary, hostile and extreme values", () => {
   const hostile = [
     "",
     "a\u0000b",
@@ -41,6 +46,6 @@ Deno.test("writeJson writes exactly the bytes of toJson, for ordinary, hostile a
       status: (["established", "refused", "pending", "timeout"] as const)[rnd(4)],
       family: rnd(2) ? 4 : 6,
     });
-    assert.equal(bytesOf(e, w), toJson(e), `event ${i}`);
+    assert.equal(bytesOf(e, w), reference(e), `event ${i}`);
   }
 });
