@@ -187,19 +187,15 @@ bpfTest(
   async () => {
     const l = listen("127.0.0.1");
     // 1100 alternatives; the kernel table holds 1024. The listener's port is the last one.
-    const others = Array.from({ length: 1099 }, (_, i) => `dport=${20000 + i}`).filter((p) => p !== `dport=${l.port}`)
-      .slice(0, 1099);
+    const others = Array.from({ length: 1100 }, (_, i) => 20000 + i).filter((p) => p !== l.port).slice(0, 1099)
+      .map((p) => `dport=${p}`);
     const exclude = [...others, `dport=${l.port}`].join(" || ");
     const lm = new Lightmon(["--output", "json", "--exclude", exclude]);
     try {
       await lm.ready();
       assert.match(
         lm.stderr,
-        new RegExp(
-          `dropping 1024 dports in the kernel \\(${
-            others.length + 1 - 1024
-          } more in user space: the kernel's table holds 1024\\)`,
-        ),
+        /dropping 1024 dports in the kernel \(76 more in user space: the kernel's table holds 1024\)/,
       );
       const [t] = await connect("127.0.0.1", l.port, { n: 3 });
       await new Promise((r) => setTimeout(r, 500));
