@@ -8,10 +8,7 @@
  * shared and noisy, so each ratio is traced/untraced measured back to back.
  * @module
  */
-const ROOT = new URL("..", import.meta.url).pathname;
-const CONNECTOR = `${ROOT}build/connector`;
-const LIGHTMON = `${ROOT}lightmon`;
-const TICKS = 100; // USER_HZ
+import { CONNECTOR, cpuSeconds, LIGHTMON, peakRssMb, startListener } from "./lib.ts";
 
 import { dockerUnavailable, ensureImage } from "../tests/docker.ts";
 
@@ -21,14 +18,6 @@ const EXECS = Number(Deno.env.get("BENCH_EXECS") ?? 2000);
 const MAX_SECONDS = 30;
 
 const dec = new TextDecoder();
-
-async function startListener(): Promise<{ port: number; child: Deno.ChildProcess }> {
-  const child = new Deno.Command(CONNECTOR, { args: ["-L", "-T", "600", "127.0.0.1", "0"], stdout: "piped" }).spawn();
-  const reader = child.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  return { port: Number(dec.decode(value).trim()), child };
-}
 
 /** Run `clients` connectors in parallel; returns total attempts and wall seconds. */
 async function storm(port: number, clients: number, perClient: number): Promise<{ n: number; seconds: number }> {
@@ -50,17 +39,6 @@ async function execStorm(port: number, count: number): Promise<{ n: number; seco
   const script = `i=0; while [ $i -lt ${count} ]; do "${CONNECTOR}" -q 127.0.0.1 ${port} >/dev/null; i=$((i+1)); done`;
   await new Deno.Command("timeout", { args: [String(MAX_SECONDS * 2), "sh", "-c", script] }).output();
   return { n: count, seconds: (performance.now() - t0) / 1000 };
-}
-
-function cpuTicks(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(f[11]) + Number(f[12]); // utime + stime
-}
-
-function peakRssMb(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 class Traced {
@@ -146,10 +124,10 @@ async function scenario(
   await t.ready();
   const pid = t.child.pid;
   await new Promise((r) => setTimeout(r, 200)); // let start-up CPU settle
-  const c0 = cpuTicks(pid);
+  const c0 = cpuSeconds(pid);
   const traced = await load();
   const captured = await settle(t, traced.n);
-  const c1 = cpuTicks(pid);
+  const c1 = cpuSeconds(pid);
   const extra = check?.(t.events());
   const rss = peakRssMb(pid);
   const { lost } = await t.stop();
@@ -161,7 +139,7 @@ async function scenario(
     captured,
     lost,
     ratio: (traced.n / traced.seconds) / baseRate,
-    cpuUsPerEvent: ((c1 - c0) / TICKS) * 1e6 / Math.max(1, captured),
+    cpuUsPerEvent: (c1 - c0) * 1e6 / Math.max(1, captured),
     peakRssMb: rss,
     extra,
   };

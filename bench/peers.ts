@@ -11,10 +11,7 @@
  * listener this script starts.
  * @module
  */
-const ROOT = new URL("..", import.meta.url).pathname;
-const CONNECTOR = `${ROOT}build/connector`;
-const LIGHTMON = `${ROOT}lightmon`;
-const TICKS = 100; // USER_HZ
+import { CONNECTOR, cpuSeconds, LIGHTMON, peakRssMb, startListener } from "./lib.ts";
 const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
 const STORM_SECONDS = Number(Deno.env.get("BENCH_STORM_SECONDS") ?? 3);
 const dec = new TextDecoder();
@@ -84,15 +81,6 @@ const TRACERS: Tracer[] = [
   },
 ];
 
-async function startListener(): Promise<{ port: number; child: Deno.ChildProcess }> {
-  const child = new Deno.Command(CONNECTOR, { args: ["-L", "-T", "3600", "127.0.0.1", "0"], stdout: "piped" })
-    .spawn();
-  const reader = child.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  return { port: Number(dec.decode(value).trim()), child };
-}
-
 /** `clients` connectors for STORM_SECONDS, closing with RST; total connects and the rate. */
 async function storm(port: number, clients: number): Promise<{ n: number; rate: number }> {
   const t0 = performance.now();
@@ -105,17 +93,6 @@ async function storm(port: number, clients: number): Promise<{ n: number; rate: 
   const seconds = (performance.now() - t0) / 1000;
   const n = runs.reduce((a, r) => a + JSON.parse(dec.decode(r.stdout)).established, 0);
   return { n, rate: n / seconds };
-}
-
-function cpuTicks(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(f[11]) + Number(f[12]); // utime + stime, all threads
-}
-
-function peakRssMb(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 interface Sample {
@@ -139,7 +116,7 @@ async function traced(t: Tracer, port: number, clients: number): Promise<Sample 
     await new Promise((r) => setTimeout(r, 20));
   }
   await new Promise((r) => setTimeout(r, 300)); // start-up CPU settles
-  const c0 = cpuTicks(child.pid);
+  const c0 = cpuSeconds(child.pid);
   const s = await storm(port, clients);
   // Let the tracer write out what it has (bounded), then read its CPU.
   let seen = -1;
@@ -149,14 +126,14 @@ async function traced(t: Tracer, port: number, clients: number): Promise<Sample 
     seen = now;
     await new Promise((r) => setTimeout(r, 100));
   }
-  const c1 = cpuTicks(child.pid);
+  const c1 = cpuSeconds(child.pid);
   const rssMb = peakRssMb(child.pid);
   child.kill("SIGINT");
   await child.status;
   await errDone;
   const complete = t.count(Deno.readTextFileSync(out), port) / s.n;
   Deno.removeSync(out);
-  return { rate: s.rate, ratio: NaN, cpuUs: ((c1 - c0) / TICKS) * 1e6 / s.n, complete, rssMb };
+  return { rate: s.rate, ratio: NaN, cpuUs: (c1 - c0) * 1e6 / s.n, complete, rssMb };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

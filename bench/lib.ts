@@ -1,0 +1,35 @@
+/**
+ * What the storm benchmarks share: the test client, a loopback listener, and a
+ * process's CPU time and peak RSS from /proc.
+ * @module
+ */
+export const ROOT = new URL("..", import.meta.url).pathname;
+export const CONNECTOR = `${ROOT}build/connector`;
+export const LIGHTMON = `${ROOT}lightmon`;
+const TICKS = 100; // USER_HZ
+const dec = new TextDecoder();
+
+/** A listener that accepts and closes every connection, for at most `seconds`. */
+export async function startListener(seconds = 600): Promise<{ port: number; child: Deno.ChildProcess }> {
+  const child = new Deno.Command(CONNECTOR, {
+    args: ["-L", "-T", String(seconds), "127.0.0.1", "0"],
+    stdout: "piped",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  return { port: Number(dec.decode(value).trim()), child };
+}
+
+/** User+system CPU seconds of a process, all threads. */
+export function cpuSeconds(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / TICKS; // utime + stime
+}
+
+/** Peak resident set size, MB. */
+export function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
