@@ -20,7 +20,7 @@ export type FromWorker =
 
 /** Options for {@link RingConsumer}. */
 export interface RingConsumerOptions {
-  /** Pause after a wake-up so a burst is read in one pass (ms). */
+  /** Pause after a wake-up while events keep coming, so a burst is read in one pass (ms, default 25; the first event after a quiet spell is read at once). */
   coalesceMs?: number;
   /** Called after each batch's records, e.g. to flush output once per batch. */
   onBatch?: () => void;
@@ -113,7 +113,7 @@ export class RingConsumer {
       onError(e.message);
       resolveStopped();
     };
-    this.#post({ type: "start", fd, size, pageSize, coalesceMs: options.coalesceMs ?? 10 });
+    this.#post({ type: "start", fd, size, pageSize, coalesceMs: options.coalesceMs ?? 25 });
   }
 
   #post(m: ToWorker): void {
