@@ -54,7 +54,10 @@ const TRACERS: Tracer[] = [
     missing: () => undefined,
     start: (port, out) =>
       new Deno.Command("sh", {
-        args: ["-c", `exec "${LIGHTMON}" --output json --include 'dport=${port}' >"${out}"`],
+        args: [
+          "-c",
+          `exec "${Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON}" --output json --include 'dport=${port}' >"${out}"`,
+        ],
         stderr: "piped",
       }).spawn(),
     ready: (err) => err.includes("lightmon: capture "),
@@ -148,7 +151,9 @@ if (import.meta.main) {
     console.error("bench: run as root (the tracers load BPF programs)");
     Deno.exit(2);
   }
-  const tracers = TRACERS.filter((t) => {
+  // BENCH_ONLY=lightmon (a name prefix) runs one tracer; BENCH_LIGHTMON=path compares another build.
+  const only = Deno.env.get("BENCH_ONLY");
+  const tracers = TRACERS.filter((t) => !only || t.name.startsWith(only)).filter((t) => {
     const why = t.missing();
     if (why) console.error(`bench: skipping ${t.name}: ${why}`);
     return !why;
