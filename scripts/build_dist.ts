@@ -27,7 +27,11 @@ async function sh(cmd: string, args: string[], opts: { timeoutMs?: number } = {}
 Deno.statSync(object); // `make dist` builds it first
 Deno.mkdirSync(`${root}dist`, { recursive: true });
 
-// 1. deno compile, where its runtime can be had.
+// 1. deno compile, where its runtime can be had. It refuses to overwrite a file it did
+// not make (the self-extracting one), which would hide why it really failed.
+try {
+  Deno.removeSync(out);
+} catch { /* first build */ }
 const compiled = await sh(deno, [
   "compile",
   "--allow-all",
