@@ -85,7 +85,11 @@ export class RenderStage extends Stage<ConnEvent, void> {
   }
 
   push(e: ConnEvent): void {
-    this.#guard(() => this.#renderer.event(e));
+    try {
+      this.#renderer.event(e); // no closure per event: this is the hot path
+    } catch (err) {
+      this.#fault(err);
+    }
     this.#taken++;
     let n = this.#byStatus.get(e.status);
     if (!n) this.#byStatus.set(e.status, n = [0, 0]);
@@ -124,10 +128,14 @@ export class RenderStage extends Stage<ConnEvent, void> {
     try {
       write();
     } catch (e) {
-      if (e instanceof Deno.errors.BrokenPipe) return this.ctx.stop(0);
-      this.ctx.log(`lightmon: cannot write output: ${e instanceof Error ? e.message : e}`);
-      this.ctx.stop(1);
+      this.#fault(e);
     }
+  }
+
+  #fault(e: unknown): void {
+    if (e instanceof Deno.errors.BrokenPipe) return this.ctx.stop(0);
+    this.ctx.log(`lightmon: cannot write output: ${e instanceof Error ? e.message : e}`);
+    this.ctx.stop(1);
   }
 
   override counters(): Counters {
