@@ -1,7 +1,6 @@
 /**
  * A BPF ring buffer (BPF_MAP_TYPE_RINGBUF) read directly through its memory map,
- * the way libbpf's ringbuf.c does it: a doorbell (positions and epoll, for the
- * Worker that waits) and a view of the data (for the thread that reads).
+ * the way libbpf's ringbuf.c does it: the positions, and a view of the data.
  *
  * Layout (kernel/bpf/ringbuf.c): page 0 holds the consumer position (read-write),
  * page 1 the producer position (read-only), then the data area mapped twice in a
@@ -16,8 +15,6 @@ import { errno, libc } from "./libc.ts";
 const PROT_READ = 1;
 const PROT_WRITE = 2;
 const MAP_SHARED = 1;
-const EPOLL_CTL_ADD = 1;
-const EPOLLIN = 1;
 const BUSY = 0x80000000;
 const DISCARD = 0x40000000;
 const HDR = 8;
@@ -32,18 +29,15 @@ function map(fd: number, length: number, prot: number, offset: number): Deno.Poi
 }
 
 /**
- * The positions of a ring buffer and its wake-ups, without its data: the consumer
- * page (read-write) and the producer page (read-only), and an epoll fd that says
- * when the kernel wrote. Owns its two page mappings and the epoll fd.
+ * The positions of a ring buffer, without its data: the consumer page (read-write)
+ * and the producer page (read-only). Owns its two page mappings.
  */
-export class RingDoorbell implements Disposable {
+export class RingPositions implements Disposable {
   #page: number;
   #consPtr: Deno.PointerValue;
   #prodPtr: Deno.PointerValue;
   #cons: BigUint64Array;
   #prod: BigUint64Array;
-  #epfd: number;
-  #events = new Uint8Array(12);
 
   /**
    * @param fd the ring buffer map's fd
@@ -60,29 +54,6 @@ export class RingDoorbell implements Disposable {
     }
     this.#cons = new BigUint64Array(Deno.UnsafePointerView.getArrayBuffer(this.#consPtr!, pageSize), 0, 1);
     this.#prod = new BigUint64Array(Deno.UnsafePointerView.getArrayBuffer(this.#prodPtr!, pageSize), 0, 1);
-
-    this.#epfd = libc().epoll_create1(0x80000 /* EPOLL_CLOEXEC */);
-    if (this.#epfd < 0) {
-      const err = errno();
-      this.#unmap();
-      throw new BpfError("epoll_create1", err);
-    }
-    // struct epoll_event { u32 events; u64 data; } __attribute__((packed))
-    const ev = new Uint8Array(12);
-    new DataView(ev.buffer).setUint32(0, EPOLLIN, true);
-    if (libc().epoll_ctl(this.#epfd, EPOLL_CTL_ADD, fd, ev) < 0) {
-      const err = errno();
-      this.close();
-      throw new BpfError("epoll_ctl ring buffer", err);
-    }
-  }
-
-  /**
-   * Block (this thread) until the kernel signals new data or `timeoutMs` passes.
-   * Returns true when woken by data. Run it in a Worker, never on the main thread.
-   */
-  wait(timeoutMs: number): boolean {
-    return libc().epoll_wait(this.#epfd, this.#events, 1, timeoutMs) > 0;
   }
 
   /** The consumer position (bytes consumed since the ring was created). */
@@ -95,28 +66,17 @@ export class RingDoorbell implements Disposable {
     return Number(Atomics.load(this.#prod, 0));
   }
 
-  /** Bytes written by the kernel and not yet consumed. */
-  pending(): number {
-    return this.produced - this.consumed;
-  }
-
   /** Give the space up to `pos` back to the kernel (records there have been read). */
   release(pos: number): void {
     Atomics.store(this.#cons, 0, BigInt(pos));
   }
 
-  #unmap(): void {
+  /** Unmap the pages (not the map fd). Idempotent. */
+  close(): void {
     if (this.#prodPtr) libc().munmap(this.#prodPtr, BigInt(this.#page));
     if (this.#consPtr) libc().munmap(this.#consPtr, BigInt(this.#page));
     this.#prodPtr = null;
     this.#consPtr = null;
-  }
-
-  /** Unmap the pages and close the epoll fd (not the map fd). Idempotent. */
-  close(): void {
-    if (this.#epfd >= 0) libc().close(this.#epfd);
-    this.#epfd = -1;
-    this.#unmap();
   }
 
   [Symbol.dispose](): void {

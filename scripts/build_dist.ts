@@ -37,8 +37,6 @@ const compiled = await sh(deno, [
   "--allow-all",
   "--no-prompt",
   "--include",
-  `${root}ffi/ring_worker.ts`,
-  "--include",
   object,
   "--output",
   out,
@@ -66,10 +64,9 @@ const bundled = await sh(deno, [
   "bundle",
   "--platform",
   "deno",
-  "--outdir",
-  `${stage}/app`,
+  "--output",
+  `${stage}/app/src/main.js`,
   `${root}src/main.ts`,
-  `${root}ffi/ring_worker.ts`,
 ]);
 if (!bundled.ok) {
   console.error(`build_dist: deno bundle failed:\n${bundled.err}`);

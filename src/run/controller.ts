@@ -213,7 +213,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     timers.forEach((cancel) => cancel());
     // Detach first so nothing new arrives, then drain what the ring still holds.
     object.detach();
-    await consumer?.stop();
+    consumer?.stop();
     pipeline.drain();
     pipeline.close();
     await pipeline.settle(FINAL_WRITE_MS);
