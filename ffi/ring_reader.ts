@@ -108,7 +108,7 @@ export class RingView implements Disposable {
 
   /**
    * Call `onRecord(buffer, offset, length)` for every committed record from
-   * position `start` up to at most `end` (the producer position the doorbell saw),
+   * position `start` up to at most `end` (the producer position read before),
    * skipping discarded ones, and return the position reached: a record the kernel
    * has reserved but not yet committed stops the walk there. The bytes are valid
    * only until the range is released.
