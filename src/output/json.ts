@@ -157,24 +157,29 @@ class ByteCache {
   }
 }
 
-let timeSecond = -1;
+/** The second being written: its first ns, and the bytes before and after the fraction. */
+let timeSecondNs = -1n;
 let timePrefix = new Uint8Array(0);
 let timeSuffix = new Uint8Array(0);
 
-/** `"<date>T<time>.` and `<offset>"` once per second; nine digits of fraction per event. */
+/**
+ * `"<date>T<time>.` and `<offset>"` once per second; nine digits of fraction per
+ * event, from one bigint subtraction while the second lasts (no division).
+ */
 function writeTime(w: JsonBytes, v: Value): void {
   const ns = v as bigint;
-  const sec = Number(ns / 1_000_000_000n);
-  if (sec !== timeSecond) {
-    const s = (TIME.encode as (v: Value) => string)(BigInt(sec) * 1_000_000_000n);
+  let into = Number(ns - timeSecondNs);
+  if (into < 0 || into >= 1_000_000_000) {
+    timeSecondNs = ns - ns % 1_000_000_000n;
+    into = Number(ns - timeSecondNs);
+    const s = (TIME.encode as (v: Value) => string)(timeSecondNs);
     const dot = s.indexOf(".");
     timePrefix = UTF8.encode(s.slice(0, dot + 1));
     timeSuffix = UTF8.encode(s.slice(dot + 10));
-    timeSecond = sec;
   }
   w.bytes(timePrefix);
   w.ensure(9);
-  let frac = Number(ns % 1_000_000_000n);
+  let frac = into;
   const buf = w.buf;
   for (let i = w.pos + 8; i >= w.pos; i--) {
     buf[i] = 0x30 + (frac % 10);
@@ -202,11 +207,12 @@ function byteWriter(enc: JsonEncoding, prefix: string): ByteWriter {
   if (enc === BIG) {
     return (w, v) => {
       w.bytes(key);
-      const n = v as bigint;
-      if (n >= 0n && n <= 9007199254740991n) {
+      // A bigint past 2^53 converts to an unsafe number: only exact ones take the fast path.
+      const n = Number(v as bigint);
+      if (Number.isSafeInteger(n) && n >= 0) {
         w.ensure(1);
         w.buf[w.pos++] = QUOTE;
-        w.uint(Number(n));
+        w.uint(n);
         w.ensure(1);
         w.buf[w.pos++] = QUOTE;
       } else w.text(enc.encode(v));
