@@ -158,7 +158,7 @@ dockerTest("dockerd stopped and restarted mid-run: events keep flowing and names
   assert.equal(eventFor(events, tAfter!.sport, l.port)?.container, after);
   const outageLines = lm.stderr.split("\n").filter((x) => /docker: lost /.test(x));
   assert.equal(outageLines.length, 1, "the outage is reported once:\n" + lm.stderr);
-}, { hostOnly: "it stops and restarts the host's dockerd" });
+}, { inContainer: () => "it stops and restarts the host's dockerd" });
 
 bpfTest("a pid reused by a new process is not attributed to the old one", async () => {
   const dir = await Deno.makeTempDir();

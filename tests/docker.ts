@@ -3,7 +3,7 @@
  * `docker import` (there is no registry), and running short-lived containers.
  * @module
  */
-import { bpfUnavailable, CONNECTOR, ROOT, run, SELF } from "./harness.ts";
+import { bpfUnavailable, CONNECTOR, type InContainer, ROOT, run, skippedInContainer } from "./harness.ts";
 
 export const IMAGE = "lightmon-test:latest";
 
@@ -22,14 +22,8 @@ export async function dockerUnavailable(): Promise<string | undefined> {
  * Deno.test for tests that need the kernel and dockerd; skipped with the reason,
  * or failed when LIGHTMON_REQUIRE_DOCKER=1 / LIGHTMON_REQUIRE_BPF=1.
  */
-export function dockerTest(name: string, fn: () => Promise<void>, opts: { hostOnly?: string } = {}): void {
-  // Run inside a container, a test that needs the host itself is skipped, whatever
-  // LIGHTMON_REQUIRE_* say: no container can do it.
-  if (opts.hostOnly && SELF.containerId) {
-    console.error(`skipping "${name}": inside container ${SELF.containerId.slice(0, 12)}: ${opts.hostOnly}`);
-    Deno.test({ name, ignore: true, fn: () => {} });
-    return;
-  }
+export function dockerTest(name: string, fn: () => Promise<void>, opts: InContainer = {}): void {
+  if (skippedInContainer(name, opts)) return;
   const why = bpfUnavailable();
   const required = Deno.env.get("LIGHTMON_REQUIRE_DOCKER") === "1" || Deno.env.get("LIGHTMON_REQUIRE_BPF") === "1";
   Deno.test({

@@ -28,24 +28,30 @@ export function bpfUnavailable(): string | undefined {
   return undefined;
 }
 
+/** Why a test cannot run inside a container (a read-only mount, the host's own dockerd), if so. */
+export interface InContainer {
+  inContainer?: () => string | undefined;
+}
+
+/**
+ * Inside a container, a test whose setup the container forbids is registered as
+ * ignored with the reason, whatever LIGHTMON_REQUIRE_* say: no container of that
+ * kind can run it. Returns whether it was.
+ */
+export function skippedInContainer(name: string, opts: InContainer): boolean {
+  const forbidden = SELF.containerId ? opts.inContainer?.() : undefined;
+  if (!forbidden) return false;
+  console.error(`skipping "${name}": inside container ${SELF.containerId.slice(0, 12)}: ${forbidden}`);
+  Deno.test({ name, ignore: true, fn: () => {} });
+  return true;
+}
+
 /**
  * Deno.test for tests that need the kernel: skipped with the reason printed when
  * BPF is unavailable, failed instead when LIGHTMON_REQUIRE_BPF=1.
  */
-export function bpfTest(
-  name: string,
-  fn: () => Promise<void>,
-  opts: { inContainer?: () => string | undefined } = {},
-): void {
-  // Inside a container, a test whose setup the container forbids (a read-only
-  // /proc/sys or cgroup file system) is skipped with the reason, whatever
-  // LIGHTMON_REQUIRE_BPF says: no container of that kind can run it.
-  const forbidden = SELF.containerId ? opts.inContainer?.() : undefined;
-  if (forbidden) {
-    console.error(`skipping "${name}": inside container ${SELF.containerId.slice(0, 12)}: ${forbidden}`);
-    Deno.test({ name, ignore: true, fn: () => {} });
-    return;
-  }
+export function bpfTest(name: string, fn: () => Promise<void>, opts: InContainer = {}): void {
+  if (skippedInContainer(name, opts)) return;
   const why = bpfUnavailable();
   const required = Deno.env.get("LIGHTMON_REQUIRE_BPF") === "1";
   if (why && !required) console.error(`skipping "${name}": ${why}`);
