@@ -64,6 +64,12 @@ const SYMBOLS = {
     parameters: ["i32", "buffer", "buffer", "u64"],
     result: "i32",
   },
+  // int bpf_prog_load(enum bpf_prog_type prog_type, const char *prog_name, const char *license,
+  //                   const struct bpf_insn *insns, size_t insn_cnt, const struct bpf_prog_load_opts *opts);
+  bpf_prog_load: {
+    parameters: ["i32", "buffer", "buffer", "buffer", "usize", "buffer"],
+    result: "i32",
+  },
   // int libbpf_num_possible_cpus(void);
   libbpf_num_possible_cpus: { parameters: [], result: "i32" },
   // libbpf_print_fn_t libbpf_set_print(libbpf_print_fn_t fn);
@@ -155,6 +161,35 @@ export class BpfLink implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+const BPF_PROG_TYPE_TRACING = 26;
+const BPF_TRACE_FENTRY = 24;
+
+/**
+ * Whether the kernel refuses fentry programs outright, known in well under a
+ * millisecond: a two-instruction fentry program is loaded against BTF type id 1.
+ * A kernel that allows fentry rejects that id (EINVAL, it is not a function);
+ * one that refuses fentry says EPERM before it looks at the id. Loading the whole
+ * object to learn the same costs ~100 ms, most of it parsing the kernel's BTF.
+ * Any answer but EPERM means "try the real load".
+ */
+export function fentryRefused(): boolean {
+  // struct bpf_prog_load_opts (libbpf 1.x): sz at 0, expected_attach_type at 12,
+  // attach_btf_id at 32; 104 bytes up to log_buf.
+  const opts = new Uint8Array(104);
+  const view = new DataView(opts.buffer);
+  view.setBigUint64(0, 104n, true);
+  view.setUint32(12, BPF_TRACE_FENTRY, true);
+  view.setUint32(32, 1, true);
+  // r0 = 0; exit
+  const insns = new Uint8Array([0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]);
+  const fd = bpf().bpf_prog_load(BPF_PROG_TYPE_TRACING, cstr("lm_probe"), cstr("GPL"), insns, 2n, opts);
+  if (fd >= 0) {
+    libc().close(fd); // not expected: id 1 is never a function
+    return false;
+  }
+  return -fd === 1; // EPERM
 }
 
 /** The options struct bpf_object__open_mem takes: only object_name is set. */

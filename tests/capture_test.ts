@@ -13,10 +13,15 @@ import {
   LIGHTMON,
   Lightmon,
   listen,
+  OBJECT,
   ourPrograms,
   run,
   type Truth,
 } from "./harness.ts";
+
+import { BpfError } from "../ffi/errno.ts";
+import { BpfObject, fentryRefused } from "../ffi/libbpf.ts";
+import { PROGRAMS, SNAPSHOT_PROGRAM } from "../src/capture/loader.ts";
 
 type Ev = Record<string, unknown>;
 
@@ -171,6 +176,26 @@ bpfTest("automatic choice falls back past fentry and kprobe and says so once", a
     lines[0],
     /^lightmon: capture tp_btf \(unavailable: fentry: EPERM, kprobe: ENOENT\), existing connections: \d+; containers: .*; output json$/,
   );
+});
+
+bpfTest("the quick fentry probe agrees with loading the fentry program for real", () => {
+  // The loader skips a whole-object load when the probe says the kernel refuses
+  // fentry: on any kernel, the probe and the real load must give the same answer.
+  const object = BpfObject.open(Deno.readFileSync(OBJECT), "lightmon");
+  let realEperm = false;
+  try {
+    for (const p of [...new Set([...Object.values(PROGRAMS).flat(), SNAPSHOT_PROGRAM])]) {
+      object.setAutoload(p, p === "lm_fentry_conn");
+    }
+    object.load();
+  } catch (e) {
+    if (!(e instanceof BpfError)) throw e;
+    realEperm = e.code === "EPERM";
+  } finally {
+    object.close();
+  }
+  assert.equal(fentryRefused(), realEperm);
+  return Promise.resolve();
 });
 
 for (const strategy of ["fentry", "kprobe"]) {

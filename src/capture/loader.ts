@@ -8,7 +8,7 @@
  * @module
  */
 import { BpfError } from "../../ffi/errno.ts";
-import { BpfObject } from "../../ffi/libbpf.ts";
+import { BpfObject, fentryRefused } from "../../ffi/libbpf.ts";
 import { ensureTracefs, tracefsMounted } from "../../ffi/tracefs.ts";
 import { releaseFreeMemory } from "../../ffi/libc.ts";
 import { CONFIG, CONFIG_SIZE, COUNTERS } from "./layout.ts";
@@ -116,6 +116,7 @@ function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
   if (strategy === "kprobe" && !kprobesAvailable()) {
     throw new BpfError("attach lm_kprobe_conn", 2 /* ENOENT, as libbpf would say */);
   }
+  if (strategy === "fentry" && fentryRefused()) throw new BpfError("load lm_fentry_conn", 1 /* EPERM */);
   let mountedTracefs = false;
   if (strategy === "tracepoint") mountedTracefs = ensureTracefs().mounted;
   // The snapshot iterator (Linux 5.8+, as the ring buffer) loads with the capture
