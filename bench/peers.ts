@@ -48,21 +48,28 @@ tracepoint:sock:inet_sock_set_state /args->protocol == 6 && args->dport == ${por
   }
 }`;
 
-const TRACERS: Tracer[] = [
-  {
-    name: "lightmon `--output json`",
+/** lightmon from `path`, under `name`. */
+function lightmonTracer(name: string, path: string): Tracer {
+  return {
+    name,
     missing: () => undefined,
     start: (port, out) =>
       new Deno.Command("sh", {
-        args: [
-          "-c",
-          `exec "${Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON}" --output json --include 'dport=${port}' >"${out}"`,
-        ],
+        args: ["-c", `exec "${path}" --output json --include 'dport=${port}' >"${out}"`],
         stderr: "piped",
       }).spawn(),
     ready: (err) => err.includes("lightmon: capture "),
     count: (text) => text.split("\n").length - 1 - (text.match(/"status":"pending"/g)?.length ?? 0),
-  },
+  };
+}
+
+// BENCH_LIGHTMON=path measures another build; BENCH_LIGHTMON_B=path adds a second
+// one to the same interleaved rounds, for an A/B comparison on a noisy machine.
+const LIGHTMON_B = Deno.env.get("BENCH_LIGHTMON_B");
+
+const TRACERS: Tracer[] = [
+  lightmonTracer("lightmon `--output json`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON),
+  ...(LIGHTMON_B ? [lightmonTracer(`lightmon B (${LIGHTMON_B})`, LIGHTMON_B)] : []),
   {
     name: "bpftrace (stash/emit script)",
     missing: () => (which("bpftrace") ? undefined : "bpftrace not installed (apt-get install bpftrace)"),
@@ -151,7 +158,7 @@ if (import.meta.main) {
     console.error("bench: run as root (the tracers load BPF programs)");
     Deno.exit(2);
   }
-  // BENCH_ONLY=lightmon (a name prefix) runs one tracer; BENCH_LIGHTMON=path compares another build.
+  // BENCH_ONLY=lightmon (a name prefix) runs only the tracers so named.
   const only = Deno.env.get("BENCH_ONLY");
   const tracers = TRACERS.filter((t) => !only || t.name.startsWith(only)).filter((t) => {
     const why = t.missing();
