@@ -29,13 +29,19 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_FIN_WAIT1 4
 #define TCP_CLOSE 7
+#define TCP_CLOSE_WAIT 8
+#define TCP_LAST_ACK 9
+#define SOCK_DONE 1 /* enum sock_flags: set by tcp_fin() when the peer's FIN arrives */
 #define TCP_LISTEN 10
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
 #define ECONNREFUSED 111
 #define ECONNRESET 104
+#define EPIPE 32
 #define ETIMEDOUT 110
 #define EHOSTUNREACH 113
 #define ENETUNREACH 101
@@ -99,6 +105,35 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lm_conn_event);
 } lm_conn_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	/* Established connections, from the handshake to the close, when accept or close
+	 * records are asked for. Allocated per connection (a preallocated table this size
+	 * would cost ~25 MB and tens of ms at start-up); a host with more connections open
+	 * at once loses close records for the rest, counted (LM_CTR_CONNS_FULL). */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 262144);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct lm_conn_state);
+} lm_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	/* Per-CPU sequence for connection ids: no atomics, so 5.8+ kernels load it. */
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lm_conn_seq SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	/* Close records are built in softirq too: their own scratch, so one can never
+	 * overwrite an accept or connect record being built on the same CPU. */
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lm_conn_event);
+} lm_close_scratch SEC(".maps");
 
 static __always_inline void count(__u32 idx)
 {
@@ -164,6 +199,24 @@ static __always_inline bool is_v4_mapped(const __u8 *a)
 	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff);
 }
 
+/* Who the current task is: the identity half of a connect or accept record. */
+static __always_inline void fill_task(struct lm_conn_event *e, __u64 id)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 uidgid = bpf_get_current_uid_gid();
+
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->proc_start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = (__u32)uidgid;
+	e->gid = uidgid >> 32;
+	e->mntns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	read_cgroup(task, e);
+}
+
 /* Connect in process context: record who is connecting. */
 static __always_inline void stash_connect(const struct sock *sk)
 {
@@ -195,22 +248,10 @@ static __always_inline void stash_connect(const struct sock *sk)
 		return;
 	__builtin_memset(e, 0, sizeof(*e));
 
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u64 uidgid = bpf_get_current_uid_gid();
-
 	e->kind = LM_KIND_CONNECT;
-	e->pid = pid;
-	e->tid = (__u32)id;
 	e->start_ns = bpf_ktime_get_boot_ns();
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->proc_start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	e->uid = (__u32)uidgid;
-	e->gid = uidgid >> 32;
-	e->mntns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 	e->family = family;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	read_cgroup(task, e);
+	fill_task(e, id);
 
 	__u64 key = (__u64)sk;
 
@@ -267,11 +308,122 @@ static __always_inline __u8 status_of(int newstate, int err)
 	}
 }
 
+/* A new connection id: the CPU's own sequence number, and the CPU. */
+static __always_inline __u64 next_conn_id(void)
+{
+	__u32 zero = 0;
+	__u64 *seq = bpf_map_lookup_elem(&lm_conn_seq, &zero);
+
+	if (!seq)
+		return 0;
+	*seq += 1;
+	return (*seq << 12) | (bpf_get_smp_processor_id() & 0xfff);
+}
+
+/* Track an established connection from `now`, or return the entry it already has. */
+static __always_inline struct lm_conn_state *track(const struct sock *sk, __u32 flags, __u64 now)
+{
+	__u64 key = (__u64)sk;
+	struct lm_conn_state st = { .id = next_conn_id(), .start_ns = now, .flags = flags };
+	struct lm_conn_state *v;
+
+	bpf_map_update_elem(&lm_conns, &key, &st, BPF_NOEXIST);
+	v = bpf_map_lookup_elem(&lm_conns, &key);
+	if (!v)
+		count(LM_CTR_CONNS_FULL);
+	return v;
+}
+
+static __always_inline bool tcp_inet(const struct sock *sk)
+{
+	__u16 family;
+
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return false;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	return family == AF_INET || family == AF_INET6;
+}
+
+/* The close record: the connection's counters; user space joins the identity. */
+static __always_inline void emit_close(const struct sock *sk, const struct lm_conn_state *st)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u32 zero = 0;
+	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_close_scratch, &zero);
+
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = LM_KIND_CLOSE;
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->start_ns = st->start_ns;
+	e->conn_id = st->id;
+	e->status = LM_STATUS_CLOSED;
+	e->flags = ((st->flags & LM_CONN_INBOUND) ? LM_FLAG_INBOUND : 0) |
+		   ((st->flags & LM_CONN_EXISTING) ? LM_FLAG_EXISTING : 0);
+	/* The counters count sequence space: a FIN each way (and an active opener's
+	 * SYN) too. write_seq includes a queued FIN: all of it acknowledged means ours
+	 * was. User space subtracts what these flags say, for payload bytes. */
+	if ((st->flags & LM_CONN_FIN_SENT) && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
+		e->flags |= LM_FLAG_FIN_ACKED;
+	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE))
+		e->flags |= LM_FLAG_FIN_RECEIVED;
+	e->sk_err = BPF_CORE_READ(sk, sk_err);
+	if (st->flags & LM_CONN_LOCAL_FIN)
+		e->closed_by = LM_CLOSED_LOCAL;
+	else if (st->flags & LM_CONN_REMOTE_FIN)
+		e->closed_by = LM_CLOSED_REMOTE;
+	else if (e->sk_err == ECONNRESET || e->sk_err == EPIPE)
+		e->closed_by = LM_CLOSED_RESET;
+	else
+		e->closed_by = LM_CLOSED_LOCAL; /* an abort: close() with unread data, SO_LINGER 0 */
+	e->bytes_sent = BPF_CORE_READ(tp, bytes_acked);
+	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	e->retransmits = BPF_CORE_READ(tp, total_retrans);
+	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	read_endpoints(sk, e);
+	emit(e, sizeof(*e), LM_CTR_LOST);
+}
+
+/* Transitions of an established (or handshaking inbound) connection. */
+static __always_inline void track_state(const struct sock *sk, int oldstate, int newstate)
+{
+	__u64 key = (__u64)sk;
+
+	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
+		/* Reported once a process accepts it (handle_accept). */
+		if (tcp_inet(sk))
+			track(sk, LM_CONN_INBOUND, bpf_ktime_get_boot_ns());
+		return;
+	}
+	struct lm_conn_state *st = bpf_map_lookup_elem(&lm_conns, &key);
+
+	if (!st)
+		return;
+	if (oldstate == TCP_ESTABLISHED && !(st->flags & (LM_CONN_LOCAL_FIN | LM_CONN_REMOTE_FIN))) {
+		if (newstate == TCP_FIN_WAIT1)
+			st->flags |= LM_CONN_LOCAL_FIN;
+		else if (newstate == TCP_CLOSE_WAIT)
+			st->flags |= LM_CONN_REMOTE_FIN;
+	}
+	if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK)
+		st->flags |= LM_CONN_FIN_SENT;
+	if (newstate != TCP_CLOSE)
+		return;
+	if (st->flags & (LM_CONN_REPORTED | LM_CONN_EXISTING))
+		emit_close(sk, st);
+	bpf_map_delete_elem(&lm_conns, &key);
+}
+
 static __always_inline int handle_set_state(const struct sock *sk, int oldstate, int newstate)
 {
 	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
 		if (lm_cfg.stash_on_state)
 			stash_connect(sk);
+		return 0;
+	}
+	if (lm_cfg.track_conns && oldstate != TCP_SYN_SENT) {
+		track_state(sk, oldstate, newstate);
 		return 0;
 	}
 	if (oldstate != TCP_SYN_SENT || (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE))
@@ -297,10 +449,16 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 	e->sk_err = newstate == TCP_CLOSE ? BPF_CORE_READ(sk, sk_err) : 0;
 	e->status = status_of(newstate, e->sk_err);
 	e->ts_ns = bpf_ktime_get_boot_ns();
-	if (read_endpoints(sk, e))
+	if (read_endpoints(sk, e)) {
+		if (lm_cfg.track_conns && newstate == TCP_ESTABLISHED) {
+			struct lm_conn_state *st = track(sk, LM_CONN_REPORTED, e->ts_ns);
+
+			e->conn_id = st ? st->id : 0;
+		}
 		emit(e, sizeof(*e), LM_CTR_LOST);
-	else
+	} else {
 		count(LM_CTR_FILTERED);
+	}
 	bpf_map_delete_elem(&lm_stash, &key);
 	return 0;
 }
@@ -459,6 +617,64 @@ static __always_inline int handle_exit(void)
 	return 0;
 }
 
+/*
+ * accept(2)/accept4(2) returned `ret` in the accepting task: report the connection
+ * with that task's identity. The handshake was tracked in softirq (track_state);
+ * a connection that completed before lightmon started is tracked from now.
+ */
+static __always_inline int handle_accept(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 zero = 0;
+
+	if (!lm_cfg.track_conns || ret < 0 || (id >> 32) == lm_cfg.self_pid)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+
+	if (!fdt || ret >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = 0;
+
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[ret]) || !file)
+		return 0;
+	/* Another thread may have replaced the fd already: check it is a socket. */
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	const struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : 0;
+
+	if (!sk || !tcp_inet(sk))
+		return 0;
+	__u64 key = (__u64)sk;
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct lm_conn_state *st = bpf_map_lookup_elem(&lm_conns, &key);
+
+	if (!st)
+		st = track(sk, LM_CONN_INBOUND, now);
+	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_conn_scratch, &zero);
+
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = LM_KIND_ACCEPT;
+	e->status = LM_STATUS_ESTABLISHED;
+	e->ts_ns = now;
+	e->start_ns = st ? st->start_ns : now;
+	e->conn_id = st ? st->id : 0;
+	e->flags = LM_FLAG_INBOUND;
+	fill_task(e, id);
+	if (!read_endpoints(sk, e)) {
+		count(LM_CTR_FILTERED);
+		return 0;
+	}
+	if (st)
+		st->flags |= LM_CONN_REPORTED;
+	emit(e, sizeof(*e), LM_CTR_LOST);
+	return 0;
+}
+
 /* ---- connect-time stash through fentry or kprobe: exact source port at connect ----
  * First in the file: libbpf loads programs in this order, so a kernel that refuses
  * fentry says so before the other programs were verified for nothing. */
@@ -529,6 +745,13 @@ int lm_iter_tcp(struct bpf_iter__task_file *ctx)
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
 	read_cgroup(task, e);
 	read_endpoints(sk, e);
+	if (lm_cfg.track_conns && state == TCP_ESTABLISHED) {
+		/* Its close is reported too; a connection a live record already tracks keeps
+		 * that record's id, so user space can tell the two apart. */
+		struct lm_conn_state *st = track(sk, LM_CONN_EXISTING, e->ts_ns);
+
+		e->conn_id = st ? st->id : 0;
+	}
 	bpf_seq_write(seq, e, sizeof(*e));
 	return 0;
 }
@@ -608,6 +831,19 @@ int lm_tp_exec(struct trace_event_raw_sched_process_exec *ctx)
 	unsigned int loc = BPF_CORE_READ(ctx, __data_loc_filename);
 
 	return handle_exec((const char *)ctx + (loc & 0xffff));
+}
+
+/* Accepts: syscall tracepoints for every strategy (tracefs; CONFIG_FTRACE_SYSCALLS). */
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int lm_tp_accept4(struct lm_tp_sys_exit *ctx)
+{
+	return handle_accept(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int lm_tp_accept(struct lm_tp_sys_exit *ctx)
+{
+	return handle_accept(ctx->ret);
 }
 
 SEC("tracepoint/sched/sched_process_exit")

@@ -26,6 +26,8 @@ enum lm_kind {
 	LM_KIND_EXEC = 2,
 	LM_KIND_EXIT = 3,
 	LM_KIND_FORK = 4,
+	LM_KIND_ACCEPT = 5, /* lm_conn_event: a connection accepted, in the accepting task */
+	LM_KIND_CLOSE = 6,  /* lm_conn_event: a connection ended; identity is joined by conn_id */
 };
 
 /* lm_conn_event.status */
@@ -40,10 +42,38 @@ enum lm_status {
 	LM_STATUS_ERROR = 8,	  /* any other sk_err, see lm_conn_event.sk_err */
 	LM_STATUS_EXISTING = 9,	  /* established before lightmon started (iterator) */
 	LM_STATUS_LISTEN = 10,	  /* a listening socket (iterator; tells inbound from outbound) */
+	LM_STATUS_CLOSED = 11,	  /* a close record */
 };
 
 /* lm_conn_event.flags */
 #define LM_FLAG_PENDING_SENT 0x1 /* a pending record was already emitted */
+#define LM_FLAG_INBOUND 0x2	 /* accepted here (close records) */
+#define LM_FLAG_EXISTING 0x4	 /* open before lightmon started (close records) */
+#define LM_FLAG_FIN_ACKED 0x8	 /* close: bytes_sent counts our acknowledged FIN */
+#define LM_FLAG_FIN_RECEIVED 0x10 /* close: bytes_received counts the peer's FIN */
+
+/* lm_conn_event.closed_by */
+enum lm_closed_by {
+	LM_CLOSED_LOCAL = 1,  /* this side sent the first FIN, or aborted */
+	LM_CLOSED_REMOTE = 2, /* the peer sent the first FIN */
+	LM_CLOSED_RESET = 3,  /* the peer reset it (RST received, no FIN before) */
+};
+
+/* lm_conn_state.flags */
+#define LM_CONN_INBOUND 0x1
+#define LM_CONN_LOCAL_FIN 0x2	/* ESTABLISHED -> FIN_WAIT1 came first */
+#define LM_CONN_REMOTE_FIN 0x4	/* ESTABLISHED -> CLOSE_WAIT came first */
+#define LM_CONN_EXISTING 0x8	/* found by the start-up snapshot */
+#define LM_CONN_REPORTED 0x10	/* its opening record was emitted: its close will be */
+#define LM_CONN_FIN_SENT 0x20	/* this side queued a FIN (FIN_WAIT1 or LAST_ACK) */
+
+/* One established connection, in lm_conns, from the handshake to the close. */
+struct lm_conn_state {
+	__u64 id;	/* conn_id, unique for the run */
+	__u64 start_ns; /* when it reached ESTABLISHED (or was found by the snapshot) */
+	__u32 flags;	/* LM_CONN_* */
+	__u32 _pad;
+};
 
 /* Counters in the per-CPU array lm_counters, by index. */
 enum lm_counter {
@@ -52,10 +82,14 @@ enum lm_counter {
 	LM_CTR_STASH_FULL = 2,	  /* stash update failed */
 	LM_CTR_FILTERED = 3,	  /* dropped in the kernel by the loader's config */
 	LM_CTR_LOST_PROCESS = 4,  /* an exec/exit/fork record lost: the ring was full */
-	LM_CTR_MAX = 5,
+	LM_CTR_CONNS_FULL = 5,	  /* lm_conns full: that connection gets no close record */
+	LM_CTR_MAX = 6,
 };
 
-/* One outbound TCP connection attempt. */
+/* One outbound TCP connection attempt (LM_KIND_CONNECT), accepted connection
+ * (LM_KIND_ACCEPT) or ended connection (LM_KIND_CLOSE). saddr/sport are always this
+ * host's end, daddr/dport the peer's. A close record carries no task fields: user
+ * space joins it to the opening record by conn_id. */
 struct lm_conn_event {
 	__u64 ts_ns;	     /* when this record was emitted */
 	__u32 kind;	     /* LM_KIND_CONNECT */
@@ -80,7 +114,13 @@ struct lm_conn_event {
 	char comm[LM_COMM_LEN];
 	char cgroup[LM_CGROUP_NAME_LEN];	/* leaf cgroup name: carries the container id */
 	char cgroup_parent[LM_CGROUP_NAME_LEN]; /* its parent: carries the pod uid */
-	__u8 _pad[4];
+	__u32 retransmits;   /* close: tcp_sock.total_retrans */
+	__u64 conn_id;	     /* lm_conn_state.id; 0 when connections are not tracked */
+	__u64 bytes_sent;    /* close: tcp_sock.bytes_acked (SYN and FIN included: see flags) */
+	__u64 bytes_received; /* close: tcp_sock.bytes_received (the FIN included: see flags) */
+	__u32 srtt_us;	     /* close: smoothed RTT, microseconds */
+	__u8 closed_by;	     /* close: enum lm_closed_by */
+	__u8 _pad[3];
 };
 
 /* A successful execve: the process cache's primary source. */
@@ -134,12 +174,15 @@ struct lm_config {
 	__u32 ipv4_only;      /* 1: drop AF_INET6 sockets that are not v4-mapped */
 	__u32 self_pid;	      /* lightmon's own tgid, never reported */
 	__u32 filter_dports;  /* 1: drop connects to the ports in lm_excl_dport at connect() */
+	__u32 track_conns;    /* 1: keep lm_conns, emit accept and close records */
+	__u32 _pad;
 };
 
-_Static_assert(sizeof(struct lm_conn_event) == 320, "lm_conn_event layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_conn_event) == 352, "lm_conn_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exec_event) == 1608, "lm_exec_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exit_event) == 24, "lm_exit_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_fork_event) == 40, "lm_fork_event layout changed: update src/capture/layout.ts");
-_Static_assert(sizeof(struct lm_config) == 16, "lm_config layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_conn_state) == 24, "lm_conn_state layout changed");
+_Static_assert(sizeof(struct lm_config) == 24, "lm_config layout changed: update src/capture/layout.ts");
 
 #endif

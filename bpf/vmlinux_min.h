@@ -42,6 +42,8 @@ enum {
 	BPF_NOEXIST = 1,
 };
 
+#define BPF_F_NO_PREALLOC 1
+
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
 struct in6_addr {
@@ -80,6 +82,7 @@ struct sock_common {
 	possible_net_t skc_net;
 	struct in6_addr skc_v6_daddr;
 	struct in6_addr skc_v6_rcv_saddr;
+	unsigned long skc_flags; /* struct sock's sk_flags */
 };
 
 struct sock {
@@ -181,6 +184,7 @@ struct fs_struct {
 
 struct task_struct {
 	struct fs_struct *fs;
+	struct files_struct *files;
 	pid_t pid;
 	pid_t tgid;
 	__u64 start_boottime;
@@ -191,6 +195,24 @@ struct task_struct {
 	struct css_set *cgroups;
 	struct mm_struct *mm;
 	char comm[16];
+};
+
+struct tcp_sock {
+	__u32 snd_una;
+	__u32 write_seq;
+	__u64 bytes_received;
+	__u64 bytes_acked;
+	__u32 total_retrans;
+	__u32 srtt_us;
+};
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+};
+
+struct files_struct {
+	struct fdtable *fdt;
 };
 
 struct pt_regs {
@@ -271,6 +293,13 @@ struct lm_tp_retransmit {
 	const void *skbaddr;
 	const void *skaddr;
 	int state;
+};
+
+/* syscalls:sys_exit_* records: the same fixed layout for every syscall since 3.x. */
+struct lm_tp_sys_exit {
+	__u64 common;
+	long nr;
+	long ret;
 };
 
 #endif

@@ -18,10 +18,20 @@ export const STATUSES = [
   "error",
   "existing",
   "listen",
+  "closed",
 ] as const;
 
 /** A connection attempt's status. */
 export type Status = (typeof STATUSES)[number];
+
+/** What a record reports: a connection opened here, accepted here, or ended. */
+export type EventKind = "connect" | "accept" | "close";
+
+/** Every event kind, in the order `--events` lists them. */
+export const EVENT_KINDS: readonly EventKind[] = ["connect", "accept", "close"];
+
+/** Who ended a connection: which side sent the first FIN (or aborted), or the peer's reset. */
+export type ClosedBy = "local" | "remote" | "reset";
 
 /** Where the process fields (exe, args) came from. */
 export type ProcSource = "exec" | "proc" | "unknown";
@@ -49,10 +59,23 @@ export interface ConnEvent {
   sport: number;
   daddr: string;
   dport: number;
-  direction: "outbound";
+  event: EventKind;
+  /** Joins a connection's connect or accept record to its close record; 0n when not tracked. */
+  connId: bigint;
+  direction: "outbound" | "inbound";
   status: Status;
-  /** connect(2) to outcome, in microseconds. */
+  /** connect(2) to outcome (accept: handshake to accept(2)), in microseconds. */
   latencyUs: number;
+  /** Close records only (0, "" or false otherwise): */
+  /** Handshake (or lightmon's start, for `existing`) to close, ms. */
+  durationMs: number;
+  bytesSent: number;
+  bytesReceived: number;
+  retransmits: number;
+  rttUs: number;
+  closedBy: ClosedBy | "";
+  /** Opened before lightmon started: `durationMs` counts from the start. */
+  existing: boolean;
   container: string;
   containerId: string;
   /** docker, containerd, crio, podman (from the cgroup's name), or "". */

@@ -16,12 +16,12 @@ import { jsonString } from "./text/sanitize.ts";
 import { clockTime, rfc3339Nano, rfc3339Seconds } from "./text/time.ts";
 
 /** A field's value as its getter returns it. */
-export type Value = string | number | bigint | readonly string[];
+export type Value = string | number | bigint | boolean | readonly string[];
 
 /** How a value is written into the JSON event. */
 export interface JsonEncoding {
   /** The JSON type, as the README states it. */
-  readonly type: "string" | "number" | "string[]";
+  readonly type: "string" | "number" | "string[]" | "boolean";
   readonly encode: (v: Value) => string;
 }
 
@@ -38,6 +38,8 @@ export const STRINGS: JsonEncoding = {
   type: "string[]",
   encode: (v) => `[${(v as readonly string[]).map(jsonString).join(",")}]`,
 };
+/** true or false. */
+export const BOOL: JsonEncoding = { type: "boolean", encode: (v) => (v ? "true" : "false") };
 /** Wall-clock ns as RFC 3339 with the local offset and nine fractional digits. */
 export const TIME: JsonEncoding = { type: "string", encode: (v) => `"${rfc3339Nano(v as bigint)}"` };
 
@@ -105,6 +107,8 @@ export interface Field {
   json: JsonEncoding | false;
   /** JSON fields of one group change together and are encoded once per distinct value set. */
   group?: "process" | "container";
+  /** Written only for events it is true of (close records' fields); always when omitted. */
+  when?: (e: ConnEvent) => boolean;
   filter?: FilterSpec | readonly FilterSpec[];
   column?: ColumnSpec;
   log?: LogSpec;
@@ -112,6 +116,9 @@ export interface Field {
 }
 
 const MAX_U32 = 2 ** 32 - 1;
+const isClose = (e: ConnEvent) => e.event === "close";
+/** A number filter on a close record's counter. */
+const closeNumber = { kind: "number", max: Number.MAX_SAFE_INTEGER } as const;
 const endpoint = (addr: string, port: number, family: 4 | 6) => family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
 const userOrUid = (e: ConnEvent) => e.user || String(e.uid);
 const exeOrComm = (e: ConnEvent) => e.exe || e.comm;
@@ -239,60 +246,148 @@ export const FIELDS: readonly Field[] = [
     doc: "the real source address",
     get: (e) => e.saddr,
     json: STRING,
-    filter: { name: "sip", kind: "address", doc: "source IP or CIDR, v4 or v6" },
+    filter: [
+      { name: "sip", kind: "address", doc: "source IP or CIDR, v4 or v6: this host's end of the connection" },
+      { name: "laddr", kind: "address", doc: "the local address: `sip` by its other name" },
+    ],
     column: { head: "SRC", at: 4, priority: 5, min: 9, want: 22, cell: (e) => endpoint(e.saddr, e.sport, e.family) },
     log: { key: "sip" },
   },
   {
     key: "sport",
-    doc: "the real source port",
+    doc: "the real source port: this host's end (for `accept`, the port listened on)",
     get: (e) => e.sport,
     json: NUMBER,
-    filter: { kind: "number", max: 65535 },
+    filter: [{ kind: "number", max: 65535 }, { name: "lport", kind: "number", max: 65535, doc: "the local port" }],
     log: { key: "sport" },
   },
   {
     key: "daddr",
-    doc: "destination address",
+    doc: "destination address: the peer's end (for `accept`, the client)",
     get: (e) => e.daddr,
     json: STRING,
-    filter: {
-      name: "dip",
-      kind: "address",
-      doc: "destination IP or CIDR, v4 or v6; `dip=127.0.0.1` matches a v4-mapped connect",
-      original: 2,
-    },
+    filter: [
+      {
+        name: "dip",
+        kind: "address",
+        doc: "destination IP or CIDR, v4 or v6; `dip=127.0.0.1` matches a v4-mapped connect",
+        original: 2,
+      },
+      { name: "raddr", kind: "address", doc: "the remote (peer's) address: `dip` by its other name" },
+    ],
     column: { head: "DEST", at: 5, priority: 1, min: 9, want: 22, cell: (e) => endpoint(e.daddr, e.dport, e.family) },
     log: { key: "dip" },
     flow: { at: 3 },
   },
   {
     key: "dport",
-    doc: "destination port",
+    doc: "destination port: the peer's",
     get: (e) => e.dport,
     json: NUMBER,
-    filter: { kind: "number", max: 65535, original: 1 },
+    filter: [
+      { kind: "number", max: 65535, original: 1 },
+      { name: "rport", kind: "number", max: 65535, doc: "the remote (peer's) port" },
+    ],
     log: { key: "dport" },
     flow: { at: 4 },
   },
   { key: "protocol", doc: "`tcp`", get: () => "tcp", json: WORD },
   {
     key: "direction",
-    doc: "`outbound`",
+    doc: "`outbound` (opened here) or `inbound` (accepted here)",
     get: (e) => e.direction,
     json: WORD,
-    filter: { kind: "choice", values: { outbound: "outbound" }, doc: "who opened the connection" },
+    filter: {
+      kind: "choice",
+      values: { outbound: "outbound", inbound: "inbound", out: "outbound", in: "inbound" },
+      doc: "who opened the connection",
+    },
+  },
+  {
+    key: "event",
+    doc: "`connect`, `accept` or `close` (see `--events`)",
+    get: (e) => e.event,
+    json: WORD,
+    filter: { kind: "choice", values: { connect: "connect", accept: "accept", close: "close" } },
+  },
+  {
+    key: "connId",
+    doc: "joins a connection's `connect` or `accept` to its `close`; only with `--events` accept or close",
+    get: (e) => e.connId,
+    json: BIG,
+    when: (e) => e.connId !== 0n,
   },
   {
     key: "status",
-    doc: "`established`, `refused`, `reset`, `timeout`, `unreachable`, `aborted`, `error`, `pending`, `existing`",
+    doc:
+      "`established`, `refused`, `reset`, `timeout`, `unreachable`, `aborted`, `error`, `pending`, `existing`; `closed` on close records",
     get: (e) => e.status,
     json: WORD,
     filter: { kind: "choice", values: STATUS_VALUES, doc: "how the attempt ended" },
     column: { head: "STATUS", at: 6, priority: 2, min: 5, want: 11 },
     flow: { at: 5 },
   },
-  { key: "latencyUs", doc: "`connect()` to this event, µs", get: (e) => e.latencyUs, json: NUMBER },
+  {
+    key: "latencyUs",
+    doc: "`connect()` to this event, µs; for `accept`, the handshake to `accept()`",
+    get: (e) => e.latencyUs,
+    json: NUMBER,
+  },
+  {
+    key: "durationMs",
+    doc: "close: the handshake (or lightmon's start, when `existing`) to the close, ms",
+    get: (e) => e.durationMs,
+    json: NUMBER,
+    when: isClose,
+    filter: closeNumber,
+  },
+  {
+    key: "bytesSent",
+    doc: "close: payload bytes sent and acknowledged (tcp_sock.bytes_acked)",
+    get: (e) => e.bytesSent,
+    json: NUMBER,
+    when: isClose,
+    filter: closeNumber,
+  },
+  {
+    key: "bytesReceived",
+    doc: "close: payload bytes received (tcp_sock.bytes_received)",
+    get: (e) => e.bytesReceived,
+    json: NUMBER,
+    when: isClose,
+    filter: closeNumber,
+  },
+  {
+    key: "retransmits",
+    doc: "close: segments retransmitted",
+    get: (e) => e.retransmits,
+    json: NUMBER,
+    when: isClose,
+    filter: closeNumber,
+  },
+  {
+    key: "rttUs",
+    doc: "close: smoothed round-trip time, µs",
+    get: (e) => e.rttUs,
+    json: NUMBER,
+    when: isClose,
+    filter: closeNumber,
+  },
+  {
+    key: "closedBy",
+    doc: "close: `local` or `remote` (the side that sent the first FIN, or aborted), `reset` (by the peer)",
+    get: (e) => e.closedBy,
+    json: WORD,
+    when: isClose,
+    filter: { kind: "choice", values: { local: "local", remote: "remote", reset: "reset" } },
+  },
+  {
+    key: "existing",
+    doc: "close: the connection was open before lightmon started (`durationMs` counts from the start)",
+    get: (e) => e.existing,
+    json: BOOL,
+    when: isClose,
+  },
   {
     key: "container",
     doc: 'container name; `""` on the host',

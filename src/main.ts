@@ -12,13 +12,14 @@ import { UsageError } from "./usage_error.ts";
 import { loadConfig } from "./config/load.ts";
 import { keepPredicate } from "./filter/select.ts";
 import { kernelExcludedDports } from "./filter/compile.ts";
-import { SCHEMA_VERSION } from "./event.ts";
+import { type ConnEvent, SCHEMA_VERSION } from "./event.ts";
 import { runMonitor } from "./run/controller.ts";
 import { SnapshotOverlap } from "./capture/snapshot.ts";
 import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from "../ffi/libc.ts";
 import { BootClock } from "./enrich/clock.ts";
 import { EnrichStage } from "./enrich/enricher.ts";
 import { Holdback } from "./enrich/holdback.ts";
+import { ConnJoin } from "./enrich/join.ts";
 import { ProcessCache, ProcessTracking } from "./enrich/process_cache.ts";
 import { UserNames } from "./enrich/users.ts";
 import { FilterStage } from "./filter/select.ts";
@@ -106,7 +107,11 @@ async function main(argv: string[]): Promise<number> {
     console.log(versionText());
     return 0;
   }
-  const keep = keepPredicate(o);
+  const userKeep = keepPredicate(o);
+  // --events selects after the join: a close record needs its connection's opening record.
+  const selected = new Set(o.events);
+  const keep = o.events.length === 3 ? userKeep : (e: ConnEvent) => selected.has(e.event) && userKeep(e);
+  const trackConns = selected.has("accept") || selected.has("close");
   requirePrivileges();
   requireBtf();
   const image = readObject(defaultObjectPath());
@@ -148,6 +153,7 @@ async function main(argv: string[]): Promise<number> {
       containers,
     }),
     holdback,
+    ...(trackConns ? [new ConnJoin()] : []),
     new FilterStage(keep),
     ...(o.count > 0 ? [new CountLimit(o.count)] : []),
     output,
@@ -158,6 +164,8 @@ async function main(argv: string[]): Promise<number> {
       strategies: strategiesFor(o.strategy),
       ipv4Only: !o.ipv6,
       existing: o.existing,
+      trackConns,
+      inboundExisting: selected.has("accept") || selected.has("close"),
       // LIGHTMON_KERNEL_FILTER=0 keeps every decision in user space (for comparison).
       excludedDports: Deno.env.get("LIGHTMON_KERNEL_FILTER") === "0" ? [] : kernelExcludedDports(o.exclude),
       durationMs: o.durationMs,

@@ -4,12 +4,44 @@
  */
 import ipaddr from "ipaddr.js";
 import { type Counters, Stage } from "../stage.ts";
-import type { Status } from "../event.ts";
-import { CONN, CWD_COMPLETE, CWD_NAME, EXEC, EXIT, FORK, KIND, STATUS_NAMES } from "./layout.ts";
+import type { ClosedBy, EventKind, Status } from "../event.ts";
+import {
+  CLOSED_BY,
+  CONN,
+  CWD_COMPLETE,
+  CWD_NAME,
+  EXEC,
+  EXIT,
+  FLAG_EXISTING,
+  FLAG_FIN_ACKED,
+  FLAG_FIN_RECEIVED,
+  FLAG_INBOUND,
+  FORK,
+  KIND,
+  STATUS_NAMES,
+} from "./layout.ts";
 
-/** A connection attempt as the kernel reported it. */
+/** A connect, accept or close record as the kernel reported it. */
 export interface RawConnect {
   kind: "connect";
+  event: EventKind;
+  /** 0n when connections are not tracked. */
+  connId: bigint;
+  /** Accepted here (accept and close records). */
+  inbound: boolean;
+  /** Close records: the connection was found by the start-up snapshot. */
+  existing: boolean;
+  /**
+   * Close records: the kernel's counters of sequence space acknowledged (sent) and
+   * received, less what the flags say they hold beyond payload: FINs, and the SYN of
+   * a connection opened here (for an `existing` one the kernel does not know who
+   * opened it: ConnJoin takes the SYN off); retransmitted segments; smoothed RTT.
+   */
+  bytesSent: number;
+  bytesReceived: number;
+  retransmits: number;
+  srttUs: number;
+  closedBy: ClosedBy | "";
   /** CLOCK_BOOTTIME ns when the record was emitted. */
   tsNs: bigint;
   /** CLOCK_BOOTTIME ns at connect(2). */
@@ -162,12 +194,32 @@ function isV4Mapped(v: DataView, offset: number): boolean {
 
 const AF_INET6 = 10;
 
-function decodeConnect(v: DataView): RawConnect {
+/** Acknowledged sequence space that is not payload: our FIN, and the SYN of a connect made here. */
+function sequenceOnly(flags: number): number {
+  const syn = flags & (FLAG_INBOUND | FLAG_EXISTING) ? 0 : 1;
+  return syn + (flags & FLAG_FIN_ACKED ? 1 : 0);
+}
+
+function decodeConnect(v: DataView, event: EventKind): RawConnect {
   const af = v.getUint16(CONN.family.offset, true);
   const mapped = af === AF_INET6 && isV4Mapped(v, CONN.daddr.offset);
   const family: 4 | 6 = af === AF_INET6 && !mapped ? 6 : 4;
+  const flags = v.getUint8(CONN.flags.offset);
+  const close = event === "close";
   return {
     kind: "connect",
+    event,
+    connId: v.getBigUint64(CONN.conn_id.offset, true),
+    inbound: (flags & FLAG_INBOUND) !== 0,
+    existing: (flags & FLAG_EXISTING) !== 0,
+    // u64 counters as numbers: exact up to 8 PiB.
+    bytesSent: close ? Number(v.getBigUint64(CONN.bytes_sent.offset, true)) - sequenceOnly(flags) : 0,
+    bytesReceived: close
+      ? Number(v.getBigUint64(CONN.bytes_received.offset, true)) - (flags & FLAG_FIN_RECEIVED ? 1 : 0)
+      : 0,
+    retransmits: close ? v.getUint32(CONN.retransmits.offset, true) : 0,
+    srttUs: close ? v.getUint32(CONN.srtt_us.offset, true) : 0,
+    closedBy: close ? CLOSED_BY[v.getUint8(CONN.closed_by.offset)] ?? "" : "",
     tsNs: v.getBigUint64(CONN.ts_ns.offset, true),
     startNs: v.getBigUint64(CONN.start_ns.offset, true),
     cgroupId: v.getBigUint64(CONN.cgroup_id.offset, true),
@@ -249,7 +301,11 @@ function decodeFork(v: DataView): RawFork {
 export function decodeRecord(v: DataView): RawRecord | undefined {
   switch (v.getUint32(8, true)) {
     case KIND.connect:
-      return decodeConnect(v);
+      return decodeConnect(v, "connect");
+    case KIND.accept:
+      return decodeConnect(v, "accept");
+    case KIND.close:
+      return decodeConnect(v, "close");
     case KIND.exec:
       return decodeExec(v);
     case KIND.exit:

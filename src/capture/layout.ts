@@ -36,9 +36,22 @@ export const CONN = {
   comm: { offset: 108, size: 16 },
   cgroup: { offset: 124, size: 96 },
   cgroup_parent: { offset: 220, size: 96 },
+  retransmits: { offset: 316, size: 4 },
+  conn_id: { offset: 320, size: 8 },
+  bytes_sent: { offset: 328, size: 8 },
+  bytes_received: { offset: 336, size: 8 },
+  srtt_us: { offset: 344, size: 4 },
+  closed_by: { offset: 348, size: 1 },
 } as const satisfies Record<string, FieldPos>;
 /** sizeof(struct lm_conn_event) */
-export const CONN_SIZE = 320;
+export const CONN_SIZE = 352;
+/** lm_conn_event.flags */
+export const FLAG_INBOUND = 0x2;
+export const FLAG_EXISTING = 0x4;
+export const FLAG_FIN_ACKED = 0x8;
+export const FLAG_FIN_RECEIVED = 0x10;
+/** enum lm_closed_by, by value. */
+export const CLOSED_BY = ["", "local", "remote", "reset"] as const;
 
 /** struct lm_exec_event */
 export const EXEC = {
@@ -94,15 +107,16 @@ export const CONFIG = {
   ipv4_only: { offset: 4, size: 4 },
   self_pid: { offset: 8, size: 4 },
   filter_dports: { offset: 12, size: 4 },
+  track_conns: { offset: 16, size: 4 },
 } as const satisfies Record<string, FieldPos>;
 /** sizeof(struct lm_config) */
-export const CONFIG_SIZE = 16;
+export const CONFIG_SIZE = 24;
 
 /** enum lm_kind */
-export const KIND = { connect: 1, exec: 2, exit: 3, fork: 4 } as const;
+export const KIND = { connect: 1, exec: 2, exit: 3, fork: 4, accept: 5, close: 6 } as const;
 
 /** enum lm_status, by value: the kernel numbers the schema's statuses in their listed order. */
 export const STATUS_NAMES: readonly Status[] = STATUSES;
 
 /** enum lm_counter, by index. */
-export const COUNTERS = ["lost", "stashMiss", "stashFull", "kernelFiltered", "lostProcess"] as const;
+export const COUNTERS = ["lost", "stashMiss", "stashFull", "kernelFiltered", "lostProcess", "connsFull"] as const;

@@ -32,7 +32,13 @@ export const PROGRAMS: Record<Strategy, readonly string[]> = {
 /** The start-up snapshot's iterator, loaded on its own (see snapshot.ts). */
 export const SNAPSHOT_PROGRAM = "lm_iter_tcp";
 
-const ALL_PROGRAMS = [...new Set([...Object.values(PROGRAMS).flat(), SNAPSHOT_PROGRAM])];
+/**
+ * Accepts, for every strategy: syscall tracepoints (through tracefs). Loaded only
+ * when connections are tracked (`--events` accept or close).
+ */
+export const ACCEPT_PROGRAMS = ["lm_tp_accept4", "lm_tp_accept"];
+
+const ALL_PROGRAMS = [...new Set([...Object.values(PROGRAMS).flat(), SNAPSHOT_PROGRAM, ...ACCEPT_PROGRAMS])];
 
 /** What the loader is asked for. */
 export interface LoadOptions {
@@ -46,6 +52,8 @@ export interface LoadOptions {
   selfPid: number;
   /** Destination ports to drop in the kernel, at connect(). */
   excludedDports?: readonly number[];
+  /** Track established connections: accept and close records. */
+  trackConns?: boolean;
   /** Called once per strategy that failed, with why. */
   onFallback?: (strategy: Strategy, error: Error) => void;
 }
@@ -88,6 +96,7 @@ function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Ui
   v.setUint32(CONFIG.ipv4_only.offset, o.ipv4Only ? 1 : 0, true);
   v.setUint32(CONFIG.self_pid.offset, o.selfPid, true);
   v.setUint32(CONFIG.filter_dports.offset, o.excludedDports?.length ? 1 : 0, true);
+  v.setUint32(CONFIG.track_conns.offset, o.trackConns ? 1 : 0, true);
   return bytes;
 }
 
@@ -118,12 +127,13 @@ function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
   }
   if (strategy === "fentry" && fentryRefused()) throw new BpfError("load lm_fentry_conn", 1 /* EPERM */);
   let mountedTracefs = false;
-  if (strategy === "tracepoint") mountedTracefs = ensureTracefs().mounted;
+  if (strategy === "tracepoint" || o.trackConns) mountedTracefs = ensureTracefs().mounted;
+  const attached = [...PROGRAMS[strategy], ...(o.trackConns ? ACCEPT_PROGRAMS : [])];
   // The snapshot iterator (Linux 5.8+, as the ring buffer) loads with the capture
   // but is never attached here: snapshot.ts runs it once.
-  const object = openWith([...PROGRAMS[strategy], SNAPSHOT_PROGRAM], strategy, o);
+  const object = openWith([...attached, SNAPSHOT_PROGRAM], strategy, o);
   try {
-    for (const p of PROGRAMS[strategy]) object.attach(p);
+    for (const p of attached) object.attach(p);
     releaseFreeMemory(); // libbpf freed the kernel's BTF after load: return it to the system
     const kernelDports = (o.excludedDports ?? []).slice(0, object.mapMaxEntries("lm_excl_dport"));
     return { object, strategy, mountedTracefs, kernelDports };

@@ -5,8 +5,8 @@
  * status existing (established) or listen.
  *
  * An established socket whose local port is listened on (same address, or a
- * wildcard one) was accepted, not opened, and is left out: lightmon reports
- * outbound connections.
+ * wildcard one) was accepted, not opened: it is reported as an accept (inbound)
+ * when accepts are asked for, and left out otherwise.
  * @module
  */
 import { type Counters, Stage } from "../stage.ts";
@@ -15,24 +15,38 @@ import { CONN_SIZE } from "./layout.ts";
 import type { BpfObject } from "../../ffi/libbpf.ts";
 import { SNAPSHOT_PROGRAM } from "./loader.ts";
 
-/** Split iterator records into outbound established connections. */
-export function outboundExisting(records: readonly RawConnect[]): RawConnect[] {
+/**
+ * Established connections from the iterator's records: outbound ones, and the
+ * accepted ones (marked inbound, event accept) when `inbound`. A socket shared by
+ * several processes is reported once, for the first.
+ */
+export function classifyExisting(records: readonly RawConnect[], inbound = false): RawConnect[] {
   const listening = new Set<string>();
   for (const r of records) if (r.status === "listen") listening.add(`${r.saddr}|${r.sport}`);
   const listened = (r: RawConnect) =>
     listening.has(`${r.saddr}|${r.sport}`) || listening.has(`0.0.0.0|${r.sport}`) || listening.has(`::|${r.sport}`);
-  return records.filter((r) => r.status === "existing" && !listened(r));
+  const out: RawConnect[] = [];
+  const seen = new Set<string>();
+  for (const r of records) {
+    if (r.status !== "existing") continue;
+    const key = r.connId !== 0n ? String(r.connId) : tuple(r);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    if (!listened(r)) out.push(r);
+    else if (inbound) out.push({ ...r, inbound: true, event: "accept" });
+  }
+  return out;
 }
 
 /** Run the loaded capture's iterator once; throws BpfError if the kernel refuses. */
-export function existingConnections(object: BpfObject): RawConnect[] {
+export function existingConnections(object: BpfObject, inbound = false): RawConnect[] {
   const bytes = object.readIterator(SNAPSHOT_PROGRAM);
   const records: RawConnect[] = [];
   for (let off = 0; off + CONN_SIZE <= bytes.length; off += CONN_SIZE) {
     const r = decodeRecord(new DataView(bytes.buffer, bytes.byteOffset + off, CONN_SIZE));
     if (r?.kind === "connect") records.push(r);
   }
-  return outboundExisting(records);
+  return classifyExisting(records, inbound);
 }
 
 /** How long a new connection may duplicate one the start-up snapshot reported. */

@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import type { Strategy } from "../capture/loader.ts";
 import { FILTER_FIELDS } from "../fields.ts";
+import { EVENT_KINDS, type EventKind } from "../event.ts";
 import { parseDuration } from "./duration.ts";
 import { UsageError } from "../usage_error.ts";
 
@@ -33,6 +34,8 @@ export interface Options {
   include: string;
   ipv6: boolean;
   existing: boolean;
+  /** Which records to report: connect (default), accept, close. */
+  events: readonly EventKind[];
   k8s: boolean;
   logPath: string;
   logKeep: number;
@@ -60,6 +63,7 @@ export const DEFAULTS: Options = {
   include: "",
   ipv6: true,
   existing: true,
+  events: ["connect"],
   k8s: false,
   logPath: "/var/log/lightmon",
   logKeep: 8,
@@ -102,6 +106,21 @@ function oneOf<T extends string>(choices: readonly T[], aliases: Record<string, 
     }
     return c;
   };
+}
+
+/** `connect,accept,close` or `all` to the kinds, in their order, once each. */
+function eventList(v: string, flag: string): EventKind[] {
+  const names = v.split(",").map((x) => x.trim().toLowerCase()).filter((x) => x !== "");
+  const known = new Set<string>([...EVENT_KINDS, "all"]);
+  const bad = names.find((x) => !known.has(x));
+  if (bad !== undefined || names.length === 0) {
+    throw new UsageError(
+      `${flag}: ${
+        bad === undefined ? "empty list" : `unknown event '${bad}'`
+      }; choose from connect, accept, close, or all`,
+    );
+  }
+  return EVENT_KINDS.filter((k) => names.includes(k) || names.includes("all"));
 }
 
 /** The longest duration any flag takes: a year (longer ones are typos, and past 2^53 ns precision ends). */
@@ -210,6 +229,16 @@ export const FLAGS: readonly Flag[] = [
     configKey: "existing",
     group: "Filtering",
     help: "report connections already established at start as status existing (-existing=false: only new ones)",
+  },
+  {
+    name: "events",
+    kind: "string",
+    key: "events",
+    configKey: "events",
+    convert: eventList,
+    group: "Filtering",
+    value: "LIST",
+    help: "records to report, comma-separated: connect (outbound), accept (inbound), close (duration, bytes), or all",
   },
   {
     name: "strategy",

@@ -48,11 +48,19 @@ export interface EnrichDeps {
   containers: ContainerSource;
 }
 
-/** Build a ConnEvent from a raw record. */
+const NO_PROCESS = { exe: "", args: [] as string[], source: "unknown" as const };
+
+/**
+ * Build a ConnEvent from a raw record. A close record carries no task: its
+ * identity is copied from the connection's opening record later (ConnJoin).
+ */
 export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
-  const proc = d.processes.lookup(r.pid, r.procStartNs, r.startNs);
+  const close = r.event === "close";
+  const proc = close ? NO_PROCESS : d.processes.lookup(r.pid, r.procStartNs, r.startNs);
   const cg = identifyCgroup(r.cgroup, r.cgroupParent);
   const meta = cg.containerId ? d.containers.get(cg.containerId) : undefined;
+  // The differences are small: one bigint subtraction, then plain numbers (no bigint division per event).
+  const sinceStartUs = Math.trunc(Number(r.tsNs - r.startNs) / 1000);
   return {
     kernelTime: r.tsNs,
     wallNs: d.clock.wallNs(r.tsNs),
@@ -62,7 +70,7 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     uid: r.uid,
     gid: r.gid,
     // Names from the host's passwd only for host processes: a container has its own.
-    user: cg.containerId ? "" : d.users.name(r.uid),
+    user: cg.containerId || close ? "" : d.users.name(r.uid),
     comm: r.comm,
     exe: proc.exe,
     args: proc.args,
@@ -72,10 +80,18 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     sport: r.sport,
     daddr: r.daddr,
     dport: r.dport,
-    direction: "outbound",
+    event: r.event,
+    connId: r.connId,
+    direction: r.inbound ? "inbound" : "outbound",
     status: r.status,
-    // The difference is small: one bigint subtraction, then plain numbers (no bigint division per event).
-    latencyUs: Math.trunc(Number(r.tsNs - r.startNs) / 1000),
+    latencyUs: close ? 0 : sinceStartUs,
+    durationMs: close ? Math.trunc(sinceStartUs / 1000) : 0,
+    bytesSent: r.bytesSent,
+    bytesReceived: r.bytesReceived,
+    retransmits: r.retransmits,
+    rttUs: r.srttUs,
+    closedBy: r.closedBy,
+    existing: r.existing,
     container: meta?.name ?? "",
     containerId: cg.containerId,
     containerRuntime: cg.runtime,

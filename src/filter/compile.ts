@@ -7,22 +7,44 @@
 import ipaddr from "ipaddr.js";
 import type { ConnEvent } from "../event.ts";
 import { FILTER_FIELDS, type FilterField } from "../fields.ts";
-import { FilterSyntaxError, type Node, parseFilter } from "./parse.ts";
+import { type Comparison, FilterSyntaxError, type Node, parseFilter } from "./parse.ts";
 
 /** A compiled filter. */
 export type Predicate = (e: ConnEvent) => boolean;
 
 type Matcher = (value: string, column: number) => Predicate;
+/** A number field's matcher for `<`, `<=`, `>`, `>=`. */
+type Comparer = (value: string, column: number, op: Comparison) => Predicate;
 
 const fail = (msg: string, column: number): never => {
   throw new FilterSyntaxError(msg, column);
 };
 
+function wholeNumber(name: string, v: string, col: number, max: number): number {
+  if (!/^\d+$/.test(v) || Number(v) > max) fail(`${name} needs a whole number up to ${max}, not '${v}'`, col);
+  return Number(v);
+}
+
 function intField(name: string, get: (e: ConnEvent) => number, max: number): Matcher {
   return (v, col) => {
-    if (!/^\d+$/.test(v) || Number(v) > max) fail(`${name} needs a whole number up to ${max}, not '${v}'`, col);
-    const n = Number(v);
+    const n = wholeNumber(name, v, col, max);
     return (e) => get(e) === n;
+  };
+}
+
+function intComparer(name: string, get: (e: ConnEvent) => number, max: number): Comparer {
+  return (v, col, op) => {
+    const n = wholeNumber(name, v, col, max);
+    switch (op) {
+      case "<":
+        return (e) => get(e) < n;
+      case "<=":
+        return (e) => get(e) <= n;
+      case ">":
+        return (e) => get(e) > n;
+      case ">=":
+        return (e) => get(e) >= n;
+    }
   };
 }
 
@@ -137,6 +159,13 @@ const MATCHERS: ReadonlyMap<string, Matcher> = new Map(
   [...FILTER_FIELDS.values()].map((f) => [f.name, matcherFor(f)]),
 );
 
+/** The number fields' comparisons, by name. */
+const COMPARERS: ReadonlyMap<string, Comparer> = new Map(
+  [...FILTER_FIELDS.values()].flatMap(({ name, spec, field }) =>
+    spec.kind === "number" ? [[name, intComparer(name, spec.get ?? ((e) => field.get(e) as number), spec.max)]] : []
+  ),
+);
+
 function compileNode(n: Node): Predicate {
   switch (n.type) {
     case "or": {
@@ -150,6 +179,11 @@ function compileNode(n: Node): Predicate {
     case "cond": {
       const m = MATCHERS.get(n.field);
       if (!m) return fail(`unknown field '${n.field}' (known: ${[...MATCHERS.keys()].join(", ")})`, n.column);
+      if (n.op !== "=" && n.op !== "!=") {
+        const c = COMPARERS.get(n.field);
+        if (!c) return fail(`'${n.op}' compares numbers, and ${n.field} is not a number`, n.opColumn);
+        return c(n.value, n.valueColumn, n.op);
+      }
       const p = m(n.value, n.valueColumn);
       return n.op === "=" ? p : (e) => !p(e);
     }

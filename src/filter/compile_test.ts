@@ -102,7 +102,10 @@ Deno.test("the added fields match: glob on text, choices on status and family", 
 Deno.test("syntax errors point at the column", () => {
   assert.equal(syntaxError("dport=80 && && dip=1").message, "unexpected '&&' at column 13");
   assert.equal(syntaxError('dip="10.0.0.1" &&').message, "expected a condition but the expression ended at column 18");
-  assert.equal(syntaxError("dport 80").message, "expected '=' or '!=' after 'dport' but found '80' at column 7");
+  assert.equal(
+    syntaxError("dport 80").message,
+    "expected '=', '!=', '<', '<=', '>' or '>=' after 'dport' but found '80' at column 7",
+  );
   assert.equal(syntaxError("(dport=80").column, 10);
   assert.equal(syntaxError("dport='80").message, "unterminated single quote at column 7");
   assert.equal(syntaxError("dport=80)").message, "unexpected ')' at column 9");
@@ -128,7 +131,10 @@ Deno.test("names every object has are unknown fields and values, with their colu
     }
   }
   // Values that are documented but can never match are refused too.
-  assert.match(syntaxError("direction=inbound").message, /^direction is one of outbound, not 'inbound'/);
+  assert.match(
+    syntaxError("direction=sideways").message,
+    /^direction is one of outbound, inbound, out, in, not 'sideways'/,
+  );
   assert.match(syntaxError("status=unknown").message, /not 'unknown' at column 8$/);
 });
 
@@ -243,4 +249,33 @@ Deno.test("only top-level dport alternatives are pushed into the kernel", () => 
   const exclude = "dport=53; comm=curl && dport=80; dport=8080";
   const keep = keepPredicate({ include: "dport=53 || dport=8080 || dport=22", exclude });
   for (const p of kernelExcludedDports(exclude)) assert.equal(keep(ev({ dport: p })), false);
+});
+
+Deno.test("numbers compare with <, <=, > and >=; other fields refuse them at the operator's column", () => {
+  const close = sampleEvent({ event: "close", status: "closed", bytesSent: 2_000_000, durationMs: 500, dport: 443 });
+  const small = sampleEvent({ event: "close", status: "closed", bytesSent: 10, durationMs: 499, dport: 8080 });
+  const keep = (expr: string) => [close, small].map((e) => compileFilter(expr)!(e));
+  assert.deepEqual(keep("bytesSent>1000000"), [true, false]);
+  assert.deepEqual(keep("bytesSent >= 10"), [true, true]);
+  assert.deepEqual(keep("bytesSent<10"), [false, false]);
+  assert.deepEqual(keep("durationMs>=500"), [true, false]);
+  assert.deepEqual(keep("durationMs<=499 || dport<1024"), [true, true]);
+  assert.deepEqual(keep("rport<1024 && event=close"), [true, false]);
+  const e = syntaxError("comm>x");
+  assert.equal(e.message, "'>' compares numbers, and comm is not a number at column 5");
+  assert.equal(syntaxError("dport>=http").column, 8);
+  assert.equal(syntaxError("dport=<1").column, 7);
+});
+
+Deno.test("lifecycle fields: event, direction, local and remote ports, who closed", () => {
+  const accept = sampleEvent({ event: "accept", direction: "inbound", sport: 8080, dport: 50000, daddr: "10.0.0.9" });
+  const closed = sampleEvent({ event: "close", direction: "outbound", closedBy: "reset", status: "closed" });
+  const keep = (expr: string) => [accept, closed].map((e) => compileFilter(expr)!(e));
+  assert.deepEqual(keep("event=accept"), [true, false]);
+  assert.deepEqual(keep("direction=in"), [true, false]);
+  assert.deepEqual(keep("lport=8080"), [true, false]);
+  assert.deepEqual(keep("rport=50000"), [true, false]);
+  assert.deepEqual(keep("raddr=10.0.0.0/8"), [true, false]);
+  assert.deepEqual(keep("closedBy=reset"), [false, true]);
+  assert.deepEqual(keep("status=closed"), [false, true]);
 });

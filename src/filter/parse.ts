@@ -4,7 +4,8 @@
  *     expr  := or (';' or)*            ';' separates groups: OR, lowest precedence
  *     or    := and ('||' and)*
  *     and   := atom ('&&' atom)*        '&&' binds tighter than '||'
- *     atom  := '(' expr ')' | FIELD ('=' | '==' | '!=') VALUE
+ *     atom  := '(' expr ')' | FIELD OP VALUE
+ *     OP    := '=' | '==' | '!=' | '<' | '<=' | '>' | '>='   (the last four for numbers)
  *     VALUE := bare word | 'single quoted' | "double quoted"
  *
  * Errors carry the 1-based column of the offending token.
@@ -16,7 +17,14 @@ import { forTerminal } from "../text/sanitize.ts";
 export type Node =
   | { type: "or"; items: Node[] }
   | { type: "and"; items: Node[] }
-  | { type: "cond"; field: string; op: "=" | "!="; value: string; column: number; valueColumn: number };
+  | { type: "cond"; field: string; op: CondOp; value: string; column: number; opColumn: number; valueColumn: number };
+
+/** A condition's operator. */
+export type CondOp = "=" | "!=" | Comparison;
+/** The operators that compare numbers. */
+export type Comparison = "<" | "<=" | ">" | ">=";
+
+const COND_OPS: ReadonlySet<string> = new Set(["=", "!=", "<", "<=", ">", ">="]);
 
 /** A syntax error with the column it was found at. */
 export class FilterSyntaxError extends Error {
@@ -31,13 +39,13 @@ export class FilterSyntaxError extends Error {
 
 type Tok =
   | { kind: "word"; text: string; col: number; quoted: boolean }
-  | { kind: "op"; text: "=" | "!=" | "&&" | "||" | ";" | "(" | ")"; col: number }
+  | { kind: "op"; text: CondOp | "&&" | "||" | ";" | "(" | ")"; col: number }
   | { kind: "end"; col: number };
 
 /** Deeper nesting is refused: the parser recurses once per level. */
 export const MAX_DEPTH = 64;
 
-const WORD_CHAR = /[^\s=!&|;()'"]/;
+const WORD_CHAR = /[^\s=!&|;()'"<>]/;
 
 function tokenize(src: string): Tok[] {
   const out: Tok[] = [];
@@ -53,13 +61,13 @@ function tokenize(src: string): Tok[] {
       out.push({ kind: "word", text: src.slice(i + 1, end), col, quoted: true });
       i = end + 1;
     } else if (
-      src.startsWith("&&", i) || src.startsWith("||", i) || src.startsWith("!=", i) || src.startsWith("==", i)
+      ["&&", "||", "!=", "==", "<=", ">="].some((two) => src.startsWith(two, i))
     ) {
       const text = src.slice(i, i + 2);
-      out.push({ kind: "op", text: text === "==" ? "=" : text as "&&" | "||" | "!=", col });
+      out.push({ kind: "op", text: text === "==" ? "=" : text as "&&" | "||" | "!=" | "<=" | ">=", col });
       i += 2;
-    } else if ("=;()".includes(c)) {
-      out.push({ kind: "op", text: c as "=" | ";" | "(" | ")", col });
+    } else if ("=;()<>".includes(c)) {
+      out.push({ kind: "op", text: c as "=" | ";" | "(" | ")" | "<" | ">", col });
       i++;
     } else if (WORD_CHAR.test(c)) {
       let j = i;
@@ -145,8 +153,11 @@ export function parseFilter(src: string): Node | undefined {
     }
     p++;
     const op = peek();
-    if (op.kind !== "op" || (op.text !== "=" && op.text !== "!=")) {
-      throw new FilterSyntaxError(`expected '=' or '!=' after '${t.text}' but found ${describe(op)}`, op.col);
+    if (op.kind !== "op" || !COND_OPS.has(op.text)) {
+      throw new FilterSyntaxError(
+        `expected '=', '!=', '<', '<=', '>' or '>=' after '${t.text}' but found ${describe(op)}`,
+        op.col,
+      );
     }
     p++;
     const v = peek();
@@ -154,7 +165,15 @@ export function parseFilter(src: string): Node | undefined {
       throw new FilterSyntaxError(`expected a value after '${op.text}' but found ${describe(v)}`, v.col);
     }
     p++;
-    return { type: "cond", field: t.text, op: op.text, value: v.text, column: t.col, valueColumn: v.col };
+    return {
+      type: "cond",
+      field: t.text,
+      op: op.text as CondOp,
+      value: v.text,
+      column: t.col,
+      opColumn: op.col,
+      valueColumn: v.col,
+    };
   }
 
   const node = expr();

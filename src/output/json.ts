@@ -24,6 +24,7 @@ export const JSON_FIELDS: readonly JsonField[] = FIELDS.filter((f): f is JsonFie
  */
 interface Segment {
   group: Field["group"];
+  when?: (e: ConnEvent) => boolean;
   gets: ((e: ConnEvent) => Value)[];
   encodings: JsonEncoding[];
   /** Prefix of each field: `{"key":` or `,"key":` */
@@ -43,19 +44,20 @@ function segments(): Segment[] {
   JSON_FIELDS.forEach((f, i) => {
     const prefix = `${i === 0 ? "{" : ","}${JSON.stringify(f.key)}:`;
     const last = out[out.length - 1];
-    if (f.group && last?.group === f.group) {
+    if (f.group && !f.when && last?.group === f.group) {
       last.gets.push(f.get);
       last.encodings.push(f.json);
       last.prefixes.push(prefix);
       return;
     }
     const seg: Segment = {
-      group: f.group,
+      group: f.when ? undefined : f.group,
+      when: f.when,
       gets: [f.get],
       encodings: [f.json],
       prefixes: [prefix],
     };
-    if (f.group) seg.cacheKey = CACHE_KEYS[f.group];
+    if (seg.group) seg.cacheKey = CACHE_KEYS[seg.group];
     out.push(seg);
   });
   return out;
@@ -251,6 +253,7 @@ const BYTE_SEGMENTS: ByteSegment[] = SEGMENTS.map((segment) => ({
 export function writeJson(e: ConnEvent, w: JsonBytes): void {
   for (const bs of BYTE_SEGMENTS) {
     const seg = bs.segment;
+    if (seg.when && !seg.when(e)) continue;
     if (!bs.cache) {
       bs.writers[0](w, seg.gets[0](e));
       continue;

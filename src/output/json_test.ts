@@ -5,7 +5,11 @@ import { JSON_FIELDS, JsonBytes, writeJson } from "./json.ts";
 
 /** The JSON the registry defines, field by field, with no caching or fast path: the reference. */
 const reference = (e: ConnEvent) =>
-  "{" + JSON_FIELDS.map((f) => `${JSON.stringify(f.key)}:${f.json.encode(f.get(e))}`).join(",") + "}";
+  "{" + JSON_FIELDS.filter((f) =>
+    !f.when || f.when(e)
+  ).map((f) => `${JSON.stringify(f.key)}:${f.json.encode(f.get(e))}`)
+    .join(",") +
+  "}";
 
 const bytesOf = (e: ConnEvent, w = new JsonBytes()) => {
   w.pos = 0;

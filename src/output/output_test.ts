@@ -7,7 +7,12 @@ import { rfc3339Nano } from "../text/time.ts";
 
 Deno.test("JSON events carry the design's keys, spelled exactly, in order", () => {
   const e = JSON.parse(toJson(sampleEvent()));
-  assert.deepEqual(Object.keys(e), JSON_FIELDS.map((f) => f.key));
+  assert.deepEqual(Object.keys(e), JSON_FIELDS.filter((f) => !f.when).map((f) => f.key));
+  // A close record with a connection id carries every key.
+  const close = JSON.parse(toJson(sampleEvent({ event: "close", connId: 7n, status: "closed", closedBy: "local" })));
+  assert.deepEqual(Object.keys(close), JSON_FIELDS.map((f) => f.key));
+  assert.equal(close.connId, "7");
+  assert.equal(close.existing, false);
   for (
     const k of [
       "kernelTime",
@@ -28,6 +33,7 @@ Deno.test("JSON events carry the design's keys, spelled exactly, in order", () =
       "args",
       "protocol",
       "direction",
+      "event",
       "status",
       "latencyUs",
       "containerId",

@@ -21,6 +21,10 @@ export interface RunOptions {
   ipv4Only: boolean;
   /** Report connections established before the start (status existing). */
   existing: boolean;
+  /** Track connections in the kernel: accept and close records (`--events`). */
+  trackConns: boolean;
+  /** The start-up snapshot reports accepted connections too. */
+  inboundExisting: boolean;
   /** Destination ports -exclude drops outright: dropped in the kernel at connect(). */
   excludedDports: readonly number[];
   durationMs: number;
@@ -54,7 +58,8 @@ export interface RunState {
  * The user-space ledger joined with the kernel's: events the kernel filtered are
  * seen and filtered; connection events the ring had no room for (`ring-full`),
  * outcomes whose connect was evicted from the stash or began before the start
- * (`stash-miss`) and stash updates that failed (`stash-full`) are seen and dropped.
+ * (`stash-miss`), stash updates that failed (`stash-full`) and close records the
+ * kernel's connection table had no room to track (`conns-full`) are seen and dropped.
  * So `seen = emitted + filtered + dropped` holds for the whole run.
  */
 export function runLedger(user: Ledger, kernel: Record<(typeof COUNTERS)[number], bigint>): Ledger {
@@ -62,6 +67,7 @@ export function runLedger(user: Ledger, kernel: Record<(typeof COUNTERS)[number]
     "ring-full": Number(kernel.lost),
     "stash-miss": Number(kernel.stashMiss),
     "stash-full": Number(kernel.stashFull),
+    "conns-full": Number(kernel.connsFull),
   };
   const kernelFiltered = Number(kernel.kernelFiltered);
   const dropped = { ...kernelDropped, ...user.dropped };
@@ -121,6 +127,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     ipv4Only: o.ipv4Only,
     selfPid: Deno.pid,
     excludedDports: o.excludedDports,
+    trackConns: o.trackConns,
     onFallback: (s, e) => {
       fallbacks.push(`${s}: ${"code" in e ? e.code : e.message}`);
       if (o.verbose) o.log(`lightmon: strategy ${s} failed: ${e.message}`);
@@ -177,7 +184,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     let existingNote = "";
     if (o.existing) {
       try {
-        const found = existingConnections(object).filter((r) => !(o.ipv4Only && r.family === 6));
+        const found = existingConnections(object, o.inboundExisting).filter((r) => !(o.ipv4Only && r.family === 6));
         decode.inject(found);
         existingNote = `, existing connections: ${found.length}`;
         pipeline.flush();

@@ -68,6 +68,15 @@ Deno.test("--count passes N events, asks once to stop, and counts what arrives a
 function raw(status: RawConnect["status"], sport: number): RawConnect {
   return {
     kind: "connect",
+    event: "connect",
+    connId: 0n,
+    inbound: false,
+    existing: false,
+    bytesSent: 0,
+    bytesReceived: 0,
+    retransmits: 0,
+    srttUs: 0,
+    closedBy: "",
     tsNs: 1n,
     startNs: 0n,
     cgroupId: 1n,
