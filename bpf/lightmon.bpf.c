@@ -651,7 +651,9 @@ static __always_inline int handle_accept(long ret)
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct lm_conn_state *st = bpf_map_lookup_elem(&lm_conns, &key);
 
-	if (!st)
+	/* Established before lightmon started: tracked from now. One the peer reset
+	 * while it waited in the queue is closed already: tracking it would leak. */
+	if (!st && BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
 		st = track(sk, LM_CONN_INBOUND, now);
 	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_conn_scratch, &zero);
 

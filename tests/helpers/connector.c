@@ -16,6 +16,8 @@
  *    across the exec: the connect belongs to connector, not to PROG.
  * For benchmarks: -q prints one summary line instead of one line per attempt, -r
  *    closes with RST (no TIME_WAIT), -T stops after SECS seconds whatever COUNT says.
+ * -k -r -w WAIT_MS keeps the last connection open for WAIT_MS, then aborts it with
+ *    RST (SO_LINGER 0): the peer sees a connection reset.
  * -L listens on ADDR PORT (0: any port), prints the port, accepts and closes every
  *    connection until -T SECS pass or it is killed. With -A it never accepts: once
  *    its queue (-b BACKLOG) is full the kernel drops further SYNs, which holds new
@@ -188,5 +190,10 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	if (wait_ms > 0)
 		usleep(wait_ms * 1000);
+	if (keep && rst && last_fd >= 0) { /* abort the kept connection: the peer sees a reset */
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		setsockopt(last_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(last_fd);
+	}
 	return 0;
 }

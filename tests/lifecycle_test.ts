@@ -1,0 +1,169 @@
+/**
+ * End-to-end: `--events accept,close` on the real kernel, against connections whose
+ * bytes, ends and durations the test makes itself.
+ */
+import assert from "node:assert/strict";
+import { assertDetached, bpfTest, CONNECTOR, Lightmon, ROOT } from "./harness.ts";
+
+type Ev = Record<string, unknown>;
+const MiB = 1 << 20;
+const DENO = Deno.execPath();
+
+/** The transfer server (tests/helpers/xfer_server.ts) in its own process. */
+class Server {
+  readonly child: Deno.ChildProcess;
+  #lines: ReadableStreamDefaultReader<string>;
+  constructor(host: string, recv: number, send: number) {
+    this.child = new Deno.Command(DENO, {
+      args: ["run", "-A", `${ROOT}tests/helpers/xfer_server.ts`, host, String(recv), String(send)],
+      stdout: "piped",
+    }).spawn();
+    this.#lines = this.child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(lineSplitter()).getReader();
+  }
+  async next(): Promise<Record<string, unknown>> {
+    const { value, done } = await this.#lines.read();
+    if (done) throw new Error("server ended early");
+    return JSON.parse(value);
+  }
+  async done(): Promise<void> {
+    this.#lines.releaseLock();
+    await this.child.stdout.cancel().catch(() => {});
+    await this.child.status;
+  }
+}
+
+function lineSplitter(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, ctl) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      for (const p of parts) if (p.trim()) ctl.enqueue(p);
+    },
+  });
+}
+
+/** Send `send` bytes, read exactly `recv`, close; the connection's local port. */
+async function client(host: string, port: number, send: number, recv: number): Promise<number> {
+  const conn = await Deno.connect({ hostname: host, port });
+  const sport = (conn.localAddr as Deno.NetAddr).port;
+  const out = new Uint8Array(send).fill(0x78);
+  for (let off = 0; off < out.length;) off += await conn.write(out.subarray(off));
+  const buf = new Uint8Array(64 * 1024);
+  let got = 0;
+  while (got < recv) {
+    const n = await conn.read(buf);
+    if (n === null) throw new Error(`server closed after ${got} bytes`);
+    got += n;
+  }
+  conn.close();
+  return sport;
+}
+
+async function lifecycle(args: string[], body: (lm: Lightmon) => Promise<void>): Promise<Ev[]> {
+  const lm = new Lightmon(["--output", "json", ...args]);
+  try {
+    await lm.ready();
+    assert.match(lm.stderr, /lightmon: capture /);
+    await body(lm);
+  } finally {
+    const st = await lm.stop("SIGINT");
+    assert.equal(st.code, 0, lm.stderr);
+  }
+  await assertDetached();
+  return lm.events();
+}
+
+const one = (events: Ev[], pred: (e: Ev) => boolean, what: string): Ev => {
+  const found = events.filter(pred);
+  assert.equal(found.length, 1, `${what}: ${JSON.stringify(found)}`);
+  return found[0];
+};
+
+for (const host of ["127.0.0.1", "::1"]) {
+  bpfTest(
+    `${host}: 1 MiB up, 3 MiB down, orderly close: exact bytes both sides, who closed, the duration`,
+    async () => {
+      let sport = 0;
+      let serverPid = 0;
+      let measuredMs = 0;
+      const events = await lifecycle(["--events", "all"], async (lm) => {
+        const server = new Server(host, MiB, 3 * MiB);
+        const { port, pid } = await server.next();
+        serverPid = pid as number;
+        const t0 = performance.now();
+        sport = await client(host, port as number, MiB, 3 * MiB);
+        assert.equal((await server.next()).closed, true);
+        measuredMs = performance.now() - t0;
+        await server.done();
+        await lm.until(
+          (out) => out.split('"event":"close"').length - 1 >= 2 && out.includes(`${sport}`),
+          5000,
+          "closes",
+        );
+      });
+      const mine = events.filter((e) => e.sport === sport || e.dport === sport);
+      const connect = one(mine, (e) => e.event === "connect", "connect");
+      const accept = one(mine, (e) => e.event === "accept", "accept");
+      const cClose = one(mine, (e) => e.event === "close" && e.direction === "outbound", "client close");
+      const sClose = one(mine, (e) => e.event === "close" && e.direction === "inbound", "server close");
+      const family = host === "::1" ? "AF_INET6" : "AF_INET";
+      // The connect is ours; the accept is the server process's, not whoever the softirq interrupted.
+      assert.equal(connect.pid, Deno.pid);
+      assert.equal(connect.direction, "outbound");
+      assert.equal(accept.pid, serverPid);
+      assert.equal(accept.direction, "inbound");
+      assert.equal(accept.exe, DENO);
+      assert.equal(accept.addressFamily, family);
+      assert.equal(accept.dport, sport);
+      assert.equal(accept.saddr, host);
+      assert.equal(accept.sport, connect.dport);
+      // Each close joins its opening record and carries its process.
+      assert.equal(cClose.connId, connect.connId);
+      assert.equal(sClose.connId, accept.connId);
+      assert.notEqual(connect.connId, accept.connId);
+      assert.equal(cClose.pid, Deno.pid);
+      assert.equal(sClose.pid, serverPid);
+      assert.equal(sClose.exe, DENO);
+      assert.equal(cClose.status, "closed");
+      assert.equal(cClose.bytesSent, MiB);
+      assert.equal(cClose.bytesReceived, 3 * MiB);
+      assert.equal(sClose.bytesSent, 3 * MiB);
+      assert.equal(sClose.bytesReceived, MiB);
+      assert.equal(cClose.closedBy, "local");
+      assert.equal(sClose.closedBy, "remote");
+      assert.equal(cClose.existing, false);
+      assert.equal(typeof cClose.rttUs, "number");
+      assert.equal(cClose.retransmits, 0);
+      for (const c of [cClose, sClose]) {
+        assert.ok(Math.abs((c.durationMs as number) - measuredMs) <= 20, `durationMs ${c.durationMs} vs ${measuredMs}`);
+      }
+    },
+  );
+}
+
+bpfTest("a connection reset by the peer says reset; the side that aborted says local", async () => {
+  let truth = { sport: 0, pid: 0 };
+  let serverPid = 0;
+  const events = await lifecycle(["--events", "close"], async (lm) => {
+    const server = new Server("127.0.0.1", 1, 0);
+    const { port, pid } = await server.next();
+    serverPid = pid as number;
+    // The client waits until the server has accepted, then aborts with RST (SO_LINGER 0).
+    const out = await new Deno.Command(CONNECTOR, { args: ["-k", "-r", "-w", "300", "127.0.0.1", String(port)] })
+      .output();
+    truth = JSON.parse(new TextDecoder().decode(out.stdout).trim());
+    assert.equal((await server.next()).reset, true);
+    await server.done();
+    await lm.until((o) => o.split('"event":"close"').length - 1 >= 2, 5000, "both closes");
+  });
+  const mine = events.filter((e) => e.sport === truth.sport || e.dport === truth.sport);
+  assert.ok(mine.every((e) => e.event === "close"), `--events close reports only closes: ${JSON.stringify(mine)}`);
+  const client = one(mine, (e) => e.direction === "outbound", "client close");
+  const server = one(mine, (e) => e.direction === "inbound", "server close");
+  assert.equal(client.pid, truth.pid);
+  assert.equal(client.closedBy, "local");
+  assert.equal(server.pid, serverPid);
+  assert.equal(server.closedBy, "reset");
+  assert.equal(server.bytesReceived, 0);
+});
