@@ -167,3 +167,64 @@ bpfTest("a connection reset by the peer says reset; the side that aborted says l
   assert.equal(server.closedBy, "reset");
   assert.equal(server.bytesReceived, 0);
 });
+
+bpfTest(
+  "connections open before the start: both ends reported once as existing, closed later with the flag",
+  async () => {
+    const server = new Server("127.0.0.1", 5, 7);
+    const { port, pid: serverPid } = await server.next();
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: port as number });
+    const sport = (conn.localAddr as Deno.NetAddr).port;
+    let sinceStartMs = 0;
+    const events = await lifecycle(["--events", "all"], async (lm) => {
+      const started = performance.now();
+      await lm.until((o) => o.includes(`"dport":${sport}`), 5000, "the existing accept");
+      await conn.write(new TextEncoder().encode("hello"));
+      const buf = new Uint8Array(7);
+      for (let got = 0; got < 7;) got += (await conn.read(buf.subarray(got))) ?? 7;
+      conn.close();
+      await server.next();
+      sinceStartMs = performance.now() - started;
+      await server.done();
+      await lm.until((o) => o.split('"event":"close"').length - 1 >= 2, 5000, "both closes");
+    });
+    const mine = events.filter((e) => e.sport === sport || e.dport === sport);
+    const opened = mine.filter((e) => e.status === "existing");
+    assert.equal(opened.length, 2, JSON.stringify(mine));
+    const out = one(opened, (e) => e.event === "connect", "existing connect");
+    const inb = one(opened, (e) => e.event === "accept", "existing accept");
+    assert.equal(out.pid, Deno.pid);
+    assert.equal(out.direction, "outbound");
+    assert.equal(inb.pid, serverPid);
+    assert.equal(inb.direction, "inbound");
+    for (const [open, dir] of [[out, "outbound"], [inb, "inbound"]] as const) {
+      const close = one(mine, (e) => e.event === "close" && e.direction === dir, `${dir} close`);
+      assert.equal(close.connId, open.connId);
+      assert.equal(close.existing, true);
+      assert.equal(close.pid, open.pid);
+      // Counted from lightmon's start, which came before the test's clock started.
+      assert.ok((close.durationMs as number) >= sinceStartMs - 20, `${close.durationMs} vs ${sinceStartMs}`);
+    }
+    const cClose = one(mine, (e) => e.event === "close" && e.direction === "outbound", "client close");
+    assert.equal(cClose.bytesSent, 5);
+    assert.equal(cClose.bytesReceived, 7);
+  },
+);
+
+bpfTest("the classic tracepoint strategy reports accepts and closes alike", async () => {
+  let sport = 0;
+  const events = await lifecycle(["--events", "accept,close", "--strategy", "tracepoint"], async (lm) => {
+    const server = new Server("::1", 1000, 2000);
+    const { port } = await server.next();
+    sport = await client("::1", port as number, 1000, 2000);
+    await server.next();
+    await server.done();
+    await lm.until((o) => o.split('"event":"close"').length - 1 >= 2, 5000, "closes");
+  });
+  const mine = events.filter((e) => e.sport === sport || e.dport === sport);
+  assert.deepEqual(mine.map((e) => e.event).sort(), ["accept", "close", "close"]);
+  const cClose = one(mine, (e) => e.event === "close" && e.direction === "outbound", "client close");
+  assert.equal(cClose.bytesSent, 1000);
+  assert.equal(cClose.bytesReceived, 2000);
+  assert.equal(cClose.pid, Deno.pid);
+});

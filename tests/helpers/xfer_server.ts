@@ -13,7 +13,8 @@ await Deno.stdout.write(
   enc.encode(JSON.stringify({ port: (listener.addr as Deno.NetAddr).port, pid: Deno.pid }) + "\n"),
 );
 const conn = await listener.accept();
-listener.close();
+// Still listening while the connection lives, as servers do: that is how lightmon's
+// start-up snapshot tells an accepted connection from an opened one.
 const buf = new Uint8Array(64 * 1024);
 let got = 0;
 let reset = false;
@@ -31,4 +32,5 @@ try {
   reset = true; // the client aborted
 }
 conn.close();
+listener.close();
 await Deno.stdout.write(enc.encode(JSON.stringify({ closed: true, received: got, reset }) + "\n"));
