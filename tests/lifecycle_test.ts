@@ -3,7 +3,8 @@
  * bytes, ends and durations the test makes itself.
  */
 import assert from "node:assert/strict";
-import { assertDetached, bpfTest, CONNECTOR, Lightmon, ROOT } from "./harness.ts";
+import { assertDetached, bpfTest, CONNECTOR, Lightmon, ROOT, run } from "./harness.ts";
+import { dockerTest, IMAGE, uniqueName } from "./docker.ts";
 
 type Ev = Record<string, unknown>;
 const MiB = 1 << 20;
@@ -228,3 +229,69 @@ bpfTest("the classic tracepoint strategy reports accepts and closes alike", asyn
   assert.equal(cClose.bytesReceived, 2000);
   assert.equal(cClose.pid, Deno.pid);
 });
+
+dockerTest(
+  "a server in one container, a client in another: the connect and the accept, each its own container's",
+  async () => {
+    const serverName = uniqueName("lm-accept-srv");
+    const clientName = uniqueName("lm-accept-cli");
+    let serverId = "";
+    let serverIp = "";
+    let truth = { sport: 0 };
+    const events = await lifecycle(["--events", "all"], async (lm) => {
+      // The bridge network: each container has its own network namespace and address.
+      serverId = (await run("docker", [
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        serverName,
+        IMAGE,
+        "/bin/connector",
+        "-L",
+        "-T",
+        "30",
+        "0.0.0.0",
+        "8080",
+      ])).trim();
+      try {
+        serverIp = (await run("docker", ["inspect", "-f", "{{.NetworkSettings.IPAddress}}", serverName])).trim();
+        const deadline = Date.now() + 10_000;
+        for (let i = 0;; i++) {
+          const out = await run("docker", [
+            "run",
+            "--rm",
+            "--name",
+            `${clientName}-${i}`,
+            IMAGE,
+            "/bin/connector",
+            serverIp,
+            "8080",
+          ]);
+          truth = JSON.parse(out.trim());
+          if ((truth as { status?: string }).status === "established" || Date.now() > deadline) break;
+          await new Promise((r) => setTimeout(r, 100)); // the listener is not up yet
+        }
+        await lm.until((o) => o.includes(`"dport":${truth.sport}`), 10_000, "the accept");
+      } finally {
+        await run("docker", ["rm", "-f", serverName]).catch(() => "");
+      }
+    });
+    const connect = one(
+      events,
+      (e) => e.event === "connect" && e.sport === truth.sport && e.daddr === serverIp,
+      "connect",
+    );
+    const accept = one(events, (e) => e.event === "accept" && e.dport === truth.sport, "accept");
+    assert.match(String(connect.container), new RegExp(`^${clientName}`));
+    assert.equal(accept.container, serverName);
+    assert.equal(accept.containerId, serverId);
+    assert.equal(accept.exe, "/bin/connector");
+    assert.equal(accept.direction, "inbound");
+    // Joined by addresses: the client's source is the accepted connection's peer.
+    assert.equal(accept.saddr, serverIp);
+    assert.equal(accept.sport, 8080);
+    assert.equal(accept.daddr, connect.saddr);
+    assert.notEqual(accept.netns, connect.netns);
+  },
+);
