@@ -142,6 +142,7 @@ async function main(argv: string[]): Promise<number> {
   const holdback = new Holdback(o.metadataWaitMs, containers);
   docker.onUpdate = () => holdback.metadataArrived();
   const output = new RenderStage(renderer);
+  if (metrics) output.onClose = (e) => metrics.observeClose(e.durationMs, e.bytesSent, e.bytesReceived);
   // The pipeline behind decode: each stage keeps its own counters.
   const stages = [
     processes,

@@ -5,7 +5,7 @@
  */
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { Counter, Gauge, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { UsageError } from "../usage_error.ts";
 import { VERSION } from "../version.ts";
 
@@ -37,6 +37,36 @@ export function parseListenAddr(addr: string): { hostname: string; port: number 
     throw new UsageError(`--metrics-addr: cannot parse '${addr}'; use HOST:PORT, e.g. 127.0.0.1:9090`);
   }
   return { hostname: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+/** Close records as they are written: the connection's duration and bytes (`--events close`). */
+export interface CloseObserver {
+  observeClose(durationMs: number, bytesSent: number, bytesReceived: number): void;
+}
+
+/** Duration buckets, seconds: a loopback request to a day-long session. */
+const DURATION_BUCKETS = [0.001, 0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 86400];
+
+function closeMetrics(r: Registry): CloseObserver {
+  const duration = new Histogram({
+    name: "lightmon_connection_duration_seconds",
+    help: "Duration of closed connections, handshake to close (close records written)",
+    buckets: DURATION_BUCKETS,
+    registers: [r],
+  });
+  const bytes = new Counter({
+    name: "lightmon_bytes_total",
+    help: "Payload bytes of closed connections, by direction (close records written)",
+    labelNames: ["direction"],
+    registers: [r],
+  });
+  return {
+    observeClose(durationMs, sent, received) {
+      duration.observe(durationMs / 1000);
+      bytes.inc({ direction: "sent" }, sent);
+      bytes.inc({ direction: "received" }, received);
+    },
+  };
 }
 
 /** A registry whose collectors read the snapshot `s()` taken for the current scrape. */
@@ -146,8 +176,9 @@ export const METRICS_LIMITS: MetricsLimits = { maxConnections: 32, idleMs: 5000,
  * The HTTP endpoint, on node:http for its connection limits (Deno.serve has no
  * header timeout or connection cap). `close()` stops it.
  */
-export class MetricsServer {
+export class MetricsServer implements CloseObserver {
   #server: http.Server;
+  #closes: CloseObserver;
   #read: (() => MetricsSnapshot) | undefined;
   #snap: MetricsSnapshot | undefined;
   #sockets = new Set<Socket>();
@@ -158,6 +189,7 @@ export class MetricsServer {
   private constructor(addr: string, limits: MetricsLimits) {
     this.addr = addr;
     const reg = registry(() => this.#snap!);
+    this.#closes = closeMetrics(reg);
     this.#server = http.createServer(async (req, res) => {
       const path = (req.url ?? "").split("?")[0];
       if (req.method !== "GET" || path !== "/metrics") return res.writeHead(404).end("see /metrics\n");
@@ -198,6 +230,10 @@ export class MetricsServer {
   /** The port listened on. */
   get port(): number {
     return (this.#server.address() as AddressInfo).port;
+  }
+
+  observeClose(durationMs: number, bytesSent: number, bytesReceived: number): void {
+    this.#closes.observeClose(durationMs, bytesSent, bytesReceived);
   }
 
   /** Start answering with what `read` returns. */

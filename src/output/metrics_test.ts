@@ -85,3 +85,36 @@ Deno.test("metrics: half-sent requests are closed after the idle timeout, and co
     await m.close();
   }
 });
+
+Deno.test("metrics: closed connections' durations as a histogram and their bytes by direction, no address labels", async () => {
+  const m = await MetricsServer.open(`127.0.0.1:${freePort()}`);
+  m.serve(() => ({
+    seen: 2,
+    emitted: 2,
+    filtered: 0,
+    kernelFiltered: 0n,
+    byStatus: new Map([["closed 4", 2]]),
+    lost: 0n,
+    dropped: {},
+    processMisses: 0,
+    containerMisses: 0,
+    processCacheEntries: 0,
+    ringFill: 0,
+    ringFillMax: 0,
+    dockerConnected: false,
+    strategy: "tp_btf",
+  }));
+  try {
+    m.observeClose(20, 1048576, 3145728);
+    m.observeClose(90_000, 10, 0);
+    const text = await (await fetch(`http://127.0.0.1:${m.port}/metrics`)).text();
+    assert.match(text, /^lightmon_connection_duration_seconds_bucket\{le="0\.1"\} 1$/m);
+    assert.match(text, /^lightmon_connection_duration_seconds_bucket\{le="60"\} 1$/m);
+    assert.match(text, /^lightmon_connection_duration_seconds_bucket\{le="300"\} 2$/m);
+    assert.match(text, /^lightmon_connection_duration_seconds_count 2$/m);
+    assert.match(text, /^lightmon_bytes_total\{direction="sent"\} 1048586$/m);
+    assert.match(text, /^lightmon_bytes_total\{direction="received"\} 3145728$/m);
+  } finally {
+    await m.close();
+  }
+});

@@ -78,6 +78,8 @@ export class RenderStage extends Stage<ConnEvent, void> {
   #taken = 0;
   /** Emitted events by status: [IPv4, IPv6] counts (no string built per event). */
   #byStatus = new Map<string, [number, number]>();
+  /** Told of every close record handed to the output (the metrics' duration and bytes). */
+  onClose: ((e: ConnEvent) => void) | undefined;
 
   constructor(renderer: Renderer) {
     super();
@@ -94,6 +96,7 @@ export class RenderStage extends Stage<ConnEvent, void> {
     let n = this.#byStatus.get(e.status);
     if (!n) this.#byStatus.set(e.status, n = [0, 0]);
     n[e.family === 6 ? 1 : 0]++;
+    if (e.event === "close") this.onClose?.(e);
   }
 
   /** Events handed to the output by `${status} ${family}`, for the metrics. */
