@@ -83,6 +83,8 @@ export interface ColumnSpec {
 /** The field in the original tool's logrus line. */
 export interface LogSpec {
   key: string;
+  /** Written only for events it is true of; always when omitted (the original's keys). */
+  when?: (e: ConnEvent) => boolean;
   /** A string is written as a JSON string, a number as a number; String(value) when omitted. */
   value?: (e: ConnEvent) => string | number;
 }
@@ -117,6 +119,8 @@ export interface Field {
 
 const MAX_U32 = 2 ** 32 - 1;
 const isClose = (e: ConnEvent) => e.event === "close";
+/** Connections are tracked (`--events` accept or close): the log line says which record it is. */
+const isTracked = (e: ConnEvent) => e.connId !== 0n;
 /** A number filter on a close record's counter. */
 const closeNumber = { kind: "number", max: Number.MAX_SAFE_INTEGER } as const;
 const endpoint = (addr: string, port: number, family: 4 | 6) => family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
@@ -297,6 +301,7 @@ export const FIELDS: readonly Field[] = [
     doc: "`outbound` (opened here) or `inbound` (accepted here)",
     get: (e) => e.direction,
     json: WORD,
+    log: { key: "direction", when: isTracked },
     filter: {
       kind: "choice",
       values: { outbound: "outbound", inbound: "inbound", out: "outbound", in: "inbound" },
@@ -309,6 +314,7 @@ export const FIELDS: readonly Field[] = [
     get: (e) => e.event,
     json: WORD,
     filter: { kind: "choice", values: { connect: "connect", accept: "accept", close: "close" } },
+    log: { key: "event", when: isTracked },
   },
   {
     key: "connId",
@@ -316,6 +322,7 @@ export const FIELDS: readonly Field[] = [
     get: (e) => e.connId,
     json: BIG,
     when: (e) => e.connId !== 0n,
+    log: { key: "connId", when: isTracked },
   },
   {
     key: "status",
@@ -340,6 +347,7 @@ export const FIELDS: readonly Field[] = [
     json: NUMBER,
     when: isClose,
     filter: closeNumber,
+    log: { key: "durationMs", when: isClose, value: (e) => e.durationMs },
   },
   {
     key: "bytesSent",
@@ -348,6 +356,7 @@ export const FIELDS: readonly Field[] = [
     json: NUMBER,
     when: isClose,
     filter: closeNumber,
+    log: { key: "bytesSent", when: isClose, value: (e) => e.bytesSent },
   },
   {
     key: "bytesReceived",
@@ -356,6 +365,7 @@ export const FIELDS: readonly Field[] = [
     json: NUMBER,
     when: isClose,
     filter: closeNumber,
+    log: { key: "bytesReceived", when: isClose, value: (e) => e.bytesReceived },
   },
   {
     key: "retransmits",
@@ -364,6 +374,7 @@ export const FIELDS: readonly Field[] = [
     json: NUMBER,
     when: isClose,
     filter: closeNumber,
+    log: { key: "retransmits", when: isClose, value: (e) => e.retransmits },
   },
   {
     key: "rttUs",
@@ -372,6 +383,7 @@ export const FIELDS: readonly Field[] = [
     json: NUMBER,
     when: isClose,
     filter: closeNumber,
+    log: { key: "rttUs", when: isClose, value: (e) => e.rttUs },
   },
   {
     key: "closedBy",
@@ -380,6 +392,7 @@ export const FIELDS: readonly Field[] = [
     json: WORD,
     when: isClose,
     filter: { kind: "choice", values: { local: "local", remote: "remote", reset: "reset" } },
+    log: { key: "closedBy", when: isClose },
   },
   {
     key: "existing",
@@ -387,6 +400,7 @@ export const FIELDS: readonly Field[] = [
     get: (e) => e.existing,
     json: BOOL,
     when: isClose,
+    log: { key: "existing", when: isClose, value: (e) => (e.existing ? 1 : 0) },
   },
   {
     key: "container",

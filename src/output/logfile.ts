@@ -85,6 +85,7 @@ export function logFileName(ms: number): string {
 interface LogKey {
   prefix: string;
   value: (e: ConnEvent) => string | number;
+  when?: (e: ConnEvent) => boolean;
 }
 
 /** The registry's log keys plus logrus's own, sorted as logrus sorts them. */
@@ -92,12 +93,13 @@ const LOG_KEYS: readonly LogKey[] = [
   ...FIELDS.filter((f) => f.log).map((f) => ({
     key: f.log!.key,
     value: f.log!.value ?? ((e: ConnEvent) => String(f.get(e))),
+    when: f.log!.when,
   })),
-  { key: "level", value: () => "info" },
-  { key: "msg", value: () => "" },
+  { key: "level", value: () => "info", when: undefined },
+  { key: "msg", value: () => "", when: undefined },
 ]
   .sort((a, b) => (a.key < b.key ? -1 : 1))
-  .map(({ key, value }, i) => ({ prefix: `${i === 0 ? "{" : ","}${JSON.stringify(key)}:`, value }));
+  .map(({ key, value, when }) => ({ prefix: `,${JSON.stringify(key)}:`, value, when }));
 
 /**
  * One event in the original's line format. Keys are sorted as logrus sorts them;
@@ -106,10 +108,11 @@ const LOG_KEYS: readonly LogKey[] = [
 export function logLine(e: ConnEvent): string {
   let s = "";
   for (const k of LOG_KEYS) {
+    if (k.when && !k.when(e)) continue;
     const v = k.value(e);
     s += k.prefix + (typeof v === "number" ? String(v) : jsonString(v));
   }
-  return s + "}";
+  return "{" + s.slice(1) + "}";
 }
 
 /** Hourly files in a directory, pruned to the newest `keep`. */

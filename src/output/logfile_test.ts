@@ -191,3 +191,29 @@ Deno.test("a log directory others can write is refused unless sticky; a symlinke
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("log lines: a plain connect keeps the original's keys only; tracked and close records add theirs", () => {
+  const plain = Object.keys(JSON.parse(logLine(sampleEvent())));
+  assert.ok(!plain.includes("event") && !plain.includes("durationMs"), plain.join());
+  const close = JSON.parse(
+    logLine(
+      sampleEvent({
+        event: "close",
+        connId: 9n,
+        status: "closed",
+        durationMs: 21,
+        bytesSent: 1048576,
+        bytesReceived: 3,
+        closedBy: "remote",
+      }),
+    ),
+  );
+  assert.equal(close.event, "close");
+  assert.equal(close.connId, "9");
+  assert.equal(close.direction, "outbound");
+  assert.equal(close.durationMs, 21);
+  assert.equal(close.bytesSent, 1048576);
+  assert.equal(close.closedBy, "remote");
+  assert.equal(close.existing, 0);
+  assert.deepEqual(Object.keys(close), [...Object.keys(close)].sort());
+});
