@@ -67,9 +67,12 @@ export type FilterSpec =
 /** The field's column in the live table. */
 export interface ColumnSpec {
   head: string;
-  /** Position, left to right; also the order in which columns grow towards `want`. */
+  /** Position, left to right. */
   at: number;
-  /** 1 for the most important; on a terminal too narrow for all, the highest numbers go first. */
+  /**
+   * 1 for the most important; on a terminal too narrow for all, the highest numbers
+   * go first, and spare width goes to the lowest numbers first.
+   */
   priority: number;
   /** Minimum and preferred content widths. */
   min: number;
@@ -78,6 +81,8 @@ export interface ColumnSpec {
   fill?: true;
   /** The cell's text (before sanitising); String(value) when omitted. */
   cell?: (e: ConnEvent) => string;
+  /** Too long a cell loses its start, not its end: a path loses whole directories before its name. */
+  keepEnd?: true;
 }
 
 /** The field in the original tool's logrus line. */
@@ -125,6 +130,35 @@ const isTracked = (e: ConnEvent) => e.connId !== 0n;
 const closeNumber = { kind: "number", max: Number.MAX_SAFE_INTEGER } as const;
 const endpoint = (addr: string, port: number, family: 4 | 6) => family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
 const userOrUid = (e: ConnEvent) => e.user || String(e.uid);
+
+/** Bytes in at most five characters: `512B`, `9.8K`, `1023K`, `3.0M`. */
+export function humanBytes(n: number): string {
+  const units = ["B", "K", "M", "G", "T", "P"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  if (i === 0) return `${n}B`;
+  return `${v < 9.95 ? v.toFixed(1) : Math.min(1023, Math.round(v))}${units[i]}`;
+}
+
+/** A duration in at most five characters: `21ms`, `1.3s`, `59.9s`, `12.5m`, `3.0h`, `12d`. */
+export function humanDuration(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  if (ms < 59_950) return `${(ms / 1000).toFixed(1)}s`;
+  if (ms < 3_597_000) return `${(ms / 60_000).toFixed(1)}m`;
+  if (ms < 86_220_000) return `${(ms / 3_600_000).toFixed(1)}h`;
+  return `${Math.round(ms / 86_400_000)}d`;
+}
+
+/** The table's status cell: how a connect ended, an accept, or how a connection closed. */
+function statusCell(e: ConnEvent): string {
+  if (e.event === "accept") return e.status === "established" ? "accepted" : e.status;
+  if (e.event !== "close") return e.status;
+  return e.closedBy === "remote" ? "peer closed" : e.closedBy === "reset" ? "reset" : "closed";
+}
 const exeOrComm = (e: ConnEvent) => e.exe || e.comm;
 
 /** What `status=` accepts: every status an emitted event can have. */
@@ -145,7 +179,7 @@ export const FIELDS: readonly Field[] = [
     doc: "RFC 3339, local offset, nanoseconds (the original's `goTime`)",
     get: (e) => e.wallNs,
     json: TIME,
-    column: { head: "TIME", at: 0, priority: 6, min: 8, want: 8, cell: (e) => clockTime(e.wallNs) },
+    column: { head: "TIME", at: 0, priority: 4, min: 8, want: 8, cell: (e) => clockTime(e.wallNs) },
     log: { key: "time", value: (e) => rfc3339Seconds(e.wallNs) },
   },
   {
@@ -154,7 +188,7 @@ export const FIELDS: readonly Field[] = [
     get: (e) => e.pid,
     json: NUMBER,
     filter: { kind: "number", max: MAX_U32 },
-    column: { head: "PID", at: 2, priority: 2, min: 5, want: 7 },
+    column: { head: "PID", at: 2, priority: 3, min: 7, want: 7 },
     log: { key: "pid", value: (e) => String(e.pid) },
   },
   { key: "tid", doc: "thread that called `connect()`", get: (e) => e.tid, json: NUMBER },
@@ -182,7 +216,7 @@ export const FIELDS: readonly Field[] = [
     json: STRING,
     group: "process",
     filter: { kind: "text" },
-    column: { head: "USER", at: 1, priority: 4, min: 4, want: 10, cell: userOrUid },
+    column: { head: "USER", at: 1, priority: 6, min: 4, want: 10, cell: userOrUid },
     log: { key: "user", value: userOrUid },
     flow: { at: 1, value: userOrUid },
   },
@@ -210,7 +244,7 @@ export const FIELDS: readonly Field[] = [
         original: 3,
       },
     ],
-    column: { head: "PROCESS", at: 8, priority: 1, min: 6, want: 40, fill: true, cell: exeOrComm },
+    column: { head: "PROCESS", at: 10, priority: 1, min: 20, want: 40, fill: true, cell: exeOrComm, keepEnd: true },
     log: { key: "procPath", value: exeOrComm },
     flow: { at: 0, key: "process", value: exeOrComm },
   },
@@ -242,7 +276,7 @@ export const FIELDS: readonly Field[] = [
       values: { "4": "4", "6": "6", v4: "4", v6: "6", ipv4: "4", ipv6: "6", af_inet: "4", af_inet6: "6" },
       doc: "the address family",
     },
-    column: { head: "AF", at: 3, priority: 7, min: 2, want: 2, cell: (e) => (e.family === 6 ? "v6" : "v4") },
+    column: { head: "AF", at: 3, priority: 8, min: 2, want: 2, cell: (e) => (e.family === 6 ? "v6" : "v4") },
     log: { key: "ipv6", value: (e) => (e.family === 6 ? 1 : 0) },
   },
   {
@@ -254,7 +288,14 @@ export const FIELDS: readonly Field[] = [
       { name: "sip", kind: "address", doc: "source IP or CIDR, v4 or v6: this host's end of the connection" },
       { name: "laddr", kind: "address", doc: "the local address: `sip` by its other name" },
     ],
-    column: { head: "SRC", at: 4, priority: 5, min: 9, want: 22, cell: (e) => endpoint(e.saddr, e.sport, e.family) },
+    column: {
+      head: "LOCAL",
+      at: 4,
+      priority: 7,
+      min: 21,
+      want: 22,
+      cell: (e) => endpoint(e.saddr, e.sport, e.family),
+    },
     log: { key: "sip" },
   },
   {
@@ -279,7 +320,14 @@ export const FIELDS: readonly Field[] = [
       },
       { name: "raddr", kind: "address", doc: "the remote (peer's) address: `dip` by its other name" },
     ],
-    column: { head: "DEST", at: 5, priority: 1, min: 9, want: 22, cell: (e) => endpoint(e.daddr, e.dport, e.family) },
+    column: {
+      head: "REMOTE",
+      at: 6,
+      priority: 1,
+      min: 21,
+      want: 28,
+      cell: (e) => endpoint(e.daddr, e.dport, e.family),
+    },
     log: { key: "dip" },
     flow: { at: 3 },
   },
@@ -307,6 +355,14 @@ export const FIELDS: readonly Field[] = [
       values: { outbound: "outbound", inbound: "inbound", out: "outbound", in: "inbound" },
       doc: "who opened the connection",
     },
+    column: {
+      head: "",
+      at: 5,
+      priority: 1,
+      min: 2,
+      want: 2,
+      cell: (e) => (e.direction === "inbound" ? "<-" : "->"),
+    },
   },
   {
     key: "event",
@@ -331,7 +387,7 @@ export const FIELDS: readonly Field[] = [
     get: (e) => e.status,
     json: WORD,
     filter: { kind: "choice", values: STATUS_VALUES, doc: "how the attempt ended" },
-    column: { head: "STATUS", at: 6, priority: 2, min: 5, want: 11 },
+    column: { head: "STATUS", at: 7, priority: 1, min: 11, want: 11, cell: statusCell },
     flow: { at: 5 },
   },
   {
@@ -355,6 +411,17 @@ export const FIELDS: readonly Field[] = [
     get: (e) => e.bytesSent,
     json: NUMBER,
     when: isClose,
+    column: {
+      head: "TX/RX DURATION",
+      at: 8,
+      priority: 5,
+      min: 17,
+      want: 17,
+      cell: (e) =>
+        e.event === "close"
+          ? `${humanBytes(e.bytesSent)}/${humanBytes(e.bytesReceived)} ${humanDuration(e.durationMs)}`
+          : "",
+    },
     filter: closeNumber,
     log: { key: "bytesSent", when: isClose, value: (e) => e.bytesSent },
   },
@@ -409,7 +476,7 @@ export const FIELDS: readonly Field[] = [
     json: STRING,
     group: "container",
     filter: { kind: "substring", doc: "substring of the container name", original: 4 },
-    column: { head: "CONTAINER", at: 7, priority: 3, min: 4, want: 16 },
+    column: { head: "CONTAINER", at: 9, priority: 2, min: 9, want: 16 },
     log: { key: "conatiner" },
     flow: { at: 2 },
   },

@@ -9,6 +9,7 @@ import { DecodeStage } from "./capture/decode.ts";
 import { SnapshotOverlap } from "./capture/snapshot.ts";
 import { EnrichStage } from "./enrich/enricher.ts";
 import { Holdback } from "./enrich/holdback.ts";
+import { ConnJoin } from "./enrich/join.ts";
 import { ProcessCache, ProcessTracking } from "./enrich/process_cache.ts";
 import { UserNames } from "./enrich/users.ts";
 import type { ConnEvent } from "./event.ts";
@@ -45,6 +46,7 @@ async function run(renderer: Renderer): Promise<void> {
       containers,
     }),
     new Holdback(200, containers),
+    new ConnJoin(),
     new FilterStage(keepPredicate({ include: "", exclude: "" })),
     new RenderStage(renderer),
   ], ctx);
@@ -76,7 +78,8 @@ async function outputs(): Promise<Record<string, string>> {
   return {
     "events.jsonl": await collect((w) => new JsonRenderer(w)),
     "table-80.txt": await collect((w) => new TableOutput(w, 80)),
-    "table-160.txt": await collect((w) => new TableOutput(w, 160)),
+    "table-120.txt": await collect((w) => new TableOutput(w, 120)),
+    "table-200.txt": await collect((w) => new TableOutput(w, 200)),
     "log.jsonl": await collect((w) => new LogLines(w)),
     "summary.txt": await collect((w) => new SummaryRenderer(w, "table")),
     "summary.jsonl": await collect((w) => new SummaryRenderer(w, "json")),

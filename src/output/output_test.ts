@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { sampleEvent } from "../testdata/event.ts";
 import { JSON_FIELDS, toJson } from "./json.ts";
 import { forTerminal, jsonString } from "../text/sanitize.ts";
-import { fitWidths, TableRenderer } from "./table.ts";
+import { fitWidths, keepEnd, TableRenderer } from "./table.ts";
 import { rfc3339Nano } from "../text/time.ts";
+import { humanBytes, humanDuration } from "../fields.ts";
 
 Deno.test("JSON events carry the design's keys, spelled exactly, in order", () => {
   const e = JSON.parse(toJson(sampleEvent()));
@@ -79,7 +80,55 @@ Deno.test("the table fits the terminal width exactly", () => {
     ];
     for (const l of lines) assert.equal([...l].length, w, `width ${w}: ${l}`);
   }
-  assert.equal(fitWidths(120).length, 9);
+  assert.equal(fitWidths(80).length, 5);
+  assert.equal(fitWidths(120).length, 8);
+  assert.equal(fitWidths(200).length, 11);
+});
+
+Deno.test("at 80 columns the destination, the status and the program's name are never cut", () => {
+  const r = new TableRenderer(80);
+  const [, head] = r.render(sampleEvent());
+  assert.match(head, /│    │ REMOTE\s+│ STATUS\s+│ CONTAINER │ PROCESS\s+│/);
+  const widest = sampleEvent({
+    daddr: "255.255.255.255",
+    dport: 65535,
+    status: "unreachable",
+    exe: "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
+  });
+  const [row] = r.render(widest);
+  assert.match(row, /│ 255\.255\.255\.255:65535\s*│ unreachable │/);
+  assert.match(row, /│ …\/bin\/java\s+│$/); // whole directories go before the name
+  assert.equal(keepEnd("/usr/lib/jvm/java-17-openjdk-amd64/bin/java", 20), "…/bin/java");
+  assert.equal(keepEnd("/opt/a-name-longer-than-the-cell", 20), "…onger-than-the-cell");
+  assert.equal(keepEnd("no-slashes-but-far-too-long", 10), "…-too-long");
+  assert.equal([...row].length, 80);
+});
+
+Deno.test("accept and close rows: arrow, status, bytes in human units, duration", () => {
+  const r = new TableRenderer(200);
+  r.render(sampleEvent());
+  const [accept] = r.render(sampleEvent({ event: "accept", direction: "inbound", sport: 80, dport: 51000 }));
+  assert.match(accept, /│ <- │ 183\.2\.172\.17:51000\s+│ accepted\s+│\s+│/);
+  const [close] = r.render(
+    sampleEvent({
+      event: "close",
+      status: "closed",
+      closedBy: "remote",
+      bytesSent: 1048576,
+      bytesReceived: 3 * 1048576 + 5000,
+      durationMs: 1250,
+    }),
+  );
+  assert.match(close, /│ -> │ 183\.2\.172\.17:443\s+│ peer closed │ 1\.0M\/3\.0M 1\.3s\s+│/);
+  assert.equal(humanBytes(512), "512B");
+  assert.equal(humanBytes(10_000), "9.8K");
+  assert.equal(humanBytes(1023 * 1024), "1023K");
+  assert.equal(humanBytes(5 * 2 ** 40), "5.0T");
+  assert.equal(humanDuration(21), "21ms");
+  assert.equal(humanDuration(59_940), "59.9s");
+  assert.equal(humanDuration(90_000), "1.5m");
+  assert.equal(humanDuration(3 * 3_600_000), "3.0h");
+  assert.equal(humanDuration(12 * 86_400_000), "12d");
 });
 
 Deno.test("the table header is printed once, then one row per event", () => {
@@ -87,9 +136,12 @@ Deno.test("the table header is printed once, then one row per event", () => {
   const first = r.render(sampleEvent());
   const second = r.render(sampleEvent({ pid: 7 }));
   assert.equal(first.length, 4); // top border, header, separator, row
-  assert.match(first[1], /│ TIME\s+│ USER\s+│ PID\s+│ AF\s+│ SRC\s+│ DEST\s+│ STATUS\s+│ CONTAINER\s+│ PROCESS\s+│/);
+  assert.match(
+    first[1],
+    /│ TIME\s+│ USER\s+│ PID\s+│ AF\s+│ LOCAL\s+│    │ REMOTE\s+│ STATUS\s+│ TX\/RX DURATION\s+│ CONTAINER\s+│ PROCESS\s+│/,
+  );
   assert.equal(second.length, 1);
-  assert.match(second[0], /│ 7\s+│ v4 │ 10\.1\.8\.14:7825\s+│ 183\.2\.172\.17:443/);
+  assert.match(second[0], /│ 7\s+│ v4 │ 10\.1\.8\.14:7825\s+│ -> │ 183\.2\.172\.17:443/);
 });
 
 Deno.test("the table's fast path draws exactly what cli-table3 draws", () => {
@@ -99,6 +151,7 @@ Deno.test("the table's fast path draws exactly what cli-table3 draws", () => {
     sampleEvent({ family: 6, saddr: "fe80::1234:5678:9abc:def0", daddr: "2001:db8::1", container: "" }),
     sampleEvent({ user: "", uid: 1000, status: "unreachable", container: "x".repeat(40) }),
     sampleEvent({ exe: "", comm: "" }),
+    sampleEvent({ event: "close", status: "closed", closedBy: "reset", bytesSent: 10, durationMs: 5 }),
   ];
   for (const w of [80, 132, 200]) {
     const fast = new TableRenderer(w);

@@ -15,6 +15,24 @@ const PLAIN_ASCII = /^[\x20-\x7e]*$/;
 
 type Column = (typeof COLUMNS)[number];
 
+/**
+ * `text` cut to `w` characters from the start: a path loses whole directories
+ * before its name (`…/bin/java`), and only a name longer than the cell is cut.
+ */
+export function keepEnd(text: string, w: number): string {
+  const slash = text.lastIndexOf("/", text.length - 2);
+  if (slash >= 0 && text.length - slash + 1 <= w) {
+    let from = slash;
+    for (;;) {
+      const prev = text.lastIndexOf("/", from - 1);
+      if (prev < 0 || text.length - prev + 1 > w) break;
+      from = prev;
+    }
+    return "…" + text.slice(from);
+  }
+  return "…" + text.slice(text.length - w + 1);
+}
+
 /** The columns that fit a terminal `width` wide, and their content widths. */
 export function fitColumns(width: number): { columns: Column[]; widths: number[] } {
   // Each column takes its content plus one space either side and one border.
@@ -27,8 +45,11 @@ export function fitColumns(width: number): { columns: Column[]; widths: number[]
   }
   const widths = columns.map((c) => c.min);
   let spare = width - need(columns);
-  // Grow towards the preferred widths left to right, then give the fill column the rest.
-  for (let i = 0; i < columns.length && spare > 0; i++) {
+  // Grow towards the preferred widths, most important first (left to right among
+  // equals), then give the fill column the rest.
+  const order = columns.map((_, i) => i).sort((a, b) => columns[a].priority - columns[b].priority || a - b);
+  for (const i of order) {
+    if (spare <= 0) break;
     const grow = Math.min(spare, columns[i].want - widths[i]);
     widths[i] += grow;
     spare -= grow;
@@ -66,8 +87,15 @@ export class TableRenderer {
 
   /** The lines for one event: the header before the first. */
   render(e: ConnEvent): string[] {
-    const row = this.#columns.map((c) => forTerminal(cellText(c, e)));
-    if (this.#headerDone && this.#fast && row.every((c) => PLAIN_ASCII.test(c))) return [this.#plainRow(row)];
+    let plain = true;
+    const row = this.#columns.map((c, i) => {
+      const text = forTerminal(cellText(c, e));
+      if (plain && !PLAIN_ASCII.test(text)) plain = false;
+      const w = this.#widths[i];
+      return c.keepEnd && text.length > w ? keepEnd(text, w) : text;
+    });
+    // A cell cut to keep its end starts with "…", one column wide: the fast path draws it alike.
+    if (this.#headerDone && this.#fast && plain) return [this.#plainRow(row)];
     const t = this.#table();
     const lines: string[] = [];
     if (!this.#headerDone) {

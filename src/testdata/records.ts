@@ -5,7 +5,20 @@
  * and compares every output with the files in `golden/`.
  * @module
  */
-import { CONN, CONN_SIZE, EXEC, EXEC_SIZE, EXIT, EXIT_SIZE, FORK, FORK_SIZE, KIND } from "../capture/layout.ts";
+import {
+  CONN,
+  CONN_SIZE,
+  EXEC,
+  EXEC_SIZE,
+  EXIT,
+  EXIT_SIZE,
+  FLAG_FIN_ACKED,
+  FLAG_FIN_RECEIVED,
+  FLAG_INBOUND,
+  FORK,
+  FORK_SIZE,
+  KIND,
+} from "../capture/layout.ts";
 
 const enc = new TextEncoder();
 const AF_INET = 2;
@@ -31,13 +44,29 @@ interface Conn {
   cgroup?: string;
   parent?: string;
   uid?: number;
+  kind?: "connect" | "accept" | "close";
+  connId?: bigint;
+  flags?: number;
+  /** Close records: the kernel's raw counters, retransmits, srtt, enum lm_closed_by. */
+  sent?: bigint;
+  received?: bigint;
+  retransmits?: number;
+  srtt?: number;
+  closedBy?: number;
 }
 
 function connect(c: Conn): DataView {
   const v = new DataView(new ArrayBuffer(CONN_SIZE));
   v.setBigUint64(CONN.ts_ns.offset, c.ts, true);
-  v.setUint32(CONN.kind.offset, KIND.connect, true);
+  v.setUint32(CONN.kind.offset, KIND[c.kind ?? "connect"], true);
   v.setUint32(CONN.pid.offset, c.pid, true);
+  v.setBigUint64(CONN.conn_id.offset, c.connId ?? 0n, true);
+  v.setUint8(CONN.flags.offset, c.flags ?? 0);
+  v.setBigUint64(CONN.bytes_sent.offset, c.sent ?? 0n, true);
+  v.setBigUint64(CONN.bytes_received.offset, c.received ?? 0n, true);
+  v.setUint32(CONN.retransmits.offset, c.retransmits ?? 0, true);
+  v.setUint32(CONN.srtt_us.offset, c.srtt ?? 0, true);
+  v.setUint8(CONN.closed_by.offset, c.closedBy ?? 0);
   v.setBigUint64(CONN.start_ns.offset, c.start ?? c.ts - 1_234_567n, true);
   v.setBigUint64(CONN.cgroup_id.offset, BigInt(c.pid) * 7n, true);
   v.setBigUint64(CONN.proc_start_ns.offset, c.procStart ?? BigInt(c.pid) * 1000n, true);
@@ -217,5 +246,60 @@ export function goldenRecords(): DataView[] {
     connect({ ts: t(7), pid: 100, saddr: [10, 0, 0, 5], daddr: [93, 184, 216, 34], sport: 40004, dport: 443 }),
     exec(100, "./relative/bin", ["./relative/bin"]),
     connect({ ts: t(8), pid: 100, saddr: [10, 0, 0, 5], daddr: [93, 184, 216, 35], sport: 40006, dport: 443 }),
+    // The whole connection (--events all): an outbound connection and an accepted one, then their closes,
+    // which carry no task: the join lends them their opening record's.
+    connect({ ts: t(9), pid: 102, saddr: [10, 0, 0, 5], daddr: [10, 0, 0, 8], sport: 40010, dport: 8443, connId: 11n }),
+    connect({
+      kind: "accept",
+      ts: t(9),
+      start: t(9) - 40_000n,
+      pid: 104,
+      saddr: [172, 17, 0, 2],
+      daddr: [10, 0, 0, 5],
+      sport: 80,
+      dport: 51000,
+      connId: 12n,
+      flags: FLAG_INBOUND,
+      cgroup: `docker-${ID_A}.scope`,
+      parent: "system.slice",
+      comm: "nginx",
+    }),
+    connect({
+      kind: "close",
+      ts: t(9) + 5_000_000n,
+      start: t(9) - 40_000n,
+      pid: 0,
+      saddr: [172, 17, 0, 2],
+      daddr: [10, 0, 0, 5],
+      sport: 80,
+      dport: 51000,
+      status: 11,
+      comm: "",
+      connId: 12n,
+      flags: FLAG_INBOUND,
+      sent: 5000n,
+      received: 120n,
+      srtt: 31,
+      closedBy: 3,
+    }),
+    connect({
+      kind: "close",
+      ts: t(11) + 250_000_000n,
+      start: t(9),
+      pid: 0,
+      saddr: [10, 0, 0, 5],
+      daddr: [10, 0, 0, 8],
+      sport: 40010,
+      dport: 8443,
+      status: 11,
+      comm: "",
+      connId: 11n,
+      flags: FLAG_FIN_ACKED | FLAG_FIN_RECEIVED,
+      sent: 1_048_578n, // SYN + 1 MiB + FIN
+      received: 3_145_729n, // 3 MiB + FIN
+      retransmits: 1,
+      srtt: 250,
+      closedBy: 1,
+    }),
   ];
 }
