@@ -160,6 +160,8 @@ function statusCell(e: ConnEvent): string {
   return e.closedBy === "remote" ? "peer closed" : e.closedBy === "reset" ? "reset" : "closed";
 }
 const exeOrComm = (e: ConnEvent) => e.exe || e.comm;
+/** The port a flow is to: the destination port opened, or the local port accepted on. */
+const servicePort = (e: ConnEvent) => (e.direction === "inbound" ? e.sport : e.dport);
 
 /** What `status=` accepts: every status an emitted event can have. */
 const STATUS_VALUES = Object.fromEntries(
@@ -329,7 +331,7 @@ export const FIELDS: readonly Field[] = [
       cell: (e) => endpoint(e.daddr, e.dport, e.family),
     },
     log: { key: "dip" },
-    flow: { at: 3 },
+    flow: { at: 4 },
   },
   {
     key: "dport",
@@ -341,7 +343,7 @@ export const FIELDS: readonly Field[] = [
       { name: "rport", kind: "number", max: 65535, doc: "the remote (peer's) port" },
     ],
     log: { key: "dport" },
-    flow: { at: 4 },
+    flow: { at: 5, value: servicePort },
   },
   { key: "protocol", doc: "`tcp`", get: () => "tcp", json: WORD },
   {
@@ -355,6 +357,7 @@ export const FIELDS: readonly Field[] = [
       values: { outbound: "outbound", inbound: "inbound", out: "outbound", in: "inbound" },
       doc: "who opened the connection",
     },
+    flow: { at: 3 },
     column: {
       head: "",
       at: 5,
@@ -388,7 +391,7 @@ export const FIELDS: readonly Field[] = [
     json: WORD,
     filter: { kind: "choice", values: STATUS_VALUES, doc: "how the attempt ended" },
     column: { head: "STATUS", at: 7, priority: 1, min: 11, want: 11, cell: statusCell },
-    flow: { at: 5 },
+    flow: { at: 6 },
   },
   {
     key: "latencyUs",

@@ -6,7 +6,7 @@
  */
 import Table from "cli-table3";
 import type { ConnEvent } from "../event.ts";
-import { cellText, COLUMNS, FIELDS } from "../fields.ts";
+import { cellText, COLUMNS, FIELDS, humanBytes, humanDuration } from "../fields.ts";
 import { LineRenderer } from "./renderer.ts";
 import { forTerminal, jsonString } from "../text/sanitize.ts";
 import { rfc3339Nano } from "../text/time.ts";
@@ -26,8 +26,30 @@ const encode = (v: string | number) => (typeof v === "number" ? String(v) : json
 /** The table's columns for a flow: the registry's columns of the flow's fields. */
 const FLOW_COLUMNS = FLOW_KEYS.flatMap((k) => COLUMNS.filter((c) => c.field === k.field));
 
+/**
+ * A flow's cell: its first event's, except that an inbound flow's remote end is
+ * the client's address and the local port it came to (the client's port differs
+ * from connection to connection).
+ */
+function flowCell(c: (typeof FLOW_COLUMNS)[number], sample: ConnEvent): string {
+  if (c.field.key === "daddr" && sample.direction === "inbound") {
+    const addr = sample.family === 6 ? `[${sample.daddr}]` : sample.daddr;
+    return `${addr} → :${sample.sport}`;
+  }
+  // A flow of close records mixes who closed: the flow is "closed".
+  if (c.field.key === "status" && sample.event === "close") return "closed";
+  return cellText(c, sample);
+}
+
 /** One unique flow: its keys' values, count, first and last seen. */
 export type Flow = Record<string, string | number> & { count: number; firstSeen: string; lastSeen: string };
+
+/** What a flow's close records add up to (`--events close`). */
+interface Closes {
+  bytesSent: number;
+  bytesReceived: number;
+  maxDurationMs: number;
+}
 
 interface Acc {
   values: (string | number)[];
@@ -36,6 +58,8 @@ interface Acc {
   count: number;
   first: bigint;
   last: bigint;
+  /** Totals of the flow's close records; undefined for flows of other records. */
+  closes?: Closes;
 }
 
 /** Flows a summary tracks one by one; anyone can make refused connects to many addresses. */
@@ -68,14 +92,22 @@ export class FlowTable {
   add(e: ConnEvent): void {
     const values = FLOW_KEYS.map((k) => k.value(e));
     const key = values.join("\0");
-    const a = this.#flows.get(key);
-    if (a) return widen(a, e.wallNs);
-    if (this.#flows.size >= this.#max) {
+    let a = this.#flows.get(key);
+    if (a) widen(a, e.wallNs);
+    else if (this.#flows.size >= this.#max) {
       if (this.overflow) widen(this.overflow, e.wallNs);
       else this.overflow = { count: 1, first: e.wallNs, last: e.wallNs };
       return;
+    } else {
+      a = { values, sample: e, count: 1, first: e.wallNs, last: e.wallNs };
+      this.#flows.set(key, a);
     }
-    this.#flows.set(key, { values, sample: e, count: 1, first: e.wallNs, last: e.wallNs });
+    if (e.event === "close") {
+      const c = a.closes ??= { bytesSent: 0, bytesReceived: 0, maxDurationMs: 0 };
+      c.bytesSent += e.bytesSent;
+      c.bytesReceived += e.bytesReceived;
+      if (e.durationMs > c.maxDurationMs) c.maxDurationMs = e.durationMs;
+    }
   }
 
   /** Flows, most frequent first, then by destination and process. */
@@ -93,7 +125,13 @@ export class FlowTable {
   flows(): Flow[] {
     return this.#sorted().map((a) => {
       const keys = Object.fromEntries(FLOW_KEYS.map((k, i) => [k.key, a.values[i]]));
-      return { ...keys, count: a.count, firstSeen: rfc3339Nano(a.first), lastSeen: rfc3339Nano(a.last) };
+      return {
+        ...keys,
+        count: a.count,
+        ...a.closes,
+        firstSeen: rfc3339Nano(a.first),
+        lastSeen: rfc3339Nano(a.last),
+      };
     });
   }
 
@@ -102,7 +140,12 @@ export class FlowTable {
     const lines = this.#sorted().map((a) => {
       let s = "";
       FLOW_KEYS.forEach((k, i) => (s += `${i ? "," : "{"}${JSON.stringify(k.key)}:${encode(a.values[i])}`));
-      return `${s},"count":${a.count},"firstSeen":"${rfc3339Nano(a.first)}","lastSeen":"${rfc3339Nano(a.last)}"}`;
+      const c = a.closes;
+      if (c) {
+        s +=
+          `,"count":${a.count},"bytesSent":${c.bytesSent},"bytesReceived":${c.bytesReceived},"maxDurationMs":${c.maxDurationMs}`;
+      } else s += `,"count":${a.count}`;
+      return `${s},"firstSeen":"${rfc3339Nano(a.first)}","lastSeen":"${rfc3339Nano(a.last)}"}`;
     });
     const o = this.overflow;
     if (o) {
@@ -119,7 +162,12 @@ export class FlowTable {
   rows(): string[][] {
     const rows = this.#sorted().map((a) => [
       String(a.count),
-      ...FLOW_COLUMNS.map((c) => cellText(c, a.sample)),
+      ...FLOW_COLUMNS.map((c) => flowCell(c, a.sample)),
+      a.closes
+        ? `${humanBytes(a.closes.bytesSent)}/${humanBytes(a.closes.bytesReceived)} ${
+          humanDuration(a.closes.maxDurationMs)
+        }`
+        : "",
       rfc3339Nano(a.first),
       rfc3339Nano(a.last),
     ]);
@@ -129,7 +177,7 @@ export class FlowTable {
       rows.push([
         String(o.count),
         label,
-        ...FLOW_COLUMNS.slice(1).map(() => ""),
+        ...FLOW_COLUMNS.map(() => ""),
         rfc3339Nano(o.first),
         rfc3339Nano(o.last),
       ]);
@@ -139,7 +187,13 @@ export class FlowTable {
 }
 
 /** The summary table's header. */
-export const SUMMARY_HEAD = ["COUNT", ...FLOW_COLUMNS.map((c) => c.head), "FIRST SEEN", "LAST SEEN"];
+export const SUMMARY_HEAD = [
+  "COUNT",
+  ...FLOW_COLUMNS.map((c) => c.head),
+  "TX/RX MAX DURATION",
+  "FIRST SEEN",
+  "LAST SEEN",
+];
 
 /** The summary output: nothing until close(). */
 export class SummaryRenderer extends LineRenderer {

@@ -18,6 +18,7 @@ Deno.test("events fold into unique flows with counts and first/last seen", () =>
       process: "/usr/bin/busybox",
       user: "root",
       container: "dreamy_carson",
+      direction: "outbound",
       daddr: "183.2.172.17",
       dport: 443,
       status: "established",
@@ -60,4 +61,25 @@ Deno.test("summary JSON escapes C1 controls and bidi overrides like the event JS
   // deno-lint-ignore no-control-regex
   assert.ok(!/[\u0080-\u009f\u202e\x1b]/.test(line), line);
   assert.equal(JSON.parse(line).container, "a\u009b31m\u202eb");
+});
+
+Deno.test("inbound flows group by client and local port; close records add bytes each way and the longest duration", () => {
+  const t = new FlowTable();
+  const accepted = { event: "accept", direction: "inbound", sport: 8080, daddr: "10.0.0.9" } as const;
+  t.add(sampleEvent({ ...accepted, dport: 50001 }));
+  t.add(sampleEvent({ ...accepted, dport: 50002 })); // another client port: the same flow
+  const closed = { ...accepted, event: "close", status: "closed", closedBy: "remote" } as const;
+  t.add(sampleEvent({ ...closed, dport: 50001, bytesSent: 1000, bytesReceived: 10, durationMs: 5 }));
+  t.add(sampleEvent({ ...closed, dport: 50002, bytesSent: 24, bytesReceived: 2, durationMs: 900 }));
+  const flows = t.flows();
+  assert.deepEqual(
+    flows.map((f) => [f.direction, f.daddr, f.dport, f.status, f.count, f.bytesSent, f.bytesReceived, f.maxDurationMs]),
+    [
+      ["inbound", "10.0.0.9", 8080, "established", 2, undefined, undefined, undefined],
+      ["inbound", "10.0.0.9", 8080, "closed", 2, 1024, 12, 900],
+    ],
+  );
+  const rows = t.rows();
+  assert.ok(rows[0].includes("10.0.0.9 → :8080"), rows[0].join("|"));
+  assert.ok(rows[1].includes("1.0K/12B 900ms"), rows[1].join("|"));
 });
