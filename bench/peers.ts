@@ -25,6 +25,8 @@ interface Tracer {
   ready(stderr: string, stdout: string): boolean;
   /** Connection events for the storm in its output. */
   count(stdout: string, port: number): number;
+  /** Events it reports per storm connection (1 unless it reports accepts and closes too). */
+  perConnect?: number;
 }
 
 function which(cmd: string): string | undefined {
@@ -48,14 +50,19 @@ tracepoint:sock:inet_sock_set_state /args->protocol == 6 && args->dport == ${por
   }
 }`;
 
-/** lightmon from `path`, under `name`. */
-function lightmonTracer(name: string, path: string): Tracer {
+/**
+ * lightmon from `path`, under `name`. With `--events all` each storm connection is
+ * four events: the client's connect and close, the listener's accept and close.
+ */
+function lightmonTracer(name: string, path: string, all = false): Tracer {
+  const select = all ? `--events all --include 'dport=${port0} || lport=${port0}'` : `--include 'dport=${port0}'`;
   return {
     name,
     missing: () => undefined,
+    perConnect: all ? 4 : 1,
     start: (port, out) =>
       new Deno.Command("sh", {
-        args: ["-c", `exec "${path}" --output json --include 'dport=${port}' >"${out}"`],
+        args: ["-c", `exec "${path}" --output json ${select.replaceAll(port0, String(port))} >"${out}"`],
         stderr: "piped",
       }).spawn(),
     ready: (err) => err.includes("lightmon: capture "),
@@ -67,8 +74,12 @@ function lightmonTracer(name: string, path: string): Tracer {
 // one to the same interleaved rounds, for an A/B comparison on a noisy machine.
 const LIGHTMON_B = Deno.env.get("BENCH_LIGHTMON_B");
 
+/** Stands for the storm's port in a command line until it is known. */
+const port0 = "@PORT@";
+
 const TRACERS: Tracer[] = [
   lightmonTracer("lightmon `--output json`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON),
+  lightmonTracer("lightmon `--events all`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, true),
   ...(LIGHTMON_B ? [lightmonTracer(`lightmon B (${LIGHTMON_B})`, LIGHTMON_B)] : []),
   {
     name: "bpftrace (stash/emit script)",
@@ -132,7 +143,7 @@ async function traced(t: Tracer, port: number, clients: number): Promise<Sample 
   let seen = -1;
   for (let i = 0; i < 50; i++) {
     const now = t.count(Deno.readTextFileSync(out), port);
-    if (now >= s.n || now === seen) break;
+    if (now >= s.n * (t.perConnect ?? 1) || now === seen) break;
     seen = now;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -141,9 +152,10 @@ async function traced(t: Tracer, port: number, clients: number): Promise<Sample 
   child.kill("SIGINT");
   await child.status;
   await errDone;
-  const complete = t.count(Deno.readTextFileSync(out), port) / s.n;
+  const events = s.n * (t.perConnect ?? 1);
+  const complete = t.count(Deno.readTextFileSync(out), port) / events;
   Deno.removeSync(out);
-  return { rate: s.rate, ratio: NaN, cpuUs: (c1 - c0) * 1e6 / s.n, complete, rssMb };
+  return { rate: s.rate, ratio: NaN, cpuUs: (c1 - c0) * 1e6 / events, complete, rssMb };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

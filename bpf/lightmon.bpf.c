@@ -320,14 +320,18 @@ static __always_inline __u64 next_conn_id(void)
 	return (*seq << 12) | (bpf_get_smp_processor_id() & 0xfff);
 }
 
-/* Track an established connection from `now`, or return the entry it already has. */
-static __always_inline struct lm_conn_state *track(const struct sock *sk, __u32 flags, __u64 now)
+/*
+ * Track an established connection from `now`. A handshake that just completed
+ * replaces whatever entry the socket's address had (a stale one: see track_state);
+ * the snapshot and a late accept (`fresh` false) keep an entry that exists.
+ */
+static __always_inline struct lm_conn_state *track(const struct sock *sk, __u32 flags, __u64 now, bool fresh)
 {
 	__u64 key = (__u64)sk;
 	struct lm_conn_state st = { .id = next_conn_id(), .start_ns = now, .flags = flags };
 	struct lm_conn_state *v;
 
-	bpf_map_update_elem(&lm_conns, &key, &st, BPF_NOEXIST);
+	bpf_map_update_elem(&lm_conns, &key, &st, fresh ? BPF_ANY : BPF_NOEXIST);
 	v = bpf_map_lookup_elem(&lm_conns, &key);
 	if (!v)
 		count(LM_CTR_CONNS_FULL);
@@ -393,7 +397,7 @@ static __always_inline void track_state(const struct sock *sk, int oldstate, int
 	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
 		/* Reported once a process accepts it (handle_accept). */
 		if (tcp_inet(sk))
-			track(sk, LM_CONN_INBOUND, bpf_ktime_get_boot_ns());
+			track(sk, LM_CONN_INBOUND, bpf_ktime_get_boot_ns(), true);
 		return;
 	}
 	struct lm_conn_state *st = bpf_map_lookup_elem(&lm_conns, &key);
@@ -410,9 +414,23 @@ static __always_inline void track_state(const struct sock *sk, int oldstate, int
 		st->flags |= LM_CONN_FIN_SENT;
 	if (newstate != TCP_CLOSE)
 		return;
-	if (st->flags & (LM_CONN_REPORTED | LM_CONN_EXISTING))
+	if (st->flags & (LM_CONN_REPORTED | LM_CONN_EXISTING)) {
 		emit_close(sk, st);
-	bpf_map_delete_elem(&lm_conns, &key);
+		bpf_map_delete_elem(&lm_conns, &key);
+	} else if (st->flags & LM_CONN_INBOUND) {
+		/*
+		 * Closed before its accept was reported, or while it is being reported on
+		 * another CPU: the close record goes out now, either way (user space waits
+		 * for the accept to join it), and the entry stays for the accept to take
+		 * its id and remove it. An accept racing this may miss the mark and leave
+		 * the entry: a new handshake on the socket's address replaces it, and the
+		 * table is bounded. No record is lost either way.
+		 */
+		emit_close(sk, st);
+		st->flags |= LM_CONN_CLOSED;
+	} else {
+		bpf_map_delete_elem(&lm_conns, &key);
+	}
 }
 
 static __always_inline int handle_set_state(const struct sock *sk, int oldstate, int newstate)
@@ -451,7 +469,7 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	if (read_endpoints(sk, e)) {
 		if (lm_cfg.track_conns && newstate == TCP_ESTABLISHED) {
-			struct lm_conn_state *st = track(sk, LM_CONN_REPORTED, e->ts_ns);
+			struct lm_conn_state *st = track(sk, LM_CONN_REPORTED, e->ts_ns, true);
 
 			e->conn_id = st ? st->id : 0;
 		}
@@ -651,10 +669,16 @@ static __always_inline int handle_accept(long ret)
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct lm_conn_state *st = bpf_map_lookup_elem(&lm_conns, &key);
 
-	/* Established before lightmon started: tracked from now. One the peer reset
-	 * while it waited in the queue is closed already: tracking it would leak. */
-	if (!st && BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
-		st = track(sk, LM_CONN_INBOUND, now);
+	/* Established before lightmon started: tracked from now. One that was also
+	 * reset while it waited in the queue is closed already: its close record
+	 * follows the accept record at once (tracked, it would never close again). */
+	bool closed = !st && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE;
+	struct lm_conn_state gone = { .id = next_conn_id(), .start_ns = now, .flags = LM_CONN_INBOUND };
+
+	if (!st && !closed)
+		st = track(sk, LM_CONN_INBOUND, now, false);
+	if (closed)
+		st = &gone;
 	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_conn_scratch, &zero);
 
 	if (!e)
@@ -674,6 +698,10 @@ static __always_inline int handle_accept(long ret)
 	if (st)
 		st->flags |= LM_CONN_REPORTED;
 	emit(e, sizeof(*e), LM_CTR_LOST);
+	if (closed)
+		emit_close(sk, &gone);
+	else if (st && (st->flags & LM_CONN_CLOSED)) /* its close went out already */
+		bpf_map_delete_elem(&lm_conns, &key);
 	return 0;
 }
 
@@ -750,7 +778,7 @@ int lm_iter_tcp(struct bpf_iter__task_file *ctx)
 	if (lm_cfg.track_conns && state == TCP_ESTABLISHED) {
 		/* Its close is reported too; a connection a live record already tracks keeps
 		 * that record's id, so user space can tell the two apart. */
-		struct lm_conn_state *st = track(sk, LM_CONN_EXISTING, e->ts_ns);
+		struct lm_conn_state *st = track(sk, LM_CONN_EXISTING, e->ts_ns, false);
 
 		e->conn_id = st ? st->id : 0;
 	}

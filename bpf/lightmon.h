@@ -66,6 +66,7 @@ enum lm_closed_by {
 #define LM_CONN_EXISTING 0x8	/* found by the start-up snapshot */
 #define LM_CONN_REPORTED 0x10	/* its opening record was emitted: its close will be */
 #define LM_CONN_FIN_SENT 0x20	/* this side queued a FIN (FIN_WAIT1 or LAST_ACK) */
+#define LM_CONN_CLOSED 0x40	/* inbound, closed before it was accepted: kept for the accept */
 
 /* One established connection, in lm_conns, from the handshake to the close. */
 struct lm_conn_state {

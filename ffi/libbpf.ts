@@ -50,6 +50,8 @@ const SYMBOLS = {
     parameters: ["pointer", "buffer", "usize"],
     result: "i32",
   },
+  // int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
+  bpf_map__set_max_entries: { parameters: ["pointer", "u32"], result: "i32" },
   // int bpf_map__fd(const struct bpf_map *map);
   bpf_map__fd: { parameters: ["pointer"], result: "i32" },
   // __u32 bpf_map__max_entries(const struct bpf_map *map);
@@ -262,6 +264,12 @@ export class BpfObject implements Disposable {
   setInitialValue(mapName: string, data: Uint8Array<ArrayBuffer>): void {
     const rc = bpf().bpf_map__set_initial_value(this.#map(mapName), data, BigInt(data.byteLength));
     if (rc < 0) throw new BpfError(`set initial value of ${mapName}`, -rc);
+  }
+
+  /** Resize a map before load (a ring buffer: its size in bytes, a power of two of pages). */
+  setMaxEntries(mapName: string, n: number): void {
+    const rc = bpf().bpf_map__set_max_entries(this.#map(mapName), n);
+    if (rc < 0) throw new BpfError(`resize map ${mapName}`, -rc);
   }
 
   /** Verify and load every program whose autoload is on, and create the maps. */

@@ -9,9 +9,15 @@
  * The pause between looks is what batches a burst: at 20 ms and the storm rates
  * measured in `make bench` a batch is a few hundred records, far below the ring's
  * capacity, whose loss counter (reported) covers a main thread stalled longer.
+ * A look hands on at most MAX_BATCH_BYTES of records and then lets the event loop
+ * run (the output's writes, signals) before the next: a full ring read in one go
+ * would queue tens of megabytes of output behind a writer that cannot run.
  * @module
  */
 import { RingPositions, RingView } from "./ring_reader.ts";
+
+/** Ring bytes handed on per look at most (~3,000 connection records). */
+export const MAX_BATCH_BYTES = 1 << 20;
 
 /** Options for {@link RingConsumer}. */
 export interface RingConsumerOptions {
@@ -19,6 +25,11 @@ export interface RingConsumerOptions {
   pollMs?: number;
   /** Called after each batch's records, e.g. to flush output once per batch. */
   onBatch?: () => void;
+  /**
+   * Whether to leave the records in the ring for now (the output is behind): the
+   * ring is the buffer, and what overflows it the kernel counts as lost.
+   */
+  hold?: () => boolean;
 }
 
 /**
@@ -36,8 +47,11 @@ export class RingConsumer {
   #view: RingView;
   #size: number;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** The next look, soon, when a look left records behind. */
+  #again: ReturnType<typeof setTimeout> | undefined;
   #record: (buffer: ArrayBuffer, offset: number, length: number) => void;
   #onBatch: () => void;
+  #hold: () => boolean;
   #onError: (message: string) => void;
   #lastFill = 0;
   #maxFill = 0;
@@ -75,12 +89,14 @@ export class RingConsumer {
     this.#size = size;
     this.#record = (buffer, offset, length) => onRecord(new DataView(buffer, offset, length));
     this.#onBatch = options.onBatch ?? (() => {});
+    this.#hold = options.hold ?? (() => false);
     this.#onError = onError;
     this.#timer = setInterval(() => this.#read(), options.pollMs ?? 20);
   }
 
-  /** Read what is committed, hand it on, give the space back. */
-  #read(): void {
+  /** Read what is committed, hand it on, give the space back (unless held, but always at stop). */
+  #read(final = false): void {
+    if (!final && this.#hold()) return;
     const start = this.#positions.consumed;
     const end = this.#positions.produced;
     if (end === start) return;
@@ -89,8 +105,14 @@ export class RingConsumer {
     if (fill > this.#maxFill) this.#maxFill = fill;
     let upto = start;
     try {
-      upto = this.#view.read(start, end, this.#record);
+      upto = this.#view.read(start, Math.min(end, start + MAX_BATCH_BYTES), this.#record);
       this.#onBatch();
+      if (upto < end && this.#again === undefined && this.#timer !== undefined) {
+        this.#again = setTimeout(() => {
+          this.#again = undefined;
+          this.#read();
+        }, 0);
+      }
     } catch (e) {
       this.#stopTimer();
       this.#onError(e instanceof Error ? e.message : String(e));
@@ -102,13 +124,19 @@ export class RingConsumer {
   #stopTimer(): void {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
+    clearTimeout(this.#again);
+    this.#again = undefined;
   }
 
   /** Read what is left (call it after detaching, so nothing new arrives) and release the ring. */
   stop(): void {
     const running = this.#timer !== undefined;
     this.#stopTimer();
-    if (running) this.#read();
+    // Everything that is left, batch after batch, while batches make progress.
+    for (let before = -1; running && this.#positions.consumed !== before;) {
+      before = this.#positions.consumed;
+      this.#read(true);
+    }
     this.#view.close(); // both are idempotent
     this.#positions.close();
   }

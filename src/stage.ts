@@ -55,6 +55,11 @@ export abstract class Stage<I, O = I> {
     return {};
   }
 
+  /** Downstream is behind (an output writing slower than records come): hold new records back. */
+  backlogged(): boolean {
+    return false;
+  }
+
   /** Called every few seconds: sweep caches, re-measure clocks. */
   housekeeping(): void {}
 

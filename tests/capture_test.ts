@@ -278,7 +278,10 @@ bpfTest("a process named with terminal escapes never reaches the table raw", asy
   assert.equal(st.code, 0, lm.stderr);
   assert.ok(!lm.stdout.includes("\x1b"), "no ESC byte in table output");
   assert.ok(!lm.stdout.includes("\x07"), "no BEL byte in table output");
-  assert.match(lm.stdout, /│ TIME\s+│ USER\s+│ PID\s+│ AF\s+│ SRC\s+│ DEST\s+│ STATUS\s+│ CONTAINER\s+│ PROCESS\s+│/);
+  assert.match(
+    lm.stdout,
+    /│ TIME\s+│ USER\s+│ PID\s+│ AF\s+│ LOCAL\s+│ {4}│ REMOTE\s+│ STATUS\s+│ TX\/RX DURATION\s+│ CONTAINER\s+│ PROCESS\s+│/,
+  );
 });
 
 bpfTest("the tracepoint fallback mounts tracefs itself when it is not mounted", async () => {

@@ -29,6 +29,9 @@ export const PROGRAMS: Record<Strategy, readonly string[]> = {
   tracepoint: ["lm_tp_state", "lm_tp_retrans", "lm_tp_exec", "lm_tp_exit"],
 };
 
+/** The ring buffer's size when accepts and closes are tracked (the object's 4 MiB otherwise). */
+export const TRACKING_RING_BYTES = 16 * 1024 * 1024;
+
 /** The start-up snapshot's iterator, loaded on its own (see snapshot.ts). */
 export const SNAPSHOT_PROGRAM = "lm_iter_tcp";
 
@@ -154,6 +157,8 @@ function openWith(
     const wanted = new Set(programs);
     for (const p of ALL_PROGRAMS) object.setAutoload(p, wanted.has(p));
     object.setInitialValue(".rodata", configBytes(strategy, o));
+    // Accepts and closes make four records of a connection: four times the ring.
+    if (o.trackConns) object.setMaxEntries("lm_events", TRACKING_RING_BYTES);
     object.load();
     for (const port of (o.excludedDports ?? []).slice(0, object.mapMaxEntries("lm_excl_dport"))) {
       object.updateElem("lm_excl_dport", new Uint8Array(new Uint16Array([port]).buffer), new Uint8Array([1]));

@@ -12,6 +12,15 @@ import { type Counters, Stage } from "../stage.ts";
 /** Open connections remembered at most; beyond it the oldest is forgotten, and counted. */
 export const MAX_OPEN = 65536;
 
+/**
+ * How long an inbound close waits for its accept record. The kernel reports the
+ * close of a connection reset while it waited in the accept queue, or while it was
+ * being accepted on another CPU, before (or without) the accept.
+ */
+export const PARK_MS = 1000;
+/** Inbound closes waiting at most; beyond it the oldest goes out unjoined. */
+export const MAX_PARKED = 4096;
+
 /** The fields a close record takes from its opening record. */
 function lend(from: ConnEvent, to: ConnEvent): void {
   to.pid = from.pid;
@@ -42,19 +51,26 @@ function lend(from: ConnEvent, to: ConnEvent): void {
 /**
  * Joins close records to their connection's opening record. Opening records are
  * passed on unchanged; so are close records whose opening was never seen (counted
- * as `unjoined`: they carry addresses and counters, pid 0).
+ * as `unjoined`: they carry addresses and counters, pid 0). An inbound close whose
+ * accept has not come yet waits for it, at most PARK_MS, and then follows it.
  */
 export class ConnJoin extends Stage<ConnEvent> {
   readonly name = "join";
   #open = new Map<bigint, ConnEvent>();
+  /** Inbound closes that came before their accept, by connId, with their deadlines. */
+  #parked = new Map<bigint, { e: ConnEvent; deadline: number }>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #max: number;
+  #now: () => number;
   #joined = 0;
   #unjoined = 0;
   #forgotten = 0;
+  #waited = 0;
 
-  constructor(max = MAX_OPEN) {
+  constructor(max = MAX_OPEN, now = () => performance.now()) {
     super();
     this.#max = max;
+    this.#now = now;
   }
 
   /** Connections open (remembered) now. */
@@ -68,8 +84,18 @@ export class ConnJoin extends Stage<ConnEvent> {
       return;
     }
     if (e.event !== "close") {
-      if (e.status === "established" || e.status === "existing") this.#remember(e);
+      const parked = this.#parked.get(e.connId);
       this.emit(e);
+      if (parked) {
+        // The close came first: out it goes now, after its accept.
+        this.#parked.delete(e.connId);
+        if (this.#parked.size === 0) this.#arm(); // nothing left to wait for: no timer
+        lend(e, parked.e);
+        this.#joined++;
+        this.emit(parked.e);
+      } else if (e.status === "established" || e.status === "existing") {
+        this.#remember(e);
+      }
       return;
     }
     const from = this.#open.get(e.connId);
@@ -77,10 +103,53 @@ export class ConnJoin extends Stage<ConnEvent> {
       this.#open.delete(e.connId);
       lend(from, e);
       this.#joined++;
+      this.emit(e);
+    } else if (e.direction === "inbound") {
+      this.#park(e);
     } else {
       this.#unjoined++;
+      this.emit(e);
     }
-    this.emit(e);
+  }
+
+  #park(e: ConnEvent): void {
+    if (this.#parked.size >= MAX_PARKED) this.#release(1);
+    this.#waited++;
+    this.#parked.set(e.connId, { e, deadline: this.#now() + PARK_MS });
+    if (!this.#timer) this.#arm();
+  }
+
+  /** Send out unjoined the parked closes whose time is up (`all`: the oldest `all` of them, or every one). */
+  #release(all = 0): void {
+    const now = this.#now();
+    let n = 0;
+    for (const [id, p] of this.#parked) {
+      if (n >= all && p.deadline > now) break;
+      this.#parked.delete(id);
+      this.#unjoined++;
+      this.emit(p.e);
+      n++;
+    }
+  }
+
+  #arm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const first = this.#parked.values().next();
+    if (first.done) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#release();
+      this.ctx.flushSoon();
+      this.#arm();
+    }, Math.max(0, first.value.deadline - this.#now()) + 1);
+  }
+
+  /** At stop: every parked close goes out as it is. */
+  override drain(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#release(Infinity);
   }
 
   #remember(e: ConnEvent): void {
@@ -94,6 +163,12 @@ export class ConnJoin extends Stage<ConnEvent> {
   }
 
   override counters(): Counters {
-    return { open: this.#open.size, joined: this.#joined, unjoined: this.#unjoined, forgotten: this.#forgotten };
+    return {
+      open: this.#open.size,
+      joined: this.#joined,
+      unjoined: this.#unjoined,
+      forgotten: this.#forgotten,
+      waitedForAccept: this.#waited,
+    };
   }
 }

@@ -18,6 +18,8 @@ export interface Renderer {
   settle(ms: number): Promise<void>;
   /** Events taken but not written, by cause (`output-stalled`, `output-failed`, ...). */
   drops(): Readonly<Record<string, number>>;
+  /** The output is behind but moving: the run should stop taking new records for a moment. */
+  backlogged?(): boolean;
   /** The reader went away: the run should end. */
   readonly closed: boolean;
 }
@@ -40,6 +42,9 @@ export abstract class LineRenderer implements Renderer {
   }
   drops(): Readonly<Record<string, number>> {
     return this.out.drops;
+  }
+  backlogged(): boolean {
+    return this.out.backlogged;
   }
   get closed(): boolean {
     return this.out.closed;
@@ -107,6 +112,10 @@ export class RenderStage extends Stage<ConnEvent, void> {
       if (v6) out.set(`${status} 6`, v6);
     }
     return out;
+  }
+
+  override backlogged(): boolean {
+    return this.#renderer.backlogged?.() ?? false;
   }
 
   override flush(): void {

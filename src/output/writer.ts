@@ -30,6 +30,8 @@ interface Chunk {
 const NEWLINE = 0x0a;
 /** Lines are written in batches; this much is queued at most before batches are dropped. */
 export const MAX_QUEUED_BYTES = 16 << 20;
+/** A write pending this long means the reader stopped reading (ms). */
+const STALLED_WRITE_MS = 1000;
 
 /**
  * Collects lines in one reused buffer; flush() queues them for writing. A line
@@ -53,6 +55,8 @@ export class LineWriter {
   #failing = false;
   #stalled = false;
   #drops: WriteDrops = { "output-stalled": 0, "output-failed": 0, "output-closed": 0 };
+  /** When the write in flight began (performance.now()). */
+  #writeSince = 0;
 
   constructor(sink: Sink, log: (line: string) => void = () => {}, bufferBytes = 1 << 20, maxQueued = MAX_QUEUED_BYTES) {
     this.#sink = sink;
@@ -104,6 +108,17 @@ export class LineWriter {
     this.#events += events;
   }
 
+  /**
+   * More than half the queue is waiting and the reader is taking it, only slower
+   * than it comes: the producer should hold back (lightmon stops reading the ring,
+   * whose overflow the kernel counts). A reader that stopped taking anything (a
+   * write pending for a second) gets no such say: its lines are dropped and
+   * counted as `output-stalled`, and lightmon goes on.
+   */
+  get backlogged(): boolean {
+    return this.#queued > this.#maxQueued / 2 && performance.now() - this.#writeSince < STALLED_WRITE_MS;
+  }
+
   /** Queue everything collected for writing. */
   flush(): void {
     if (this.#len === 0) return;
@@ -145,7 +160,10 @@ export class LineWriter {
       }
       let off = 0;
       try {
-        while (off < chunk.bytes.length) off += await this.#sink.write(chunk.bytes.subarray(off));
+        while (off < chunk.bytes.length) {
+          this.#writeSince = performance.now();
+          off += await this.#sink.write(chunk.bytes.subarray(off));
+        }
         // Said once the writes succeed again (failing) or the queue caught up (stalled).
         if (this.#failing || (this.#stalled && this.#queue.length === 1)) {
           this.#log(`lightmon: output: writing again; ${this.#lost()} events were dropped so far`);

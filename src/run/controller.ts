@@ -178,7 +178,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
         o.log(`lightmon: ring buffer reader failed: ${msg}`);
         stop(1);
       },
-      { onBatch: () => pipeline.flush() },
+      { onBatch: () => pipeline.flush(), hold: () => pipeline.backlogged() },
     );
 
     let existingNote = "";

@@ -61,6 +61,11 @@ export class Pipeline<I> {
   }
 
   /** After a batch: every stage writes what it buffered. */
+  /** Whether a stage asks for new records to be held back. */
+  backlogged(): boolean {
+    return this.stages.some((s) => s.backlogged());
+  }
+
   flush(): void {
     for (const s of this.stages) s.flush();
   }
