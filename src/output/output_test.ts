@@ -88,7 +88,7 @@ Deno.test("the table fits the terminal width exactly", () => {
 Deno.test("at 80 columns the destination, the status and the program's name are never cut", () => {
   const r = new TableRenderer(80);
   const [, head] = r.render(sampleEvent());
-  assert.match(head, /│    │ REMOTE\s+│ STATUS\s+│ CONTAINER │ PROCESS\s+│/);
+  assert.match(head, /│ {4}│ REMOTE\s+│ STATUS\s+│ CONTAINER │ PROCESS\s+│/);
   const widest = sampleEvent({
     daddr: "255.255.255.255",
     dport: 65535,
@@ -138,7 +138,7 @@ Deno.test("the table header is printed once, then one row per event", () => {
   assert.equal(first.length, 4); // top border, header, separator, row
   assert.match(
     first[1],
-    /│ TIME\s+│ USER\s+│ PID\s+│ AF\s+│ LOCAL\s+│    │ REMOTE\s+│ STATUS\s+│ TX\/RX DURATION\s+│ CONTAINER\s+│ PROCESS\s+│/,
+    /│ TIME\s+│ USER\s+│ PID\s+│ AF\s+│ LOCAL\s+│ {4}│ REMOTE\s+│ STATUS\s+│ TX\/RX DURATION\s+│ CONTAINER\s+│ PROCESS\s+│/,
   );
   assert.equal(second.length, 1);
   assert.match(second[0], /│ 7\s+│ v4 │ 10\.1\.8\.14:7825\s+│ -> │ 183\.2\.172\.17:443/);
