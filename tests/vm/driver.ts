@@ -236,6 +236,48 @@ async function matrix(strategy: string): Promise<string | undefined> {
   return chosen;
 }
 
+/** `--events all` on a strategy the kernel allows: connects, accepts and closes, joined. */
+async function lifecycle(strategy: string): Promise<void> {
+  const l = listener(["127.0.0.1", "0"]);
+  const port = await l.port;
+  const r = new Run([
+    "--output",
+    "json",
+    "--strategy",
+    strategy,
+    "--events",
+    "all",
+    "--include",
+    `dport=${port} || lport=${port}`,
+  ]);
+  try {
+    const started = await r.until(() => /lightmon: capture (\w+)/.test(r.err) || r.child.pid === 0, 60_000);
+    if (!started) return report(strategy, "--events all starts", false, r.err.trim().slice(0, 300));
+    const truths = await connector(["-n", "2", "127.0.0.1", String(port)]);
+    await r.until(() => r.out.split("\n").filter(Boolean).length >= 8, 10_000);
+    const st = await r.finish("SIGINT");
+    const ev = r.events();
+    const kinds = (k: string) => ev.filter((e) => e.event === k);
+    const closes = kinds("close");
+    report(
+      strategy,
+      "--events all: connect, accept and both closes of each connection, joined",
+      st.code === 0 && kinds("connect").length === 2 && kinds("accept").length === 2 && closes.length === 4 &&
+        closes.every((e) => typeof e.pid === "number" && e.pid > 0) &&
+        truths.every((t) => ev.some((e) => e.event === "accept" && e.dport === t.sport)),
+      JSON.stringify(ev.map((e) => [e.event, e.pid, e.sport, e.dport])).slice(0, 300),
+    );
+  } finally {
+    try {
+      l.child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await l.child.status;
+    try {
+      r.child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }
+}
+
 const kernel = Deno.osRelease();
 const available: string[] = [];
 let auto: string | undefined;
@@ -243,7 +285,10 @@ for (const s of STRATEGIES) {
   try {
     const chosen = await matrix(s);
     if (s === "auto") auto = chosen;
-    else if (chosen) available.push(s);
+    else if (chosen) {
+      available.push(s);
+      await lifecycle(s);
+    }
   } catch (e) {
     report(s, "runs", false, e instanceof Error ? e.message : String(e));
   }
