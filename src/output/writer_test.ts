@@ -66,3 +66,28 @@ Deno.test("a reader that went away closes the writer; what was queued counts as 
   w.flush();
   assert.deepEqual(w.drops, { "output-stalled": 0, "output-failed": 0, "output-closed": 3 });
 });
+
+Deno.test("a reader that is behind but reading asks the producer to hold back; one that stopped does not", async () => {
+  const pending: (() => void)[] = [];
+  // Each write completes only when the test says so.
+  const sink = {
+    write: (p: Uint8Array) => new Promise<number>((r) => pending.push(() => r(p.length))),
+  };
+  const w = new LineWriter(sink, undefined, 64, 1000);
+  assert.equal(w.backlogged, false);
+  for (let i = 0; i < 10; i++) {
+    w.line("x".repeat(99));
+    w.flush();
+  }
+  assert.ok(w.backlogged, "over half the queue waits on a write just started");
+  pending.shift()!(); // the reader takes one batch
+  await new Promise((r) => setTimeout(r, 0));
+  assert.ok(w.backlogged);
+  // The next write hangs for more than a second: a reader that stopped reading.
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.equal(w.backlogged, false);
+  while (pending.length) pending.shift()!();
+  await w.settle(1000);
+  while (pending.length) pending.shift()!();
+  await w.settle(1000);
+});
