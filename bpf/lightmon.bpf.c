@@ -385,8 +385,10 @@ static __always_inline void emit_close(const struct sock *sk, const struct lm_co
 	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
 	e->retransmits = BPF_CORE_READ(tp, total_retrans);
 	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	read_endpoints(sk, e);
-	emit(e, sizeof(*e), LM_CTR_LOST);
+	if (read_endpoints(sk, e))
+		emit(e, sizeof(*e), LM_CTR_LOST);
+	else
+		count(LM_CTR_FILTERED); /* -v6=false: as its accept was */
 }
 
 /* Transitions of an established (or handshaking inbound) connection. */
@@ -645,7 +647,7 @@ static __always_inline int handle_accept(long ret)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 zero = 0;
 
-	if (!lm_cfg.track_conns || ret < 0 || (id >> 32) == lm_cfg.self_pid)
+	if (!lm_cfg.track_conns || ret < 0)
 		return 0;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -667,6 +669,11 @@ static __always_inline int handle_accept(long ret)
 		return 0;
 	__u64 key = (__u64)sk;
 	__u64 now = bpf_ktime_get_boot_ns();
+
+	if ((id >> 32) == lm_cfg.self_pid) { /* lightmon's own (metrics): never reported, nor its close */
+		bpf_map_delete_elem(&lm_conns, &key);
+		return 0;
+	}
 	struct lm_conn_state *st = bpf_map_lookup_elem(&lm_conns, &key);
 
 	/* Established before lightmon started: tracked from now. One that was also
@@ -691,8 +698,9 @@ static __always_inline int handle_accept(long ret)
 	e->conn_id = st ? st->id : 0;
 	e->flags = LM_FLAG_INBOUND;
 	fill_task(e, id);
-	if (!read_endpoints(sk, e)) {
+	if (!read_endpoints(sk, e)) { /* -v6=false: neither the accept nor its close */
 		count(LM_CTR_FILTERED);
+		bpf_map_delete_elem(&lm_conns, &key);
 		return 0;
 	}
 	if (st)

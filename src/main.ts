@@ -109,9 +109,10 @@ async function main(argv: string[]): Promise<number> {
   }
   const userKeep = keepPredicate(o);
   // --events selects after the join: a close record needs its connection's opening record.
+  // Untracked, the kernel sends connects only: nothing to select.
   const selected = new Set(o.events);
-  const keep = o.events.length === 3 ? userKeep : (e: ConnEvent) => selected.has(e.event) && userKeep(e);
   const trackConns = selected.has("accept") || selected.has("close");
+  const keep = o.events.length === 3 || !trackConns ? userKeep : (e: ConnEvent) => selected.has(e.event) && userKeep(e);
   requirePrivileges();
   requireBtf();
   const image = readObject(defaultObjectPath());

@@ -295,3 +295,25 @@ dockerTest(
     assert.notEqual(accept.netns, connect.netns);
   },
 );
+
+bpfTest("lightmon's own accepts (its metrics endpoint) are never reported, nor their closes", async () => {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  let scraped = "";
+  const events = await lifecycle(["--events", "all", "--metrics-addr", `127.0.0.1:${port}`], async (lm) => {
+    for (let i = 0; i < 3; i++) scraped = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    // A connection of ours, after the scrapes: once it is reported, so would theirs be.
+    const server = new Server("127.0.0.1", 1, 1);
+    const { port: p } = await server.next();
+    await client("127.0.0.1", p as number, 1, 1);
+    await server.next();
+    await server.done();
+    await lm.until((o) => o.split('"event":"close"').length - 1 >= 2, 5000, "the test connection's closes");
+  });
+  assert.match(scraped, /lightmon_connection_duration_seconds_count \d+/);
+  // The test's own connects to the endpoint are reported (outbound); lightmon's side of them is not.
+  assert.ok(events.some((e) => e.direction === "outbound" && e.dport === port && e.pid === Deno.pid));
+  const ours = events.filter((e) => e.direction === "inbound" && e.sport === port);
+  assert.deepEqual(ours, [], JSON.stringify(ours).slice(0, 500));
+});
