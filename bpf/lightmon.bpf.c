@@ -26,6 +26,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
 
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
@@ -134,6 +135,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lm_conn_event);
 } lm_close_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	/* A DNS record is larger than the BPF stack. */
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lm_dns_event);
+} lm_dns_scratch SEC(".maps");
 
 static __always_inline void count(__u32 idx)
 {
@@ -259,6 +268,20 @@ static __always_inline void stash_connect(const struct sock *sk)
 		count(LM_CTR_STASH_FULL);
 }
 
+/* The socket's network namespace as bpf_get_netns_cookie() names it (the DNS program's key). */
+static __always_inline __u64 netns_cookie(const struct sock *sk)
+{
+	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+
+	if (bpf_core_field_exists(net->net_cookie))
+		return BPF_CORE_READ(net, net_cookie);
+	struct net___atomic_cookie *old = (void *)net;
+
+	if (bpf_core_field_exists(old->net_cookie))
+		return BPF_CORE_READ(old, net_cookie.counter);
+	return 0;
+}
+
 /* Fill addresses, ports and the netns from the socket. Returns false to drop it. */
 static __always_inline bool read_endpoints(const struct sock *sk, struct lm_conn_event *e)
 {
@@ -268,6 +291,7 @@ static __always_inline bool read_endpoints(const struct sock *sk, struct lm_conn
 	e->sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
 	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	e->netns_cookie = netns_cookie(sk);
 	if (e->family == AF_INET) {
 		__be32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
 		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
@@ -888,4 +912,90 @@ SEC("tracepoint/sched/sched_process_exit")
 int lm_tp_exit(void *ctx)
 {
 	return handle_exit();
+}
+
+/* ---- DNS responses: cgroup_skb ingress on the cgroup v2 root, every socket in every netns ---- */
+
+/*
+ * Copy the start of every DNS response (source port 53, UDP or TCP, IPv4 or IPv6)
+ * that arrives at a socket into the ring, with the socket's netns and cgroup: user
+ * space parses it and learns which names that workload resolved to which
+ * addresses. Every packet is let through. A DNS flood cannot crowd connection
+ * records out: responses are not copied while the ring is half full (counted).
+ */
+SEC("cgroup_skb/ingress")
+int lm_dns_in(struct __sk_buff *skb)
+{
+	__u32 zero = 0, l4, off, len = skb->len;
+	__u8 b0, proto;
+	__be16 ports[2];
+
+	if (bpf_skb_load_bytes(skb, 0, &b0, 1))
+		return 1;
+	if ((b0 >> 4) == 4) {
+		l4 = (b0 & 0xf) * 4;
+		if (bpf_skb_load_bytes(skb, 9, &proto, 1))
+			return 1;
+	} else if ((b0 >> 4) == 6) {
+		l4 = 40; /* extension headers before UDP/TCP are not followed */
+		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
+			return 1;
+	} else {
+		return 1;
+	}
+	if ((proto != IPPROTO_UDP && proto != IPPROTO_TCP) || bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)))
+		return 1;
+	if (ports[0] != bpf_htons(53))
+		return 1;
+	if (proto == IPPROTO_UDP) {
+		off = l4 + 8;
+	} else {
+		__u8 doff;
+
+		if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
+			return 1;
+		off = l4 + (doff >> 4) * 4;
+	}
+	if (len <= off) /* no payload: a bare ACK */
+		return 1;
+	if (bpf_ringbuf_query(&lm_events, BPF_RB_AVAIL_DATA) > bpf_ringbuf_query(&lm_events, BPF_RB_RING_SIZE) / 2) {
+		count(LM_CTR_DNS_LOST);
+		return 1;
+	}
+	struct lm_dns_event *e = bpf_map_lookup_elem(&lm_dns_scratch, &zero);
+
+	if (!e)
+		return 1;
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->kind = LM_KIND_DNS;
+	e->netns_cookie = bpf_get_netns_cookie(skb);
+	e->cgroup_id = bpf_skb_cgroup_id(skb);
+	e->payload_len = len - off;
+	e->dport = bpf_ntohs(ports[1]);
+	e->proto = proto;
+	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+	if ((b0 >> 4) == 4) {
+		e->family = AF_INET;
+		bpf_skb_load_bytes(skb, 12, e->saddr, 4);
+		bpf_skb_load_bytes(skb, 16, e->daddr, 4);
+	} else {
+		e->family = AF_INET6;
+		bpf_skb_load_bytes(skb, 8, e->saddr, 16);
+		bpf_skb_load_bytes(skb, 24, e->daddr, 16);
+	}
+	__u32 n = len - off;
+
+	/* The mask restates the bound for the verifier (LM_DNS_DATA is a power of two);
+	 * the empty asm keeps the compiler from dropping it as redundant. */
+	if (n > LM_DNS_DATA - 1)
+		n = LM_DNS_DATA - 1;
+	asm volatile("" : "+r"(n));
+	n &= LM_DNS_DATA - 1;
+	if (n == 0 || bpf_skb_load_bytes(skb, off, e->data, n))
+		return 1;
+	e->len = n;
+	if (bpf_ringbuf_output(&lm_events, e, sizeof(*e), 0))
+		count(LM_CTR_DNS_LOST);
+	return 1;
 }

@@ -28,6 +28,7 @@ enum lm_kind {
 	LM_KIND_FORK = 4,
 	LM_KIND_ACCEPT = 5, /* lm_conn_event: a connection accepted, in the accepting task */
 	LM_KIND_CLOSE = 6,  /* lm_conn_event: a connection ended; identity is joined by conn_id */
+	LM_KIND_DNS = 7,    /* lm_dns_event: a DNS response arriving at a socket */
 };
 
 /* lm_conn_event.status */
@@ -84,7 +85,8 @@ enum lm_counter {
 	LM_CTR_FILTERED = 3,	  /* dropped in the kernel by the loader's config */
 	LM_CTR_LOST_PROCESS = 4,  /* an exec/exit/fork record lost: the ring was full */
 	LM_CTR_CONNS_FULL = 5,	  /* lm_conns full: that connection gets no close record */
-	LM_CTR_MAX = 6,
+	LM_CTR_DNS_LOST = 6,	  /* a DNS response not copied: the ring was full, or half full */
+	LM_CTR_MAX = 7,
 };
 
 /* One outbound TCP connection attempt (LM_KIND_CONNECT), accepted connection
@@ -122,6 +124,27 @@ struct lm_conn_event {
 	__u32 srtt_us;	     /* close: smoothed RTT, microseconds */
 	__u8 closed_by;	     /* close: enum lm_closed_by */
 	__u8 _pad[3];
+	__u64 netns_cookie;  /* the socket's network namespace, as bpf_get_netns_cookie() names it */
+};
+
+#define LM_DNS_DATA 1024 /* a power of two; 1023 bytes of a response are copied at most */
+
+/* A DNS response (source port 53, UDP or TCP) arriving at a socket, from the
+ * cgroup_skb ingress program on the cgroup v2 root: every socket of every netns. */
+struct lm_dns_event {
+	__u64 ts_ns;
+	__u32 kind;	     /* LM_KIND_DNS */
+	__u32 len;	     /* bytes in data */
+	__u64 netns_cookie;  /* the receiving socket's network namespace */
+	__u64 cgroup_id;     /* the receiving socket's cgroup v2 id */
+	__u32 payload_len;   /* the response's bytes in this packet (may exceed len) */
+	__u16 family;	     /* AF_INET or AF_INET6 */
+	__u16 dport;	     /* the asking socket's port, host order */
+	__u8 proto;	     /* IPPROTO_UDP or IPPROTO_TCP (TCP data starts with a 2-byte length) */
+	__u8 _pad[7];
+	__u8 saddr[16];	     /* the resolver */
+	__u8 daddr[16];	     /* the asking socket */
+	__u8 data[LM_DNS_DATA];
 };
 
 /* A successful execve: the process cache's primary source. */
@@ -179,7 +202,8 @@ struct lm_config {
 	__u32 _pad;
 };
 
-_Static_assert(sizeof(struct lm_conn_event) == 352, "lm_conn_event layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_dns_event) == 1104, "lm_dns_event layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_conn_event) == 360, "lm_conn_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exec_event) == 1608, "lm_exec_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exit_event) == 24, "lm_exit_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_fork_event) == 40, "lm_fork_event layout changed: update src/capture/layout.ts");

@@ -44,6 +44,12 @@ enum {
 
 #define BPF_F_NO_PREALLOC 1
 
+/* bpf_ringbuf_query() flags */
+enum {
+	BPF_RB_AVAIL_DATA = 0,
+	BPF_RB_RING_SIZE = 1,
+};
+
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
 struct in6_addr {
@@ -57,7 +63,17 @@ struct ns_common {
 };
 
 struct net {
+	__u64 net_cookie; /* 5.14+ */
 	struct ns_common ns;
+};
+
+typedef struct {
+	__s64 counter;
+} atomic64_t;
+
+/* Before 5.14 the cookie was an atomic64_t. */
+struct net___atomic_cookie {
+	atomic64_t net_cookie;
 };
 
 typedef struct {
@@ -300,6 +316,11 @@ struct lm_tp_sys_exit {
 	__u64 common;
 	long nr;
 	long ret;
+};
+
+/* The context of cgroup_skb programs (UAPI, fixed layout): only what is read. */
+struct __sk_buff {
+	__u32 len;
 };
 
 #endif

@@ -36,6 +36,8 @@ const SYMBOLS = {
   },
   // struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
   bpf_program__attach: { parameters: ["pointer"], result: "pointer" },
+  // struct bpf_link *bpf_program__attach_cgroup(const struct bpf_program *prog, int cgroup_fd);
+  bpf_program__attach_cgroup: { parameters: ["pointer", "i32"], result: "pointer" },
   // struct bpf_link *bpf_program__attach_iter(const struct bpf_program *prog,
   //                                           const struct bpf_iter_attach_opts *opts);
   bpf_program__attach_iter: { parameters: ["pointer", "pointer"], result: "pointer" },
@@ -281,6 +283,15 @@ export class BpfObject implements Disposable {
   /** Attach a loaded program by its section's default attach point. */
   attach(name: string): BpfLink {
     const ptr = bpf().bpf_program__attach(this.#program(name));
+    if (!ptr) throw new BpfError(`attach ${name}`, errno());
+    const link = new BpfLink(ptr, name);
+    this.#links.push(link);
+    return link;
+  }
+
+  /** Attach a loaded cgroup program to the cgroup directory `fd` (a link: detached on close or exit). */
+  attachCgroup(name: string, fd: number): BpfLink {
+    const ptr = bpf().bpf_program__attach_cgroup(this.#program(name), fd);
     if (!ptr) throw new BpfError(`attach ${name}`, errno());
     const link = new BpfLink(ptr, name);
     this.#links.push(link);

@@ -24,6 +24,8 @@ const SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   // int close(int fd);
   close: { parameters: ["i32"], result: "i32" },
+  // int open(const char *path, int flags, ...);
+  open: { parameters: ["buffer", "i32"], result: "i32" },
   // int clock_gettime(clockid_t clk, struct timespec *tp);
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
   // int mount(const char *source, const char *target, const char *fstype,
@@ -46,6 +48,18 @@ const SYMBOLS = {
   // int malloc_trim(size_t pad);
   malloc_trim: { parameters: ["usize"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
+
+const O_RDONLY = 0;
+const O_NOFOLLOW = 0o400000;
+const O_DIRECTORY = 0o200000;
+const O_CLOEXEC = 0o2000000;
+
+/** Open a directory read-only, refusing a symlink; the fd, or throws with errno. */
+export function openDirectory(path: string): number {
+  const fd = libc().open(cstr(path), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) throw new Error(`cannot open ${path}: errno ${errno()}`);
+  return fd;
+}
 
 /** The opened libc symbols. */
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];

@@ -59,6 +59,8 @@ export interface ConnEvent {
   sport: number;
   daddr: string;
   dport: number;
+  /** The name this workload (its network namespace) last resolved to `daddr`, or "". */
+  dnsName: string;
   event: EventKind;
   /** Joins a connection's connect or accept record to its close record; 0n when not tracked. */
   connId: bigint;

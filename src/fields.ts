@@ -129,6 +129,8 @@ const isTracked = (e: ConnEvent) => e.connId !== 0n;
 /** A number filter on a close record's counter. */
 const closeNumber = { kind: "number", max: Number.MAX_SAFE_INTEGER } as const;
 const endpoint = (addr: string, port: number, family: 4 | 6) => family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
+/** The remote end in the table: the name the workload resolved, when known, else the address. */
+const remoteEnd = (e: ConnEvent) => (e.dnsName ? `${e.dnsName}:${e.dport}` : endpoint(e.daddr, e.dport, e.family));
 const userOrUid = (e: ConnEvent) => e.user || String(e.uid);
 
 /** Bytes in at most five characters: `512B`, `9.8K`, `1023K`, `3.0M`. */
@@ -328,10 +330,11 @@ export const FIELDS: readonly Field[] = [
       priority: 1,
       min: 21,
       want: 28,
-      cell: (e) => endpoint(e.daddr, e.dport, e.family),
+      cell: remoteEnd,
     },
     log: { key: "dip" },
-    flow: { at: 4 },
+    // Flows to one service group by its name, whatever address it had each time.
+    flow: { at: 4, value: (e) => e.dnsName || e.daddr },
   },
   {
     key: "dport",
@@ -344,6 +347,15 @@ export const FIELDS: readonly Field[] = [
     ],
     log: { key: "dport" },
     flow: { at: 5, value: servicePort },
+  },
+  {
+    key: "dnsName",
+    doc:
+      'the name this workload (its network namespace) last resolved to `daddr`, learned from the DNS responses it received; `""` when none is known',
+    get: (e) => e.dnsName,
+    json: STRING,
+    filter: { name: "dname", kind: "text", doc: "the DNS name of the remote end (`*.example.com`)" },
+    log: { key: "dnsName", when: (e) => e.dnsName !== "" },
   },
   { key: "protocol", doc: "`tcp`", get: () => "tcp", json: WORD },
   {

@@ -20,6 +20,7 @@ import { BootClock } from "./enrich/clock.ts";
 import { EnrichStage } from "./enrich/enricher.ts";
 import { Holdback } from "./enrich/holdback.ts";
 import { ConnJoin } from "./enrich/join.ts";
+import { DnsStage } from "./dns/stage.ts";
 import { ProcessCache, ProcessTracking } from "./enrich/process_cache.ts";
 import { UserNames } from "./enrich/users.ts";
 import { FilterStage } from "./filter/select.ts";
@@ -140,12 +141,14 @@ async function main(argv: string[]): Promise<number> {
   }
   const renderer = await makeRenderer(o);
   const processes = new ProcessTracking(new ProcessCache());
+  const dns = o.dns ? new DnsStage() : undefined;
   const holdback = new Holdback(o.metadataWaitMs, containers);
   docker.onUpdate = () => holdback.metadataArrived();
   const output = new RenderStage(renderer);
   if (metrics) output.onClose = (e) => metrics.observeClose(e.durationMs, e.bytesSent, e.bytesReceived);
   // The pipeline behind decode: each stage keeps its own counters.
   const stages = [
+    ...(dns ? [dns] : []),
     processes,
     new SnapshotOverlap(),
     new EnrichStage({
@@ -153,6 +156,7 @@ async function main(argv: string[]): Promise<number> {
       users: new UserNames(),
       processes: processes.cache,
       containers,
+      names: dns?.cache,
     }),
     holdback,
     ...(trackConns ? [new ConnJoin()] : []),
@@ -167,6 +171,7 @@ async function main(argv: string[]): Promise<number> {
       ipv4Only: !o.ipv6,
       existing: o.existing,
       trackConns,
+      dns: o.dns,
       inboundExisting: selected.has("accept") || selected.has("close"),
       // LIGHTMON_KERNEL_FILTER=0 keeps every decision in user space (for comparison).
       excludedDports: Deno.env.get("LIGHTMON_KERNEL_FILTER") === "0" ? [] : kernelExcludedDports(o.exclude),

@@ -8,6 +8,8 @@ import {
   CONFIG_SIZE,
   CONN,
   CONN_SIZE,
+  DNS,
+  DNS_SIZE,
   EXEC,
   EXEC_SIZE,
   EXIT,
@@ -53,6 +55,7 @@ const CASES = [
   ["lm_exec_event", EXEC, EXEC_SIZE],
   ["lm_exit_event", EXIT, EXIT_SIZE],
   ["lm_fork_event", FORK, FORK_SIZE],
+  ["lm_dns_event", DNS, DNS_SIZE],
   ["lm_config", CONFIG, CONFIG_SIZE],
 ] as const;
 

@@ -10,6 +10,7 @@ import {
   CONN,
   CWD_COMPLETE,
   CWD_NAME,
+  DNS,
   EXEC,
   EXIT,
   FLAG_EXISTING,
@@ -67,6 +68,26 @@ export interface RawConnect {
   comm: string;
   cgroup: string;
   cgroupParent: string;
+  /** The socket's network namespace, as the DNS capture names it (0n when the kernel cannot say). */
+  netnsCookie: bigint;
+}
+
+/** A DNS response that arrived at a socket. */
+export interface RawDns {
+  kind: "dns";
+  tsNs: bigint;
+  netnsCookie: bigint;
+  cgroupId: bigint;
+  family: 4 | 6;
+  /** 17 (UDP) or 6 (TCP: the data starts with a two-byte length). */
+  proto: number;
+  /** The resolver's address, and the asking socket's. */
+  saddr: string;
+  daddr: string;
+  dport: number;
+  /** The response's bytes as copied (at most 1024), and its size in the packet. */
+  data: Uint8Array;
+  payloadLen: number;
 }
 
 /** A successful execve. */
@@ -108,7 +129,7 @@ export interface RawFork {
 }
 
 /** Any record. */
-export type RawRecord = RawConnect | RawExec | RawExit | RawFork;
+export type RawRecord = RawConnect | RawExec | RawExit | RawFork | RawDns;
 
 const utf8 = new TextDecoder();
 
@@ -242,6 +263,26 @@ function decodeConnect(v: DataView, event: EventKind): RawConnect {
     comm: lastComm.get(v, CONN.comm.offset, CONN.comm.size),
     cgroup: lastCgroup.get(v, CONN.cgroup.offset, CONN.cgroup.size),
     cgroupParent: lastCgroupParent.get(v, CONN.cgroup_parent.offset, CONN.cgroup_parent.size),
+    netnsCookie: v.getBigUint64(CONN.netns_cookie.offset, true),
+  };
+}
+
+function decodeDns(v: DataView): RawDns {
+  const family: 4 | 6 = v.getUint16(DNS.family.offset, true) === AF_INET6 ? 6 : 4;
+  const len = Math.min(v.getUint32(DNS.len.offset, true), DNS.data.size);
+  return {
+    kind: "dns",
+    tsNs: v.getBigUint64(DNS.ts_ns.offset, true),
+    netnsCookie: v.getBigUint64(DNS.netns_cookie.offset, true),
+    cgroupId: v.getBigUint64(DNS.cgroup_id.offset, true),
+    family,
+    proto: v.getUint8(DNS.proto.offset),
+    saddr: address(v, DNS.saddr.offset, family, false),
+    daddr: address(v, DNS.daddr.offset, family, false),
+    dport: v.getUint16(DNS.dport.offset, true),
+    // A copy: the record's bytes are the ring's, valid only during this call.
+    data: new Uint8Array(v.buffer, v.byteOffset + DNS.data.offset, len).slice(),
+    payloadLen: v.getUint32(DNS.payload_len.offset, true),
   };
 }
 
@@ -306,6 +347,8 @@ export function decodeRecord(v: DataView): RawRecord | undefined {
       return decodeConnect(v, "accept");
     case KIND.close:
       return decodeConnect(v, "close");
+    case KIND.dns:
+      return decodeDns(v);
     case KIND.exec:
       return decodeExec(v);
     case KIND.exit:

@@ -42,9 +42,10 @@ export const CONN = {
   bytes_received: { offset: 336, size: 8 },
   srtt_us: { offset: 344, size: 4 },
   closed_by: { offset: 348, size: 1 },
+  netns_cookie: { offset: 352, size: 8 },
 } as const satisfies Record<string, FieldPos>;
 /** sizeof(struct lm_conn_event) */
-export const CONN_SIZE = 352;
+export const CONN_SIZE = 360;
 /** lm_conn_event.flags */
 export const FLAG_INBOUND = 0x2;
 export const FLAG_EXISTING = 0x4;
@@ -101,6 +102,24 @@ export const FORK = {
 /** sizeof(struct lm_fork_event) */
 export const FORK_SIZE = 40;
 
+/** struct lm_dns_event */
+export const DNS = {
+  ts_ns: { offset: 0, size: 8 },
+  kind: { offset: 8, size: 4 },
+  len: { offset: 12, size: 4 },
+  netns_cookie: { offset: 16, size: 8 },
+  cgroup_id: { offset: 24, size: 8 },
+  payload_len: { offset: 32, size: 4 },
+  family: { offset: 36, size: 2 },
+  dport: { offset: 38, size: 2 },
+  proto: { offset: 40, size: 1 },
+  saddr: { offset: 48, size: 16 },
+  daddr: { offset: 64, size: 16 },
+  data: { offset: 80, size: 1024 },
+} as const satisfies Record<string, FieldPos>;
+/** sizeof(struct lm_dns_event) */
+export const DNS_SIZE = 1104;
+
 /** struct lm_config, the .rodata global `lm_cfg` */
 export const CONFIG = {
   stash_on_state: { offset: 0, size: 4 },
@@ -113,10 +132,18 @@ export const CONFIG = {
 export const CONFIG_SIZE = 24;
 
 /** enum lm_kind */
-export const KIND = { connect: 1, exec: 2, exit: 3, fork: 4, accept: 5, close: 6 } as const;
+export const KIND = { connect: 1, exec: 2, exit: 3, fork: 4, accept: 5, close: 6, dns: 7 } as const;
 
 /** enum lm_status, by value: the kernel numbers the schema's statuses in their listed order. */
 export const STATUS_NAMES: readonly Status[] = STATUSES;
 
 /** enum lm_counter, by index. */
-export const COUNTERS = ["lost", "stashMiss", "stashFull", "kernelFiltered", "lostProcess", "connsFull"] as const;
+export const COUNTERS = [
+  "lost",
+  "stashMiss",
+  "stashFull",
+  "kernelFiltered",
+  "lostProcess",
+  "connsFull",
+  "dnsLost",
+] as const;

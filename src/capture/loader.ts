@@ -10,7 +10,8 @@
 import { BpfError } from "../../ffi/errno.ts";
 import { BpfObject, fentryRefused } from "../../ffi/libbpf.ts";
 import { ensureTracefs, tracefsMounted } from "../../ffi/tracefs.ts";
-import { releaseFreeMemory } from "../../ffi/libc.ts";
+import { libc, openDirectory, releaseFreeMemory } from "../../ffi/libc.ts";
+import { cgroup2Root } from "./cgroup_root.ts";
 import { CONFIG, CONFIG_SIZE, COUNTERS } from "./layout.ts";
 
 /** A capture strategy. */
@@ -41,7 +42,12 @@ export const SNAPSHOT_PROGRAM = "lm_iter_tcp";
  */
 export const ACCEPT_PROGRAMS = ["lm_tp_accept4", "lm_tp_accept"];
 
-const ALL_PROGRAMS = [...new Set([...Object.values(PROGRAMS).flat(), SNAPSHOT_PROGRAM, ...ACCEPT_PROGRAMS])];
+/** DNS responses: a cgroup_skb ingress program on the cgroup v2 root (`--dns`, the default). */
+export const DNS_PROGRAM = "lm_dns_in";
+
+const ALL_PROGRAMS = [
+  ...new Set([...Object.values(PROGRAMS).flat(), SNAPSHOT_PROGRAM, ...ACCEPT_PROGRAMS, DNS_PROGRAM]),
+];
 
 /** What the loader is asked for. */
 export interface LoadOptions {
@@ -57,6 +63,8 @@ export interface LoadOptions {
   excludedDports?: readonly number[];
   /** Track established connections: accept and close records. */
   trackConns?: boolean;
+  /** Capture DNS responses (a missing cgroup v2 or a refusal only costs the names). */
+  dns?: boolean;
   /** Called once per strategy that failed, with why. */
   onFallback?: (strategy: Strategy, error: Error) => void;
 }
@@ -72,6 +80,8 @@ export interface Loaded {
    * dropped by the user-space filter, which always applies the whole -exclude.
    */
   kernelDports: readonly number[];
+  /** DNS capture: where it is attached, or why it is not (undefined: not asked for). */
+  dns?: { root: string } | { error: string };
 }
 
 /** Raised when no strategy could be loaded; `errors` says why for each. */
@@ -125,6 +135,17 @@ function kprobesAvailable(): boolean {
 }
 
 function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
+  if (!o.dns) return loadWith(strategy, o, false);
+  try {
+    return loadWith(strategy, o, true);
+  } catch (e) {
+    // Without the DNS program: if that loads, the DNS program was the trouble.
+    const loaded = loadWith(strategy, o, false);
+    return { ...loaded, dns: { error: e instanceof Error ? e.message : String(e) } };
+  }
+}
+
+function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean): Loaded {
   if (strategy === "kprobe" && !kprobesAvailable()) {
     throw new BpfError("attach lm_kprobe_conn", 2 /* ENOENT, as libbpf would say */);
   }
@@ -134,15 +155,31 @@ function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
   const attached = [...PROGRAMS[strategy], ...(o.trackConns ? ACCEPT_PROGRAMS : [])];
   // The snapshot iterator (Linux 5.8+, as the ring buffer) loads with the capture
   // but is never attached here: snapshot.ts runs it once.
-  const object = openWith([...attached, SNAPSHOT_PROGRAM], strategy, o);
+  const object = openWith([...attached, SNAPSHOT_PROGRAM, ...(dns ? [DNS_PROGRAM] : [])], strategy, o);
   try {
     for (const p of attached) object.attach(p);
     releaseFreeMemory(); // libbpf freed the kernel's BTF after load: return it to the system
     const kernelDports = (o.excludedDports ?? []).slice(0, object.mapMaxEntries("lm_excl_dport"));
-    return { object, strategy, mountedTracefs, kernelDports };
+    return { object, strategy, mountedTracefs, kernelDports, dns: dns ? attachDns(object) : undefined };
   } catch (e) {
     object.close();
     throw e;
+  }
+}
+
+/** Attach the DNS program to the cgroup v2 root; a failure is said, not fatal. */
+function attachDns(object: BpfObject): { root: string } | { error: string } {
+  const root = cgroup2Root();
+  if (!root) return { error: "no cgroup v2 hierarchy is mounted" };
+  let fd = -1;
+  try {
+    fd = openDirectory(root);
+    object.attachCgroup(DNS_PROGRAM, fd);
+    return { root };
+  } catch (e) {
+    return { error: `${root}: ${e instanceof Error ? e.message : e}` };
+  } finally {
+    if (fd >= 0) libc().close(fd);
   }
 }
 

@@ -36,6 +36,8 @@ export interface Options {
   existing: boolean;
   /** Which records to report: connect (default), accept, close. */
   events: readonly EventKind[];
+  /** Capture DNS responses and name every event's remote end. */
+  dns: boolean;
   k8s: boolean;
   logPath: string;
   logKeep: number;
@@ -64,6 +66,7 @@ export const DEFAULTS: Options = {
   ipv6: true,
   existing: true,
   events: ["connect"],
+  dns: true,
   k8s: false,
   logPath: "/var/log/lightmon",
   logKeep: 8,
@@ -239,6 +242,14 @@ export const FLAGS: readonly Flag[] = [
     group: "Filtering",
     value: "LIST",
     help: "records to report, comma-separated: connect (outbound), accept (inbound), close (duration, bytes), or all",
+  },
+  {
+    name: "dns",
+    kind: "boolean",
+    key: "dns",
+    configKey: "dns",
+    group: "Capture",
+    help: "learn DNS names from the responses each workload receives, for dnsName (-dns=false: addresses only)",
   },
   {
     name: "strategy",

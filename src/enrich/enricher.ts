@@ -40,12 +40,19 @@ export interface WallClock {
   refresh?(): void;
 }
 
+/** Names resolved per network namespace (the DNS stage's cache). */
+export interface NameSource {
+  lookup(netnsCookie: bigint, address: string): string;
+}
+
 /** Everything the enricher reads from. */
 export interface EnrichDeps {
   clock: WallClock;
   users: UserNames;
   processes: ProcessCache;
   containers: ContainerSource;
+  /** Absent when DNS capture is off. */
+  names?: NameSource;
 }
 
 const NO_PROCESS = { exe: "", args: [] as string[], source: "unknown" as const };
@@ -80,6 +87,8 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     sport: r.sport,
     daddr: r.daddr,
     dport: r.dport,
+    // A close takes its opening record's name (ConnJoin): the answer may have expired by now.
+    dnsName: close || !d.names ? "" : d.names.lookup(r.netnsCookie, r.daddr),
     event: r.event,
     connId: r.connId,
     direction: r.inbound ? "inbound" : "outbound",

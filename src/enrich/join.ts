@@ -43,6 +43,7 @@ function lend(from: ConnEvent, to: ConnEvent): void {
   to.cgroupId = from.cgroupId;
   to.mntns = from.mntns;
   to.direction = from.direction;
+  to.dnsName = from.dnsName;
   // An active opener's count of acknowledged sequence space starts with its SYN;
   // the kernel knew whether it had opened the connection unless it was existing.
   if (to.existing && from.direction === "outbound" && to.bytesSent > 0) to.bytesSent--;

@@ -25,6 +25,8 @@ export interface RunOptions {
   trackConns: boolean;
   /** The start-up snapshot reports accepted connections too. */
   inboundExisting: boolean;
+  /** Capture DNS responses (names for dnsName). */
+  dns: boolean;
   /** Destination ports -exclude drops outright: dropped in the kernel at connect(). */
   excludedDports: readonly number[];
   durationMs: number;
@@ -128,6 +130,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     selfPid: Deno.pid,
     excludedDports: o.excludedDports,
     trackConns: o.trackConns,
+    dns: o.dns,
     onFallback: (s, e) => {
       fallbacks.push(`${s}: ${"code" in e ? e.code : e.message}`);
       if (o.verbose) o.log(`lightmon: strategy ${s} failed: ${e.message}`);
@@ -197,7 +200,12 @@ export async function runMonitor(o: RunOptions): Promise<number> {
       }
     }
     o.onRunning?.(state);
-    o.log(`lightmon: capture ${strategy}${tried}${mounted}${inKernel}${existingNote}; ${o.describe}`);
+    const dns = loaded.dns === undefined
+      ? ""
+      : "root" in loaded.dns
+      ? `; dns names from ${loaded.dns.root}`
+      : `; no dns names (${loaded.dns.error})`;
+    o.log(`lightmon: capture ${strategy}${tried}${mounted}${inKernel}${existingNote}${dns}; ${o.describe}`);
     if (o.durationMs > 0) timers.push(after(o.durationMs, () => stop(0)));
     timers.push(every(HOUSEKEEPING_MS, () => pipeline.housekeeping()));
     let lastLost = 0n;

@@ -98,6 +98,7 @@ function raw(status: RawConnect["status"], sport: number): RawConnect {
     comm: "c",
     cgroup: "",
     cgroupParent: "",
+    netnsCookie: 0n,
   };
 }
 

@@ -24,6 +24,7 @@ export function sampleEvent(over: Partial<ConnEvent> = {}): ConnEvent {
     sport: 7825,
     daddr: "183.2.172.17",
     dport: 443,
+    dnsName: "",
     event: "connect",
     connId: 0n,
     direction: "outbound",
