@@ -197,6 +197,15 @@ async function main(argv: string[]): Promise<number> {
             ringFillMax: s.ringFillMax,
             dockerConnected: docker.connected,
             strategy: s.strategy,
+            dns: s.stages.dns && {
+              udp: s.stages.dns.responses - s.stages.dns.overTcp,
+              tcp: s.stages.dns.overTcp,
+              malformed: s.stages.dns.malformed,
+              cutShort: s.stages.dns.cutShort,
+              lost: Number(s.kernel.dnsLost),
+              entries: s.stages.dns.cacheEntries,
+              evictions: s.stages.dns.evictions,
+            },
           };
         })),
       describe: `${o.configRead ? `config ${o.configRead}; ` : ""}containers: ${sources.join(", ")}; output ${

@@ -27,6 +27,16 @@ export interface MetricsSnapshot {
   ringFillMax: number;
   dockerConnected: boolean;
   strategy: string;
+  /** DNS capture's counters (absent with -dns=false). */
+  dns?: {
+    udp: number;
+    tcp: number;
+    malformed: number;
+    cutShort: number;
+    lost: number;
+    entries: number;
+    evictions: number;
+  };
 }
 
 /** Parse `host:port`, `[v6]:port` or `:port` (all addresses). */
@@ -143,6 +153,39 @@ function registry(s: () => MetricsSnapshot): Registry {
         this.set(get(s()));
       },
     });
+  new Counter({
+    name: "lightmon_dns_responses_total",
+    help: "DNS responses learned from, by transport",
+    labelNames: ["transport"],
+    registers: [r],
+    collect() {
+      this.reset();
+      const d = s().dns;
+      if (!d) return;
+      this.inc({ transport: "udp" }, d.udp);
+      this.inc({ transport: "tcp" }, d.tcp);
+    },
+  });
+  new Counter({
+    name: "lightmon_dns_responses_unused_total",
+    help: "DNS responses not learned from: malformed, longer than the copy (cut), or not copied (lost: ring full)",
+    labelNames: ["reason"],
+    registers: [r],
+    collect() {
+      this.reset();
+      const d = s().dns;
+      if (!d) return;
+      this.inc({ reason: "malformed" }, d.malformed);
+      this.inc({ reason: "cut" }, d.cutShort);
+      this.inc({ reason: "lost" }, d.lost);
+    },
+  });
+  total(
+    "lightmon_dns_cache_evictions_total",
+    "Names dropped from the DNS cache to stay within its bound",
+    (x) => x.dns?.evictions ?? 0,
+  );
+  gauge("lightmon_dns_cache_entries", "Addresses with a name in the DNS cache", (x) => x.dns?.entries ?? 0);
   gauge("lightmon_ringbuf_fill_ratio", "Ring buffer fill at the last drain (0-1)", (x) => x.ringFill);
   gauge("lightmon_ringbuf_fill_ratio_max", "Highest ring buffer fill seen at a drain (0-1)", (x) => x.ringFillMax);
   gauge("lightmon_process_cache_entries", "Processes in the process cache", (x) => x.processCacheEntries);

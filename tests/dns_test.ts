@@ -1,0 +1,257 @@
+/**
+ * End-to-end: DNS names on connection events, learned from real responses of a
+ * real DNS server (Debian's dnsmasq) to real resolvers (getaddrinfo), in a network
+ * namespace the test makes (its own resolv.conf) and in Docker containers.
+ */
+import assert from "node:assert/strict";
+import { bpfTest, CONNECTOR, Lightmon, ROOT, run } from "./harness.ts";
+import { CI_IMAGE, dockerTest, ensureCiImage, uniqueName } from "./docker.ts";
+
+type Ev = Record<string, unknown>;
+const DENO = Deno.execPath();
+const dec = new TextDecoder();
+
+/** A child process and the first line it printed. */
+async function spawn(cmd: string, args: string[]): Promise<{ child: Deno.ChildProcess; first: string }> {
+  const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "null" }).spawn();
+  const reader = child.stdout.getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += dec.decode(value);
+  }
+  reader.releaseLock();
+  child.stdout.cancel().catch(() => {});
+  return { child, first: text.split("\n")[0] };
+}
+
+async function end(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM"); // ours, by its pid
+  } catch { /* gone */ }
+  await child.status;
+}
+
+/** dnsmasq serving `hosts` (and CNAMEs) on `address`:53, in a netns or the host's. */
+async function dnsmasq(
+  address: string,
+  hosts: string,
+  opts: { netns?: string; ttl?: number; cnames?: string[] } = {},
+): Promise<{ child: Deno.ChildProcess; hostsFile: string }> {
+  const hostsFile = await Deno.makeTempFile({ prefix: "lightmon-hosts-" });
+  await Deno.writeTextFile(hostsFile, hosts);
+  const args = [
+    "--keep-in-foreground",
+    "--conf-file=/dev/null",
+    "--no-resolv",
+    "--no-hosts",
+    `--addn-hosts=${hostsFile}`,
+    `--listen-address=${address}`,
+    "--bind-interfaces",
+    "--port=53",
+    `--local-ttl=${opts.ttl ?? 60}`,
+    "--user=root",
+    "--pid-file=",
+    ...(opts.cnames ?? []).map((c) => `--cname=${c}`),
+  ];
+  const child = opts.netns
+    ? new Deno.Command("ip", { args: ["netns", "exec", opts.netns, "dnsmasq", ...args], stderr: "null" }).spawn()
+    : new Deno.Command("dnsmasq", { args, stderr: "null" }).spawn();
+  // Ready when it answers on its port (TCP, which it also serves).
+  const end = Date.now() + 5000;
+  for (;;) {
+    const probe = opts.netns
+      ? await new Deno.Command("ip", {
+        args: ["netns", "exec", opts.netns, CONNECTOR, address, "53"],
+        stdout: "piped",
+      }).output()
+      : await new Deno.Command(CONNECTOR, { args: [address, "53"], stdout: "piped" }).output();
+    if (dec.decode(probe.stdout).includes('"established"')) break;
+    if (Date.now() > end) throw new Error("dnsmasq did not start");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { child, hostsFile };
+}
+
+/** A network namespace with loopback up and a resolv.conf naming 127.0.0.1, removed by `close`. */
+async function netns(): Promise<{ name: string; close: () => Promise<void> }> {
+  const name = `lmdns${Deno.pid}${Math.random().toString(36).slice(2, 6)}`;
+  await run("ip", ["netns", "add", name]);
+  await run("ip", ["netns", "exec", name, "ip", "link", "set", "lo", "up"]);
+  // `ip netns exec` bind-mounts /etc/netns/<name>/resolv.conf over /etc/resolv.conf.
+  await Deno.mkdir(`/etc/netns/${name}`, { recursive: true });
+  await Deno.writeTextFile(`/etc/netns/${name}/resolv.conf`, "nameserver 127.0.0.1\noptions attempts:2 timeout:1\n");
+  return {
+    name,
+    close: async () => {
+      await run("ip", ["netns", "del", name]).catch(() => "");
+      await Deno.remove(`/etc/netns/${name}`, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Resolve `name` with getaddrinfo inside `ns` and connect to `port`: the client's ground truth. */
+async function resolveConnect(
+  ns: string,
+  name: string,
+  port: number,
+): Promise<{ pid: number; sport: number; address: string }> {
+  const out = await new Deno.Command("ip", {
+    args: ["netns", "exec", ns, DENO, "run", "-A", `${ROOT}tests/helpers/resolve_connect.ts`, name, String(port)],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, dec.decode(out.stderr));
+  return JSON.parse(dec.decode(out.stdout));
+}
+
+/** The client's connect to the test's listener (not its resolver's TCP connects to port 53). */
+const eventOf = (events: Ev[], pid: number) =>
+  events.filter((e) => e.pid === pid && e.event === "connect" && e.dport !== 53);
+
+bpfTest(
+  "a name resolved in a netns (A, AAAA, behind a CNAME, over TCP) is on the connection's event; after its TTL it is not",
+  async () => {
+    const ns = await netns();
+    const big = Array.from({ length: 40 }, (_, i) => `127.0.1.${i + 1} big.lightmon.test`).join("\n");
+    const server = await dnsmasq("127.0.0.1", `127.0.0.2 api.lightmon.test\n::1 v6.lightmon.test\n${big}\n`, {
+      netns: ns.name,
+      ttl: 1,
+      cnames: ["alias.lightmon.test,api.lightmon.test"],
+    });
+    const l4 = await spawn("ip", ["netns", "exec", ns.name, CONNECTOR, "-L", "-T", "60", "0.0.0.0", "0"]);
+    const l6 = await spawn("ip", ["netns", "exec", ns.name, CONNECTOR, "-L", "-T", "60", "::", "0"]);
+    const [p4, p6] = [Number(l4.first), Number(l6.first)];
+    const metricsPort = 19000 + (Deno.pid % 1000);
+    const lm = new Lightmon(["--output", "json", "--metrics-addr", `127.0.0.1:${metricsPort}`]);
+    try {
+      await lm.ready();
+      assert.match(lm.stderr, /; dns names from \/sys\/fs\/cgroup/);
+      const api = await resolveConnect(ns.name, "api.lightmon.test", p4);
+      const v6 = await resolveConnect(ns.name, "v6.lightmon.test", p6);
+      const alias = await resolveConnect(ns.name, "alias.lightmon.test", p4);
+      const bigOne = await resolveConnect(ns.name, "big.lightmon.test", p4);
+      // The TTL (1 s) and the grace (2 s) pass: the same address, connected to by number, has no name.
+      await new Promise((r) => setTimeout(r, 3500));
+      const late = await new Deno.Command("ip", {
+        args: ["netns", "exec", ns.name, CONNECTOR, "127.0.0.2", String(p4)],
+        stdout: "piped",
+      }).output();
+      const lateTruth = JSON.parse(dec.decode(late.stdout).trim());
+      await lm.until((o) => o.includes(`"sport":${lateTruth.sport}`), 5000, "the late connect");
+      const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const st = await lm.stop("SIGINT");
+      assert.equal(st.code, 0, lm.stderr);
+      const events = lm.events();
+      const one = (pid: number) => {
+        const found = eventOf(events, pid);
+        assert.equal(found.length, 1, JSON.stringify(found));
+        return found[0];
+      };
+      assert.equal(one(api.pid).dnsName, "api.lightmon.test");
+      assert.equal(one(api.pid).daddr, "127.0.0.2");
+      assert.equal(one(v6.pid).dnsName, "v6.lightmon.test");
+      assert.equal(one(v6.pid).daddr, "::1");
+      assert.equal(one(alias.pid).dnsName, "alias.lightmon.test"); // the name asked, not the CNAME's target
+      assert.equal(one(bigOne.pid).dnsName, "big.lightmon.test");
+      assert.equal(one(bigOne.pid).daddr, bigOne.address);
+      assert.equal(one(lateTruth.pid).dnsName, "");
+      // 40 addresses do not fit a 512-byte UDP answer: the resolver asked again over TCP, and that was read.
+      const tcp = Number(/lightmon_dns_responses_total\{transport="tcp"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+      assert.ok(tcp >= 1, metrics.split("\n").filter((l) => l.startsWith("lightmon_dns")).join("\n"));
+      // The name filter sees them.
+      const named = events.filter((e) =>
+        typeof e.dnsName === "string" && (e.dnsName as string).endsWith(".lightmon.test")
+      );
+      assert.equal(named.length, 4);
+    } finally {
+      await lm.stop("SIGKILL").catch(() => {});
+      for (const c of [l4.child, l6.child, server.child]) await end(c);
+      await Deno.remove(server.hostsFile);
+      await ns.close();
+    }
+  },
+);
+
+bpfTest("-include 'dname=*.lightmon.test' keeps only connections to those names", async () => {
+  const ns = await netns();
+  const server = await dnsmasq("127.0.0.1", "127.0.0.2 api.lightmon.test\n127.0.0.3 other.example\n", {
+    netns: ns.name,
+  });
+  const l4 = await spawn("ip", ["netns", "exec", ns.name, CONNECTOR, "-L", "-T", "60", "0.0.0.0", "0"]);
+  const p4 = Number(l4.first);
+  const lm = new Lightmon(["--output", "json", "--include", "dname=*.lightmon.test"]);
+  try {
+    await lm.ready();
+    const api = await resolveConnect(ns.name, "api.lightmon.test", p4);
+    const other = await resolveConnect(ns.name, "other.example", p4);
+    await lm.until((o) => o.includes(`"sport":${api.sport}`), 5000, "the named connect");
+    await new Promise((r) => setTimeout(r, 300));
+    const st = await lm.stop("SIGINT");
+    assert.equal(st.code, 0, lm.stderr);
+    const events = lm.events();
+    assert.equal(eventOf(events, api.pid).length, 1);
+    assert.equal(eventOf(events, other.pid).length, 0);
+    assert.ok(events.every((e) => (e.dnsName as string).endsWith(".lightmon.test")));
+  } finally {
+    await lm.stop("SIGKILL").catch(() => {});
+    for (const c of [l4.child, server.child]) await end(c);
+    await Deno.remove(server.hostsFile);
+    await ns.close();
+  }
+});
+
+dockerTest("two containers resolve different names to one address: each event carries its own", async () => {
+  await ensureCiImage();
+  const gateway = (await run("docker", ["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "bridge"]))
+    .trim();
+  const server = await dnsmasq(gateway, `${gateway} one.lightmon.test\n${gateway} two.lightmon.test\n`);
+  const listener = await spawn(CONNECTOR, ["-L", "-T", "60", "0.0.0.0", "0"]);
+  const port = Number(listener.first);
+  const names = { one: uniqueName("lm-dns-one"), two: uniqueName("lm-dns-two") };
+  const lm = new Lightmon(["--output", "json", "--include", `dport=${port}`]);
+  try {
+    await lm.ready();
+    for (const which of ["one", "two"] as const) {
+      // The host's /usr (Deno and glibc's resolver libraries) in an empty root: getaddrinfo as programs use it.
+      await run("docker", [
+        "run",
+        "--rm",
+        "--name",
+        names[which],
+        "--dns",
+        gateway,
+        "-v",
+        "/usr:/usr:ro",
+        "-v",
+        `${ROOT}tests/helpers:/helpers:ro`,
+        "-v",
+        `${DENO}:/deno:ro`,
+        "-e",
+        "DENO_DIR=/tmp/deno",
+        CI_IMAGE,
+        "/deno",
+        "run",
+        "-A",
+        "/helpers/resolve_connect.ts",
+        `${which}.lightmon.test`,
+        String(port),
+      ]);
+    }
+    await lm.until((o) => o.includes(names.two), 10_000, "the second container's event");
+    const st = await lm.stop("SIGINT");
+    assert.equal(st.code, 0, lm.stderr);
+    const events = lm.events();
+    for (const which of ["one", "two"] as const) {
+      const mine = events.filter((e) => e.container === names[which]);
+      assert.equal(mine.length, 1, JSON.stringify(events).slice(0, 600));
+      assert.equal(mine[0].daddr, gateway);
+      assert.equal(mine[0].dnsName, `${which}.lightmon.test`);
+    }
+  } finally {
+    await lm.stop("SIGKILL").catch(() => {});
+    for (const c of [listener.child, server.child]) await end(c);
+    await Deno.remove(server.hostsFile);
+  }
+}, { inContainer: () => "creates network namespaces and runs dnsmasq on the host" });
