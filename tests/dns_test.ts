@@ -255,3 +255,58 @@ dockerTest("two containers resolve different names to one address: each event ca
     await Deno.remove(server.hostsFile);
   }
 }, { inContainer: () => "creates network namespaces and runs dnsmasq on the host" });
+
+dockerTest(
+  "a container on a user-defined network resolves through Docker's embedded resolver: its event is named",
+  async () => {
+    await ensureCiImage();
+    const network = uniqueName("lm-dns-net");
+    await run("docker", ["network", "create", network]);
+    const gateway = (await run("docker", ["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", network]))
+      .trim();
+    // Docker's resolver at 127.0.0.11, inside the container's namespace, forwards to --dns.
+    const server = await dnsmasq(gateway, `${gateway} embedded.lightmon.test\n`);
+    const listener = await spawn(CONNECTOR, ["-L", "-T", "60", "0.0.0.0", "0"]);
+    const port = Number(listener.first);
+    const name = uniqueName("lm-dns-emb");
+    const lm = new Lightmon(["--output", "json", "--include", `dport=${port}`]);
+    try {
+      await lm.ready();
+      const resolvConf = await run("docker", [
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        network,
+        "--dns",
+        gateway,
+        "-v",
+        "/usr:/usr:ro",
+        "-v",
+        `${ROOT}tests/helpers:/helpers:ro`,
+        "-v",
+        `${DENO}:/deno:ro`,
+        "-e",
+        "DENO_DIR=/tmp/deno",
+        CI_IMAGE,
+        "/usr/bin/sh",
+        "-c",
+        `cat /etc/resolv.conf && /deno run -A /helpers/resolve_connect.ts embedded.lightmon.test ${port}`,
+      ]);
+      assert.match(resolvConf, /nameserver 127\.0\.0\.11/);
+      await lm.until((o) => o.includes(name), 10_000, "the container's event");
+      const st = await lm.stop("SIGINT");
+      assert.equal(st.code, 0, lm.stderr);
+      const mine = lm.events().filter((e) => e.container === name);
+      assert.equal(mine.length, 1, JSON.stringify(mine));
+      assert.equal(mine[0].dnsName, "embedded.lightmon.test");
+    } finally {
+      await lm.stop("SIGKILL").catch(() => {});
+      for (const c of [listener.child, server.child]) await end(c);
+      await Deno.remove(server.hostsFile);
+      await run("docker", ["network", "rm", network]).catch(() => "");
+    }
+  },
+  { inContainer: () => "runs dnsmasq on the host" },
+);
