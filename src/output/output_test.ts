@@ -159,3 +159,16 @@ Deno.test("the table's fast path draws exactly what cli-table3 draws", () => {
     for (const e of events) assert.deepEqual(fast.render(e), slow.render(e), `width ${w}`);
   }
 });
+
+Deno.test("a hostile DNS name never reaches the JSON or the terminal raw", () => {
+  const e = sampleEvent({ dnsName: "\x1b]0;pwn\x07\u202egnp.\u009b31m.test" });
+  const json = toJson(e);
+  // deno-lint-ignore no-control-regex
+  assert.ok(!/[\x1b\x07\u202e\u009b]/.test(json), json);
+  assert.equal(JSON.parse(json).dnsName, e.dnsName);
+  const r = new TableRenderer(120);
+  const lines = [...r.render(e), ...r.render(e)];
+  // deno-lint-ignore no-control-regex
+  for (const l of lines) assert.ok(!/[\x1b\x07\u202e\u009b]/.test(l), l);
+  assert.match(lines.at(-1)!, /\\x1b\]0;pwn\\x07/);
+});
