@@ -221,7 +221,11 @@ bpfTest("--metrics-addr serves Prometheus counts that match the events emitted",
     for (const f of m.values()) {
       for (const x of f.metrics) {
         for (const k of Object.keys(x.labels ?? {})) {
-          assert.ok(["status", "family", "kind", "version", "strategy", "where", "cause"].includes(k), k);
+          assert.ok(
+            ["status", "family", "kind", "version", "strategy", "where", "cause", "transport", "reason", "direction"]
+              .includes(k),
+            k,
+          );
         }
       }
     }
