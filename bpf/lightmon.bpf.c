@@ -923,8 +923,7 @@ int lm_tp_exit(void *ctx)
  * addresses. Every packet is let through. A DNS flood cannot crowd connection
  * records out: responses are not copied while the ring is half full (counted).
  */
-SEC("cgroup_skb/ingress")
-int lm_dns_in(struct __sk_buff *skb)
+static __always_inline int handle_dns(struct __sk_buff *skb, bool by_netns)
 {
 	__u32 zero = 0, l4, off, len = skb->len;
 	__u8 b0, proto;
@@ -968,7 +967,7 @@ int lm_dns_in(struct __sk_buff *skb)
 		return 1;
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	e->kind = LM_KIND_DNS;
-	e->netns_cookie = bpf_get_netns_cookie(skb);
+	e->netns_cookie = by_netns ? bpf_get_netns_cookie(skb) : 0;
 	e->cgroup_id = bpf_skb_cgroup_id(skb);
 	e->payload_len = len - off;
 	e->dport = bpf_ntohs(ports[1]);
@@ -984,18 +983,32 @@ int lm_dns_in(struct __sk_buff *skb)
 		bpf_skb_load_bytes(skb, 8, e->saddr, 16);
 		bpf_skb_load_bytes(skb, 24, e->daddr, 16);
 	}
-	__u32 n = len - off;
+	__u32 n = len - off; /* > 0: len > off above */
 
-	/* The mask restates the bound for the verifier (LM_DNS_DATA is a power of two);
-	 * the empty asm keeps the compiler from dropping it as redundant. */
+	/* The same n, restated in [1, LM_DNS_DATA] for verifiers old and new (LM_DNS_DATA
+	 * is a power of two); the empty asm keeps the compiler from dropping it. */
 	if (n > LM_DNS_DATA - 1)
 		n = LM_DNS_DATA - 1;
 	asm volatile("" : "+r"(n));
-	n &= LM_DNS_DATA - 1;
-	if (n == 0 || bpf_skb_load_bytes(skb, off, e->data, n))
+	n = ((n - 1) & (LM_DNS_DATA - 1)) + 1;
+	if (bpf_skb_load_bytes(skb, off, e->data, n))
 		return 1;
 	e->len = n;
 	if (bpf_ringbuf_output(&lm_events, e, sizeof(*e), 0))
 		count(LM_CTR_DNS_LOST);
 	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int lm_dns_in(struct __sk_buff *skb)
+{
+	return handle_dns(skb, true);
+}
+
+/* Kernels whose cgroup_skb programs lack bpf_get_netns_cookie() (before 6.6 or so):
+ * names are then learned per host, not per network namespace. */
+SEC("cgroup_skb/ingress")
+int lm_dns_in_host(struct __sk_buff *skb)
+{
+	return handle_dns(skb, false);
 }

@@ -128,7 +128,8 @@ export function libbpfVersion(): string {
 export function setLogSink(sink: ((line: string) => void) | undefined): void {
   const s = lib ? lib.symbols : bpf();
   printer?.close();
-  const buf = new Uint8Array(4096);
+  // A verifier log comes as one message: room for a long one when anyone reads them.
+  const buf = new Uint8Array(sink ? 1 << 20 : 16);
   const cb = new Deno.UnsafeCallback(
     PRINT_FN,
     (_level, fmt, ap) => {
@@ -194,6 +195,49 @@ export function fentryRefused(): boolean {
     return false;
   }
   return -fd === 1; // EPERM
+}
+
+const BPF_PROG_TYPE_CGROUP_SKB = 8;
+const BPF_FUNC_GET_NETNS_COOKIE = 122;
+
+/**
+ * Whether cgroup_skb programs may call bpf_get_netns_cookie() here (newer kernels
+ * only): a four-instruction program is loaded and closed.
+ */
+export function cgroupSkbHasNetnsCookie(): boolean {
+  const opts = new Uint8Array(104);
+  new DataView(opts.buffer).setBigUint64(0, 104n, true); // expected_attach_type 0: BPF_CGROUP_INET_INGRESS
+  // call bpf_get_netns_cookie(r1 = ctx); r0 = 1; exit
+  const insns = new Uint8Array([
+    0x85,
+    0,
+    0,
+    0,
+    BPF_FUNC_GET_NETNS_COOKIE,
+    0,
+    0,
+    0,
+    0xb7,
+    0,
+    0,
+    0,
+    1,
+    0,
+    0,
+    0,
+    0x95,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+  ]);
+  const fd = bpf().bpf_prog_load(BPF_PROG_TYPE_CGROUP_SKB, cstr("lm_probe"), cstr("GPL"), insns, 3n, opts);
+  if (fd < 0) return false;
+  libc().close(fd);
+  return true;
 }
 
 /** The options struct bpf_object__open_mem takes: only object_name is set. */

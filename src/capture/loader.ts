@@ -8,7 +8,7 @@
  * @module
  */
 import { BpfError } from "../../ffi/errno.ts";
-import { BpfObject, fentryRefused } from "../../ffi/libbpf.ts";
+import { BpfObject, cgroupSkbHasNetnsCookie, fentryRefused } from "../../ffi/libbpf.ts";
 import { ensureTracefs, tracefsMounted } from "../../ffi/tracefs.ts";
 import { libc, openDirectory, releaseFreeMemory } from "../../ffi/libc.ts";
 import { cgroup2Root } from "./cgroup_root.ts";
@@ -42,11 +42,20 @@ export const SNAPSHOT_PROGRAM = "lm_iter_tcp";
  */
 export const ACCEPT_PROGRAMS = ["lm_tp_accept4", "lm_tp_accept"];
 
-/** DNS responses: a cgroup_skb ingress program on the cgroup v2 root (`--dns`, the default). */
-export const DNS_PROGRAM = "lm_dns_in";
+/**
+ * DNS responses: a cgroup_skb ingress program on the cgroup v2 root (`--dns`, the
+ * default), naming each packet's network namespace, or, on kernels that cannot,
+ * learning names per host.
+ */
+export const DNS_PROGRAMS = { netns: "lm_dns_in", host: "lm_dns_in_host" } as const;
 
 const ALL_PROGRAMS = [
-  ...new Set([...Object.values(PROGRAMS).flat(), SNAPSHOT_PROGRAM, ...ACCEPT_PROGRAMS, DNS_PROGRAM]),
+  ...new Set([
+    ...Object.values(PROGRAMS).flat(),
+    SNAPSHOT_PROGRAM,
+    ...ACCEPT_PROGRAMS,
+    ...Object.values(DNS_PROGRAMS),
+  ]),
 ];
 
 /** What the loader is asked for. */
@@ -80,8 +89,8 @@ export interface Loaded {
    * dropped by the user-space filter, which always applies the whole -exclude.
    */
   kernelDports: readonly number[];
-  /** DNS capture: where it is attached, or why it is not (undefined: not asked for). */
-  dns?: { root: string } | { error: string };
+  /** DNS capture: where it is attached and whether per network namespace, or why not (undefined: not asked for). */
+  dns?: { root: string; perNetns: boolean } | { error: string };
 }
 
 /** Raised when no strategy could be loaded; `errors` says why for each. */
@@ -155,12 +164,19 @@ function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean): Loaded {
   const attached = [...PROGRAMS[strategy], ...(o.trackConns ? ACCEPT_PROGRAMS : [])];
   // The snapshot iterator (Linux 5.8+, as the ring buffer) loads with the capture
   // but is never attached here: snapshot.ts runs it once.
-  const object = openWith([...attached, SNAPSHOT_PROGRAM, ...(dns ? [DNS_PROGRAM] : [])], strategy, o);
+  const dnsProgram = dns ? (cgroupSkbHasNetnsCookie() ? DNS_PROGRAMS.netns : DNS_PROGRAMS.host) : undefined;
+  const object = openWith([...attached, SNAPSHOT_PROGRAM, ...(dnsProgram ? [dnsProgram] : [])], strategy, o);
   try {
     for (const p of attached) object.attach(p);
     releaseFreeMemory(); // libbpf freed the kernel's BTF after load: return it to the system
     const kernelDports = (o.excludedDports ?? []).slice(0, object.mapMaxEntries("lm_excl_dport"));
-    return { object, strategy, mountedTracefs, kernelDports, dns: dns ? attachDns(object) : undefined };
+    return {
+      object,
+      strategy,
+      mountedTracefs,
+      kernelDports,
+      dns: dnsProgram ? attachDns(object, dnsProgram) : undefined,
+    };
   } catch (e) {
     object.close();
     throw e;
@@ -168,14 +184,14 @@ function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean): Loaded {
 }
 
 /** Attach the DNS program to the cgroup v2 root; a failure is said, not fatal. */
-function attachDns(object: BpfObject): { root: string } | { error: string } {
+function attachDns(object: BpfObject, program: string): { root: string; perNetns: boolean } | { error: string } {
   const root = cgroup2Root();
   if (!root) return { error: "no cgroup v2 hierarchy is mounted" };
   let fd = -1;
   try {
     fd = openDirectory(root);
-    object.attachCgroup(DNS_PROGRAM, fd);
-    return { root };
+    object.attachCgroup(program, fd);
+    return { root, perNetns: program === DNS_PROGRAMS.netns };
   } catch (e) {
     return { error: `${root}: ${e instanceof Error ? e.message : e}` };
   } finally {

@@ -24,6 +24,8 @@ export class DnsCache {
   #max: number;
   #now: () => number;
   evictions = 0;
+  /** Names were learned with netns 0 (per host). */
+  #hostWide = false;
 
   constructor(max = MAX_ENTRIES, now = () => performance.now()) {
     this.#max = max;
@@ -37,6 +39,7 @@ export class DnsCache {
   /** `name` resolved to these addresses in netns `netns`; the newest answer wins. */
   learn(netns: bigint, name: string, addresses: readonly Learned[]): void {
     const now = this.#now();
+    if (netns === 0n) this.#hostWide = true;
     for (const a of addresses) {
       const key = `${netns}|${a.address}`;
       this.#entries.delete(key); // re-inserted last: the newest
@@ -49,10 +52,16 @@ export class DnsCache {
     }
   }
 
-  /** The name netns `netns` last resolved to `address`, or "" (none, or expired). */
+  /**
+   * The name netns `netns` last resolved to `address`, or "" (none, or expired).
+   * Names learned with netns 0 (a kernel that cannot tell) are every netns's.
+   */
   lookup(netns: bigint, address: string): string {
     if (this.#entries.size === 0) return "";
-    const key = `${netns}|${address}`;
+    return this.#get(`${netns}|${address}`) || (this.#hostWide ? this.#get(`0|${address}`) : "");
+  }
+
+  #get(key: string): string {
     const e = this.#entries.get(key);
     if (!e) return "";
     if (e.until < this.#now()) {

@@ -91,3 +91,12 @@ Deno.test("the cache: per network namespace, newest answer wins, TTL plus grace,
   c.sweep();
   assert.equal(c.lookup(3n, "10.0.0.4"), "e.test");
 });
+
+Deno.test("names learned per host (a kernel that cannot tell the netns) serve every netns", () => {
+  const c = new DnsCache();
+  c.learn(7n, "mine.test", [{ address: "10.0.0.1", ttl: 60 }]);
+  assert.equal(c.lookup(8n, "10.0.0.1"), ""); // another namespace's name is not ours
+  c.learn(0n, "host.test", [{ address: "10.0.0.2", ttl: 60 }]);
+  assert.equal(c.lookup(8n, "10.0.0.2"), "host.test");
+  assert.equal(c.lookup(7n, "10.0.0.1"), "mine.test");
+});

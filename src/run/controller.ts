@@ -203,7 +203,9 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     const dns = loaded.dns === undefined
       ? ""
       : "root" in loaded.dns
-      ? `; dns names from ${loaded.dns.root}`
+      ? `; dns names from ${loaded.dns.root}${
+        loaded.dns.perNetns ? "" : " (per host: this kernel cannot tell a packet's network namespace)"
+      }`
       : `; no dns names (${loaded.dns.error})`;
     o.log(`lightmon: capture ${strategy}${tried}${mounted}${inKernel}${existingNote}${dns}; ${o.describe}`);
     if (o.durationMs > 0) timers.push(after(o.durationMs, () => stop(0)));

@@ -182,6 +182,17 @@ async function matrix(strategy: string): Promise<string | undefined> {
     const line = r.err.split("\n").find((l) => l.startsWith("lightmon: capture ")) ?? r.err.trim();
     report(strategy, "starts", started && chosen !== undefined, line);
     if (!chosen) return undefined;
+    // The DNS program loaded with the capture and is attached to the cgroup v2 root.
+    const dnsOk = /; dns names from \/sys\/fs\/cgroup/.test(line);
+    let why = line;
+    if (!dnsOk) {
+      // What the verifier said, for whoever reads the failure.
+      const v = new Run(["--output", "json", "--strategy", chosen, "--verbose", "--duration", "1s"]);
+      await v.finish();
+      const log = /lm_dns_in\w*': -- BEGIN PROG LOAD LOG --([\s\S]*?)-- END PROG LOAD LOG/.exec(v.err)?.[1] ?? v.err;
+      why = `${line} | ${log.slice(-1500).replace(/\s+/g, " ")}`;
+    }
+    report(strategy, "dns names from the cgroup v2 root", dnsOk, why);
     if (strategy === "auto") report(strategy, `picks ${flags.auto}`, chosen === flags.auto, line);
     else report(strategy, "uses the forced strategy", chosen === strategy, chosen);
 
