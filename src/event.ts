@@ -19,16 +19,17 @@ export const STATUSES = [
   "existing",
   "listen",
   "closed",
+  "answered",
 ] as const;
 
 /** A connection attempt's status. */
 export type Status = (typeof STATUSES)[number];
 
 /** What a record reports: a connection opened here, accepted here, or ended. */
-export type EventKind = "connect" | "accept" | "close";
+export type EventKind = "connect" | "accept" | "close" | "dns";
 
 /** Every event kind, in the order `--events` lists them. */
-export const EVENT_KINDS: readonly EventKind[] = ["connect", "accept", "close"];
+export const EVENT_KINDS: readonly EventKind[] = ["connect", "accept", "close", "dns"];
 
 /** Who ended a connection: which side sent the first FIN (or aborted), or the peer's reset. */
 export type ClosedBy = "local" | "remote" | "reset";
@@ -78,6 +79,11 @@ export interface ConnEvent {
   closedBy: ClosedBy | "";
   /** Opened before lightmon started: `durationMs` counts from the start. */
   existing: boolean;
+  /** DNS records only (`--events dns`; "" or [] otherwise): the name asked, its type, the answer's code, the answers. */
+  query: string;
+  qtype: string;
+  rcode: string;
+  answers: string[];
   container: string;
   containerId: string;
   /** docker, containerd, crio, podman (from the cgroup's name), or "". */

@@ -124,13 +124,19 @@ export interface Field {
 
 const MAX_U32 = 2 ** 32 - 1;
 const isClose = (e: ConnEvent) => e.event === "close";
+const isDns = (e: ConnEvent) => e.event === "dns";
 /** Connections are tracked (`--events` accept or close): the log line says which record it is. */
 const isTracked = (e: ConnEvent) => e.connId !== 0n;
 /** A number filter on a close record's counter. */
 const closeNumber = { kind: "number", max: Number.MAX_SAFE_INTEGER } as const;
 const endpoint = (addr: string, port: number, family: 4 | 6) => family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
 /** The remote end in the table: the name the workload resolved, when known, else the address. */
-const remoteEnd = (e: ConnEvent) => (e.dnsName ? `${e.dnsName}:${e.dport}` : endpoint(e.daddr, e.dport, e.family));
+const remoteEnd = (e: ConnEvent) =>
+  e.event === "dns"
+    ? `${e.query} ${e.qtype}`
+    : e.dnsName
+    ? `${e.dnsName}:${e.dport}`
+    : endpoint(e.daddr, e.dport, e.family);
 const userOrUid = (e: ConnEvent) => e.user || String(e.uid);
 
 /** Bytes in at most five characters: `512B`, `9.8K`, `1023K`, `3.0M`. */
@@ -155,8 +161,9 @@ export function humanDuration(ms: number): string {
   return `${Math.round(ms / 86_400_000)}d`;
 }
 
-/** The table's status cell: how a connect ended, an accept, or how a connection closed. */
+/** The table's status cell: how a connect ended, an accept, how a connection closed, a DNS answer's code. */
 function statusCell(e: ConnEvent): string {
+  if (e.event === "dns") return e.rcode.toLowerCase();
   if (e.event === "accept") return e.status === "established" ? "accepted" : e.status;
   if (e.event !== "close") return e.status;
   return e.closedBy === "remote" ? "peer closed" : e.closedBy === "reset" ? "reset" : "closed";
@@ -376,15 +383,15 @@ export const FIELDS: readonly Field[] = [
       priority: 1,
       min: 2,
       want: 2,
-      cell: (e) => (e.direction === "inbound" ? "<-" : "->"),
+      cell: (e) => (e.direction === "inbound" || e.event === "dns" ? "<-" : "->"),
     },
   },
   {
     key: "event",
-    doc: "`connect`, `accept` or `close` (see `--events`)",
+    doc: "`connect`, `accept`, `close` or `dns` (see `--events`)",
     get: (e) => e.event,
     json: WORD,
-    filter: { kind: "choice", values: { connect: "connect", accept: "accept", close: "close" } },
+    filter: { kind: "choice", values: { connect: "connect", accept: "accept", close: "close", dns: "dns" } },
     log: { key: "event", when: isTracked },
   },
   {
@@ -483,6 +490,40 @@ export const FIELDS: readonly Field[] = [
     json: BOOL,
     when: isClose,
     log: { key: "existing", when: isClose, value: (e) => (e.existing ? 1 : 0) },
+  },
+  {
+    key: "query",
+    doc: "dns: the name asked (lower case, no final dot)",
+    get: (e) => e.query,
+    json: STRING,
+    when: isDns,
+    filter: { kind: "text" },
+    log: { key: "query", when: isDns },
+  },
+  {
+    key: "qtype",
+    doc: "dns: the type asked (`A`, `AAAA`, ...)",
+    get: (e) => e.qtype,
+    json: STRING,
+    when: isDns,
+    log: { key: "qtype", when: isDns },
+  },
+  {
+    key: "rcode",
+    doc: "dns: the response code (`NOERROR`, `NXDOMAIN`, ...)",
+    get: (e) => e.rcode,
+    json: STRING,
+    when: isDns,
+    filter: { kind: "text" },
+    log: { key: "rcode", when: isDns },
+  },
+  {
+    key: "answers",
+    doc: "dns: every answer record, as `TYPE name data`",
+    get: (e) => e.answers,
+    json: STRINGS,
+    when: isDns,
+    log: { key: "answers", when: isDns, value: (e) => e.answers.join("; ") },
   },
   {
     key: "container",

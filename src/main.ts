@@ -12,7 +12,7 @@ import { UsageError } from "./usage_error.ts";
 import { loadConfig } from "./config/load.ts";
 import { keepPredicate } from "./filter/select.ts";
 import { kernelExcludedDports } from "./filter/compile.ts";
-import { type ConnEvent, SCHEMA_VERSION } from "./event.ts";
+import { type ConnEvent, EVENT_KINDS, SCHEMA_VERSION } from "./event.ts";
 import { runMonitor } from "./run/controller.ts";
 import { SnapshotOverlap } from "./capture/snapshot.ts";
 import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from "../ffi/libc.ts";
@@ -113,7 +113,10 @@ async function main(argv: string[]): Promise<number> {
   // Untracked, the kernel sends connects only: nothing to select.
   const selected = new Set(o.events);
   const trackConns = selected.has("accept") || selected.has("close");
-  const keep = o.events.length === 3 || !trackConns ? userKeep : (e: ConnEvent) => selected.has(e.event) && userKeep(e);
+  // Everything asked for, or connects only (then nothing else arrives): no selection per event.
+  const keep = o.events.length === EVENT_KINDS.length || (o.events.length === 1 && o.events[0] === "connect")
+    ? userKeep
+    : (e: ConnEvent) => selected.has(e.event) && userKeep(e);
   requirePrivileges();
   requireBtf();
   const image = readObject(defaultObjectPath());
@@ -141,7 +144,8 @@ async function main(argv: string[]): Promise<number> {
   }
   const renderer = await makeRenderer(o);
   const processes = new ProcessTracking(new ProcessCache());
-  const dns = o.dns ? new DnsStage() : undefined;
+  if (selected.has("dns") && !o.dns) throw new UsageError("--events dns needs DNS capture: drop -dns=false");
+  const dns = o.dns ? new DnsStage(selected.has("dns")) : undefined;
   const holdback = new Holdback(o.metadataWaitMs, containers);
   docker.onUpdate = () => holdback.metadataArrived();
   const output = new RenderStage(renderer);

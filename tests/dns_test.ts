@@ -37,7 +37,7 @@ async function end(child: Deno.ChildProcess): Promise<void> {
 async function dnsmasq(
   address: string,
   hosts: string,
-  opts: { netns?: string; ttl?: number; cnames?: string[] } = {},
+  opts: { netns?: string; ttl?: number; cnames?: string[]; local?: string } = {},
 ): Promise<{ child: Deno.ChildProcess; hostsFile: string }> {
   const hostsFile = await Deno.makeTempFile({ prefix: "lightmon-hosts-" });
   await Deno.writeTextFile(hostsFile, hosts);
@@ -54,6 +54,8 @@ async function dnsmasq(
     "--user=root",
     "--pid-file=",
     ...(opts.cnames ?? []).map((c) => `--cname=${c}`),
+    // Names of this domain it does not have are NXDOMAIN, not forwarded.
+    ...(opts.local ? [`--local=/${opts.local}/`] : []),
   ];
   const child = opts.netns
     ? new Deno.Command("ip", { args: ["netns", "exec", opts.netns, "dnsmasq", ...args], stderr: "null" }).spawn()
@@ -310,3 +312,57 @@ dockerTest(
   },
   { inContainer: () => "runs dnsmasq on the host" },
 );
+
+bpfTest("--events dns: one event per response, with the name asked, its type, the code and the answers", async () => {
+  const ns = await netns();
+  const server = await dnsmasq("127.0.0.1", "127.0.0.2 api.lightmon.test\n", {
+    netns: ns.name,
+    cnames: ["alias.lightmon.test,api.lightmon.test"],
+    local: "lightmon.test",
+  });
+  const l4 = await spawn("ip", ["netns", "exec", ns.name, CONNECTOR, "-L", "-T", "60", "0.0.0.0", "0"]);
+  const lm = new Lightmon(["--output", "json", "--events", "dns", "--include", "query=*.lightmon.test"]);
+  try {
+    await lm.ready();
+    await resolveConnect(ns.name, "alias.lightmon.test", Number(l4.first));
+    // A name the server does not have: the resolver gets NXDOMAIN and the client gives up.
+    await new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        ns.name,
+        DENO,
+        "run",
+        "-A",
+        `${ROOT}tests/helpers/resolve_connect.ts`,
+        "missing.lightmon.test",
+        "1",
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    await lm.until((o) => o.includes("missing.lightmon.test"), 5000, "the NXDOMAIN response");
+    await new Promise((r) => setTimeout(r, 300));
+    const st = await lm.stop("SIGINT");
+    assert.equal(st.code, 0, lm.stderr);
+    const events = lm.events();
+    assert.ok(events.every((e) => e.event === "dns"), "only DNS events");
+    const alias = events.filter((e) => e.query === "alias.lightmon.test" && e.qtype === "A");
+    assert.equal(alias.length, 1, JSON.stringify(events));
+    assert.equal(alias[0].rcode, "NOERROR");
+    assert.deepEqual(alias[0].answers, [
+      "CNAME alias.lightmon.test api.lightmon.test",
+      "A api.lightmon.test 127.0.0.2",
+    ]);
+    assert.equal(alias[0].daddr, "127.0.0.1"); // the resolver
+    assert.equal(alias[0].dport, 53);
+    const missing = events.filter((e) => e.query === "missing.lightmon.test" && e.qtype === "A");
+    assert.ok(missing.length >= 1, JSON.stringify(events));
+    assert.equal(missing[0].rcode, "NXDOMAIN");
+  } finally {
+    await lm.stop("SIGKILL").catch(() => {});
+    for (const c of [l4.child, server.child]) await end(c);
+    await Deno.remove(server.hostsFile);
+    await ns.close();
+  }
+});

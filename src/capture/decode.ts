@@ -70,6 +70,8 @@ export interface RawConnect {
   cgroupParent: string;
   /** The socket's network namespace, as the DNS capture names it (0n when the kernel cannot say). */
   netnsCookie: bigint;
+  /** A DNS response as an event (`--events dns`, made by the DNS stage). */
+  dns?: { query: string; qtype: string; rcode: string; answers: string[] };
 }
 
 /** A DNS response that arrived at a socket. */

@@ -118,9 +118,9 @@ function eventList(v: string, flag: string): EventKind[] {
   const bad = names.find((x) => !known.has(x));
   if (bad !== undefined || names.length === 0) {
     throw new UsageError(
-      `${flag}: ${
-        bad === undefined ? "empty list" : `unknown event '${bad}'`
-      }; choose from connect, accept, close, or all`,
+      `${flag}: ${bad === undefined ? "empty list" : `unknown event '${bad}'`}; choose from ${
+        EVENT_KINDS.join(", ")
+      }, or all`,
     );
   }
   return EVENT_KINDS.filter((k) => names.includes(k) || names.includes("all"));
@@ -241,7 +241,8 @@ export const FLAGS: readonly Flag[] = [
     convert: eventList,
     group: "Filtering",
     value: "LIST",
-    help: "records to report, comma-separated: connect (outbound), accept (inbound), close (duration, bytes), or all",
+    help:
+      "records to report, comma-separated: connect (outbound), accept (inbound), close (duration, bytes), dns (responses), or all",
   },
   {
     name: "dns",

@@ -55,6 +55,7 @@ export interface EnrichDeps {
   names?: NameSource;
 }
 
+const NO_ANSWERS: string[] = [];
 const NO_PROCESS = { exe: "", args: [] as string[], source: "unknown" as const };
 
 /**
@@ -63,7 +64,9 @@ const NO_PROCESS = { exe: "", args: [] as string[], source: "unknown" as const }
  */
 export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
   const close = r.event === "close";
-  const proc = close ? NO_PROCESS : d.processes.lookup(r.pid, r.procStartNs, r.startNs);
+  // A close's task is its opening record's (ConnJoin); a DNS response's is not known (softirq).
+  const noTask = close || r.event === "dns";
+  const proc = noTask ? NO_PROCESS : d.processes.lookup(r.pid, r.procStartNs, r.startNs);
   const cg = identifyCgroup(r.cgroup, r.cgroupParent);
   const meta = cg.containerId ? d.containers.get(cg.containerId) : undefined;
   // The differences are small: one bigint subtraction, then plain numbers (no bigint division per event).
@@ -77,7 +80,7 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     uid: r.uid,
     gid: r.gid,
     // Names from the host's passwd only for host processes: a container has its own.
-    user: cg.containerId || close ? "" : d.users.name(r.uid),
+    user: cg.containerId || noTask ? "" : d.users.name(r.uid),
     comm: r.comm,
     exe: proc.exe,
     args: proc.args,
@@ -88,7 +91,7 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     daddr: r.daddr,
     dport: r.dport,
     // A close takes its opening record's name (ConnJoin): the answer may have expired by now.
-    dnsName: close || !d.names ? "" : d.names.lookup(r.netnsCookie, r.daddr),
+    dnsName: noTask || !d.names ? "" : d.names.lookup(r.netnsCookie, r.daddr),
     event: r.event,
     connId: r.connId,
     direction: r.inbound ? "inbound" : "outbound",
@@ -101,6 +104,10 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     rttUs: r.srttUs,
     closedBy: r.closedBy,
     existing: r.existing,
+    query: r.dns?.query ?? "",
+    qtype: r.dns?.qtype ?? "",
+    rcode: r.dns?.rcode ?? "",
+    answers: r.dns?.answers ?? NO_ANSWERS,
     container: meta?.name ?? "",
     containerId: cg.containerId,
     containerRuntime: cg.runtime,
