@@ -1012,3 +1012,67 @@ int lm_dns_in_host(struct __sk_buff *skb)
 {
 	return handle_dns(skb, false);
 }
+
+/*
+ * DNS queries leaving a socket (destination port 53): the id and the socket's port
+ * match the response; sent from the asking task, they name it. Only the header's
+ * id is read: the question is the response's to tell.
+ */
+SEC("cgroup_skb/egress")
+int lm_dns_out(struct __sk_buff *skb)
+{
+	__u32 l4, off, len = skb->len;
+	__u8 b0, proto;
+	__be16 ports[2];
+	__be16 id;
+
+	if (bpf_skb_load_bytes(skb, 0, &b0, 1))
+		return 1;
+	if ((b0 >> 4) == 4) {
+		l4 = (b0 & 0xf) * 4;
+		if (bpf_skb_load_bytes(skb, 9, &proto, 1))
+			return 1;
+	} else if ((b0 >> 4) == 6) {
+		l4 = 40;
+		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
+			return 1;
+	} else {
+		return 1;
+	}
+	if ((proto != IPPROTO_UDP && proto != IPPROTO_TCP) || bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)))
+		return 1;
+	if (ports[1] != bpf_htons(53))
+		return 1;
+	if (proto == IPPROTO_UDP) {
+		off = l4 + 8;
+	} else {
+		__u8 doff;
+
+		if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
+			return 1;
+		off = l4 + (doff >> 4) * 4 + 2; /* past the two-byte length */
+	}
+	if (len < off + 2 || bpf_skb_load_bytes(skb, off, &id, sizeof(id)))
+		return 1;
+	if (bpf_ringbuf_query(&lm_events, BPF_RB_AVAIL_DATA) > bpf_ringbuf_query(&lm_events, BPF_RB_RING_SIZE) / 2) {
+		count(LM_CTR_DNS_LOST);
+		return 1;
+	}
+	__u64 pt = bpf_get_current_pid_tgid();
+	struct lm_dns_query q = {
+		.ts_ns = bpf_ktime_get_boot_ns(),
+		.kind = LM_KIND_DNS_QUERY,
+		.pid = pt >> 32,
+		.tid = (__u32)pt,
+		.uid = (__u32)bpf_get_current_uid_gid(),
+		.netns_cookie = bpf_get_netns_cookie(skb),
+		.cgroup_id = bpf_get_current_cgroup_id(),
+		.sport = bpf_ntohs(ports[0]),
+		.dns_id = bpf_ntohs(id),
+	};
+
+	bpf_get_current_comm(q.comm, sizeof(q.comm));
+	if (bpf_ringbuf_output(&lm_events, &q, sizeof(q), 0))
+		count(LM_CTR_DNS_LOST);
+	return 1;
+}

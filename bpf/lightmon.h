@@ -29,6 +29,7 @@ enum lm_kind {
 	LM_KIND_ACCEPT = 5, /* lm_conn_event: a connection accepted, in the accepting task */
 	LM_KIND_CLOSE = 6,  /* lm_conn_event: a connection ended; identity is joined by conn_id */
 	LM_KIND_DNS = 7,    /* lm_dns_event: a DNS response arriving at a socket */
+	LM_KIND_DNS_QUERY = 8, /* lm_dns_query: a DNS query leaving, in the sending task */
 };
 
 /* lm_conn_event.status */
@@ -192,6 +193,24 @@ struct lm_fork_event {
 	__u32 _pad;
 };
 
+/* A DNS query (destination port 53) leaving a socket, from the cgroup_skb egress
+ * program: sent in the asking task's context, so it names the task, and its id
+ * and the socket's port match it to the response (latency, who asked). */
+struct lm_dns_query {
+	__u64 ts_ns;
+	__u32 kind;	     /* LM_KIND_DNS_QUERY */
+	__u32 pid;	     /* tgid of the sending task (0: sent outside a task, e.g. a retransmit) */
+	__u64 netns_cookie;
+	__u64 cgroup_id;     /* the sending task's cgroup v2 id */
+	__u64 proc_start_ns; /* 0: not read here (the process cache knows it) */
+	__u32 tid;
+	__u32 uid;
+	__u16 sport;	     /* the asking socket's port, host order */
+	__u16 dns_id;	     /* the query's id, as on the wire */
+	__u8 _pad[4];
+	char comm[LM_COMM_LEN];
+};
+
 /* Set by the loader before load (the .rodata initial value). */
 struct lm_config {
 	__u32 stash_on_state; /* 1: CLOSE->SYN_SENT stashes (tp strategies); 0: fentry/kprobe do */
@@ -202,6 +221,7 @@ struct lm_config {
 	__u32 _pad;
 };
 
+_Static_assert(sizeof(struct lm_dns_query) == 72, "lm_dns_query layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_dns_event) == 1104, "lm_dns_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_conn_event) == 360, "lm_conn_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exec_event) == 1608, "lm_exec_event layout changed: update src/capture/layout.ts");

@@ -176,6 +176,7 @@ async function main(argv: string[]): Promise<number> {
       existing: o.existing,
       trackConns,
       dns: o.dns,
+      dnsQueries: selected.has("dns"),
       inboundExisting: selected.has("accept") || selected.has("close"),
       // LIGHTMON_KERNEL_FILTER=0 keeps every decision in user space (for comparison).
       excludedDports: Deno.env.get("LIGHTMON_KERNEL_FILTER") === "0" ? [] : kernelExcludedDports(o.exclude),

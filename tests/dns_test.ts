@@ -324,7 +324,7 @@ bpfTest("--events dns: one event per response, with the name asked, its type, th
   const lm = new Lightmon(["--output", "json", "--events", "dns", "--include", "query=*.lightmon.test"]);
   try {
     await lm.ready();
-    await resolveConnect(ns.name, "alias.lightmon.test", Number(l4.first));
+    const client = await resolveConnect(ns.name, "alias.lightmon.test", Number(l4.first));
     // A name the server does not have: the resolver gets NXDOMAIN and the client gives up.
     await new Deno.Command("ip", {
       args: [
@@ -356,6 +356,13 @@ bpfTest("--events dns: one event per response, with the name asked, its type, th
     ]);
     assert.equal(alias[0].daddr, "127.0.0.1"); // the resolver
     assert.equal(alias[0].dport, 53);
+    // The query was seen leaving: who asked, and how long the answer took.
+    assert.equal(alias[0].pid, client.pid);
+    assert.equal(alias[0].exe, DENO);
+    assert.ok(
+      (alias[0].latencyUs as number) > 0 && (alias[0].latencyUs as number) < 1_000_000,
+      String(alias[0].latencyUs),
+    );
     const missing = events.filter((e) => e.query === "missing.lightmon.test" && e.qtype === "A");
     assert.ok(missing.length >= 1, JSON.stringify(events));
     assert.equal(missing[0].rcode, "NXDOMAIN");

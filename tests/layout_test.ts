@@ -9,6 +9,8 @@ import {
   CONN,
   CONN_SIZE,
   DNS,
+  DNS_QUERY,
+  DNS_QUERY_SIZE,
   DNS_SIZE,
   EXEC,
   EXEC_SIZE,
@@ -56,6 +58,7 @@ const CASES = [
   ["lm_exit_event", EXIT, EXIT_SIZE],
   ["lm_fork_event", FORK, FORK_SIZE],
   ["lm_dns_event", DNS, DNS_SIZE],
+  ["lm_dns_query", DNS_QUERY, DNS_QUERY_SIZE],
   ["lm_config", CONFIG, CONFIG_SIZE],
 ] as const;
 

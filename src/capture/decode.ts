@@ -11,6 +11,7 @@ import {
   CWD_COMPLETE,
   CWD_NAME,
   DNS,
+  DNS_QUERY,
   EXEC,
   EXIT,
   FLAG_EXISTING,
@@ -72,6 +73,8 @@ export interface RawConnect {
   netnsCookie: bigint;
   /** A DNS response as an event (`--events dns`, made by the DNS stage). */
   dns?: { query: string; qtype: string; rcode: string; answers: string[] };
+  /** The process is known by pid only (a DNS query's sender): its current image is taken. */
+  pidOnly?: true;
 }
 
 /** A DNS response that arrived at a socket. */
@@ -90,6 +93,21 @@ export interface RawDns {
   /** The response's bytes as copied (at most 1024), and its size in the packet. */
   data: Uint8Array;
   payloadLen: number;
+}
+
+/** A DNS query leaving a socket, in the asking task. */
+export interface RawDnsQuery {
+  kind: "dns_query";
+  tsNs: bigint;
+  pid: number;
+  tid: number;
+  uid: number;
+  netnsCookie: bigint;
+  cgroupId: bigint;
+  /** The asking socket's port, and the query's id: with the netns, they match the response. */
+  sport: number;
+  dnsId: number;
+  comm: string;
 }
 
 /** A successful execve. */
@@ -131,7 +149,7 @@ export interface RawFork {
 }
 
 /** Any record. */
-export type RawRecord = RawConnect | RawExec | RawExit | RawFork | RawDns;
+export type RawRecord = RawConnect | RawExec | RawExit | RawFork | RawDns | RawDnsQuery;
 
 const utf8 = new TextDecoder();
 
@@ -269,6 +287,21 @@ function decodeConnect(v: DataView, event: EventKind): RawConnect {
   };
 }
 
+function decodeDnsQuery(v: DataView): RawDnsQuery {
+  return {
+    kind: "dns_query",
+    tsNs: v.getBigUint64(DNS_QUERY.ts_ns.offset, true),
+    pid: v.getUint32(DNS_QUERY.pid.offset, true),
+    tid: v.getUint32(DNS_QUERY.tid.offset, true),
+    uid: v.getUint32(DNS_QUERY.uid.offset, true),
+    netnsCookie: v.getBigUint64(DNS_QUERY.netns_cookie.offset, true),
+    cgroupId: v.getBigUint64(DNS_QUERY.cgroup_id.offset, true),
+    sport: v.getUint16(DNS_QUERY.sport.offset, true),
+    dnsId: v.getUint16(DNS_QUERY.dns_id.offset, true),
+    comm: cString(v, DNS_QUERY.comm.offset, DNS_QUERY.comm.size),
+  };
+}
+
 function decodeDns(v: DataView): RawDns {
   const family: 4 | 6 = v.getUint16(DNS.family.offset, true) === AF_INET6 ? 6 : 4;
   const len = Math.min(v.getUint32(DNS.len.offset, true), DNS.data.size);
@@ -351,6 +384,8 @@ export function decodeRecord(v: DataView): RawRecord | undefined {
       return decodeConnect(v, "close");
     case KIND.dns:
       return decodeDns(v);
+    case KIND.dnsQuery:
+      return decodeDnsQuery(v);
     case KIND.exec:
       return decodeExec(v);
     case KIND.exit:

@@ -120,6 +120,23 @@ export const DNS = {
 /** sizeof(struct lm_dns_event) */
 export const DNS_SIZE = 1104;
 
+/** struct lm_dns_query */
+export const DNS_QUERY = {
+  ts_ns: { offset: 0, size: 8 },
+  kind: { offset: 8, size: 4 },
+  pid: { offset: 12, size: 4 },
+  netns_cookie: { offset: 16, size: 8 },
+  cgroup_id: { offset: 24, size: 8 },
+  proc_start_ns: { offset: 32, size: 8 },
+  tid: { offset: 40, size: 4 },
+  uid: { offset: 44, size: 4 },
+  sport: { offset: 48, size: 2 },
+  dns_id: { offset: 50, size: 2 },
+  comm: { offset: 56, size: 16 },
+} as const satisfies Record<string, FieldPos>;
+/** sizeof(struct lm_dns_query) */
+export const DNS_QUERY_SIZE = 72;
+
 /** struct lm_config, the .rodata global `lm_cfg` */
 export const CONFIG = {
   stash_on_state: { offset: 0, size: 4 },
@@ -132,7 +149,7 @@ export const CONFIG = {
 export const CONFIG_SIZE = 24;
 
 /** enum lm_kind */
-export const KIND = { connect: 1, exec: 2, exit: 3, fork: 4, accept: 5, close: 6, dns: 7 } as const;
+export const KIND = { connect: 1, exec: 2, exit: 3, fork: 4, accept: 5, close: 6, dns: 7, dnsQuery: 8 } as const;
 
 /** enum lm_status, by value: the kernel numbers the schema's statuses in their listed order. */
 export const STATUS_NAMES: readonly Status[] = STATUSES;

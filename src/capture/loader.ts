@@ -48,6 +48,8 @@ export const ACCEPT_PROGRAMS = ["lm_tp_accept4", "lm_tp_accept"];
  * learning names per host.
  */
 export const DNS_PROGRAMS = { netns: "lm_dns_in", host: "lm_dns_in_host" } as const;
+/** DNS queries on egress, in the asking task (pid and latency for `--events dns`), where the kernel allows it. */
+export const DNS_QUERY_PROGRAM = "lm_dns_out";
 
 const ALL_PROGRAMS = [
   ...new Set([
@@ -55,6 +57,7 @@ const ALL_PROGRAMS = [
     SNAPSHOT_PROGRAM,
     ...ACCEPT_PROGRAMS,
     ...Object.values(DNS_PROGRAMS),
+    DNS_QUERY_PROGRAM,
   ]),
 ];
 
@@ -74,6 +77,8 @@ export interface LoadOptions {
   trackConns?: boolean;
   /** Capture DNS responses (a missing cgroup v2 or a refusal only costs the names). */
   dns?: boolean;
+  /** Capture DNS queries too (`--events dns`: who asked, and the latency). */
+  dnsQueries?: boolean;
   /** Called once per strategy that failed, with why. */
   onFallback?: (strategy: Strategy, error: Error) => void;
 }
@@ -90,7 +95,7 @@ export interface Loaded {
    */
   kernelDports: readonly number[];
   /** DNS capture: where it is attached and whether per network namespace, or why not (undefined: not asked for). */
-  dns?: { root: string; perNetns: boolean } | { error: string };
+  dns?: { root: string; perNetns: boolean; queries: boolean } | { error: string };
 }
 
 /** Raised when no strategy could be loaded; `errors` says why for each. */
@@ -144,17 +149,22 @@ function kprobesAvailable(): boolean {
 }
 
 function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
-  if (!o.dns) return loadWith(strategy, o, false);
+  if (!o.dns) return loadWith(strategy, o, false, false);
+  if (o.dnsQueries) {
+    try {
+      return loadWith(strategy, o, true, true);
+    } catch { /* the query program may be what this kernel refuses: without it */ }
+  }
   try {
-    return loadWith(strategy, o, true);
+    return loadWith(strategy, o, true, false);
   } catch (e) {
     // Without the DNS program: if that loads, the DNS program was the trouble.
-    const loaded = loadWith(strategy, o, false);
+    const loaded = loadWith(strategy, o, false, false);
     return { ...loaded, dns: { error: e instanceof Error ? e.message : String(e) } };
   }
 }
 
-function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean): Loaded {
+function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean, queries: boolean): Loaded {
   if (strategy === "kprobe" && !kprobesAvailable()) {
     throw new BpfError("attach lm_kprobe_conn", 2 /* ENOENT, as libbpf would say */);
   }
@@ -164,8 +174,13 @@ function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean): Loaded {
   const attached = [...PROGRAMS[strategy], ...(o.trackConns ? ACCEPT_PROGRAMS : [])];
   // The snapshot iterator (Linux 5.8+, as the ring buffer) loads with the capture
   // but is never attached here: snapshot.ts runs it once.
-  const dnsProgram = dns ? (cgroupSkbHasNetnsCookie() ? DNS_PROGRAMS.netns : DNS_PROGRAMS.host) : undefined;
-  const object = openWith([...attached, SNAPSHOT_PROGRAM, ...(dnsProgram ? [dnsProgram] : [])], strategy, o);
+  const perNetns = dns && cgroupSkbHasNetnsCookie();
+  const dnsPrograms = !dns
+    ? []
+    : perNetns
+    ? [DNS_PROGRAMS.netns, ...(queries ? [DNS_QUERY_PROGRAM] : [])]
+    : [DNS_PROGRAMS.host];
+  const object = openWith([...attached, SNAPSHOT_PROGRAM, ...dnsPrograms], strategy, o);
   try {
     for (const p of attached) object.attach(p);
     releaseFreeMemory(); // libbpf freed the kernel's BTF after load: return it to the system
@@ -175,7 +190,7 @@ function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean): Loaded {
       strategy,
       mountedTracefs,
       kernelDports,
-      dns: dnsProgram ? attachDns(object, dnsProgram) : undefined,
+      dns: dnsPrograms.length ? attachDns(object, dnsPrograms) : undefined,
     };
   } catch (e) {
     object.close();
@@ -184,14 +199,21 @@ function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean): Loaded {
 }
 
 /** Attach the DNS program to the cgroup v2 root; a failure is said, not fatal. */
-function attachDns(object: BpfObject, program: string): { root: string; perNetns: boolean } | { error: string } {
+function attachDns(
+  object: BpfObject,
+  programs: readonly string[],
+): { root: string; perNetns: boolean; queries: boolean } | { error: string } {
   const root = cgroup2Root();
   if (!root) return { error: "no cgroup v2 hierarchy is mounted" };
   let fd = -1;
   try {
     fd = openDirectory(root);
-    object.attachCgroup(program, fd);
-    return { root, perNetns: program === DNS_PROGRAMS.netns };
+    for (const p of programs) object.attachCgroup(p, fd);
+    return {
+      root,
+      perNetns: programs.includes(DNS_PROGRAMS.netns),
+      queries: programs.includes(DNS_QUERY_PROGRAM),
+    };
   } catch (e) {
     return { error: `${root}: ${e instanceof Error ? e.message : e}` };
   } finally {

@@ -19,6 +19,8 @@ export interface Learned {
 
 /** What one response says. */
 export interface DnsResponse {
+  /** The id the query carried. */
+  id: number;
   /** The name the client asked for, lower-cased, without the final dot. */
   query: string;
   qtype: string;
@@ -83,6 +85,7 @@ export function parseResponse(bytes: Uint8Array, tcp: boolean): DnsResponse | un
     addresses.push({ address: ipaddr.parse(a.data).toString(), ttl: Math.min(via, a.ttl ?? 0) });
   }
   return {
+    id: p.id ?? 0,
     query,
     qtype: String(q.type),
     rcode: String(p.rcode ?? ""),

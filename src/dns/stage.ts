@@ -3,13 +3,20 @@
  * cache and go no further; every other record passes.
  * @module
  */
-import type { RawConnect, RawDns, RawRecord } from "../capture/decode.ts";
+import type { RawConnect, RawDns, RawDnsQuery, RawRecord } from "../capture/decode.ts";
 import { type Counters, Stage } from "../stage.ts";
 import { DnsCache } from "./cache.ts";
 import { type DnsResponse, parseResponse } from "./parse.ts";
 
-/** A response as a record of the event stream (`--events dns`): the asking socket's end first. */
-function asEvent(r: RawDns, res: DnsResponse): RawConnect {
+/** Queries waiting for their response at most, and for how long (ms). */
+export const MAX_QUERIES = 8192;
+const QUERY_MS = 10_000;
+
+/**
+ * A response as a record of the event stream (`--events dns`): the asking socket's
+ * end first; the query, when it was seen, gives the task and the latency.
+ */
+function asEvent(r: RawDns, res: DnsResponse, q: RawDnsQuery | undefined): RawConnect {
   return {
     kind: "connect",
     event: "dns",
@@ -22,13 +29,13 @@ function asEvent(r: RawDns, res: DnsResponse): RawConnect {
     srttUs: 0,
     closedBy: "",
     tsNs: r.tsNs,
-    startNs: r.tsNs,
-    cgroupId: r.cgroupId,
+    startNs: q && q.tsNs <= r.tsNs ? q.tsNs : r.tsNs,
+    cgroupId: q?.cgroupId ?? r.cgroupId,
     procStartNs: 0n,
-    pid: 0,
-    tid: 0,
+    pid: q?.pid ?? 0,
+    tid: q?.tid ?? 0,
     ppid: 0,
-    uid: 0,
+    uid: q?.uid ?? 0,
     gid: 0,
     mntns: 0,
     netns: 0,
@@ -39,11 +46,12 @@ function asEvent(r: RawDns, res: DnsResponse): RawConnect {
     status: "answered",
     saddr: r.daddr,
     daddr: r.saddr,
-    comm: "",
+    comm: q?.comm ?? "",
     cgroup: "",
     cgroupParent: "",
     netnsCookie: r.netnsCookie,
     dns: { query: res.query, qtype: res.qtype, rcode: res.rcode, answers: res.answers },
+    ...(q && q.pid !== 0 ? { pidOnly: true as const } : {}),
   };
 }
 
@@ -58,6 +66,9 @@ export class DnsStage extends Stage<RawRecord> {
   #tcp = 0;
 
   #events: boolean;
+  /** Queries by `<netns>|<port>|<id>`, oldest first, bounded. */
+  #queries = new Map<string, RawDnsQuery>();
+  #matched = 0;
 
   /** @param events pass every response on as an event (`--events dns`) */
   constructor(events = false, cache = new DnsCache()) {
@@ -67,6 +78,10 @@ export class DnsStage extends Stage<RawRecord> {
   }
 
   push(r: RawRecord): void {
+    if (r.kind === "dns_query") {
+      if (this.#events) this.#remember(r);
+      return;
+    }
     if (r.kind !== "dns") {
       this.emit(r);
       return;
@@ -82,11 +97,30 @@ export class DnsStage extends Stage<RawRecord> {
     this.#responses++;
     if (tcp) this.#tcp++;
     this.cache.learn(r.netnsCookie, res.query, res.addresses);
-    if (this.#events) this.emit(asEvent(r, res));
+    if (!this.#events) return;
+    const key = `${r.netnsCookie}|${r.dport}|${res.id}`;
+    const q = this.#queries.get(key);
+    if (q) {
+      this.#queries.delete(key);
+      this.#matched++;
+    }
+    this.emit(asEvent(r, res, q));
+  }
+
+  #remember(q: RawDnsQuery): void {
+    const key = `${q.netnsCookie}|${q.sport}|${q.dnsId}`;
+    this.#queries.delete(key);
+    if (this.#queries.size >= MAX_QUERIES) this.#queries.delete(this.#queries.keys().next().value!);
+    this.#queries.set(key, q);
   }
 
   override housekeeping(): void {
     this.cache.sweep();
+    // Queries never answered (or answered unseen) go after a while.
+    const old = BigInt(QUERY_MS) * 1_000_000n;
+    let newest = 0n;
+    for (const q of this.#queries.values()) newest = q.tsNs > newest ? q.tsNs : newest;
+    for (const [k, q] of this.#queries) if (newest - q.tsNs > old) this.#queries.delete(k);
   }
 
   override counters(): Counters {
@@ -95,6 +129,7 @@ export class DnsStage extends Stage<RawRecord> {
       overTcp: this.#tcp,
       malformed: this.#malformed,
       cutShort: this.#cut,
+      queriesMatched: this.#matched,
       cacheEntries: this.cache.size,
       evictions: this.cache.evictions,
     };

@@ -65,8 +65,12 @@ const NO_PROCESS = { exe: "", args: [] as string[], source: "unknown" as const }
 export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
   const close = r.event === "close";
   // A close's task is its opening record's (ConnJoin); a DNS response's is not known (softirq).
-  const noTask = close || r.event === "dns";
-  const proc = noTask ? NO_PROCESS : d.processes.lookup(r.pid, r.procStartNs, r.startNs);
+  const noTask = close || (r.event === "dns" && !r.pidOnly);
+  const proc = noTask
+    ? NO_PROCESS
+    : r.pidOnly
+    ? d.processes.current(r.pid)
+    : d.processes.lookup(r.pid, r.procStartNs, r.startNs);
   const cg = identifyCgroup(r.cgroup, r.cgroupParent);
   const meta = cg.containerId ? d.containers.get(cg.containerId) : undefined;
   // The differences are small: one bigint subtraction, then plain numbers (no bigint division per event).
@@ -91,7 +95,7 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     daddr: r.daddr,
     dport: r.dport,
     // A close takes its opening record's name (ConnJoin): the answer may have expired by now.
-    dnsName: noTask || !d.names ? "" : d.names.lookup(r.netnsCookie, r.daddr),
+    dnsName: noTask || r.event === "dns" || !d.names ? "" : d.names.lookup(r.netnsCookie, r.daddr),
     event: r.event,
     connId: r.connId,
     direction: r.inbound ? "inbound" : "outbound",

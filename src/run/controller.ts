@@ -27,6 +27,8 @@ export interface RunOptions {
   inboundExisting: boolean;
   /** Capture DNS responses (names for dnsName). */
   dns: boolean;
+  /** Capture DNS queries too (`--events dns`). */
+  dnsQueries: boolean;
   /** Destination ports -exclude drops outright: dropped in the kernel at connect(). */
   excludedDports: readonly number[];
   durationMs: number;
@@ -131,6 +133,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     excludedDports: o.excludedDports,
     trackConns: o.trackConns,
     dns: o.dns,
+    dnsQueries: o.dnsQueries,
     onFallback: (s, e) => {
       fallbacks.push(`${s}: ${"code" in e ? e.code : e.message}`);
       if (o.verbose) o.log(`lightmon: strategy ${s} failed: ${e.message}`);
@@ -205,7 +208,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
       : "root" in loaded.dns
       ? `; dns names from ${loaded.dns.root}${
         loaded.dns.perNetns ? "" : " (per host: this kernel cannot tell a packet's network namespace)"
-      }`
+      }${loaded.dns.queries ? ", queries seen" : ""}`
       : `; no dns names (${loaded.dns.error})`;
     o.log(`lightmon: capture ${strategy}${tried}${mounted}${inKernel}${existingNote}${dns}; ${o.describe}`);
     if (o.durationMs > 0) timers.push(after(o.durationMs, () => stop(0)));
