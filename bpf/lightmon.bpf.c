@@ -55,6 +55,7 @@ const volatile struct lm_config lm_cfg = {};
  * tests/layout_test.ts can check the decoder against every record type. */
 const struct lm_exit_event *lm_btf_anchor_exit __attribute__((unused));
 const struct lm_fork_event *lm_btf_anchor_fork __attribute__((unused));
+const struct lm_dns_query *lm_btf_anchor_query __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
