@@ -145,6 +145,13 @@ struct {
 	__type(value, struct lm_dns_event);
 } lm_dns_scratch SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lm_dns_query);
+} lm_query_scratch SEC(".maps");
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&lm_counters, &idx);
@@ -178,7 +185,7 @@ static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
  * v1 or hybrid host, where runtimes place containers in the v1 controllers and the
  * task sits at the v2 root, fall back to the memory controller's cgroup.
  */
-static __always_inline void read_cgroup(struct task_struct *task, struct lm_conn_event *e)
+static __always_inline void read_cgroup_names(struct task_struct *task, char *leaf, char *parent)
 {
 	struct css_set *cs = BPF_CORE_READ(task, cgroups);
 	struct cgroup *cg = BPF_CORE_READ(cs, dfl_cgrp);
@@ -196,10 +203,14 @@ static __always_inline void read_cgroup(struct task_struct *task, struct lm_conn
 		return;
 	struct kernfs_node *kn = BPF_CORE_READ(cg, kn);
 
-	bpf_probe_read_kernel_str(e->cgroup, sizeof(e->cgroup), kn_name(kn));
+	bpf_probe_read_kernel_str(leaf, LM_CGROUP_NAME_LEN, kn_name(kn));
 	if (BPF_CORE_READ(cg, level) > 1)
-		bpf_probe_read_kernel_str(e->cgroup_parent, sizeof(e->cgroup_parent),
-					  kn_name(kn_parent(kn)));
+		bpf_probe_read_kernel_str(parent, LM_CGROUP_NAME_LEN, kn_name(kn_parent(kn)));
+}
+
+static __always_inline void read_cgroup(struct task_struct *task, struct lm_conn_event *e)
+{
+	read_cgroup_names(task, e->cgroup, e->cgroup_parent);
 }
 
 static __always_inline bool is_v4_mapped(const __u8 *a)
@@ -1059,8 +1070,14 @@ int lm_dns_out(struct __sk_buff *skb)
 		count(LM_CTR_DNS_LOST);
 		return 1;
 	}
+	__u32 zero = 0;
+	struct lm_dns_query *q = bpf_map_lookup_elem(&lm_query_scratch, &zero);
+
+	if (!q)
+		return 1;
 	__u64 pt = bpf_get_current_pid_tgid();
-	struct lm_dns_query q = {
+
+	*q = (struct lm_dns_query){
 		.ts_ns = bpf_ktime_get_boot_ns(),
 		.kind = LM_KIND_DNS_QUERY,
 		.pid = pt >> 32,
@@ -1072,8 +1089,10 @@ int lm_dns_out(struct __sk_buff *skb)
 		.dns_id = bpf_ntohs(id),
 	};
 
-	bpf_get_current_comm(q.comm, sizeof(q.comm));
-	if (bpf_ringbuf_output(&lm_events, &q, sizeof(q), 0))
+	bpf_get_current_comm(q->comm, sizeof(q->comm));
+	/* The container: the task's cgroup names, as connect records carry them. */
+	read_cgroup_names((struct task_struct *)bpf_get_current_task(), q->cgroup, q->cgroup_parent);
+	if (bpf_ringbuf_output(&lm_events, q, sizeof(*q), 0))
 		count(LM_CTR_DNS_LOST);
 	return 1;
 }

@@ -209,6 +209,8 @@ struct lm_dns_query {
 	__u16 dns_id;	     /* the query's id, as on the wire */
 	__u8 _pad[4];
 	char comm[LM_COMM_LEN];
+	char cgroup[LM_CGROUP_NAME_LEN];	/* the sending task's cgroup leaf name */
+	char cgroup_parent[LM_CGROUP_NAME_LEN]; /* and its parent's */
 };
 
 /* Set by the loader before load (the .rodata initial value). */
@@ -221,7 +223,7 @@ struct lm_config {
 	__u32 _pad;
 };
 
-_Static_assert(sizeof(struct lm_dns_query) == 72, "lm_dns_query layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_dns_query) == 264, "lm_dns_query layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_dns_event) == 1104, "lm_dns_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_conn_event) == 360, "lm_conn_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exec_event) == 1608, "lm_exec_event layout changed: update src/capture/layout.ts");

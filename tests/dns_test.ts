@@ -212,7 +212,14 @@ dockerTest("two containers resolve different names to one address: each event ca
   const listener = await spawn(CONNECTOR, ["-L", "-T", "60", "0.0.0.0", "0"]);
   const port = Number(listener.first);
   const names = { one: uniqueName("lm-dns-one"), two: uniqueName("lm-dns-two") };
-  const lm = new Lightmon(["--output", "json", "--include", `dport=${port}`]);
+  const lm = new Lightmon([
+    "--output",
+    "json",
+    "--events",
+    "connect,dns",
+    "--include",
+    `dport=${port} || query=*.lightmon.test`,
+  ]);
   try {
     await lm.ready();
     for (const which of ["one", "two"] as const) {
@@ -246,10 +253,17 @@ dockerTest("two containers resolve different names to one address: each event ca
     assert.equal(st.code, 0, lm.stderr);
     const events = lm.events();
     for (const which of ["one", "two"] as const) {
-      const mine = events.filter((e) => e.container === names[which]);
+      const mine = events.filter((e) => e.container === names[which] && e.event === "connect");
       assert.equal(mine.length, 1, JSON.stringify(events).slice(0, 600));
       assert.equal(mine[0].daddr, gateway);
       assert.equal(mine[0].dnsName, `${which}.lightmon.test`);
+      // The response's event names the container whose process asked (the query was seen leaving it).
+      const answered = events.filter((e) =>
+        e.event === "dns" && e.query === `${which}.lightmon.test` && e.qtype === "A"
+      );
+      assert.equal(answered.length, 1, JSON.stringify(answered));
+      assert.equal(answered[0].container, names[which]);
+      assert.equal(answered[0].exe, "/deno");
     }
   } finally {
     await lm.stop("SIGKILL").catch(() => {});

@@ -108,6 +108,8 @@ export interface RawDnsQuery {
   sport: number;
   dnsId: number;
   comm: string;
+  cgroup: string;
+  cgroupParent: string;
 }
 
 /** A successful execve. */
@@ -299,6 +301,8 @@ function decodeDnsQuery(v: DataView): RawDnsQuery {
     sport: v.getUint16(DNS_QUERY.sport.offset, true),
     dnsId: v.getUint16(DNS_QUERY.dns_id.offset, true),
     comm: cString(v, DNS_QUERY.comm.offset, DNS_QUERY.comm.size),
+    cgroup: cString(v, DNS_QUERY.cgroup.offset, DNS_QUERY.cgroup.size),
+    cgroupParent: cString(v, DNS_QUERY.cgroup_parent.offset, DNS_QUERY.cgroup_parent.size),
   };
 }
 

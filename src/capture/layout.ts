@@ -133,9 +133,11 @@ export const DNS_QUERY = {
   sport: { offset: 48, size: 2 },
   dns_id: { offset: 50, size: 2 },
   comm: { offset: 56, size: 16 },
+  cgroup: { offset: 72, size: 96 },
+  cgroup_parent: { offset: 168, size: 96 },
 } as const satisfies Record<string, FieldPos>;
 /** sizeof(struct lm_dns_query) */
-export const DNS_QUERY_SIZE = 72;
+export const DNS_QUERY_SIZE = 264;
 
 /** struct lm_config, the .rodata global `lm_cfg` */
 export const CONFIG = {
