@@ -112,6 +112,11 @@ async function main(argv: string[]): Promise<number> {
   // --events selects after the join: a close record needs its connection's opening record.
   // Untracked, the kernel sends connects only: nothing to select.
   const selected = new Set(o.events);
+  if (!o.dns && selected.has("dns")) {
+    // `all` means what there is to have; asking for dns by name without DNS capture is a mistake.
+    if (o.events.length === EVENT_KINDS.length) selected.delete("dns");
+    else throw new UsageError("--events dns needs DNS capture: drop -dns=false");
+  }
   const trackConns = selected.has("accept") || selected.has("close");
   // Everything asked for, or connects only (then nothing else arrives): no selection per event.
   const keep = o.events.length === EVENT_KINDS.length || (o.events.length === 1 && o.events[0] === "connect")
@@ -144,7 +149,6 @@ async function main(argv: string[]): Promise<number> {
   }
   const renderer = await makeRenderer(o);
   const processes = new ProcessTracking(new ProcessCache());
-  if (selected.has("dns") && !o.dns) throw new UsageError("--events dns needs DNS capture: drop -dns=false");
   const dns = o.dns ? new DnsStage(selected.has("dns")) : undefined;
   const holdback = new Holdback(o.metadataWaitMs, containers);
   docker.onUpdate = () => holdback.metadataArrived();

@@ -387,3 +387,18 @@ bpfTest("--events dns: one event per response, with the name asked, its type, th
     await ns.close();
   }
 });
+
+bpfTest(
+  "--events dns without DNS capture is one line and exit 2; --events all without it reports the rest",
+  async () => {
+    const bad = new Lightmon(["--output", "json", "--events", "dns", "-dns=false"]);
+    const st = await bad.exit();
+    assert.equal(st.code, 2);
+    assert.equal(bad.stderr, "lightmon: --events dns needs DNS capture: drop -dns=false\n");
+    const all = new Lightmon(["--output", "json", "--events", "all", "-dns=false", "--duration", "1s"]);
+    const st2 = await all.exit();
+    assert.equal(st2.code, 0, all.stderr);
+    assert.match(all.stderr, /^lightmon: capture \w+.*existing connections: \d+; containers:/);
+    assert.doesNotMatch(all.stderr, /dns names/);
+  },
+);
