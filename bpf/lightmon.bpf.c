@@ -935,38 +935,56 @@ int lm_tp_exit(void *ctx)
  * addresses. Every packet is let through. A DNS flood cannot crowd connection
  * records out: responses are not copied while the ring is half full (counted).
  */
-static __always_inline int handle_dns(struct __sk_buff *skb, bool by_netns)
-{
-	__u32 zero = 0, l4, off, len = skb->len;
-	__u8 b0, proto;
+/* Where a packet's UDP or TCP payload starts, and its IP version, protocol and ports
+ * (network order); false for anything else. IPv6 extension headers are not followed. */
+struct l4_info {
+	__u32 payload;
+	__u8 version;
+	__u8 proto;
 	__be16 ports[2];
+};
+
+static __always_inline bool parse_l4(struct __sk_buff *skb, struct l4_info *p)
+{
+	__u8 b0;
+	__u32 l4;
 
 	if (bpf_skb_load_bytes(skb, 0, &b0, 1))
-		return 1;
-	if ((b0 >> 4) == 4) {
+		return false;
+	p->version = b0 >> 4;
+	if (p->version == 4) {
 		l4 = (b0 & 0xf) * 4;
-		if (bpf_skb_load_bytes(skb, 9, &proto, 1))
-			return 1;
-	} else if ((b0 >> 4) == 6) {
-		l4 = 40; /* extension headers before UDP/TCP are not followed */
-		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
-			return 1;
+		if (bpf_skb_load_bytes(skb, 9, &p->proto, 1))
+			return false;
+	} else if (p->version == 6) {
+		l4 = 40;
+		if (bpf_skb_load_bytes(skb, 6, &p->proto, 1))
+			return false;
 	} else {
-		return 1;
+		return false;
 	}
-	if ((proto != IPPROTO_UDP && proto != IPPROTO_TCP) || bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)))
-		return 1;
-	if (ports[0] != bpf_htons(53))
-		return 1;
-	if (proto == IPPROTO_UDP) {
-		off = l4 + 8;
+	if ((p->proto != IPPROTO_UDP && p->proto != IPPROTO_TCP) || bpf_skb_load_bytes(skb, l4, p->ports, sizeof(p->ports)))
+		return false;
+	if (p->proto == IPPROTO_UDP) {
+		p->payload = l4 + 8;
 	} else {
 		__u8 doff;
 
 		if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
-			return 1;
-		off = l4 + (doff >> 4) * 4;
+			return false;
+		p->payload = l4 + (doff >> 4) * 4;
 	}
+	return true;
+}
+
+static __always_inline int handle_dns(struct __sk_buff *skb, bool by_netns)
+{
+	__u32 zero = 0, off, len = skb->len;
+	struct l4_info p;
+
+	if (!parse_l4(skb, &p) || p.ports[0] != bpf_htons(53))
+		return 1;
+	off = p.payload;
 	if (len <= off) /* no payload: a bare ACK */
 		return 1;
 	if (bpf_ringbuf_query(&lm_events, BPF_RB_AVAIL_DATA) > bpf_ringbuf_query(&lm_events, BPF_RB_RING_SIZE) / 2) {
@@ -982,11 +1000,11 @@ static __always_inline int handle_dns(struct __sk_buff *skb, bool by_netns)
 	e->netns_cookie = by_netns ? bpf_get_netns_cookie(skb) : 0;
 	e->cgroup_id = bpf_skb_cgroup_id(skb);
 	e->payload_len = len - off;
-	e->dport = bpf_ntohs(ports[1]);
-	e->proto = proto;
+	e->dport = bpf_ntohs(p.ports[1]);
+	e->proto = p.proto;
 	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
 	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
-	if ((b0 >> 4) == 4) {
+	if (p.version == 4) {
 		e->family = AF_INET;
 		bpf_skb_load_bytes(skb, 12, e->saddr, 4);
 		bpf_skb_load_bytes(skb, 16, e->daddr, 4);
@@ -1033,37 +1051,14 @@ int lm_dns_in_host(struct __sk_buff *skb)
 SEC("cgroup_skb/egress")
 int lm_dns_out(struct __sk_buff *skb)
 {
-	__u32 l4, off, len = skb->len;
-	__u8 b0, proto;
-	__be16 ports[2];
+	__u32 off, len = skb->len;
+	struct l4_info p;
 	__be16 id;
 
-	if (bpf_skb_load_bytes(skb, 0, &b0, 1))
+	if (!parse_l4(skb, &p) || p.ports[1] != bpf_htons(53))
 		return 1;
-	if ((b0 >> 4) == 4) {
-		l4 = (b0 & 0xf) * 4;
-		if (bpf_skb_load_bytes(skb, 9, &proto, 1))
-			return 1;
-	} else if ((b0 >> 4) == 6) {
-		l4 = 40;
-		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
-			return 1;
-	} else {
-		return 1;
-	}
-	if ((proto != IPPROTO_UDP && proto != IPPROTO_TCP) || bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)))
-		return 1;
-	if (ports[1] != bpf_htons(53))
-		return 1;
-	if (proto == IPPROTO_UDP) {
-		off = l4 + 8;
-	} else {
-		__u8 doff;
-
-		if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
-			return 1;
-		off = l4 + (doff >> 4) * 4 + 2; /* past the two-byte length */
-	}
+	/* TCP data starts with the message's two-byte length. */
+	off = p.payload + (p.proto == IPPROTO_TCP ? 2 : 0);
 	if (len < off + 2 || bpf_skb_load_bytes(skb, off, &id, sizeof(id)))
 		return 1;
 	if (bpf_ringbuf_query(&lm_events, BPF_RB_AVAIL_DATA) > bpf_ringbuf_query(&lm_events, BPF_RB_RING_SIZE) / 2) {
@@ -1085,7 +1080,7 @@ int lm_dns_out(struct __sk_buff *skb)
 		.uid = (__u32)bpf_get_current_uid_gid(),
 		.netns_cookie = bpf_get_netns_cookie(skb),
 		.cgroup_id = bpf_get_current_cgroup_id(),
-		.sport = bpf_ntohs(ports[0]),
+		.sport = bpf_ntohs(p.ports[0]),
 		.dns_id = bpf_ntohs(id),
 	};
 

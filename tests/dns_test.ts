@@ -108,6 +108,32 @@ async function resolveConnect(
   return JSON.parse(dec.decode(out.stdout));
 }
 
+/**
+ * `docker run --rm` a container named `name` whose resolver is `dns`, with the host's /usr (Deno and glibc's
+ * resolver libraries) in an empty root, running `cmd` (`/deno` and `/helpers/resolve_connect.ts` are there).
+ */
+function resolverContainer(name: string, dns: string, cmd: string[], extra: string[] = []): Promise<string> {
+  return run("docker", [
+    "run",
+    "--rm",
+    "--name",
+    name,
+    ...extra,
+    "--dns",
+    dns,
+    "-v",
+    "/usr:/usr:ro",
+    "-v",
+    `${ROOT}tests/helpers:/helpers:ro`,
+    "-v",
+    `${DENO}:/deno:ro`,
+    "-e",
+    "DENO_DIR=/tmp/deno",
+    CI_IMAGE,
+    ...cmd,
+  ]);
+}
+
 /** The client's connect to the test's listener (not its resolver's TCP connects to port 53). */
 const eventOf = (events: Ev[], pid: number) =>
   events.filter((e) => e.pid === pid && e.event === "connect" && e.dport !== 53);
@@ -223,23 +249,7 @@ dockerTest("two containers resolve different names to one address: each event ca
   try {
     await lm.ready();
     for (const which of ["one", "two"] as const) {
-      // The host's /usr (Deno and glibc's resolver libraries) in an empty root: getaddrinfo as programs use it.
-      await run("docker", [
-        "run",
-        "--rm",
-        "--name",
-        names[which],
-        "--dns",
-        gateway,
-        "-v",
-        "/usr:/usr:ro",
-        "-v",
-        `${ROOT}tests/helpers:/helpers:ro`,
-        "-v",
-        `${DENO}:/deno:ro`,
-        "-e",
-        "DENO_DIR=/tmp/deno",
-        CI_IMAGE,
+      await resolverContainer(names[which], gateway, [
         "/deno",
         "run",
         "-A",
@@ -288,28 +298,11 @@ dockerTest(
     const lm = new Lightmon(["--output", "json", "--include", `dport=${port}`]);
     try {
       await lm.ready();
-      const resolvConf = await run("docker", [
-        "run",
-        "--rm",
-        "--name",
-        name,
-        "--network",
-        network,
-        "--dns",
-        gateway,
-        "-v",
-        "/usr:/usr:ro",
-        "-v",
-        `${ROOT}tests/helpers:/helpers:ro`,
-        "-v",
-        `${DENO}:/deno:ro`,
-        "-e",
-        "DENO_DIR=/tmp/deno",
-        CI_IMAGE,
+      const resolvConf = await resolverContainer(name, gateway, [
         "/usr/bin/sh",
         "-c",
         `cat /etc/resolv.conf && /deno run -A /helpers/resolve_connect.ts embedded.lightmon.test ${port}`,
-      ]);
+      ], ["--network", network]);
       assert.match(resolvConf, /nameserver 127\.0\.0\.11/);
       await lm.until((o) => o.includes(name), 10_000, "the container's event");
       const st = await lm.stop("SIGINT");
