@@ -116,11 +116,15 @@ export class DnsStage extends Stage<RawRecord> {
 
   override housekeeping(): void {
     this.cache.sweep();
-    // Queries never answered (or answered unseen) go after a while.
-    const old = BigInt(QUERY_MS) * 1_000_000n;
+    // Queries never answered (or answered unseen) go after a while. The Map is in
+    // arrival order: the newest is last, the stale ones are at the head.
     let newest = 0n;
-    for (const q of this.#queries.values()) newest = q.tsNs > newest ? q.tsNs : newest;
-    for (const [k, q] of this.#queries) if (newest - q.tsNs > old) this.#queries.delete(k);
+    for (const q of this.#queries.values()) newest = q.tsNs;
+    const oldest = newest - BigInt(QUERY_MS) * 1_000_000n;
+    for (const [k, q] of this.#queries) {
+      if (q.tsNs >= oldest) break;
+      this.#queries.delete(k);
+    }
   }
 
   override counters(): Counters {

@@ -154,6 +154,19 @@ function check(
   report(strategy, name, problems.length === 0, problems.slice(0, 4).join("; "));
 }
 
+/** End the listeners this driver started, and lightmon if it is still running (both by their pids). */
+async function endAll(listeners: { child: Deno.ChildProcess }[], r: Run): Promise<void> {
+  for (const l of listeners) {
+    try {
+      l.child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await l.child.status;
+  }
+  try {
+    r.child.kill("SIGKILL");
+  } catch { /* exited */ }
+}
+
 async function matrix(strategy: string): Promise<string | undefined> {
   const args = ["--output", "json", "--strategy", strategy];
   if (strategy !== "auto" && UNAVAILABLE.has(strategy)) {
@@ -232,15 +245,7 @@ async function matrix(strategy: string): Promise<string | undefined> {
       JSON.stringify(pend.map((e) => [e.status, e.sport])),
     );
   } finally {
-    for (const l of [l4, l6, full]) {
-      try {
-        l.child.kill("SIGTERM");
-      } catch { /* gone */ }
-      await l.child.status;
-    }
-    try {
-      r.child.kill("SIGKILL");
-    } catch { /* exited */ }
+    await endAll([l4, l6, full], r);
   }
   const left = await detached();
   report(strategy, "nothing left loaded", left.length === 0, left.join(","));
@@ -279,13 +284,7 @@ async function lifecycle(strategy: string): Promise<void> {
       JSON.stringify(ev.map((e) => [e.event, e.pid, e.sport, e.dport])).slice(0, 300),
     );
   } finally {
-    try {
-      l.child.kill("SIGTERM");
-    } catch { /* gone */ }
-    await l.child.status;
-    try {
-      r.child.kill("SIGKILL");
-    } catch { /* exited */ }
+    await endAll([l], r);
   }
 }
 
