@@ -94,6 +94,8 @@ export interface ConnEvent {
   cgroupId: bigint;
   mntns: number;
   netns: number;
+  /** With `--baseline`: no rule of the baseline covers this connection's flow; undefined without one, and on DNS records. */
+  novel: boolean | undefined;
 }
 
 /** Version of the JSON event schema; bumped on any incompatible change. */

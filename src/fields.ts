@@ -83,6 +83,8 @@ export interface ColumnSpec {
   cell?: (e: ConnEvent) => string;
   /** Too long a cell loses its start, not its end: a path loses whole directories before its name. */
   keepEnd?: true;
+  /** Shown only when the run asks for it (`--baseline`'s NEW column), so that other tables keep their shape. */
+  optional?: true;
 }
 
 /** The field in the original tool's logrus line. */
@@ -90,8 +92,8 @@ export interface LogSpec {
   key: string;
   /** Written only for events it is true of; always when omitted (the original's keys). */
   when?: (e: ConnEvent) => boolean;
-  /** A string is written as a JSON string, a number as a number; String(value) when omitted. */
-  value?: (e: ConnEvent) => string | number;
+  /** A string is written as a JSON string, a number or boolean as itself; String(value) when omitted. */
+  value?: (e: ConnEvent) => string | number | boolean;
 }
 
 /** The field as part of a summary flow's identity. */
@@ -125,6 +127,8 @@ export interface Field {
 const MAX_U32 = 2 ** 32 - 1;
 const isClose = (e: ConnEvent) => e.event === "close";
 const isDns = (e: ConnEvent) => e.event === "dns";
+/** Checked against a baseline (`--baseline`). */
+const hasVerdict = (e: ConnEvent) => e.novel !== undefined;
 /** Connections are tracked (`--events` accept or close): the log line says which record it is. */
 const isTracked = (e: ConnEvent) => e.connId !== 0n;
 /** A number filter on a close record's counter. */
@@ -570,6 +574,30 @@ export const FIELDS: readonly Field[] = [
   { key: "cgroupId", doc: "cgroup v2 id", get: (e) => e.cgroupId, json: BIG, group: "container" },
   { key: "mntns", doc: "mount namespace of the process", get: (e) => e.mntns, json: NUMBER, group: "container" },
   { key: "netns", doc: "network namespace of the socket", get: (e) => e.netns, json: NUMBER },
+  {
+    key: "novel",
+    doc:
+      "with `--baseline`: no rule of the baseline covers this connection's flow (workload, program, remote end, port, direction); absent without one, and on `dns` records",
+    get: (e) => e.novel === true,
+    json: BOOL,
+    when: hasVerdict,
+    filter: {
+      kind: "choice",
+      get: (e) => (e.novel === undefined ? "" : e.novel ? "true" : "false"),
+      values: { true: "true", false: "false", yes: "true", no: "false" },
+      doc: "`true` for flows the baseline does not have (needs `--baseline`)",
+    },
+    log: { key: "novel", when: hasVerdict, value: (e) => e.novel === true },
+    column: {
+      head: "NEW",
+      at: 0.5,
+      priority: 1,
+      min: 3,
+      want: 3,
+      cell: (e) => (e.novel ? "new" : ""),
+      optional: true,
+    },
+  },
 ];
 
 /** A filter spec with its field, name and getter resolved. */
@@ -601,7 +629,7 @@ export const FILTER_FIELDS: ReadonlyMap<string, FilterField> = new Map(
     }),
 );
 
-/** The table's columns, left to right. */
+/** The table's columns, left to right; `optional` ones are shown only when asked for. */
 export const COLUMNS: readonly (ColumnSpec & { field: Field })[] = FIELDS
   .filter((f) => f.column)
   .map((f) => ({ ...f.column!, field: f }))

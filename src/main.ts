@@ -10,7 +10,7 @@ import { DEFAULTS, helpText, type Options, parseFlags, strategiesFor, type Strat
 import { effectiveCaps, readObject, requireBtf, requirePrivileges } from "./cli/preflight.ts";
 import { UsageError } from "./usage_error.ts";
 import { loadConfig } from "./config/load.ts";
-import { keepPredicate } from "./filter/select.ts";
+import { keepPredicate, mentionsField } from "./filter/select.ts";
 import { kernelExcludedDports } from "./filter/compile.ts";
 import { type ConnEvent, EVENT_KINDS, SCHEMA_VERSION } from "./event.ts";
 import { runMonitor } from "./run/controller.ts";
@@ -32,6 +32,9 @@ import { JsonRenderer, type Renderer, RenderStage, terminalWidth } from "./outpu
 import { LineWriter } from "./output/writer.ts";
 import { LogRenderer, prepareLogDir, RotatingLog } from "./output/logfile.ts";
 import { VERSION } from "./version.ts";
+import { Baseline } from "./baseline/rules.ts";
+import { loadBaseline } from "./baseline/file.ts";
+import { BaselineStage, DriftStage, Learner } from "./baseline/stage.ts";
 
 const log = (line: string) => console.error(line);
 
@@ -86,14 +89,14 @@ async function makeRenderer(o: Options): Promise<Renderer> {
       return new JsonRenderer(out);
     case "table": {
       const { TableOutput } = await import("./output/table.ts");
-      return new TableOutput(out, terminalWidth());
+      return new TableOutput(out, terminalWidth(), o.baseline !== "");
     }
     case "log":
       prepareLogDir(o.logPath);
       return new LogRenderer(new RotatingLog(o.logPath, o.logKeep, log));
     case "summary": {
       const { SummaryRenderer } = await import("./output/summary.ts");
-      return new SummaryRenderer(out, o.summaryFormat, log);
+      return new SummaryRenderer(out, o.summaryFormat, log, undefined, o.baseline !== "");
     }
   }
 }
@@ -109,6 +112,9 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const userKeep = keepPredicate(o);
+  if (!o.baseline && (mentionsField(o.include, "novel") || mentionsField(o.exclude, "novel"))) {
+    throw new UsageError("the novel filter field needs --baseline FILE (the flows that are not novel)");
+  }
   // --events selects after the join: a close record needs its connection's opening record.
   // Untracked, the kernel sends connects only: nothing to select.
   const selected = new Set(o.events);
@@ -125,6 +131,11 @@ async function main(argv: string[]): Promise<number> {
   requirePrivileges();
   requireBtf();
   const image = readObject(defaultObjectPath());
+  // Both files are read before anything is loaded: a mistake in one is a usage error.
+  const rules = o.baseline ? new Baseline() : undefined;
+  const baselineFile = rules && await loadBaseline(o.baseline, rules, "--baseline", false);
+  const learner = o.learn ? await Learner.open(o.learn) : undefined;
+  if (learner) checkWritableDir(o.learn);
   setLogSink(o.verbose ? (l) => log(`libbpf: ${l}`) : undefined);
   // Listen before loading anything, so a busy port fails fast.
   const metrics = o.metricsAddr
@@ -153,6 +164,7 @@ async function main(argv: string[]): Promise<number> {
   const holdback = new Holdback(o.metadataWaitMs, containers);
   docker.onUpdate = () => holdback.metadataArrived();
   const output = new RenderStage(renderer);
+  const drift = rules || learner ? new DriftStage({ baselinePath: rules && o.baseline, learner }) : undefined;
   if (metrics) output.onClose = (e) => metrics.observeClose(e.durationMs, e.bytesSent, e.bytesReceived);
   // The pipeline behind decode: each stage keeps its own counters.
   const stages = [
@@ -168,12 +180,18 @@ async function main(argv: string[]): Promise<number> {
     }),
     holdback,
     ...(trackConns ? [new ConnJoin()] : []),
+    ...(rules ? [new BaselineStage(rules)] : []),
     new FilterStage(keep),
     ...(o.count > 0 ? [new CountLimit(o.count)] : []),
+    ...(drift ? [drift] : []),
     output,
   ];
+  const drifting = [
+    ...(baselineFile ? [`baseline ${o.baseline} (${baselineFile.flows} flows)`] : []),
+    ...(learner ? [`learning into ${o.learn} (${learner.flows} flows)`] : []),
+  ];
   try {
-    return await runMonitor({
+    const code = await runMonitor({
       image,
       strategies: strategiesFor(o.strategy),
       ipv4Only: !o.ipv6,
@@ -215,17 +233,30 @@ async function main(argv: string[]): Promise<number> {
               entries: s.stages.dns.cacheEntries,
               evictions: s.stages.dns.evictions,
             },
+            novelByStatus: drift?.novelByStatus,
           };
         })),
       describe: `${o.configRead ? `config ${o.configRead}; ` : ""}containers: ${sources.join(", ")}; output ${
         o.output === "log" ? `log to ${o.logPath}` : o.output
-      }${metrics ? `; metrics on http://${o.metricsAddr}/metrics` : ""}`,
+      }${metrics ? `; metrics on http://${o.metricsAddr}/metrics` : ""}${drifting.map((d) => `; ${d}`).join("")}`,
       log,
     });
+    if (code !== 0) return code;
+    if (drift?.saveFailed) return 1;
+    // A bounded run (cron) alerts on its exit code; a service stopped by a signal is not failing.
+    if (rules && drift && drift.novelFlows > 0 && (o.durationMs > 0 || o.count > 0)) return 3;
+    return 0;
   } finally {
     await docker.close();
     await metrics?.close();
   }
+}
+
+/** The directory a --learn file is replaced in must exist: said at start, not after an hour of learning. */
+function checkWritableDir(path: string): void {
+  const slash = path.lastIndexOf("/");
+  const dir = slash < 0 ? "." : path.slice(0, slash) || "/";
+  if (!existsDir(dir)) throw new UsageError(`--learn ${path}: no directory ${dir}; create it first`);
 }
 
 function existsDir(path: string): boolean {

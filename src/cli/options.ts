@@ -38,6 +38,10 @@ export interface Options {
   events: readonly EventKind[];
   /** Capture DNS responses and name every event's remote end. */
   dns: boolean;
+  /** Baseline file to flag events against (`novel`), or "". */
+  baseline: string;
+  /** Baseline file to record flows into, or "". */
+  learn: string;
   k8s: boolean;
   logPath: string;
   logKeep: number;
@@ -67,6 +71,8 @@ export const DEFAULTS: Options = {
   existing: true,
   events: ["connect"],
   dns: true,
+  baseline: "",
+  learn: "",
   k8s: false,
   logPath: "/var/log/lightmon",
   logKeep: 8,
@@ -96,7 +102,7 @@ interface Flag {
   convert?: (v: string, flag: string) => Options[keyof Options];
   /** Config file key (the original's spelling), if the file may set it. */
   configKey?: string;
-  group: "Output" | "Filtering" | "Capture" | "Containers" | "Run" | "Help";
+  group: "Output" | "Filtering" | "Baseline" | "Capture" | "Containers" | "Run" | "Help";
   value?: string;
   help: string;
 }
@@ -243,6 +249,25 @@ export const FLAGS: readonly Flag[] = [
     value: "LIST",
     help:
       "records to report, comma-separated: connect (outbound), accept (inbound), close (duration, bytes), dns (responses), or all",
+  },
+  {
+    name: "baseline",
+    kind: "string",
+    key: "baseline",
+    configKey: "baseline",
+    group: "Baseline",
+    value: "FILE",
+    help:
+      "mark each connection novel=true|false against the flows FILE lists; with -duration or -count, exit 3 if any was novel",
+  },
+  {
+    name: "learn",
+    kind: "string",
+    key: "learn",
+    configKey: "learn",
+    group: "Baseline",
+    value: "FILE",
+    help: "record every flow seen into FILE (YAML, created or merged into; saved every minute and at the end)",
   },
   {
     name: "dns",

@@ -121,6 +121,7 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     cgroupId: r.cgroupId,
     mntns: r.mntns,
     netns: r.netns,
+    novel: undefined,
   };
 }
 

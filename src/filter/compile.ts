@@ -112,28 +112,42 @@ function parsedAddress(a: string): Parsed {
   return p;
 }
 
-/** An IP or CIDR, v4 or v6; v4-mapped IPv6 values mean their IPv4 address. */
+/**
+ * A matcher of address texts for an IP or CIDR, v4 or v6 (v4-mapped IPv6 values
+ * mean their IPv4 address); undefined when `v` is neither.
+ *
+ * @example
+ * ```ts
+ * addressMatcher("10.0.0.0/8")?.("10.1.2.3"); // true
+ * ```
+ */
+export function addressMatcher(v: string): ((addr: string) => boolean) | undefined {
+  let range: [Parsed, number];
+  try {
+    range = v.includes("/") ? ipaddr.parseCIDR(v) : (() => {
+      const a = ipaddr.parse(v);
+      return [a, a.kind() === "ipv4" ? 32 : 128] as [Parsed, number];
+    })();
+  } catch {
+    return undefined;
+  }
+  let [net, bits] = range;
+  if (net.kind() === "ipv6" && (net as ipaddr.IPv6).isIPv4MappedAddress()) {
+    net = (net as ipaddr.IPv6).toIPv4Address();
+    bits = Math.max(0, bits - 96);
+  }
+  const kind = net.kind();
+  return (addr) => {
+    const a = parsedAddress(addr);
+    return a.kind() === kind && a.match(net, bits);
+  };
+}
+
+/** An IP or CIDR field. */
 function ipField(name: string, get: (e: ConnEvent) => string): Matcher {
   return (v, col) => {
-    let range: [Parsed, number];
-    try {
-      range = v.includes("/") ? ipaddr.parseCIDR(v) : (() => {
-        const a = ipaddr.parse(v);
-        return [a, a.kind() === "ipv4" ? 32 : 128] as [Parsed, number];
-      })();
-    } catch {
-      return fail(`${name} needs an IP address or CIDR, not '${v}'`, col);
-    }
-    let [net, bits] = range;
-    if (net.kind() === "ipv6" && (net as ipaddr.IPv6).isIPv4MappedAddress()) {
-      net = (net as ipaddr.IPv6).toIPv4Address();
-      bits = Math.max(0, bits - 96);
-    }
-    const kind = net.kind();
-    return (e) => {
-      const a = parsedAddress(get(e));
-      return a.kind() === kind && a.match(net, bits);
-    };
+    const match = addressMatcher(v) ?? fail(`${name} needs an IP address or CIDR, not '${v}'`, col);
+    return (e) => match(get(e));
   };
 }
 

@@ -7,7 +7,7 @@ import type { ConnEvent } from "../event.ts";
 import { type Counters, Stage } from "../stage.ts";
 import { UsageError } from "../usage_error.ts";
 import { compileFilter, type Predicate } from "./compile.ts";
-import { FilterSyntaxError } from "./parse.ts";
+import { FilterSyntaxError, type Node, parseFilter } from "./parse.ts";
 
 /** The two filter expressions, as the user wrote them. */
 export interface Selection {
@@ -32,6 +32,13 @@ export function keepPredicate(o: Selection): Predicate {
   if (inc) return inc;
   if (exc) return (e) => !exc(e);
   return () => true;
+}
+
+/** Whether an expression (valid: keepPredicate compiled it) has a condition on the field `name`. */
+export function mentionsField(expr: string, name: string): boolean {
+  const walk = (n: Node): boolean => (n.type === "cond" ? n.field === name : n.items.some(walk));
+  const node = parseFilter(expr);
+  return node !== undefined && walk(node);
 }
 
 /** The stage that drops what the user filtered out. */

@@ -84,7 +84,7 @@ export function logFileName(ms: number): string {
 /** A key of the log line and how to write its value for an event. */
 interface LogKey {
   prefix: string;
-  value: (e: ConnEvent) => string | number;
+  value: (e: ConnEvent) => string | number | boolean;
   when?: (e: ConnEvent) => boolean;
 }
 
@@ -110,7 +110,7 @@ export function logLine(e: ConnEvent): string {
   for (const k of LOG_KEYS) {
     if (k.when && !k.when(e)) continue;
     const v = k.value(e);
-    s += k.prefix + (typeof v === "number" ? String(v) : jsonString(v));
+    s += k.prefix + (typeof v === "string" ? jsonString(v) : String(v));
   }
   return "{" + s.slice(1) + "}";
 }

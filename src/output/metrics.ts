@@ -37,6 +37,8 @@ export interface MetricsSnapshot {
     entries: number;
     evictions: number;
   };
+  /** With --baseline: novel connections reported (connect and accept records), by status. */
+  novelByStatus?: ReadonlyMap<string, number>;
 }
 
 /** Parse `host:port`, `[v6]:port` or `:port` (all addresses). */
@@ -178,6 +180,16 @@ function registry(s: () => MetricsSnapshot): Registry {
       this.inc({ reason: "malformed" }, d.malformed);
       this.inc({ reason: "cut" }, d.cutShort);
       this.inc({ reason: "lost" }, d.lost);
+    },
+  });
+  new Counter({
+    name: "lightmon_novel_connections_total",
+    help: "Connections (connect and accept records) reported whose flow the --baseline does not have, by status",
+    labelNames: ["status"],
+    registers: [r],
+    collect() {
+      this.reset();
+      for (const [status, n] of s().novelByStatus ?? []) this.inc({ status }, n);
     },
   });
   total(

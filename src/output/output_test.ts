@@ -9,10 +9,13 @@ import { humanBytes, humanDuration } from "../fields.ts";
 Deno.test("JSON events carry the design's keys, spelled exactly, in order", () => {
   const e = JSON.parse(toJson(sampleEvent()));
   assert.deepEqual(Object.keys(e), JSON_FIELDS.filter((f) => !f.when).map((f) => f.key));
-  // A close record with a connection id carries every key.
-  const close = JSON.parse(toJson(sampleEvent({ event: "close", connId: 7n, status: "closed", closedBy: "local" })));
+  // A close record with a connection id, checked against a baseline, carries every key.
+  const close = JSON.parse(
+    toJson(sampleEvent({ event: "close", connId: 7n, status: "closed", closedBy: "local", novel: true })),
+  );
   const dnsOnly = ["query", "qtype", "rcode", "answers"];
   assert.deepEqual(Object.keys(close), JSON_FIELDS.map((f) => f.key).filter((k) => !dnsOnly.includes(k)));
+  assert.equal(close.novel, true);
   const dns = JSON.parse(toJson(sampleEvent({ event: "dns", query: "a.test", qtype: "A", rcode: "NOERROR" })));
   assert.deepEqual(Object.keys(dns).filter((k) => dnsOnly.includes(k)), dnsOnly);
   assert.deepEqual(dns.answers, []);

@@ -200,15 +200,25 @@ export class SummaryRenderer extends LineRenderer {
   #format: "table" | "json";
   #table: FlowTable;
   #log: (line: string) => void;
+  #novelOnly: boolean;
 
-  constructor(out: LineWriter, format: "table" | "json", log: (line: string) => void = () => {}, max = MAX_FLOWS) {
+  /** @param novelOnly list only the flows a baseline does not cover (`--baseline`) */
+  constructor(
+    out: LineWriter,
+    format: "table" | "json",
+    log: (line: string) => void = () => {},
+    max = MAX_FLOWS,
+    novelOnly = false,
+  ) {
     super(out);
     this.#format = format;
     this.#log = log;
     this.#table = new FlowTable(max);
+    this.#novelOnly = novelOnly;
   }
 
   event(e: ConnEvent): void {
+    if (this.#novelOnly && e.novel !== true) return;
     const full = this.#table.overflow !== undefined;
     this.#table.add(e);
     if (!full && this.#table.overflow) {

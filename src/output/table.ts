@@ -33,12 +33,15 @@ export function keepEnd(text: string, w: number): string {
   return "…" + text.slice(text.length - w + 1);
 }
 
-/** The columns that fit a terminal `width` wide, and their content widths. */
-export function fitColumns(width: number): { columns: Column[]; widths: number[] } {
+/**
+ * The columns that fit a terminal `width` wide, and their content widths.
+ * `optional` columns are among them only when `withOptional`.
+ */
+export function fitColumns(width: number, withOptional = false): { columns: Column[]; widths: number[] } {
   // Each column takes its content plus one space either side and one border.
   const need = (cs: readonly Column[]) => cs.reduce((n, c) => n + c.min + 3, 1);
   // Too narrow for every column at its minimum: drop the least important first.
-  let columns = [...COLUMNS];
+  let columns = COLUMNS.filter((c) => withOptional || !c.optional);
   while (columns.length > 1 && need(columns) > width) {
     const least = columns.reduce((a, b) => (b.priority > a.priority ? b : a));
     columns = columns.filter((c) => c !== least);
@@ -71,9 +74,12 @@ export class TableRenderer {
   #headerDone = false;
   #fast: boolean;
 
-  /** @param fast draw plain-ASCII rows directly (false: always through cli-table3) */
-  constructor(width: number, fast = true) {
-    ({ columns: this.#columns, widths: this.#widths } = fitColumns(width));
+  /**
+   * @param fast draw plain-ASCII rows directly (false: always through cli-table3)
+   * @param withOptional show the optional columns (the NEW column of `--baseline`)
+   */
+  constructor(width: number, fast = true, withOptional = false) {
+    ({ columns: this.#columns, widths: this.#widths } = fitColumns(width, withOptional));
     this.#fast = fast;
   }
 
@@ -141,9 +147,9 @@ export class TableRenderer {
 /** The bordered table on a writer. */
 export class TableOutput extends LineRenderer {
   #table: TableRenderer;
-  constructor(out: LineWriter, width: number) {
+  constructor(out: LineWriter, width: number, withOptional = false) {
     super(out);
-    this.#table = new TableRenderer(width);
+    this.#table = new TableRenderer(width, true, withOptional);
   }
   event(e: ConnEvent): void {
     const lines = this.#table.render(e);

@@ -1,0 +1,103 @@
+/**
+ * A baseline flow: who (the workload and its program) talked to what (the remote
+ * end's DNS name or address, the service port) in which direction. A workload
+ * outlives its containers: a Kubernetes pod is its namespace and owner (the pod's
+ * name without the ReplicaSet, DaemonSet or Job suffixes), another container its
+ * image, a host process `host`. So a restarted container or a pod's second replica
+ * is the same workload.
+ *
+ * In the baseline file a flow is one line under its workload:
+ * `PROGRAM -> REMOTE:PORT` for a connection opened here, `PROGRAM :PORT <- REMOTE`
+ * for one accepted on PORT.
+ * @module
+ */
+import type { ConnEvent } from "../event.ts";
+
+/** What Kubernetes appends random suffixes from (apimachinery's SafeEncodeString: no vowels, no 0, 1, 3). */
+const SAFE = "[bcdfghjklmnpqrstvwxz2456789]";
+/** A pod's own suffix under a ReplicaSet, DaemonSet or Job: five characters. */
+const POD_SUFFIX = new RegExp(`-${SAFE}{5}$`);
+/** A ReplicaSet's pod-template-hash (6 to 10 safe characters; digits on old clusters), or a CronJob's Job time (minutes). */
+const OWNER_SUFFIX = new RegExp(`-(?:${SAFE}{6,10}|\\d{6,12})$`);
+/** A StatefulSet replica's ordinal. */
+const ORDINAL = /-\d{1,6}$/;
+
+/**
+ * The name of a pod's owner, from the pod's name: `web-7f9c6d5b8-x2kq4` (a
+ * Deployment's) and `fluentd-x2kq4` (a DaemonSet's or Job's) lose their generated
+ * suffixes, `db-2` (a StatefulSet's) its ordinal. Patterns are anchored with bounded
+ * repeats: linear in the name.
+ *
+ * @example
+ * ```ts
+ * podOwner("web-7f9c6d5b8-x2kq4"); // "web"
+ * ```
+ */
+export function podOwner(pod: string): string {
+  if (POD_SUFFIX.test(pod)) {
+    const rest = pod.replace(POD_SUFFIX, "");
+    return rest === "" ? pod : rest.replace(OWNER_SUFFIX, "") || rest;
+  }
+  return pod.replace(ORDINAL, "") || pod;
+}
+
+const owners = new Map<string, string>();
+const MAX_OWNERS = 4096;
+
+/** The workload an event belongs to: `pod NAMESPACE/OWNER`, `image IMAGE`, `container NAME` or `host`. */
+export function workloadOf(e: ConnEvent): string {
+  if (e.pod) {
+    const key = `${e.namespace}/${e.pod}`;
+    let w = owners.get(key);
+    if (w === undefined) {
+      w = `pod ${e.namespace || "default"}/${podOwner(e.pod)}`;
+      if (owners.size >= MAX_OWNERS) owners.clear();
+      owners.set(key, w);
+    }
+    return w;
+  }
+  if (e.containerId) {
+    if (e.image) return `image ${e.image}`;
+    // No metadata: the name is the best guess there is (a new container of it will look new).
+    return `container ${e.container || e.containerId.slice(0, 12)}`;
+  }
+  return "host";
+}
+
+/** The program of a flow: the executable's path, or the thread's name when the path is unknown. */
+export function programOf(e: ConnEvent): string {
+  return e.exe || e.comm || "?";
+}
+
+/** A DNS name that can stand in a flow line as it is (no spaces, no syntax of ours). */
+const PLAIN_NAME = /^[a-z0-9_][a-z0-9_.-]{0,252}$/;
+
+/** The remote end of a flow for an address: v6 in brackets, so that the port after it reads plainly. */
+export function addressEnd(addr: string, family: 4 | 6): string {
+  return family === 6 ? `[${addr}]` : addr;
+}
+
+/** The remote end as a flow names it: the DNS name when the event has a plain one, else the address. */
+export function remoteOf(e: ConnEvent): string {
+  return e.dnsName && PLAIN_NAME.test(e.dnsName) ? e.dnsName : addressEnd(e.daddr, e.family);
+}
+
+/** The port a flow is to: the remote port of a connect, the local port of an accept. */
+export function servicePort(e: ConnEvent): number {
+  return e.direction === "inbound" ? e.sport : e.dport;
+}
+
+/** A flow line: `PROGRAM -> REMOTE:PORT` or `PROGRAM :PORT <- REMOTE`. */
+export function flowLine(program: string, remote: string, port: number, inbound: boolean): string {
+  return inbound ? `${program} :${port} <- ${remote}` : `${program} -> ${remote}:${port}`;
+}
+
+/** The flow line of an event, with `remote` as its remote end. */
+export function eventLine(e: ConnEvent, remote = remoteOf(e)): string {
+  return flowLine(programOf(e), remote, servicePort(e), e.direction === "inbound");
+}
+
+/** Whether an event is part of a flow: connections opened, accepted and closed; DNS answers are not. */
+export function isFlowEvent(e: ConnEvent): boolean {
+  return e.event !== "dns";
+}
