@@ -59,6 +59,7 @@ vmtest: bpf helpers dist
 bench: bpf helpers
 	$(DENO_RUN) bench/peers.ts
 	$(DENO_RUN) bench/connect_storm.ts
+	$(DENO_RUN) bench/baseline.ts
 
 clean:
 	rm -rf $(BUILD) dist

@@ -41,27 +41,37 @@ export function podOwner(pod: string): string {
   return pod.replace(ORDINAL, "") || pod;
 }
 
-const owners = new Map<string, string>();
-const MAX_OWNERS = 4096;
+/** A container's workload, remembered with the metadata it was made from (which can arrive late). */
+interface Known {
+  pod: string;
+  namespace: string;
+  image: string;
+  container: string;
+  workload: string;
+}
+const byContainer = new Map<string, Known>();
+const MAX_CONTAINERS = 4096;
 
 /** The workload an event belongs to: `pod NAMESPACE/OWNER`, `image IMAGE`, `container NAME` or `host`. */
 export function workloadOf(e: ConnEvent): string {
-  if (e.pod) {
-    const key = `${e.namespace}/${e.pod}`;
-    let w = owners.get(key);
-    if (w === undefined) {
-      w = `pod ${e.namespace || "default"}/${podOwner(e.pod)}`;
-      if (owners.size >= MAX_OWNERS) owners.clear();
-      owners.set(key, w);
-    }
-    return w;
+  if (!e.containerId) return "host";
+  const k = byContainer.get(e.containerId);
+  if (k && k.pod === e.pod && k.namespace === e.namespace && k.image === e.image && k.container === e.container) {
+    return k.workload;
   }
-  if (e.containerId) {
-    if (e.image) return `image ${e.image}`;
+  const workload = e.pod ? `pod ${e.namespace || "default"}/${podOwner(e.pod)}` : e.image
+    ? `image ${e.image}`
     // No metadata: the name is the best guess there is (a new container of it will look new).
-    return `container ${e.container || e.containerId.slice(0, 12)}`;
-  }
-  return "host";
+    : `container ${e.container || e.containerId.slice(0, 12)}`;
+  if (byContainer.size >= MAX_CONTAINERS) byContainer.clear();
+  byContainer.set(e.containerId, {
+    pod: e.pod,
+    namespace: e.namespace,
+    image: e.image,
+    container: e.container,
+    workload,
+  });
+  return workload;
 }
 
 /** The program of a flow: the executable's path, or the thread's name when the path is unknown. */
@@ -71,15 +81,30 @@ export function programOf(e: ConnEvent): string {
 
 /** A DNS name that can stand in a flow line as it is (no spaces, no syntax of ours). */
 const PLAIN_NAME = /^[a-z0-9_][a-z0-9_.-]{0,252}$/;
+const plainNames = new Map<string, boolean>();
+const MAX_PLAIN_NAMES = 4096;
+
+/** The event's DNS name when it can name a flow (plain: no spaces, no syntax of ours), else "". */
+export function flowName(e: ConnEvent): string {
+  const n = e.dnsName;
+  if (n === "") return n;
+  let plain = plainNames.get(n);
+  if (plain === undefined) {
+    plain = PLAIN_NAME.test(n);
+    if (plainNames.size >= MAX_PLAIN_NAMES) plainNames.clear();
+    plainNames.set(n, plain);
+  }
+  return plain ? n : "";
+}
 
 /** The remote end of a flow for an address: v6 in brackets, so that the port after it reads plainly. */
 export function addressEnd(addr: string, family: 4 | 6): string {
   return family === 6 ? `[${addr}]` : addr;
 }
 
-/** The remote end as a flow names it: the DNS name when the event has a plain one, else the address. */
+/** The remote end as a flow line names it: the DNS name when the event has a plain one, else the address. */
 export function remoteOf(e: ConnEvent): string {
-  return e.dnsName && PLAIN_NAME.test(e.dnsName) ? e.dnsName : addressEnd(e.daddr, e.family);
+  return flowName(e) || addressEnd(e.daddr, e.family);
 }
 
 /** The port a flow is to: the remote port of a connect, the local port of an accept. */

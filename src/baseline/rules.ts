@@ -10,7 +10,7 @@
 import ipaddr from "ipaddr.js";
 import type { ConnEvent } from "../event.ts";
 import { addressMatcher, globMatcher } from "../filter/compile.ts";
-import { addressEnd, eventLine, flowLine, programOf, remoteOf, servicePort, workloadOf } from "./flow.ts";
+import { programOf, servicePort, workloadOf } from "./flow.ts";
 
 /** A rule line that does not parse: the message says what is wrong with it. */
 export class RuleError extends Error {}
@@ -23,8 +23,8 @@ export interface Rule {
   remote: string;
   portLo: number;
   portHi: number;
-  /** The line as a learned flow would be written, when the rule has no pattern. */
-  exact?: string;
+  /** Set when the rule has no pattern: the remote end as events carry it (a name, or an address without brackets). */
+  exact?: { remote: string };
 }
 
 const fail = (msg: string): never => {
@@ -43,20 +43,25 @@ function parsePort(v: string): [number, number] {
 }
 
 /** The remote end in its canonical form, and whether it is one literal value. */
-function parseRemote(v: string): { remote: string; literal?: string } {
+function parseRemote(v: string): { remote: string; literal?: boolean } {
   if (v === "*") return { remote: v };
   const bare = v.startsWith("[") && v.endsWith("]") ? v.slice(1, -1) : v;
+  // Only what could be an address goes to ipaddr: its refusals are exceptions, slow by the ten thousand.
+  if (!bare.includes(":") && !/^[\d.]+(?:\/\d+)?$/.test(bare)) return parseName(v, bare);
   if (!bare.includes("/") && ipaddr.isValid(bare)) {
     let a = ipaddr.parse(bare);
     if (a.kind() === "ipv6" && (a as ipaddr.IPv6).isIPv4MappedAddress()) a = (a as ipaddr.IPv6).toIPv4Address();
     // The text the decoder writes for this address (ipaddr's, RFC 5952 for v6).
-    const text = a.toString();
-    return { remote: text, literal: addressEnd(text, a.kind() === "ipv6" ? 6 : 4) };
+    return { remote: a.toString(), literal: true };
   }
   if (addressMatcher(bare)) return { remote: bare };
+  return parseName(v, bare);
+}
+
+function parseName(v: string, bare: string): { remote: string; literal?: boolean } {
   const name = bare.toLowerCase().replace(/\.$/, "");
   if (!NAME.test(name)) fail(`'${v}' is not a DNS name, a glob of one, an address, a CIDR or *`);
-  return name.includes("*") ? { remote: name } : { remote: name, literal: name };
+  return { remote: name, literal: !name.includes("*") };
 }
 
 /**
@@ -95,9 +100,7 @@ export function parseRule(line: string): Rule {
   const [portLo, portHi] = parsePort(portText);
   const { remote, literal } = parseRemote(remoteText);
   const rule: Rule = { inbound, program, remote, portLo, portHi };
-  if (literal !== undefined && !program.includes("*") && portLo === portHi) {
-    rule.exact = flowLine(program, literal, portLo, inbound);
-  }
+  if (literal && !program.includes("*") && portLo === portHi) rule.exact = { remote };
   return rule;
 }
 
@@ -119,68 +122,112 @@ function compile(r: Rule): Check {
   };
 }
 
-/** Verdicts of pattern rules remembered at most; then they are forgotten at once, and counted. */
+/** Rules without patterns: program, then remote end (a name, or an address), then port and direction. */
+type Exact = Map<string, Map<string, Set<number>>>;
+
+/** Port and direction as one number. */
+const portDir = (port: number, inbound: boolean) => port * 2 + (inbound ? 1 : 0);
+
+function addExact(x: Exact, program: string, remote: string, pd: number): void {
+  let byRemote = x.get(program);
+  if (!byRemote) x.set(program, byRemote = new Map());
+  const ports = byRemote.get(remote);
+  if (ports) ports.add(pd);
+  else byRemote.set(remote, new Set([pd]));
+}
+
+/** Whether `x` has the flow by the event's name (when it has one) or by its address. */
+function hasExact(x: Exact, program: string, name: string, addr: string, pd: number): boolean {
+  const byRemote = x.get(program);
+  if (!byRemote) return false;
+  return (name !== "" && byRemote.get(name)?.has(pd) === true) || byRemote.get(addr)?.has(pd) === true;
+}
+
+/** What applies to one workload besides its own exact rules. */
+interface Extra {
+  exacts: Exact[];
+  checks: Check[];
+}
+
+/** Workloads whose extra rules are remembered at most. */
+const MAX_WORKLOADS = 4096;
+/** Past this many pattern rules for a workload, their verdicts are remembered (bounded). */
+const REMEMBER_PAST = 8;
+/** Verdicts remembered at most; then they are forgotten at once, and counted. */
 const MAX_VERDICTS = 65536;
 
 /** The rules of one or more baseline files, and the check of events against them. */
 export class Baseline {
-  /** `workload\0line` of every rule without patterns. */
-  #exact = new Set<string>();
+  /** Rules without patterns, by literal workload. */
+  #exact = new Map<string, Exact>();
   /** Pattern rules by literal workload. */
-  #byWorkload = new Map<string, Check[]>();
-  /** Pattern rules (or any rules) of glob workloads. */
-  #globWorkloads: { pattern: string; match: (w: string) => boolean; exact: Set<string>; checks: Check[] }[] = [];
+  #checks = new Map<string, Check[]>();
+  /** Rules of glob workloads. */
+  #globs: { pattern: string; match: (w: string) => boolean; exact: Exact; checks: Check[] }[] = [];
+  #extra = new Map<string, Extra>();
   #verdicts = new Map<string, boolean>();
+  #rules = 0;
   #patterns = 0;
   /** Times the verdict memory was full and forgotten. */
   verdictResets = 0;
 
   /** Rules held. */
   get size(): number {
-    return this.#exact.size + this.#patterns;
+    return this.#rules;
   }
 
   /** Add a rule under a workload (a name, or a glob of names). */
   add(workload: string, rule: Rule): void {
     if (workload.includes("*")) {
-      let g = this.#globWorkloads.find((x) => x.pattern === workload);
-      if (!g) {
-        this.#globWorkloads.push(g = { pattern: workload, match: globMatcher(workload), exact: new Set(), checks: [] });
-      }
-      if (rule.exact !== undefined) g.exact.add(rule.exact);
+      this.#rules++;
+      let g = this.#globs.find((x) => x.pattern === workload);
+      if (!g) this.#globs.push(g = { pattern: workload, match: globMatcher(workload), exact: new Map(), checks: [] });
+      if (rule.exact) addExact(g.exact, rule.program, rule.exact.remote, portDir(rule.portLo, rule.inbound));
       else g.checks.push(compile(rule));
       this.#patterns++;
-    } else if (rule.exact !== undefined) {
-      this.#exact.add(`${workload}\0${rule.exact}`);
+    } else if (rule.exact) {
+      this.addFlow(workload, rule.program, rule.exact.remote, rule.portLo, rule.inbound);
     } else {
-      const list = this.#byWorkload.get(workload);
+      this.#rules++;
+      const list = this.#checks.get(workload);
       if (list) list.push(compile(rule));
-      else this.#byWorkload.set(workload, [compile(rule)]);
+      else this.#checks.set(workload, [compile(rule)]);
       this.#patterns++;
     }
+    this.#extra.clear();
     this.#verdicts.clear();
   }
 
-  /** Add a learned flow: a workload and a line without patterns. */
-  addFlow(workload: string, line: string): void {
-    this.#exact.add(`${workload}\0${line}`);
+  /** Add a flow without patterns: `remote` is a DNS name or an address (no brackets). */
+  addFlow(workload: string, program: string, remote: string, port: number, inbound: boolean): void {
+    let x = this.#exact.get(workload);
+    if (!x) this.#exact.set(workload, x = new Map());
+    addExact(x, program, remote, portDir(port, inbound));
+    this.#rules++;
   }
 
   /** Whether a rule covers the event's flow (its workload, program, remote end, port, direction). */
   covers(e: ConnEvent): boolean {
     const w = workloadOf(e);
-    const remote = remoteOf(e);
-    const line = eventLine(e, remote);
-    if (this.#exact.has(`${w}\0${line}`)) return true;
+    const program = programOf(e);
+    // The name as it is: one that is not plain cannot be in a rule (parseRule refuses it), and misses.
+    const name = e.dnsName;
+    const pd = portDir(servicePort(e), e.direction === "inbound");
+    const x = this.#exact.get(w);
     // A flow learned by address (before its name was known, or with names off) covers it by name too.
-    const named = remote === e.dnsName;
-    const byAddress = named ? eventLine(e, addressEnd(e.daddr, e.family)) : line;
-    if (named && this.#exact.has(`${w}\0${byAddress}`)) return true;
+    if (x && hasExact(x, program, name, e.daddr, pd)) return true;
     if (this.#patterns === 0) return false;
-    const key = `${w}\0${line}\0${e.daddr}`;
+    const extra = this.#extraFor(w);
+    for (const g of extra.exacts) if (hasExact(g, program, name, e.daddr, pd)) return true;
+    const checks = extra.checks;
+    if (checks.length <= REMEMBER_PAST) {
+      for (const c of checks) if (c(e)) return true;
+      return false;
+    }
+    const key = `${w}\0${program}\0${name}\0${e.daddr}\0${pd}`;
     const known = this.#verdicts.get(key);
     if (known !== undefined) return known;
-    const verdict = this.#byPattern(w, line, byAddress, e);
+    const verdict = checks.some((c) => c(e));
     if (this.#verdicts.size >= MAX_VERDICTS) {
       this.#verdicts.clear();
       this.verdictResets++;
@@ -189,13 +236,18 @@ export class Baseline {
     return verdict;
   }
 
-  #byPattern(w: string, line: string, byAddress: string, e: ConnEvent): boolean {
-    const checks = this.#byWorkload.get(w);
-    if (checks && checks.some((c) => c(e))) return true;
-    for (const g of this.#globWorkloads) {
+  /** A workload's pattern rules and the exact rules of the glob workloads it matches. */
+  #extraFor(w: string): Extra {
+    let extra = this.#extra.get(w);
+    if (extra) return extra;
+    extra = { exacts: [], checks: [...(this.#checks.get(w) ?? [])] };
+    for (const g of this.#globs) {
       if (!g.match(w)) continue;
-      if (g.exact.has(line) || g.exact.has(byAddress) || g.checks.some((c) => c(e))) return true;
+      if (g.exact.size) extra.exacts.push(g.exact);
+      extra.checks.push(...g.checks);
     }
-    return false;
+    if (this.#extra.size >= MAX_WORKLOADS) this.#extra.clear();
+    this.#extra.set(w, extra);
+    return extra;
   }
 }

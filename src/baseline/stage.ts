@@ -9,17 +9,9 @@
  */
 import type { ConnEvent } from "../event.ts";
 import { type Counters, Stage } from "../stage.ts";
-import { eventLine, isFlowEvent, workloadOf } from "./flow.ts";
+import { eventLine, flowName, isFlowEvent, programOf, servicePort, workloadOf } from "./flow.ts";
 import { Baseline } from "./rules.ts";
-import {
-  type BaselineFile,
-  currentStamp,
-  documentText,
-  loadBaseline,
-  mergeFlows,
-  newDocument,
-  replaceFile,
-} from "./file.ts";
+import { type BaselineFile, currentStamp, loadBaseline } from "./file.ts";
 
 /** The stage that marks events novel or not. */
 export class BaselineStage extends Stage<ConnEvent> {
@@ -88,7 +80,7 @@ export class Learner {
     }
     const w = workloadOf(e);
     const line = eventLine(e);
-    this.#rules.addFlow(w, line);
+    this.#rules.addFlow(w, programOf(e), flowName(e) || e.daddr, servicePort(e), e.direction === "inbound");
     this.#learned++;
     const list = this.#pending.get(w);
     if (list) list.push(line);
@@ -108,14 +100,14 @@ export class Learner {
    */
   async save(): Promise<void> {
     if (this.#pendingCount === 0) return;
-    const now = currentStamp(this.path);
-    let doc = this.#file?.doc;
-    if (now !== this.#stamp) {
+    const { documentOf, documentText, mergeFlows, replaceFile } = await import("./merge.ts");
+    if (currentStamp(this.path) !== this.#stamp) {
+      // Another writer changed the file since it was read: merge into their version.
       this.#file = await loadBaseline(this.path, new Baseline(), "--learn", true);
-      doc = this.#file?.doc;
     }
-    doc ??= newDocument();
+    const doc = documentOf(this.#file?.text ?? "");
     mergeFlows(doc, this.#pending);
+    const text = documentText(doc);
     let mode = 0o644;
     let owner: { uid: number; gid: number } | undefined;
     try {
@@ -123,9 +115,9 @@ export class Learner {
       if (info.isFile && info.mode !== null) mode = info.mode & 0o755;
       if (info.uid !== null && info.gid !== null) owner = { uid: info.uid, gid: info.gid };
     } catch { /* a new file */ }
-    replaceFile(this.path, documentText(doc), mode, owner);
+    replaceFile(this.path, text, mode, owner);
     const added = this.#pendingCount;
-    this.#file = { path: this.path, doc, flows: (this.#file?.flows ?? 0) + added, stamp: currentStamp(this.path) };
+    this.#file = { path: this.path, text, flows: (this.#file?.flows ?? 0) + added, stamp: currentStamp(this.path) };
     this.#stamp = this.#file.stamp;
     this.flows = this.#file.flows;
     this.saved += added;
