@@ -257,3 +257,37 @@ bpfTest(
     }
   },
 );
+
+bpfTest("a bad baseline, a learn file in no directory or novel without --baseline: one line, exit 2", async () => {
+  const dir = await tempDir();
+  try {
+    const bad = `${dir}/bad.yaml`;
+    await Deno.writeTextFile(bad, "workloads:\n  host:\n    - /usr/bin/curl -> api:https\n");
+    const cases: [string[], string][] = [
+      [
+        ["--baseline", bad],
+        `lightmon: ${bad}:3: 'https' is not a port (1-65535), a range (8000-8099) or *: '/usr/bin/curl -> api:https'\n`,
+      ],
+      [
+        ["--baseline", `${dir}/none.yaml`],
+        `lightmon: --baseline ${dir}/none.yaml: cannot read the baseline (no such file)\n`,
+      ],
+      [
+        ["--learn", `${dir}/no/such/dir.yaml`],
+        `lightmon: --learn ${dir}/no/such/dir.yaml: no directory ${dir}/no/such; create it first\n`,
+      ],
+      [
+        ["-include", "novel=true"],
+        "lightmon: the novel filter field needs --baseline FILE (the flows that are not novel)\n",
+      ],
+    ];
+    for (const [args, err] of cases) {
+      const lm = new Lightmon(["--output", "json", ...args]);
+      const st = await lm.exit();
+      assert.equal(st.code, 2, lm.stderr);
+      assert.equal(lm.stderr, err);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
