@@ -229,6 +229,16 @@ Deno.test("learning writes a file that covers what was learned; learning it agai
     assert.equal(file?.flows, 3);
     for (const e of events.slice(0, 4)) assert.equal(b.covers(e), true);
     assert.equal(b.covers(host({ dnsName: "other.example.com" })), false);
+    // Two saves at once (a periodic one and the last): one after the other, each flow written once.
+    const l = await Learner.open(path);
+    l.observe(host({ dnsName: "two.example.com" }));
+    const saves = [l.save(), l.save()];
+    l.observe(host({ dnsName: "three.example.com" }));
+    await Promise.all(saves);
+    assert.equal(l.saved, 2);
+    const text = await Deno.readTextFile(path);
+    assert.equal(text.split("two.example.com").length, 2);
+    assert.equal(text.split("three.example.com").length, 2);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

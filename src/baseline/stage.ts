@@ -98,7 +98,16 @@ export class Learner {
    * changed the file since it was read, its new text is read and merged into
    * instead. Throws what writing throws (a full disk); nothing learned is lost then.
    */
-  async save(): Promise<void> {
+  save(): Promise<void> {
+    // One save at a time: a periodic one still running when the run ends is waited for, then the rest is saved.
+    const next = this.#saving.catch(() => {}).then(() => this.#saveNow());
+    this.#saving = next;
+    return next;
+  }
+
+  #saving: Promise<void> = Promise.resolve();
+
+  async #saveNow(): Promise<void> {
     if (this.#pendingCount === 0) return;
     const { documentOf, documentText, mergeFlows, replaceFile } = await import("./merge.ts");
     if (currentStamp(this.path) !== this.#stamp) {

@@ -60,12 +60,12 @@ export class Pipeline<I> {
     return l;
   }
 
-  /** After a batch: every stage writes what it buffered. */
   /** Whether a stage asks for new records to be held back. */
   backlogged(): boolean {
     return this.stages.some((s) => s.backlogged());
   }
 
+  /** After a batch: every stage writes what it buffered. */
   flush(): void {
     for (const s of this.stages) s.flush();
   }
