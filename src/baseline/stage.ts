@@ -254,7 +254,7 @@ export class DriftStage extends Stage<ConnEvent> {
       : "";
     this.ctx.log(
       `lightmon: learned ${
-        learner.saved ? `${learner.saved} new flows` : "nothing new"
+        learner.saved ? `${learner.saved} new flow${learner.saved === 1 ? "" : "s"}` : "nothing new"
       } into ${learner.path} (${learner.flows} in all)${skipped}`,
     );
   }
