@@ -30,7 +30,6 @@ import { DockerSource } from "./enrich/docker.ts";
 import { CONTAINERD_TASKS } from "./enrich/state_files.ts";
 import { JsonRenderer, type Renderer, RenderStage, terminalWidth } from "./output/renderer.ts";
 import { LineWriter } from "./output/writer.ts";
-import { LogRenderer, prepareLogDir, RotatingLog } from "./output/logfile.ts";
 import { VERSION } from "./version.ts";
 import { Baseline } from "./baseline/rules.ts";
 import { loadBaseline } from "./baseline/file.ts";
@@ -81,7 +80,10 @@ function defaultObjectPath(): string {
     new URL("../build/lightmon.bpf.o", import.meta.url).pathname;
 }
 
-/** The renderer for -output; table and summary code (and cli-table3) load only when used. */
+/**
+ * The renderer for -output; table, summary and log code (cli-table3, node:fs) load
+ * only when used: each costs start-up time.
+ */
 async function makeRenderer(o: Options): Promise<Renderer> {
   const out = new LineWriter(Deno.stdout, log);
   switch (o.output) {
@@ -91,9 +93,11 @@ async function makeRenderer(o: Options): Promise<Renderer> {
       const { TableOutput } = await import("./output/table.ts");
       return new TableOutput(out, terminalWidth(), o.baseline !== "");
     }
-    case "log":
+    case "log": {
+      const { LogRenderer, prepareLogDir, RotatingLog } = await import("./output/logfile.ts");
       prepareLogDir(o.logPath);
       return new LogRenderer(new RotatingLog(o.logPath, o.logKeep, log));
+    }
     case "summary": {
       const { SummaryRenderer } = await import("./output/summary.ts");
       return new SummaryRenderer(out, o.summaryFormat, log, undefined, o.baseline !== "");
