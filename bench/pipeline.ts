@@ -71,7 +71,7 @@ time("all stages", () => {
   if (keep(e)) {
     bytes.pos = 0;
     writeJson(e, bytes);
-    out.lineBytes(bytes.buf, bytes.pos);
+    out.lines(bytes.buf, bytes.pos, 1);
   }
   if (++n % 1000 === 0) out.flush();
 });

@@ -71,11 +71,6 @@ function encodeRun(seg: Segment, values: Value[]): string {
   return s;
 }
 
-function unchanged(seg: Segment, values: readonly Value[], e: ConnEvent): boolean {
-  for (let i = 0; i < seg.gets.length; i++) if (seg.gets[i](e) !== values[i]) return false;
-  return true;
-}
-
 /**
  * A growable byte buffer one event's JSON is written into, digit by digit and
  * fragment by fragment, without building a string.
@@ -237,42 +232,63 @@ function byteWriter(enc: JsonEncoding, prefix: string): ByteWriter {
   };
 }
 
-interface ByteSegment {
-  segment: Segment;
-  writers: ByteWriter[];
-  cache?: Map<string | number, { values: Value[]; bytes: Uint8Array }>;
+/** A cached group's encoding for one key: the values it was made from, and its bytes. */
+interface Fragment {
+  values: Value[];
+  bytes: Uint8Array;
 }
 
-const BYTE_SEGMENTS: ByteSegment[] = SEGMENTS.map((segment) => ({
-  segment,
-  writers: segment.encodings.map((enc, i) => byteWriter(enc, segment.prefixes[i])),
-  cache: segment.cacheKey ? new Map() : undefined,
-}));
+/**
+ * The writer, compiled from the registry once at start: straight-line code with
+ * one call site per field, so that V8 sees every getter and byte writer at its
+ * own monomorphic site and inlines it (a loop over the fields made each call
+ * megamorphic, and the JSON cost more than all other stages together). The code
+ * text holds only indices and JavaScript syntax: keys, encodings and getters are
+ * passed in as values, never spliced in as text.
+ */
+function compile(): (e: ConnEvent, w: JsonBytes) => void {
+  const values: unknown[] = [];
+  const ref = (v: unknown) => `$[${values.push(v) - 1}]`;
+  const decl: string[] = [];
+  let n = 0;
+  // Each constant gets its own local, so the hot code reads a closure variable.
+  const local = (v: unknown) => {
+    const name = `c${n++}`;
+    decl.push(`const ${name} = ${ref(v)};`);
+    return name;
+  };
+  const body: string[] = [];
+  for (const seg of SEGMENTS) {
+    const writers = seg.encodings.map((enc, i) => byteWriter(enc, seg.prefixes[i]));
+    const gets = seg.gets.map(local);
+    const code: string[] = [];
+    if (!seg.cacheKey) {
+      code.push(`${local(writers[0])}(w, ${gets[0]}(e));`);
+    } else {
+      const cache = local(new Map<string | number, Fragment>());
+      const miss = local((e: ConnEvent, key: string | number, map: Map<string | number, Fragment>) => {
+        const vs = seg.gets.map((get) => get(e));
+        const bytes = UTF8.encode(encodeRun(seg, vs));
+        if (map.size >= MAX_CACHED) map.clear();
+        map.set(key, { values: vs, bytes });
+        return bytes;
+      });
+      const same = gets.map((g, i) => `h.values[${i}] === ${g}(e)`).join(" && ");
+      code.push(
+        `{ const k = ${local(seg.cacheKey)}(e); const h = ${cache}.get(k);`,
+        `  w.bytes(h !== undefined && ${same} ? h.bytes : ${miss}(e, k, ${cache})); }`,
+      );
+    }
+    body.push(...(seg.when ? [`if (${local(seg.when)}(e)) {`, ...code, "}"] : code));
+  }
+  const source = `${decl.join("\n")}\nreturn function writeJson(e, w) {\n${
+    body.join("\n")
+  }\nw.ensure(1);\nw.buf[w.pos++] = 0x7d;\n};`;
+  return new Function("$", source)(values);
+}
 
 /** One event's JSON (no newline) into `w`. */
-export function writeJson(e: ConnEvent, w: JsonBytes): void {
-  for (const bs of BYTE_SEGMENTS) {
-    const seg = bs.segment;
-    if (seg.when && !seg.when(e)) continue;
-    if (!bs.cache) {
-      bs.writers[0](w, seg.gets[0](e));
-      continue;
-    }
-    const key = seg.cacheKey!(e);
-    const hit = bs.cache.get(key);
-    if (hit && unchanged(seg, hit.values, e)) {
-      w.bytes(hit.bytes);
-      continue;
-    }
-    const values = seg.gets.map((get) => get(e));
-    const bytes = UTF8.encode(encodeRun(seg, values));
-    if (bs.cache.size >= MAX_CACHED) bs.cache.clear();
-    bs.cache.set(key, { values, bytes });
-    w.bytes(bytes);
-  }
-  w.ensure(1);
-  w.buf[w.pos++] = 0x7d; // }
-}
+export const writeJson: (e: ConnEvent, w: JsonBytes) => void = compile();
 
 const TEXT = new TextDecoder();
 const scratch = new JsonBytes();

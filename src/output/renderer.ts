@@ -51,13 +51,37 @@ export abstract class LineRenderer implements Renderer {
   }
 }
 
-/** JSON lines on a writer, written as bytes (no string per event). */
+/** A batch of JSON lines handed to the writer at once, at most this large. */
+const JSON_BATCH_BYTES = 1 << 20;
+
+/**
+ * JSON lines on a writer, written as bytes straight into one batch buffer (no
+ * string, no copy per event); the batch goes to the writer at flush, once per
+ * batch of events, or when it is full.
+ */
 export class JsonRenderer extends LineRenderer {
-  #bytes = new JsonBytes();
+  #batch = new JsonBytes();
+  #events = 0;
   event(e: ConnEvent): void {
-    this.#bytes.pos = 0;
-    writeJson(e, this.#bytes);
-    this.out.lineBytes(this.#bytes.buf, this.#bytes.pos);
+    const b = this.#batch;
+    writeJson(e, b);
+    b.ensure(1);
+    b.buf[b.pos++] = 0x0a;
+    this.#events++;
+    if (b.pos >= JSON_BATCH_BYTES) this.#handOver();
+  }
+  #handOver(): void {
+    this.out.lines(this.#batch.buf, this.#batch.pos, this.#events);
+    this.#batch.pos = 0;
+    this.#events = 0;
+  }
+  override flush(): void {
+    this.#handOver();
+    super.flush();
+  }
+  override close(): void {
+    this.#handOver();
+    super.close();
   }
 }
 

@@ -90,22 +90,15 @@ export class LineWriter {
     this.#events += events;
   }
 
-  /** Queue one line given as its first `len` bytes (without the newline) carrying `events` events. */
-  lineBytes(bytes: Uint8Array, len: number, events = 1): void {
-    if (this.#len + len + 1 > this.#buf.length) {
-      this.flush();
-      if (len + 1 > this.#buf.length) {
-        const own = new Uint8Array(len + 1);
-        own.set(bytes.subarray(0, len));
-        own[len] = NEWLINE;
-        this.#enqueue(own, events);
-        return;
-      }
-    }
-    this.#buf.set(len === bytes.length ? bytes : bytes.subarray(0, len), this.#len);
-    this.#len += len;
-    this.#buf[this.#len++] = NEWLINE;
-    this.#events += events;
+  /**
+   * Queue the first `len` bytes of `bytes`, whole lines with their newlines,
+   * carrying `events` events: a renderer that builds a batch's lines itself hands
+   * them over in one copy (after what line() collected, in order).
+   */
+  lines(bytes: Uint8Array, len: number, events: number): void {
+    if (len === 0) return;
+    this.flush();
+    this.#enqueue(bytes.slice(0, len), events);
   }
 
   /**
