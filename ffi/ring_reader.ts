@@ -85,9 +85,10 @@ export class RingPositions implements Disposable {
 }
 
 /**
- * A read-only view of a ring buffer's data area: records are read in place, never
- * copied. The kernel maps the data area twice in a row, so a record that wraps
- * around is contiguous.
+ * A read-only view of a ring buffer's data area: records are read in place. The
+ * kernel would map the data area twice in a row, so that a record that wraps
+ * around is contiguous, but every mapped page counts in RSS (the kernel maps them
+ * all at mmap): one copy is mapped, and the rare record that wraps is copied out.
  */
 export class RingView implements Disposable {
   #ptr: Deno.PointerValue;
@@ -97,13 +98,16 @@ export class RingView implements Disposable {
   #hdr: Uint32Array;
   readonly buffer: ArrayBuffer;
 
+  /** A record that wraps around the end of the data area, made contiguous. */
+  #wrapped = new Uint8Array(0);
+
   constructor(fd: number, size: number, pageSize: number) {
-    this.#len = pageSize + 2 * size;
+    this.#len = pageSize + size;
     this.#ptr = map(fd, this.#len, PROT_READ, pageSize);
     this.#size = size;
     this.#page = pageSize;
     this.buffer = Deno.UnsafePointerView.getArrayBuffer(this.#ptr!, this.#len);
-    this.#hdr = new Uint32Array(this.buffer, pageSize, (2 * size) / 4);
+    this.#hdr = new Uint32Array(this.buffer, pageSize, size / 4);
   }
 
   /**
@@ -121,10 +125,25 @@ export class RingView implements Disposable {
       const len = Atomics.load(this.#hdr, off >>> 2);
       if (len & BUSY) break; // reserved, not committed yet
       const size = len & ~(BUSY | DISCARD);
-      if (!(len & DISCARD)) onRecord(this.buffer, this.#page + off + HDR, size);
+      if (!(len & DISCARD)) {
+        // Headers are 8-byte aligned and never wrap; a record's data may.
+        if (off + HDR + size <= this.#size) onRecord(this.buffer, this.#page + off + HDR, size);
+        else onRecord(this.#unwrap(off + HDR, size), 0, size);
+      }
       pos += (size + HDR + 7) & ~7;
     }
     return pos;
+  }
+
+  /** The `size` bytes from data offset `from` (maybe past the end: they continue at the start), copied. */
+  #unwrap(from: number, size: number): ArrayBuffer {
+    if (this.#wrapped.length < size) this.#wrapped = new Uint8Array(size);
+    const data = new Uint8Array(this.buffer, this.#page, this.#size);
+    const start = from & (this.#size - 1);
+    const head = Math.min(size, this.#size - start);
+    this.#wrapped.set(data.subarray(start, start + head));
+    this.#wrapped.set(data.subarray(0, size - head), head);
+    return this.#wrapped.buffer;
   }
 
   close(): void {
