@@ -60,8 +60,8 @@ const struct lm_dns_query *lm_btf_anchor_query __attribute__((unused));
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	/* 4 MiB: ~13k connect records, a third of a second at the loopback limit
-	 * (~40k/s); user space drains it every few ms. Its pages are mapped twice
-	 * into lightmon, so it counts double in RSS. */
+	 * (~40k/s); user space drains it every few ms. All its pages are
+	 * mapped into lightmon, so it counts in RSS. */
 	__uint(max_entries, 4 * 1024 * 1024);
 } lm_events SEC(".maps");
 

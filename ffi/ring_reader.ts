@@ -3,10 +3,11 @@
  * the way libbpf's ringbuf.c does it: the positions, and a view of the data.
  *
  * Layout (kernel/bpf/ringbuf.c): page 0 holds the consumer position (read-write),
- * page 1 the producer position (read-only), then the data area mapped twice in a
- * row so that a record that wraps around is still contiguous. Each record starts
- * with an 8-byte header: u32 length with BUSY (bit 31) and DISCARD (bit 30) flags,
- * u32 page offset. Records are 8-byte aligned.
+ * page 1 the producer position (read-only), then the data area, which the kernel
+ * offers twice in a row so that a record that wraps around is contiguous (we map
+ * it once: see RingView). Each record starts with an 8-byte header: u32 length
+ * with BUSY (bit 31) and DISCARD (bit 30) flags, u32 page offset. Records are
+ * 8-byte aligned.
  * @module
  */
 import { BpfError } from "./errno.ts";
