@@ -64,7 +64,13 @@ export class JsonRenderer extends LineRenderer {
   #events = 0;
   event(e: ConnEvent): void {
     const b = this.#batch;
-    writeJson(e, b);
+    const start = b.pos;
+    try {
+      writeJson(e, b);
+    } catch (err) {
+      b.pos = start; // no half line: the render stage reports the fault
+      throw err;
+    }
     b.ensure(1);
     b.buf[b.pos++] = 0x0a;
     this.#events++;
