@@ -259,11 +259,10 @@ function compile(): (e: ConnEvent, w: JsonBytes) => void {
   };
   const body: string[] = [];
   for (const seg of SEGMENTS) {
-    const writers = seg.encodings.map((enc, i) => byteWriter(enc, seg.prefixes[i]));
     const gets = seg.gets.map(local);
     const code: string[] = [];
     if (!seg.cacheKey) {
-      code.push(`${local(writers[0])}(w, ${gets[0]}(e));`);
+      code.push(`${local(byteWriter(seg.encodings[0], seg.prefixes[0]))}(w, ${gets[0]}(e));`);
     } else {
       const cache = local(new Map<string | number, Fragment>());
       const miss = local((e: ConnEvent, key: string | number, map: Map<string | number, Fragment>) => {
