@@ -54,5 +54,5 @@ if [ ! -x "$dir/bin/deno" ]; then
 fi
 private "$dir"
 export DENO_DIR="$dir/deno-cache" DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1
-exec "$dir/bin/deno" run --quiet --no-prompt --no-config --allow-all --v8-flags=--max-semi-space-size=2,--single-threaded-gc \
+exec "$dir/bin/deno" run --quiet --no-prompt --no-config --allow-all --v8-flags=--max-semi-space-size=2,--single-threaded \
   "$dir/app/src/main.js" "$@"

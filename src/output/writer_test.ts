@@ -91,3 +91,32 @@ Deno.test("a reader that is behind but reading asks the producer to hold back; o
   while (pending.length) pending.shift()!();
   await w.settle(1000);
 });
+
+Deno.test("batch buffers are reused only once written: a write given up on keeps its bytes", async () => {
+  const text = (p: Uint8Array) => new TextDecoder().decode(p);
+  const held: Uint8Array[] = [];
+  const written: string[] = [];
+  let release: (() => void) | undefined;
+  const sink = {
+    write(p: Uint8Array): Promise<number> {
+      held.push(p); // kept without a copy, as the kernel keeps a buffer while a write is pending
+      written.push(text(p));
+      if (held.length === 1) return new Promise((r) => (release = () => r(p.length)));
+      return Promise.resolve(p.length);
+    },
+  };
+  const w = new LineWriter(sink, undefined, 64);
+  w.line("first");
+  await w.settle(20); // the reader stopped: given up, but the write still holds the bytes
+  release!();
+  await new Promise((r) => setTimeout(r, 0));
+  for (let i = 0; i < 8; i++) {
+    w.line(`batch ${i}`);
+    await w.settle(1000);
+  }
+  assert.equal(text(held[0]), "first\n");
+  assert.deepEqual(written.slice(1), Array.from({ length: 8 }, (_, i) => `batch ${i}\n`));
+  // Written batches share buffers: eight batches, far fewer buffers.
+  assert.ok(new Set(held.slice(1).map((p) => p.buffer)).size < 8);
+  assert.ok(!held.slice(1).some((p) => p.buffer === held[0].buffer));
+});
