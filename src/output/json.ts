@@ -127,12 +127,31 @@ export class JsonBytes {
       buf[this.pos++] = 0x30 + n;
       return;
     }
+    if (n <= 0x7fffffff) {
+      // Most numbers (ports, pids, ids, namespaces) fit 31 bits: integer division by a
+      // constant, which compiles to a multiplication, instead of a float division per digit.
+      let p = this.pos + digits31(n);
+      this.pos = p;
+      let m = n | 0;
+      do {
+        const q = (m / 10) | 0;
+        buf[--p] = 0x30 + m - q * 10;
+        m = q;
+      } while (m !== 0);
+      return;
+    }
     let digits = 0;
     for (let m = n; m > 0; m = Math.floor(m / 10)) digits++;
     let p = this.pos + digits;
     this.pos = p;
     for (let m = n; m > 0; m = Math.floor(m / 10)) buf[--p] = 0x30 + (m % 10);
   }
+}
+
+/** Decimal digits of 0 <= n < 2^31. */
+function digits31(n: number): number {
+  if (n < 100_000) return n < 100 ? (n < 10 ? 1 : 2) : n < 1_000 ? 3 : n < 10_000 ? 4 : 5;
+  return n < 10_000_000 ? (n < 1_000_000 ? 6 : 7) : n < 100_000_000 ? 8 : n < 1_000_000_000 ? 9 : 10;
 }
 
 const UTF8 = new TextEncoder();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { sampleEvent } from "../testdata/event.ts";
-import { JSON_FIELDS, toJson } from "./json.ts";
+import { JSON_FIELDS, JsonBytes, toJson } from "./json.ts";
 import { forTerminal, jsonString } from "../text/sanitize.ts";
 import { fitWidths, keepEnd, TableRenderer } from "./table.ts";
 import { rfc3339Nano } from "../text/time.ts";
@@ -178,4 +178,15 @@ Deno.test("a hostile DNS name never reaches the JSON or the terminal raw", () =>
   // deno-lint-ignore no-control-regex
   for (const l of lines) assert.ok(!/[\x1b\x07\u202e\u009b]/.test(l), l);
   assert.match(lines.at(-1)!, /\\x1b\]0;pwn\\x07/);
+});
+
+Deno.test("numbers are written digit for digit as String() writes them, at every length", () => {
+  const ns = [0, 1, 9, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 4026531840, Number.MAX_SAFE_INTEGER];
+  for (let p = 1; p <= 15; p++) ns.push(10 ** p - 1, 10 ** p, 10 ** p + 1);
+  const w = new JsonBytes();
+  for (const n of ns) {
+    w.pos = 0;
+    w.uint(n);
+    assert.equal(new TextDecoder().decode(w.buf.subarray(0, w.pos)), String(n));
+  }
 });

@@ -33,6 +33,9 @@ interface Chunk {
   owner?: Uint8Array;
 }
 
+/** The memory a queued chunk holds: its whole buffer. */
+const held = (c: Chunk) => c.owner?.length ?? c.bytes.length;
+
 const NEWLINE = 0x0a;
 /** Lines are written in batches; this much is queued at most before batches are dropped. */
 export const MAX_QUEUED_BYTES = 16 << 20;
@@ -138,8 +141,10 @@ export class LineWriter {
   /** Queue a copy of the first `len` bytes of `bytes`, in a spare buffer when one is big enough. */
   #enqueueCopy(bytes: Uint8Array, len: number, events: number): void {
     if (!this.#admit(len, events)) return;
-    const i = this.#spares.findIndex((b) => b.length >= len);
-    const owner = i >= 0 ? this.#spares.splice(i, 1)[0] : new Uint8Array(Math.max(len, this.#buf.length));
+    // Buffers come in powers of two from 4 KiB; a spare fits up to four times what it is to hold.
+    const size = 2 ** Math.ceil(Math.log2(Math.max(len, 4096)));
+    const i = this.#spares.findIndex((b) => b.length >= size && b.length <= 4 * size);
+    const owner = i >= 0 ? this.#spares.splice(i, 1)[0] : new Uint8Array(size);
     owner.set(bytes.subarray(0, len));
     this.#push({ bytes: owner.subarray(0, len), events, owner });
   }
@@ -167,7 +172,7 @@ export class LineWriter {
 
   #push(chunk: Chunk): void {
     this.#queue.push(chunk);
-    this.#queued += chunk.bytes.length;
+    this.#queued += held(chunk);
     if (!this.#running) {
       this.#running = true;
       this.#pumping = this.#pump();
@@ -211,7 +216,7 @@ export class LineWriter {
       }
       if (this.#queue[0] !== chunk) continue; // settle() gave up on it meanwhile
       this.#queue.shift();
-      this.#queued -= chunk.bytes.length;
+      this.#queued -= held(chunk);
       // Written (or failed): no write holds it now. A batch settle() gave up on may still be in a write: never reused.
       if (chunk.owner && this.#spares.length < SPARE_BUFFERS) this.#spares.push(chunk.owner);
     }

@@ -47,8 +47,8 @@ Deno.test("a reader that stops reading never blocks line(): whole batches are dr
   const t0 = performance.now();
   await w.settle(200);
   assert.ok(performance.now() - t0 < 1000, "settle() waited past its deadline");
-  // Four batches fit the queue; the other 96 were dropped as they came, and the
-  // four queued were given up at the deadline.
+  // What fits the queue (which counts the buffers batches are held in) waits, the
+  // rest were dropped as they came, and what waited was given up at the deadline.
   assert.deepEqual(w.drops, { "output-stalled": 1000, "output-failed": 0, "output-closed": 0 });
   assert.deepEqual(said, ["lightmon: output: the reader is not keeping up; dropping events until it does"]);
 });
