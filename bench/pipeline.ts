@@ -1,5 +1,5 @@
 /**
- * Per-event user-space CPU cost (all threads) of each stage (decode, enrich, filter, JSON), on
+ * Per-event user-space CPU cost (all threads) of each stage (decode, enrich, filter, JSON, a table row), on
  * synthetic records, without the kernel: where the µs per event go.
  * Usage: deno run -A bench/pipeline.ts
  * @module
@@ -15,6 +15,7 @@ import { UserNames } from "../src/enrich/users.ts";
 import { compileFilter } from "../src/filter/compile.ts";
 import { JsonBytes, writeJson } from "../src/output/json.ts";
 import { LineWriter } from "../src/output/writer.ts";
+import { TableRenderer } from "../src/output/table.ts";
 import process from "node:process";
 
 const N = 200_000;
@@ -73,6 +74,13 @@ const bytes = new JsonBytes();
 await time("json (bytes, as written)", () => {
   bytes.pos = 0;
   writeJson(ev, bytes);
+});
+const table = new TableRenderer(160);
+table.render(ev); // the header
+const rows = new JsonBytes();
+await time("table row (bytes, as written)", () => {
+  rows.pos = 0;
+  table.writeRow(ev, rows);
 });
 let n = 0;
 await time("write (batched 1000)", () => {

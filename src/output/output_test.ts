@@ -159,11 +159,19 @@ Deno.test("the table's fast path draws exactly what cli-table3 draws", () => {
     sampleEvent({ user: "", uid: 1000, status: "unreachable", container: "x".repeat(40) }),
     sampleEvent({ exe: "", comm: "" }),
     sampleEvent({ event: "close", status: "closed", closedBy: "reset", bytesSent: 10, durationMs: 5 }),
+    // Not printable ASCII (drawn by cli-table3 on both sides): in the part a cut keeps, in the part it drops, a control.
+    sampleEvent({ container: "café" }),
+    sampleEvent({ exe: "/é/very/long/path/that/will/certainly/not/fit/into/the/process/column/at/all/bin/tool" }),
+    sampleEvent({ container: "x".repeat(38) + "é" }),
+    sampleEvent({ comm: "a\x1bb", exe: "" }),
   ];
   for (const w of [80, 132, 200]) {
     const fast = new TableRenderer(w);
     const slow = new TableRenderer(w, false);
     for (const e of events) assert.deepEqual(fast.render(e), slow.render(e), `width ${w}`);
+    // The fast path took the ASCII rows, cut or not, and left the others to cli-table3.
+    const drawn = events.map((e) => fast.writeRow(e, new JsonBytes()));
+    assert.deepEqual(drawn, [true, true, true, true, true, true, false, false, false, false], `width ${w}`);
   }
 });
 

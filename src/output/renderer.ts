@@ -51,19 +51,48 @@ export abstract class LineRenderer implements Renderer {
   }
 }
 
-/** A batch of JSON lines handed to the writer at once, at most this large. */
-const JSON_BATCH_BYTES = 1 << 20;
+/** A batch of lines handed to the writer at once, at most this large. */
+const BATCH_BYTES = 1 << 20;
 
 /**
- * JSON lines on a writer, written as bytes straight into one batch buffer (no
+ * A renderer that writes its lines as bytes straight into one batch buffer (no
  * string, no copy per event); the batch goes to the writer at flush, once per
  * batch of events, or when it is full.
  */
-export class JsonRenderer extends LineRenderer {
-  #batch = new JsonBytes();
+export abstract class BatchRenderer extends LineRenderer {
+  protected readonly batch = new JsonBytes();
   #events = 0;
+
+  /** The line written into the batch is complete: its newline, and one event. */
+  protected endLine(): void {
+    const b = this.batch;
+    b.ensure(1);
+    b.buf[b.pos++] = 0x0a;
+    this.#events++;
+    if (b.pos >= BATCH_BYTES) this.handOver();
+  }
+
+  /** The batch to the writer (before anything written through `out.line()` after this). */
+  protected handOver(): void {
+    this.out.lines(this.batch.buf, this.batch.pos, this.#events);
+    this.batch.pos = 0;
+    this.#events = 0;
+  }
+
+  override flush(): void {
+    this.handOver();
+    super.flush();
+  }
+  override close(): void {
+    this.handOver();
+    super.close();
+  }
+}
+
+/** JSON lines, written by the writer compiled from the registry. */
+export class JsonRenderer extends BatchRenderer {
   event(e: ConnEvent): void {
-    const b = this.#batch;
+    const b = this.batch;
     const start = b.pos;
     try {
       writeJson(e, b);
@@ -71,23 +100,7 @@ export class JsonRenderer extends LineRenderer {
       b.pos = start; // no half line: the render stage reports the fault
       throw err;
     }
-    b.ensure(1);
-    b.buf[b.pos++] = 0x0a;
-    this.#events++;
-    if (b.pos >= JSON_BATCH_BYTES) this.#handOver();
-  }
-  #handOver(): void {
-    this.out.lines(this.#batch.buf, this.#batch.pos, this.#events);
-    this.#batch.pos = 0;
-    this.#events = 0;
-  }
-  override flush(): void {
-    this.#handOver();
-    super.flush();
-  }
-  override close(): void {
-    this.#handOver();
-    super.close();
+    this.endLine();
   }
 }
 

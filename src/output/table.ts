@@ -8,10 +8,9 @@ import Table from "cli-table3";
 import type { ConnEvent } from "../event.ts";
 import { cellText, COLUMNS } from "../fields.ts";
 import { forTerminal } from "../text/sanitize.ts";
-import { LineRenderer } from "./renderer.ts";
+import { BatchRenderer } from "./renderer.ts";
+import { JsonBytes } from "./json.ts";
 import type { LineWriter } from "./writer.ts";
-
-const PLAIN_ASCII = /^[\x20-\x7e]*$/;
 
 type Column = (typeof COLUMNS)[number];
 
@@ -67,12 +66,86 @@ export function fitWidths(width: number): number[] {
   return fitColumns(width).widths;
 }
 
+/** `│` and `…` in UTF-8. */
+const BAR = [0xe2, 0x94, 0x82];
+const ELLIPSIS = [0xe2, 0x80, 0xa6];
+
+/**
+ * One cell of the row cli-table3 would draw, as bytes: ` text │`, the text padded
+ * or cut to `width` (a path keeps its end). False when the text is not printable
+ * ASCII, whose width is its length: cli-table3 draws such a row.
+ */
+function putCell(w: JsonBytes, t: string, width: number, cutStart: boolean): boolean {
+  const n = t.length;
+  let s = t;
+  if (n > width) {
+    for (let i = 0; i < n; i++) {
+      const c = t.charCodeAt(i);
+      if (c < 0x20 || c > 0x7e) return false;
+    }
+    // The one non-ASCII character left is the "…" of the cut, one column wide.
+    s = cutStart ? keepEnd(t, width) : t.slice(0, width - 1) + "…";
+  }
+  w.ensure(width + 8);
+  const buf = w.buf;
+  let p = w.pos;
+  buf[p++] = 0x20;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x20 && c <= 0x7e) buf[p++] = c;
+    else if (c === 0x2026 && s !== t) {
+      buf[p++] = ELLIPSIS[0];
+      buf[p++] = ELLIPSIS[1];
+      buf[p++] = ELLIPSIS[2];
+    } else return false;
+  }
+  for (let i = s.length; i < width; i++) buf[p++] = 0x20;
+  buf[p++] = 0x20;
+  buf[p++] = BAR[0];
+  buf[p++] = BAR[1];
+  buf[p++] = BAR[2];
+  w.pos = p;
+  return true;
+}
+
+/** Writes one event's row into `w` (no newline); false, with `w.pos` where it was, when cli-table3 must draw it. */
+type RowWriter = (e: ConnEvent, w: JsonBytes) => boolean;
+
+/**
+ * The row cli-table3 would draw, for cells of printable ASCII, where width is
+ * length, written as bytes: 100x cheaper than cli-table3, so the default output
+ * keeps up with a connect storm. Compiled once per renderer into straight-line
+ * code, as the JSON writer is: each column's cell function gets its own call
+ * site, which V8 inlines (a loop over the columns made every call megamorphic).
+ * The code text holds only indices and numbers; cell functions are passed in.
+ */
+function compileRow(columns: readonly Column[], widths: readonly number[]): RowWriter {
+  const cell = (c: Column) => c.cell ?? ((e: ConnEvent) => String(c.field.get(e)));
+  const body = columns.map((c, i) =>
+    `if (!put(w, cell${i}(e), ${widths[i]}, ${c.keepEnd === true})) { w.pos = start; return false; }`
+  );
+  const source = `${columns.map((_, i) => `const cell${i} = $.cells[${i}];`).join("\n")}
+    const put = $.put;
+    return function writeRow(e, w) {
+      const start = w.pos;
+      w.ensure(3);
+      w.buf[w.pos++] = ${BAR[0]}; w.buf[w.pos++] = ${BAR[1]}; w.buf[w.pos++] = ${BAR[2]};
+      ${body.join("\n")}
+      return true;
+    };`;
+  return new Function("$", source)({ cells: columns.map(cell), put: putCell });
+}
+
+const UTF8 = new TextDecoder();
+
 /** Renders the header once, then one bordered row per event. */
 export class TableRenderer {
   #columns: Column[];
   #widths: number[];
   #headerDone = false;
   #fast: boolean;
+  #writeRow: RowWriter;
+  #scratch = new JsonBytes();
 
   /**
    * @param fast draw plain-ASCII rows directly (false: always through cli-table3)
@@ -81,6 +154,7 @@ export class TableRenderer {
   constructor(width: number, fast = true, withOptional = false) {
     ({ columns: this.#columns, widths: this.#widths } = fitColumns(width, withOptional));
     this.#fast = fast;
+    this.#writeRow = compileRow(this.#columns, this.#widths);
   }
 
   #table(): Table.Table {
@@ -91,17 +165,24 @@ export class TableRenderer {
     });
   }
 
+  /**
+   * The event's one line as bytes into `w` (no newline), when the header is out
+   * and its cells are plain ASCII; else false, with nothing written (use render()).
+   */
+  writeRow(e: ConnEvent, w: JsonBytes): boolean {
+    return this.#headerDone && this.#fast && this.#writeRow(e, w);
+  }
+
   /** The lines for one event: the header before the first. */
   render(e: ConnEvent): string[] {
-    let plain = true;
+    const w = this.#scratch;
+    w.pos = 0;
+    if (this.writeRow(e, w)) return [UTF8.decode(w.buf.subarray(0, w.pos))];
     const row = this.#columns.map((c, i) => {
       const text = forTerminal(cellText(c, e));
-      if (plain && !PLAIN_ASCII.test(text)) plain = false;
       const w = this.#widths[i];
       return c.keepEnd && text.length > w ? keepEnd(text, w) : text;
     });
-    // A cell cut to keep its end starts with "…", one column wide: the fast path draws it alike.
-    if (this.#headerDone && this.#fast && plain) return [this.#plainRow(row)];
     const t = this.#table();
     const lines: string[] = [];
     if (!this.#headerDone) {
@@ -119,21 +200,6 @@ export class TableRenderer {
     return all.slice(1, all.length - 1);
   }
 
-  /**
-   * The row cli-table3 would draw, for cells of printable ASCII, where width is
-   * length: 100x cheaper, so the default output keeps up with a connect storm.
-   * Anything else (wide or combining characters) goes through cli-table3.
-   */
-  #plainRow(cells: string[]): string {
-    let line = "│";
-    for (let i = 0; i < cells.length; i++) {
-      const w = this.#widths[i];
-      const c = cells[i];
-      line += " " + (c.length > w ? c.slice(0, w - 1) + "…" : c.padEnd(w)) + " │";
-    }
-    return line;
-  }
-
   /** The bottom border, once rows were printed. */
   footer(): string[] {
     if (!this.#headerDone) return [];
@@ -144,19 +210,23 @@ export class TableRenderer {
   }
 }
 
-/** The bordered table on a writer. */
-export class TableOutput extends LineRenderer {
+/** The bordered table on a writer: rows as bytes into the batch, the rest (header, rare rows) as lines. */
+export class TableOutput extends BatchRenderer {
   #table: TableRenderer;
   constructor(out: LineWriter, width: number, withOptional = false) {
     super(out);
     this.#table = new TableRenderer(width, true, withOptional);
   }
   event(e: ConnEvent): void {
+    if (this.#table.writeRow(e, this.batch)) return this.endLine();
+    // In order: the batch's rows go before lines written through the writer.
+    this.handOver();
     const lines = this.#table.render(e);
     // Header lines carry no event: only the row counts if it is dropped.
     for (let i = 0; i < lines.length; i++) this.out.line(lines[i], i === lines.length - 1 ? 1 : 0);
   }
   override close(): void {
+    this.handOver();
     for (const l of this.#table.footer()) this.out.line(l, 0);
     this.out.flush();
   }

@@ -51,8 +51,16 @@ function cacheSecond(sec: number): void {
   }
 }
 
-/** `HH:MM:SS` local time, for the table. */
+let clockFrom = 0n;
+let clockUntil = 0n;
+let clockText = "";
+
+/** `HH:MM:SS` local time, for the table: made once per second (compared, not divided, within it). */
 export function clockTime(wallNs: bigint): string {
+  if (wallNs >= clockFrom && wallNs < clockUntil) return clockText;
   const d = new Date(Number(wallNs / 1_000_000n));
-  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  clockFrom = wallNs - wallNs % 1_000_000_000n;
+  clockUntil = clockFrom + 1_000_000_000n;
+  clockText = `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  return clockText;
 }
