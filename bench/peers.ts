@@ -53,8 +53,10 @@ tracepoint:sock:inet_sock_set_state /args->protocol == 6 && args->dport == ${por
 /**
  * lightmon from `path`, under `name`. With `--events all` each storm connection is
  * four events: the client's connect and close, the listener's accept and close.
+ * With `table` the output is the table (160 columns, as when not on a terminal):
+ * one row per event under a three-line header.
  */
-function lightmonTracer(name: string, path: string, all = false): Tracer {
+function lightmonTracer(name: string, path: string, all = false, table = false): Tracer {
   const select = all ? `--events all --include 'dport=${port0} || lport=${port0}'` : `--include 'dport=${port0}'`;
   return {
     name,
@@ -62,11 +64,17 @@ function lightmonTracer(name: string, path: string, all = false): Tracer {
     perConnect: all ? 4 : 1,
     start: (port, out) =>
       new Deno.Command("sh", {
-        args: ["-c", `exec "${path}" --output json ${select.replaceAll(port0, String(port))} >"${out}"`],
+        args: [
+          "-c",
+          `exec "${path}" --output ${table ? "table" : "json"} ${select.replaceAll(port0, String(port))} >"${out}"`,
+        ],
         stderr: "piped",
       }).spawn(),
     ready: (err) => err.includes("lightmon: capture "),
-    count: (text) => text.split("\n").length - 1 - (text.match(/"status":"pending"/g)?.length ?? 0),
+    count: table
+      ? (text) =>
+        text.split("\n").filter((l) => l.startsWith("│ ") && !l.startsWith("│ TIME") && !/│ pending/.test(l)).length
+      : (text) => text.split("\n").length - 1 - (text.match(/"status":"pending"/g)?.length ?? 0),
   };
 }
 
@@ -80,7 +88,13 @@ const port0 = "@PORT@";
 const TRACERS: Tracer[] = [
   lightmonTracer("lightmon `--output json`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON),
   lightmonTracer("lightmon `--events all`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, true),
-  ...(LIGHTMON_B ? [lightmonTracer(`lightmon B (${LIGHTMON_B})`, LIGHTMON_B)] : []),
+  lightmonTracer("lightmon `--output table`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, false, true),
+  ...(LIGHTMON_B
+    ? [
+      lightmonTracer(`lightmon B (${LIGHTMON_B})`, LIGHTMON_B),
+      lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--output table\``, LIGHTMON_B, false, true),
+    ]
+    : []),
   {
     name: "bpftrace (stash/emit script)",
     missing: () => (which("bpftrace") ? undefined : "bpftrace not installed (apt-get install bpftrace)"),
