@@ -51,8 +51,12 @@ export abstract class LineRenderer implements Renderer {
   }
 }
 
-/** A batch of lines handed to the writer at once, at most this large. */
-const BATCH_BYTES = 1 << 20;
+/**
+ * A batch of lines is handed to the writer once this full: 16 KiB short of 1 MiB,
+ * so that a full batch with its last line (a few KiB at most) fits the writer's
+ * 1 MiB buffers rather than the next size up.
+ */
+const BATCH_BYTES = (1 << 20) - (16 << 10);
 
 /**
  * A renderer that writes its lines as bytes straight into one batch buffer (no
