@@ -8,7 +8,7 @@
  * shared and noisy, so each ratio is traced/untraced measured back to back.
  * @module
  */
-import { CONNECTOR, cpuSeconds, LIGHTMON, peakRssMb, startListener } from "./lib.ts";
+import { CONNECTOR, cpuSeconds, LIGHTMON, Lightmon, peakRssMb, startListener } from "./lib.ts";
 
 import { dockerUnavailable, ensureImage } from "../tests/docker.ts";
 
@@ -41,30 +41,18 @@ async function execStorm(port: number, count: number): Promise<{ n: number; seco
   return { n: count, seconds: (performance.now() - t0) / 1000 };
 }
 
-class Traced {
-  child: Deno.ChildProcess;
+/** lightmon writing JSON events for `port` to a temporary file. */
+class Traced extends Lightmon {
   out: string;
-  stderr = "";
-  #errDone: Promise<void>;
 
   constructor(port: number) {
-    this.out = Deno.makeTempFileSync({ prefix: "lightmon-bench-", suffix: ".json" });
-    const child = new Deno.Command("sh", {
-      args: ["-c", `exec "${LIGHTMON}" --output json --include 'dport=${port}' >"${this.out}"`],
-      stderr: "piped",
-    }).spawn();
-    this.child = child;
-    this.#errDone = (async () => {
-      for await (const c of child.stderr) this.stderr += dec.decode(c);
-    })();
+    const out = Deno.makeTempFileSync({ prefix: "lightmon-bench-", suffix: ".json" });
+    super(["-c", `exec "${LIGHTMON}" --output json --include 'dport=${port}' >"${out}"`], "sh");
+    this.out = out;
   }
 
-  async ready(): Promise<void> {
-    const end = Date.now() + 15_000;
-    while (!this.stderr.includes("lightmon: capture ")) {
-      if (Date.now() > end) throw new Error(`lightmon did not start: ${this.stderr}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+  override ready(): Promise<void> {
+    return super.ready(15_000, 10);
   }
 
   /** Lines written so far that are events for our port. */
@@ -72,10 +60,8 @@ class Traced {
     return Deno.readTextFileSync(this.out).split("\n").filter((l) => l).map((l) => JSON.parse(l));
   }
 
-  async stop(): Promise<{ lost: number }> {
-    this.child.kill("SIGINT");
-    await this.child.status;
-    await this.#errDone;
+  async finish(): Promise<{ lost: number }> {
+    await this.stop();
     Deno.removeSync(this.out);
     // The exit line: `... dropped D (ring-full N, ...)`; only a full ring loses storm events.
     if (!/ dropped \d+/.test(this.stderr)) return { lost: NaN };
@@ -130,7 +116,7 @@ async function scenario(
   const c1 = cpuSeconds(pid);
   const extra = check?.(t.events());
   const rss = peakRssMb(pid);
-  const { lost } = await t.stop();
+  const { lost } = await t.finish();
   const base2 = await load();
   const baseRate = (base1.n / base1.seconds + base2.n / base2.seconds) / 2;
   return {
@@ -182,7 +168,7 @@ async function containerAccuracy(port: number): Promise<string> {
   }
   await settle(t, runs.length);
   const events = t.events();
-  await t.stop();
+  await t.finish();
   const right = runs.filter((r) =>
     events.some((e) => e.sport === r.sport && e.container === r.name && e.containerId === r.id)
   );
@@ -203,7 +189,7 @@ async function startup(port: number): Promise<{ firstEventMs: number; rssMb: num
     await new Promise((r) => setTimeout(r, 5));
   }
   const rssMb = peakRssMb(t.child.pid);
-  await t.stop();
+  await t.finish();
   return { firstEventMs, rssMb };
 }
 

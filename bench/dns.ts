@@ -7,7 +7,7 @@
  *   deno run -A bench/dns.ts        # root; needs dnsmasq (make setup)
  * @module
  */
-import { CONNECTOR, cpuSeconds, LIGHTMON } from "./lib.ts";
+import { CONNECTOR, cpuSeconds, Lightmon } from "./lib.ts";
 import { DnsCache } from "../src/dns/cache.ts";
 
 const QUERIES = Number(Deno.env.get("BENCH_DNS_QUERIES") ?? 50_000);
@@ -75,22 +75,10 @@ try {
   }).spawn();
   await new Promise((r) => setTimeout(r, 500));
   for (const dns of [true, false]) {
-    const lm = new Deno.Command(LIGHTMON, {
-      args: ["--output", "json", `-dns=${dns}`, "--include", "dport=9"],
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    let err = "";
-    const errDone = (async () => {
-      for await (const c of lm.stderr) err += dec.decode(c);
-    })();
-    const end = Date.now() + 30_000;
-    while (!err.includes("lightmon: capture ")) {
-      if (Date.now() > end) throw new Error(`lightmon did not start: ${err}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const lm = new Lightmon(["--output", "json", `-dns=${dns}`, "--include", "dport=9"]);
+    await lm.ready();
     await new Promise((r) => setTimeout(r, 300));
-    const c0 = cpuSeconds(lm.pid);
+    const c0 = cpuSeconds(lm.child.pid);
     const t0 = performance.now();
     // The flood, and a connect storm to a closed port (refused: no listener needed) beside it.
     const [answered, storm] = await Promise.all([
@@ -103,13 +91,11 @@ try {
     ]);
     const seconds = (performance.now() - t0) / 1000;
     await new Promise((r) => setTimeout(r, 500));
-    const c1 = cpuSeconds(lm.pid);
-    lm.kill("SIGINT");
-    await lm.status;
-    await errDone;
+    const c1 = cpuSeconds(lm.child.pid);
+    await lm.stop();
     const n = Number(dec.decode(answered.stdout).trim());
     const refused = 20000 - JSON.parse(dec.decode(storm.stdout)).established;
-    const ledger = err.trim().split("\n").at(-1);
+    const ledger = lm.lastLine;
     console.log(
       `-dns=${dns}: ${n} DNS responses in ${seconds.toFixed(1)} s (${
         (n / seconds).toFixed(0)

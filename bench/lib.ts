@@ -33,3 +33,42 @@ export function peakRssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
   return m ? Number(m[1]) / 1024 : NaN;
 }
+
+/**
+ * A lightmon run for a benchmark: started from `command` (the launcher, or `sh -c`
+ * to redirect its output to a file) with its stdout discarded and its stderr kept.
+ */
+export class Lightmon {
+  readonly child: Deno.ChildProcess;
+  stderr = "";
+  #errDone: Promise<void>;
+
+  constructor(args: string[], command = LIGHTMON) {
+    const child = new Deno.Command(command, { args, stdout: "null", stderr: "piped" }).spawn();
+    this.child = child;
+    this.#errDone = (async () => {
+      for await (const c of child.stderr) this.stderr += dec.decode(c);
+    })();
+  }
+
+  /** Resolves at the start-up line; throws after `ms`. */
+  async ready(ms = 30_000, pollMs = 50): Promise<void> {
+    const end = Date.now() + ms;
+    while (!this.stderr.includes("lightmon: capture ")) {
+      if (Date.now() > end) throw new Error(`lightmon did not start: ${this.stderr}`);
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  }
+
+  /** SIGINT, and wait for the exit and the last of stderr (the exit line). */
+  async stop(): Promise<void> {
+    this.child.kill("SIGINT");
+    await this.child.status;
+    await this.#errDone;
+  }
+
+  /** The last line lightmon wrote: the exit line after stop(). */
+  get lastLine(): string | undefined {
+    return this.stderr.trim().split("\n").at(-1);
+  }
+}

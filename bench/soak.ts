@@ -10,7 +10,7 @@
  * loopback listener this script starts.
  * @module
  */
-import { CONNECTOR, LIGHTMON, startListener } from "./lib.ts";
+import { CONNECTOR, Lightmon, startListener } from "./lib.ts";
 
 const SECONDS = Number(Deno.env.get("SOAK_SECONDS") ?? 600);
 const EXTRA = (Deno.env.get("SOAK_ARGS") ?? "").split(" ").filter(Boolean);
@@ -27,22 +27,16 @@ if (Deno.uid() !== 0) {
   Deno.exit(2);
 }
 const listener = await startListener(SECONDS + 120);
-const lm = new Deno.Command(LIGHTMON, {
-  args: ["--output", "json", "--include", `dport=${listener.port} || lport=${listener.port}`, ...EXTRA],
-  stdout: "null",
-  stderr: "piped",
-}).spawn();
-let err = "";
-const errDone = (async () => {
-  for await (const c of lm.stderr) err += dec.decode(c);
-})();
+const lm = new Lightmon([
+  "--output",
+  "json",
+  "--include",
+  `dport=${listener.port} || lport=${listener.port}`,
+  ...EXTRA,
+]);
 try {
-  const end = Date.now() + 30_000;
-  while (!err.includes("lightmon: capture ")) {
-    if (Date.now() > end) throw new Error(`lightmon did not start: ${err}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const samples: number[] = [rssMb(lm.pid)];
+  await lm.ready();
+  const samples: number[] = [rssMb(lm.child.pid)];
   let connects = 0;
   const t0 = Date.now();
   for (let done = 0; done < SECONDS; done += PIECE) {
@@ -59,13 +53,11 @@ try {
       ],
     }).output();
     connects += JSON.parse(dec.decode(out.stdout)).established;
-    samples.push(rssMb(lm.pid));
+    samples.push(rssMb(lm.child.pid));
     console.error(`soak: ${done + PIECE} s, ${connects} connects, RSS ${samples.at(-1)!.toFixed(1)} MB`);
   }
   const seconds = (Date.now() - t0) / 1000;
-  lm.kill("SIGINT");
-  await lm.status;
-  await errDone;
+  await lm.stop();
   // The first minute warms up (heap growth, caches).
   const after = samples.length > 3 ? samples.slice(2) : samples;
   console.log(
@@ -75,10 +67,10 @@ try {
       samples.at(-1)!.toFixed(1)
     }`,
   );
-  console.log(err.trim().split("\n").at(-1));
+  console.log(lm.lastLine);
 } finally {
   try {
-    lm.kill("SIGKILL");
+    lm.child.kill("SIGKILL");
   } catch { /* exited */ }
   listener.child.kill("SIGTERM");
   await listener.child.status;
