@@ -15,6 +15,8 @@ const SYMBOLS = {
   },
   // int bpf_object__load(struct bpf_object *obj);
   bpf_object__load: { parameters: ["pointer"], result: "i32" },
+  // The same, on a thread of Deno's blocking pool: the main thread runs on meanwhile.
+  bpf_object__load_nonblocking: { name: "bpf_object__load", parameters: ["pointer"], result: "i32", nonblocking: true },
   // void bpf_object__close(struct bpf_object *obj);
   bpf_object__close: { parameters: ["pointer"], result: "void" },
   // struct bpf_program *bpf_object__find_program_by_name(const struct bpf_object *obj,
@@ -128,12 +130,18 @@ export function libbpfVersion(): string {
 export function setLogSink(sink: ((line: string) => void) | undefined): void {
   const s = lib ? lib.symbols : bpf();
   printer?.close();
-  // A verifier log comes as one message: room for a long one when anyone reads them.
-  const buf = new Uint8Array(sink ? 1 << 20 : 16);
+  printer = undefined;
+  if (!sink) {
+    // No callback at all: libbpf prints nothing, and may run on another thread (loadInBackground).
+    s.libbpf_set_print(null);
+    return;
+  }
+  // A verifier log comes as one message: room for a long one.
+  const buf = new Uint8Array(1 << 20);
   const cb = new Deno.UnsafeCallback(
     PRINT_FN,
     (_level, fmt, ap) => {
-      if (!sink || !fmt) return 0;
+      if (!fmt) return 0;
       const n = libc().vsnprintf(buf, BigInt(buf.length), fmt, ap);
       const len = Math.max(0, Math.min(n, buf.length - 1));
       sink(new TextDecoder().decode(buf.subarray(0, len)).trimEnd());
@@ -321,6 +329,18 @@ export class BpfObject implements Disposable {
   /** Verify and load every program whose autoload is on, and create the maps. */
   load(): void {
     const rc = bpf().bpf_object__load(this.#handle());
+    if (rc < 0) throw new BpfError("load BPF object", -rc);
+  }
+
+  /**
+   * load(), on another thread: most of its ~100 ms is libbpf reading and parsing
+   * the kernel's BTF, which start-up can overlap with its own work. Nothing else
+   * may use this object until the promise settles. With a log sink set, libbpf
+   * would call back into JavaScript from that thread: then it loads here, blocking.
+   */
+  async loadInBackground(): Promise<void> {
+    if (printer) return this.load();
+    const rc = await bpf().bpf_object__load_nonblocking(this.#handle());
     if (rc < 0) throw new BpfError("load BPF object", -rc);
   }
 

@@ -148,27 +148,36 @@ function kprobesAvailable(): boolean {
   return false;
 }
 
-function loadOne(strategy: Strategy, o: LoadOptions): Loaded {
-  if (!o.dns) return loadWith(strategy, o, false, false);
-  if (o.dnsQueries) {
-    try {
-      return loadWith(strategy, o, true, true);
-    } catch { /* the query program may be what this kernel refuses: without it */ }
-  }
-  try {
-    return loadWith(strategy, o, true, false);
-  } catch (e) {
-    // Without the DNS program: if that loads, the DNS program was the trouble.
-    const loaded = loadWith(strategy, o, false, false);
-    return { ...loaded, dns: { error: e instanceof Error ? e.message : String(e) } };
-  }
-}
-
-function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean, queries: boolean): Loaded {
+/**
+ * Load one strategy. What the kernel refuses at once is thrown here, synchronously:
+ * the caller moves on to the next strategy without giving up the thread, so the
+ * load that is tried starts (on its own thread) before loadCapture returns.
+ */
+function loadOne(strategy: Strategy, o: LoadOptions): Promise<Loaded> {
   if (strategy === "kprobe" && !kprobesAvailable()) {
     throw new BpfError("attach lm_kprobe_conn", 2 /* ENOENT, as libbpf would say */);
   }
   if (strategy === "fentry" && fentryRefused()) throw new BpfError("load lm_fentry_conn", 1 /* EPERM */);
+  return loadVariants(strategy, o);
+}
+
+async function loadVariants(strategy: Strategy, o: LoadOptions): Promise<Loaded> {
+  if (!o.dns) return await loadWith(strategy, o, false, false);
+  if (o.dnsQueries) {
+    try {
+      return await loadWith(strategy, o, true, true);
+    } catch { /* the query program may be what this kernel refuses: without it */ }
+  }
+  try {
+    return await loadWith(strategy, o, true, false);
+  } catch (e) {
+    // Without the DNS program: if that loads, the DNS program was the trouble.
+    const loaded = await loadWith(strategy, o, false, false);
+    return { ...loaded, dns: { error: e instanceof Error ? e.message : String(e) } };
+  }
+}
+
+async function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean, queries: boolean): Promise<Loaded> {
   let mountedTracefs = false;
   if (strategy === "tracepoint" || o.trackConns) mountedTracefs = ensureTracefs().mounted;
   const attached = [...PROGRAMS[strategy], ...(o.trackConns ? ACCEPT_PROGRAMS : [])];
@@ -180,10 +189,9 @@ function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean, queries: boo
     : perNetns
     ? [DNS_PROGRAMS.netns, ...(queries ? [DNS_QUERY_PROGRAM] : [])]
     : [DNS_PROGRAMS.host];
-  const object = openWith([...attached, SNAPSHOT_PROGRAM, ...dnsPrograms], strategy, o);
+  const object = await openWith([...attached, SNAPSHOT_PROGRAM, ...dnsPrograms], strategy, o);
   try {
     for (const p of attached) object.attach(p);
-    releaseFreeMemory(); // libbpf freed the kernel's BTF after load: return it to the system
     const kernelDports = (o.excludedDports ?? []).slice(0, object.mapMaxEntries("lm_excl_dport"));
     return {
       object,
@@ -222,11 +230,11 @@ function attachDns(
 }
 
 /** Open and load the object with only `programs` and the config for `strategy`. */
-function openWith(
+async function openWith(
   programs: readonly string[],
   strategy: Strategy,
   o: Omit<LoadOptions, "strategies">,
-): BpfObject {
+): Promise<BpfObject> {
   const object = BpfObject.open(o.image, "lightmon");
   try {
     const wanted = new Set(programs);
@@ -234,7 +242,7 @@ function openWith(
     object.setInitialValue(".rodata", configBytes(strategy, o));
     // Accepts and closes make four records of a connection: four times the ring.
     if (o.trackConns) object.setMaxEntries("lm_events", TRACKING_RING_BYTES);
-    object.load();
+    await object.loadInBackground();
     for (const port of (o.excludedDports ?? []).slice(0, object.mapMaxEntries("lm_excl_dport"))) {
       object.updateElem("lm_excl_dport", new Uint8Array(new Uint16Array([port]).buffer), new Uint8Array([1]));
     }
@@ -259,14 +267,18 @@ function explain(strategy: Strategy, e: BpfError): BpfError {
   return e;
 }
 
-/** Load and attach with the first strategy that works. */
-export function loadCapture(o: LoadOptions): Loaded {
+/**
+ * Load and attach with the first strategy that works. The loads run on another
+ * thread (BpfObject.loadInBackground), started before this returns: the caller's
+ * start-up goes on meanwhile. libbpf frees the kernel's BTF after each load: the
+ * caller returns that memory to the system (releaseFreeMemory) once started.
+ */
+export async function loadCapture(o: LoadOptions): Promise<Loaded> {
   const errors = new Map<Strategy, Error>();
   for (const s of o.strategies) {
     try {
-      return loadOne(s, o);
+      return await loadOne(s, o);
     } catch (e) {
-      releaseFreeMemory(); // each attempt parsed the kernel's BTF
       if (!(e instanceof BpfError)) throw e;
       const why = explain(s, e);
       errors.set(s, why);
@@ -281,7 +293,7 @@ export function loadCapture(o: LoadOptions): Loaded {
  * at once. Tracefs is not mounted for the probe; without it the classic
  * tracepoint answer says so.
  */
-export function probeStrategies(image: Uint8Array<ArrayBuffer>): Map<Strategy, string> {
+export async function probeStrategies(image: Uint8Array<ArrayBuffer>): Promise<Map<Strategy, string>> {
   const out = new Map<Strategy, string>();
   for (const s of STRATEGIES) {
     if (s === "tracepoint" && !tracefsMounted()) {
@@ -289,7 +301,7 @@ export function probeStrategies(image: Uint8Array<ArrayBuffer>): Map<Strategy, s
       continue;
     }
     try {
-      loadOne(s, { image, strategies: [s], ipv4Only: false, selfPid: Deno.pid }).object.close();
+      (await loadOne(s, { image, strategies: [s], ipv4Only: false, selfPid: Deno.pid })).object.close();
       out.set(s, "yes");
     } catch (e) {
       out.set(s, e instanceof BpfError ? `no (${e.code})` : `no (${e instanceof Error ? e.message : e})`);

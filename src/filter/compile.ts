@@ -216,25 +216,3 @@ export function compileFilter(src: string): Predicate | undefined {
   const node = parseFilter(src);
   return node ? compileNode(node) : undefined;
 }
-
-/**
- * Destination ports an -exclude expression drops whatever else an event says: its
- * top-level alternatives (`;` or `||`) that are a lone `dport=N`. The kernel can drop
- * these at connect() without changing what the predicate decides.
- *
- * @example
- * ```ts
- * kernelExcludedDports("dport=53; dip=10.0.0.1 && dport=80"); // [53]
- * ```
- */
-export function kernelExcludedDports(exclude: string): number[] {
-  const node = parseFilter(exclude);
-  if (!node) return [];
-  const alternatives = (n: Node): Node[] => (n.type === "or" ? n.items.flatMap(alternatives) : [n]);
-  const ports = alternatives(node).flatMap((n) =>
-    n.type === "cond" && n.field === "dport" && n.op === "=" && /^\d+$/.test(n.value) && Number(n.value) <= 65535
-      ? [Number(n.value)]
-      : []
-  );
-  return [...new Set(ports)];
-}

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { ConnEvent } from "../event.ts";
-import { compileFilter, kernelExcludedDports } from "./compile.ts";
+import { compileFilter } from "./compile.ts";
+import { kernelExcludedDports } from "./kernel_ports.ts";
 import { keepPredicate } from "./select.ts";
 import { sampleEvent } from "../testdata/event.ts";
 import { FilterSyntaxError } from "./parse.ts";
@@ -245,6 +246,8 @@ Deno.test("only top-level dport alternatives are pushed into the kernel", () => 
   assert.deepEqual(kernelExcludedDports("(dport=80; dport=81) && pid=1"), []);
   assert.deepEqual(kernelExcludedDports("dport!=80"), []);
   assert.deepEqual(kernelExcludedDports(""), []);
+  // A mistake is keepPredicate's to report (a usage error), not a crash before it.
+  assert.deepEqual(kernelExcludedDports("dport=53; (dport=80"), []);
   // Whatever the kernel drops, the predicate drops too.
   const exclude = "dport=53; comm=curl && dport=80; dport=8080";
   const keep = keepPredicate({ include: "dport=53 || dport=8080 || dport=22", exclude });

@@ -5,9 +5,9 @@
  * @module
  */
 import { RingConsumer } from "../../ffi/ring_consumer.ts";
-import { pageSize } from "../../ffi/libc.ts";
+import { pageSize, releaseFreeMemory } from "../../ffi/libc.ts";
 import { DecodeStage } from "../capture/decode.ts";
-import { loadCapture, readCounters, type Strategy } from "../capture/loader.ts";
+import { type Loaded, readCounters, type Strategy } from "../capture/loader.ts";
 import { existingConnections } from "../capture/snapshot.ts";
 import type { COUNTERS } from "../capture/layout.ts";
 import type { Counters, Stage, StageContext } from "../stage.ts";
@@ -16,24 +16,19 @@ import { after, every } from "./timers.ts";
 
 /** What a run needs. */
 export interface RunOptions {
-  image: Uint8Array<ArrayBuffer>;
-  strategies: readonly Strategy[];
+  /** The capture being loaded (loadCapture): main.ts starts it early, so that its own start-up overlaps. */
+  capture: Promise<Loaded>;
+  /** The strategies that failed before the one loaded, with why (filled by the time `capture` resolves). */
+  fallbacks: readonly string[];
   ipv4Only: boolean;
   /** Report connections established before the start (status existing). */
   existing: boolean;
-  /** Track connections in the kernel: accept and close records (`--events`). */
-  trackConns: boolean;
   /** The start-up snapshot reports accepted connections too. */
   inboundExisting: boolean;
-  /** Capture DNS responses (names for dnsName). */
-  dns: boolean;
-  /** Capture DNS queries too (`--events dns`). */
-  dnsQueries: boolean;
   /** Destination ports -exclude drops outright: dropped in the kernel at connect(). */
   excludedDports: readonly number[];
   durationMs: number;
   statsIntervalMs: number;
-  verbose: boolean;
   /** The stages behind decode, in order, ending with the output. */
   // deno-lint-ignore no-explicit-any
   stages: readonly Stage<any, any>[];
@@ -124,23 +119,9 @@ export async function runMonitor(o: RunOptions): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  const fallbacks: string[] = [];
-  const loaded = loadCapture({
-    image: o.image,
-    strategies: o.strategies,
-    ipv4Only: o.ipv4Only,
-    selfPid: Deno.pid,
-    excludedDports: o.excludedDports,
-    trackConns: o.trackConns,
-    dns: o.dns,
-    dnsQueries: o.dnsQueries,
-    onFallback: (s, e) => {
-      fallbacks.push(`${s}: ${"code" in e ? e.code : e.message}`);
-      if (o.verbose) o.log(`lightmon: strategy ${s} failed: ${e.message}`);
-    },
-  });
+  const loaded = await o.capture;
   const { object, strategy } = loaded;
-  const tried = fallbacks.length ? ` (unavailable: ${fallbacks.join(", ")})` : "";
+  const tried = o.fallbacks.length ? ` (unavailable: ${o.fallbacks.join(", ")})` : "";
   const mounted = loaded.mountedTracefs ? ", mounted tracefs on /sys/kernel/tracing" : "";
   const inKernel = kernelNote(loaded.kernelDports, o.excludedDports.length);
 
@@ -211,6 +192,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
       }${loaded.dns.queries ? ", queries seen" : ""}`
       : `; no dns names (${loaded.dns.error})`;
     o.log(`lightmon: capture ${strategy}${tried}${mounted}${inKernel}${existingNote}${dns}; ${o.describe}`);
+    releaseFreeMemory(); // libbpf freed the kernel's BTF after loading: return it to the system
     if (o.durationMs > 0) timers.push(after(o.durationMs, () => stop(0)));
     timers.push(every(HOUSEKEEPING_MS, () => pipeline.housekeeping()));
     let lastLost = 0n;

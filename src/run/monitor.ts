@@ -1,0 +1,214 @@
+/**
+ * The monitor's wiring: the keep predicate, baseline and learner, metrics, the
+ * container sources, the stages, and the run. main.ts imports this module only
+ * once the capture's load has started on its own thread, so that evaluating it
+ * (and the npm modules behind it) overlaps the load.
+ * @module
+ */
+import type { Options } from "../cli/options.ts";
+import type { Loaded } from "../capture/loader.ts";
+import { UsageError } from "../usage_error.ts";
+import { keepPredicate, mentionsField } from "../filter/select.ts";
+import { type ConnEvent, EVENT_KINDS, type EventKind } from "../event.ts";
+import { runMonitor } from "./controller.ts";
+import { SnapshotOverlap } from "../capture/snapshot.ts";
+import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from "../../ffi/libc.ts";
+import { BootClock } from "../enrich/clock.ts";
+import { EnrichStage } from "../enrich/enricher.ts";
+import { Holdback } from "../enrich/holdback.ts";
+import { ConnJoin } from "../enrich/join.ts";
+import { DnsStage } from "../dns/stage.ts";
+import { ProcessCache, ProcessTracking } from "../enrich/process_cache.ts";
+import { UserNames } from "../enrich/users.ts";
+import { FilterStage } from "../filter/select.ts";
+import { CountLimit } from "../output/limit.ts";
+import { Containers } from "../enrich/containers.ts";
+import { DockerSource } from "../enrich/docker.ts";
+import { CONTAINERD_TASKS } from "../enrich/state_files.ts";
+import { JsonRenderer, type Renderer, RenderStage, terminalWidth } from "../output/renderer.ts";
+import { LineWriter } from "../output/writer.ts";
+import { Baseline } from "../baseline/rules.ts";
+import { loadBaseline } from "../baseline/file.ts";
+import { BaselineStage, DriftStage, Learner } from "../baseline/stage.ts";
+
+/** What main.ts started before importing this module. */
+export interface Start {
+  /** The capture being loaded; runMonitor takes it over. */
+  capture: Promise<Loaded>;
+  /** Strategies that failed, filled as the load goes. */
+  fallbacks: readonly string[];
+  /** Set once runMonitor owns the capture: until then, main.ts closes it on any failure. */
+  handedOver: boolean;
+  /** The event kinds asked for (--events, less dns without DNS capture). */
+  selected: ReadonlySet<EventKind>;
+  trackConns: boolean;
+  /** The dports the kernel drops at connect(). */
+  excludedDports: readonly number[];
+  log: (line: string) => void;
+}
+
+/** Wire the stages for `o` and run until stopped; resolves with the exit code. */
+export async function monitor(o: Options, start: Start): Promise<number> {
+  const { selected, trackConns, log } = start;
+  const userKeep = keepPredicate(o);
+  if (!o.baseline && (mentionsField(o.include, "novel") || mentionsField(o.exclude, "novel"))) {
+    throw new UsageError("the novel filter field needs --baseline FILE (the flows that are not novel)");
+  }
+  // Everything asked for, or connects only (then nothing else arrives): no selection per event.
+  const keep = o.events.length === EVENT_KINDS.length || (o.events.length === 1 && o.events[0] === "connect")
+    ? userKeep
+    : (e: ConnEvent) => selected.has(e.event) && userKeep(e);
+  // Both files are read before the run: a mistake in one is a usage error.
+  const rules = o.baseline ? new Baseline() : undefined;
+  const baselineFile = rules && await loadBaseline(o.baseline, rules, "--baseline", false);
+  const learner = o.learn ? await Learner.open(o.learn) : undefined;
+  if (learner) checkWritableDir(o.learn);
+  const metrics = o.metricsAddr
+    ? await (await import("../output/metrics.ts")).MetricsServer.open(o.metricsAddr)
+    : undefined;
+  const docker = new DockerSource(o.dockerRuntime, log);
+  try {
+    await docker.start();
+    const containers = new Containers(docker, {
+      dockerData: o.dockerData,
+      containerdTasks: CONTAINERD_TASKS,
+      k8s: o.k8s,
+    });
+    const sources = [
+      docker.connected
+        ? `docker (${docker.size} containers)`
+        : docker.absent
+        ? `docker (no socket at ${o.dockerRuntime})`
+        : "docker (not answering)",
+    ];
+    if (existsDir(CONTAINERD_TASKS)) {
+      sources.push(o.k8s ? "containerd CRI state" : "containerd CRI state when Docker is down");
+    }
+    const renderer = await makeRenderer(o, log);
+    const processes = new ProcessTracking(new ProcessCache());
+    const dns = o.dns ? new DnsStage(selected.has("dns")) : undefined;
+    const holdback = new Holdback(o.metadataWaitMs, containers);
+    docker.onUpdate = () => holdback.metadataArrived();
+    const output = new RenderStage(renderer);
+    const drift = rules || learner ? new DriftStage({ baselinePath: rules && o.baseline, learner }) : undefined;
+    if (metrics) output.onClose = (e) => metrics.observeClose(e.durationMs, e.bytesSent, e.bytesReceived);
+    // The pipeline behind decode: each stage keeps its own counters.
+    const stages = [
+      ...(dns ? [dns] : []),
+      processes,
+      new SnapshotOverlap(),
+      new EnrichStage({
+        clock: new BootClock(() => clockNs(CLOCK_BOOTTIME), () => clockNs(CLOCK_REALTIME)),
+        users: new UserNames(),
+        processes: processes.cache,
+        containers,
+        names: dns?.cache,
+      }),
+      holdback,
+      ...(trackConns ? [new ConnJoin()] : []),
+      ...(rules ? [new BaselineStage(rules)] : []),
+      new FilterStage(keep),
+      ...(o.count > 0 ? [new CountLimit(o.count)] : []),
+      ...(drift ? [drift] : []),
+      output,
+    ];
+    const drifting = [
+      ...(baselineFile ? [`baseline ${o.baseline} (${baselineFile.flows} flows)`] : []),
+      ...(learner ? [`learning into ${o.learn} (${learner.flows} flows)`] : []),
+    ];
+    start.handedOver = true;
+    const code = await runMonitor({
+      capture: start.capture,
+      fallbacks: start.fallbacks,
+      ipv4Only: !o.ipv6,
+      existing: o.existing,
+      inboundExisting: selected.has("accept") || selected.has("close"),
+      excludedDports: start.excludedDports,
+      durationMs: o.durationMs,
+      statsIntervalMs: o.statsIntervalMs,
+      stages,
+      onRunning: metrics && ((state) =>
+        metrics.serve(() => {
+          const s = state();
+          return {
+            seen: s.ledger.seen,
+            emitted: s.ledger.emitted,
+            filtered: s.ledger.filtered - Number(s.kernel.kernelFiltered),
+            kernelFiltered: s.kernel.kernelFiltered,
+            byStatus: output.byStatus,
+            lost: s.kernel.lost,
+            dropped: s.ledger.dropped,
+            processMisses: s.stages.processes.misses,
+            containerMisses: s.stages.holdback.unnamed,
+            processCacheEntries: s.stages.processes.entries,
+            ringFill: s.ringFill,
+            ringFillMax: s.ringFillMax,
+            dockerConnected: docker.connected,
+            strategy: s.strategy,
+            dns: s.stages.dns && {
+              udp: s.stages.dns.responses - s.stages.dns.overTcp,
+              tcp: s.stages.dns.overTcp,
+              malformed: s.stages.dns.malformed,
+              cutShort: s.stages.dns.cutShort,
+              lost: Number(s.kernel.dnsLost),
+              entries: s.stages.dns.cacheEntries,
+              evictions: s.stages.dns.evictions,
+            },
+            novelByStatus: drift?.novelByStatus,
+          };
+        })),
+      describe: `${o.configRead ? `config ${o.configRead}; ` : ""}containers: ${sources.join(", ")}; output ${
+        o.output === "log" ? `log to ${o.logPath}` : o.output
+      }${metrics ? `; metrics on http://${o.metricsAddr}/metrics` : ""}${drifting.map((d) => `; ${d}`).join("")}`,
+      log,
+    });
+    if (code !== 0) return code;
+    if (drift?.saveFailed) return 1;
+    // A bounded run (cron) alerts on its exit code; a service stopped by a signal is not failing.
+    if (rules && drift && drift.novelFlows > 0 && (o.durationMs > 0 || o.count > 0)) return 3;
+    return 0;
+  } finally {
+    await docker.close();
+    await metrics?.close();
+  }
+}
+
+/**
+ * The renderer for -output; table, summary and log code (cli-table3, node:fs) load
+ * only when used: each costs start-up time.
+ */
+async function makeRenderer(o: Options, log: (line: string) => void): Promise<Renderer> {
+  const out = new LineWriter(Deno.stdout, log);
+  switch (o.output) {
+    case "json":
+      return new JsonRenderer(out);
+    case "table": {
+      const { TableOutput } = await import("../output/table.ts");
+      return new TableOutput(out, terminalWidth(), o.baseline !== "");
+    }
+    case "log": {
+      const { LogRenderer, prepareLogDir, RotatingLog } = await import("../output/logfile.ts");
+      prepareLogDir(o.logPath);
+      return new LogRenderer(new RotatingLog(o.logPath, o.logKeep, log));
+    }
+    case "summary": {
+      const { SummaryRenderer } = await import("../output/summary.ts");
+      return new SummaryRenderer(out, o.summaryFormat, log, undefined, o.baseline !== "");
+    }
+  }
+}
+
+/** The directory a --learn file is replaced in must exist: said at start, not after an hour of learning. */
+function checkWritableDir(path: string): void {
+  const slash = path.lastIndexOf("/");
+  const dir = slash < 0 ? "." : path.slice(0, slash) || "/";
+  if (!existsDir(dir)) throw new UsageError(`--learn ${path}: no directory ${dir}; create it first`);
+}
+
+function existsDir(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
