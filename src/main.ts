@@ -14,6 +14,7 @@ import { kernelExcludedDports } from "./filter/kernel_ports.ts";
 import { EVENT_KINDS, SCHEMA_VERSION } from "./event.ts";
 import { VERSION } from "./version.ts";
 import type { Start } from "./run/monitor.ts";
+import { StopSignals } from "./run/signals.ts";
 
 const log = (line: string) => console.error(line);
 
@@ -60,7 +61,7 @@ function defaultObjectPath(): string {
     new URL("../build/lightmon.bpf.o", import.meta.url).pathname;
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(argv: string[], signals: StopSignals): Promise<number> {
   const o = await resolveOptions(argv);
   if (o.help) {
     console.log(helpText());
@@ -104,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
     },
   });
   capture.catch(() => {}); // a failure is awaited below, not unhandled meanwhile
-  const start: Start = { capture, fallbacks, handedOver: false, selected, trackConns, excludedDports, log };
+  const start: Start = { capture, fallbacks, handedOver: false, selected, trackConns, excludedDports, log, signals };
   try {
     const { monitor } = await import("./run/monitor.ts");
     return await monitor(o, start);
@@ -114,9 +115,10 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  const signals = new StopSignals();
   let code: number;
   try {
-    code = await main(Deno.args);
+    code = await main(Deno.args, signals);
   } catch (e) {
     if (e instanceof UsageError || e instanceof LibbpfMissingError) {
       log(`lightmon: ${e.message}`);

@@ -5,17 +5,23 @@
 import assert from "node:assert/strict";
 import { assertDetached, bpfTest, connect, Lightmon, listen, ROOT } from "./harness.ts";
 
-/** A unix socket that accepts every connection and never answers. */
-function silentSocket(): { path: string; close: () => void } {
+/** A unix socket that accepts every connection and never answers; `accepted` resolves at the first. */
+function silentSocket(): { path: string; accepted: Promise<void>; close: () => void } {
   const dir = Deno.makeTempDirSync({ prefix: "lightmon-silent-" });
   const path = `${dir}/docker.sock`;
   const listener = Deno.listen({ transport: "unix", path });
   const held: Deno.Conn[] = [];
+  let accepted!: () => void;
+  const first = new Promise<void>((r) => accepted = r);
   (async () => {
-    for await (const c of listener) held.push(c);
+    for await (const c of listener) {
+      held.push(c);
+      accepted();
+    }
   })().catch(() => {});
   return {
     path,
+    accepted: first,
     close() {
       listener.close();
       held.forEach((c) => c.close());
@@ -23,6 +29,23 @@ function silentSocket(): { path: string; close: () => void } {
     },
   };
 }
+
+bpfTest("SIGINT while start-up waits on Docker ends the run cleanly: exit line, 0, detached", async () => {
+  // Start-up is held in Docker's list for a second, the BPF object loading meanwhile: the
+  // signal comes before the run has begun, and must not kill lightmon half started.
+  const sock = silentSocket();
+  const lm = new Lightmon(["--output", "json", "--docker-runtime", sock.path]);
+  try {
+    await sock.accepted;
+    assert.doesNotMatch(lm.stderr, /lightmon: capture /, "signalled before the start-up line");
+    const st = await lm.stop("SIGINT");
+    assert.equal(st.code, 0, `${st.signal ?? ""} ${lm.stderr}`);
+    assert.match(lm.stderr, /lightmon: seen \d+ emitted \d+ filtered \d+ dropped 0\n$/);
+  } finally {
+    sock.close();
+  }
+  await assertDetached();
+});
 
 bpfTest("a Docker socket that accepts and never answers delays start-up by about a second, no more", async () => {
   const sock = silentSocket();

@@ -13,6 +13,7 @@ import type { COUNTERS } from "../capture/layout.ts";
 import type { Counters, Stage, StageContext } from "../stage.ts";
 import { type Ledger, Pipeline } from "./pipeline.ts";
 import { after, every } from "./timers.ts";
+import type { StopSignals } from "./signals.ts";
 
 /** What a run needs. */
 export interface RunOptions {
@@ -38,6 +39,8 @@ export interface RunOptions {
   describe: string;
   /** One line to stderr. */
   log: (line: string) => void;
+  /** SIGINT and SIGTERM, listened for since main.ts started: the first stops the run. */
+  signals: StopSignals;
 }
 
 /** The run's state, as the exit line, --stats and the metrics read it. */
@@ -112,13 +115,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     resolveStop();
   };
 
-  let signals = 0;
-  const onSignal = () => {
-    if (++signals > 1) Deno.exit(130); // second signal: leave now, the kernel detaches
-    stop(0);
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  o.signals.onStop(() => stop(0));
   const loaded = await o.capture;
   const { object, strategy } = loaded;
   const tried = o.fallbacks.length ? ` (unavailable: ${o.fallbacks.join(", ")})` : "";
@@ -221,8 +218,6 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     await pipeline.settle(FINAL_WRITE_MS);
     const line = statsLine();
     object.close();
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
     o.log(line);
   }
   return exitCode;

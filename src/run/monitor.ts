@@ -30,6 +30,7 @@ import { LineWriter } from "../output/writer.ts";
 import { Baseline } from "../baseline/rules.ts";
 import { loadBaseline } from "../baseline/file.ts";
 import { BaselineStage, DriftStage, Learner } from "../baseline/stage.ts";
+import type { StopSignals } from "./signals.ts";
 
 /** What main.ts started before importing this module. */
 export interface Start {
@@ -45,6 +46,7 @@ export interface Start {
   /** The dports the kernel drops at connect(). */
   excludedDports: readonly number[];
   log: (line: string) => void;
+  signals: StopSignals;
 }
 
 /** Wire the stages for `o` and run until stopped; resolves with the exit code. */
@@ -161,6 +163,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
         o.output === "log" ? `log to ${o.logPath}` : o.output
       }${metrics ? `; metrics on http://${o.metricsAddr}/metrics` : ""}${drifting.map((d) => `; ${d}`).join("")}`,
       log,
+      signals: start.signals,
     });
     if (code !== 0) return code;
     if (drift?.saveFailed) return 1;
