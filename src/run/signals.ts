@@ -22,11 +22,6 @@ export class StopSignals {
     for (const s of SIGNALS) Deno.addSignalListener(s, this.#handler);
   }
 
-  /** Whether a stop was asked for. */
-  get requested(): boolean {
-    return this.#count > 0;
-  }
-
   /** Call `stop` on the first signal: at once if it has come already. */
   onStop(stop: () => void): void {
     this.#onStop = stop;
