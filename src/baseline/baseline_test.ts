@@ -5,7 +5,7 @@ import { harness } from "../testdata/stage.ts";
 import { eventLine, podOwner, workloadOf } from "./flow.ts";
 import { Baseline, parseRule, RuleError } from "./rules.ts";
 import { loadBaseline, parseBaseline } from "./file.ts";
-import { documentOf, documentText, mergeFlows, newDocument } from "./merge.ts";
+import { documentOf, documentText, mergeFlows, newDocument, replaceFile } from "./merge.ts";
 import { BaselineStage, DriftStage, Learner } from "./stage.ts";
 
 const host = (over = {}) =>
@@ -165,7 +165,7 @@ Deno.test("an invalid baseline file is an error naming the line", async () => {
   await usageError("- a\n", "b.yaml:1: expected a mapping with 'lightmon-baseline: 1' and 'workloads'");
   await usageError(
     "workloads:\n  host:\n    - * -> x:1\n",
-    /^b\.yaml:3: invalid YAML: .*\(quote a line or key that starts with \*\)$/,
+    /^b\.yaml:3: invalid YAML: .*\(a baseline takes no YAML aliases or anchors: quote a line or key that starts with \* or &\)$/,
   );
   await usageError("workloads:\n  host: []\n  host: []\n", /^b\.yaml:3: invalid YAML: duplicated mapping key/);
   // Empty files and empty lists are baselines with nothing in them.
@@ -285,6 +285,80 @@ Deno.test("a baseline others may write is refused", async () => {
       new UsageError(`--baseline ${dir}/missing.yaml: cannot read the baseline (no such file)`),
     );
     assert.equal(await loadBaseline(`${dir}/missing.yaml`, new Baseline(), "--learn", true), undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a baseline with YAML aliases is refused with its line, before anything is expanded (an alias bomb)", async () => {
+  const lines = Array.from({ length: 3000 }, (_, i) => `    - /bin/x${i} -> a.example.com:443`).join("\n");
+  let text = `lightmon-baseline: 1\nworkloads:\n  base: &l\n${lines}\n`;
+  for (let i = 0; i < 30_000; i++) text += `  w${i}: *l\n`;
+  const b = new Baseline();
+  await assert.rejects(
+    () => parseBaseline(text, "bomb.yaml", b),
+    new UsageError(
+      "bomb.yaml:3004: invalid YAML: aliases exceeded maxAliases (0) (a baseline takes no YAML aliases or anchors: " +
+        "quote a line or key that starts with * or &)",
+    ),
+  );
+});
+
+Deno.test("replacing the file sets owner and mode on its descriptor: a link planted at the temporary name is never followed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A root file the directory's owner would like to own: /etc's, in the attack.
+    const victim = `${dir}/victim`;
+    await Deno.writeTextFile(victim, "secret\n");
+    await Deno.chmod(victim, 0o600);
+    const path = `${dir}/baseline.yaml`;
+    // Between the write and the rename, the directory's owner moves the new file away and plants a link.
+    const plant = (tmp: string) => {
+      Deno.renameSync(tmp, `${dir}/stolen`);
+      Deno.symlinkSync(victim, tmp);
+    };
+    assert.throws(
+      () => replaceFile(path, "lightmon-baseline: 1\n", 0o644, { uid: 65534, gid: 65534 }, { beforeRename: plant }),
+      /was replaced by someone else/,
+    );
+    const v = await Deno.stat(victim);
+    assert.deepEqual([v.uid, v.mode! & 0o777], [0, 0o600]);
+    // What was written and given away is the file lightmon created, and only that.
+    const stolen = await Deno.lstat(`${dir}/stolen`);
+    assert.deepEqual([stolen.isFile, stolen.uid, stolen.mode! & 0o777], [true, 65534, 0o644]);
+    // Undisturbed, the file is replaced with the owner and mode asked for.
+    replaceFile(path, "lightmon-baseline: 1\n", 0o640, { uid: 65534, gid: 65534 });
+    const done = await Deno.lstat(path);
+    assert.deepEqual([done.isFile, done.uid, done.gid, done.mode! & 0o777], [true, 65534, 65534, 0o640]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a learn file is not written in a directory another user owns, nor one others may write unless sticky and root's", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    Deno.mkdirSync(`${dir}/theirs`);
+    Deno.chownSync(`${dir}/theirs`, 65534, 65534);
+    assert.throws(
+      () => replaceFile(`${dir}/theirs/b.yaml`, "x", 0o644),
+      /its directory .*theirs: it belongs to uid 65534/,
+    );
+    Deno.mkdirSync(`${dir}/open`);
+    Deno.chmodSync(`${dir}/open`, 0o777);
+    assert.throws(
+      () => replaceFile(`${dir}/open/b.yaml`, "x", 0o644),
+      /group or others may write it \(mode 0777\) and it is not a sticky directory of root's/,
+    );
+    Deno.chmodSync(`${dir}/open`, 0o1777);
+    replaceFile(`${dir}/open/b.yaml`, "x", 0o644);
+    assert.equal(Deno.readTextFileSync(`${dir}/open/b.yaml`), "x");
+    // A baseline read from such a directory is refused the same way.
+    Deno.writeTextFileSync(`${dir}/theirs/b.yaml`, "lightmon-baseline: 1\n");
+    await assert.rejects(
+      () => loadBaseline(`${dir}/theirs/b.yaml`, new Baseline(), "--baseline", false),
+      /refusing the baseline: its directory .*theirs: it belongs to uid 65534/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

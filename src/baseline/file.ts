@@ -50,13 +50,16 @@ class Misplaced extends Error {
 export async function parseBaseline(text: string, file: string, into: Baseline): Promise<number> {
   let data: unknown;
   try {
-    data = load(text, { schema: CORE_SCHEMA, filename: file });
+    // No aliases: a baseline has no use for them, and a few KB of them expand to gigabytes.
+    data = load(text, { schema: CORE_SCHEMA, filename: file, maxAliases: 0 });
   } catch (e) {
     if (!(e instanceof YAMLException)) throw e;
     // Nothing but comments, or nothing at all: a baseline with no flows.
     if (/input is empty/.test(e.reason ?? "")) return 0;
     const reason = e.reason ?? e.message.split("\n")[0];
-    const hint = /alias/i.test(reason) ? " (quote a line or key that starts with *)" : "";
+    const hint = /alias/i.test(reason)
+      ? " (a baseline takes no YAML aliases or anchors: quote a line or key that starts with * or &)"
+      : "";
     throw new UsageError(`${file}:${(e.mark?.line ?? 0) + 1}: invalid YAML: ${reason}${hint}`);
   }
   try {

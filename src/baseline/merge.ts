@@ -8,7 +8,9 @@
  * @module
  */
 import { Document, isMap, isScalar, isSeq, Pair, parseDocument, type Scalar, YAMLMap, YAMLSeq } from "yaml";
+import fs from "node:fs";
 import { VERSION_KEY } from "./file.ts";
+import { dirOf, untrustedDirBecause } from "../config/trusted_file.ts";
 
 const HEADER = ` lightmon baseline: the flows seen while learning (lightmon --learn), by workload:
  'pod NAMESPACE/OWNER', 'image IMAGE', 'container NAME' or 'host'. One flow per line:
@@ -64,31 +66,53 @@ export function documentText(doc: Document): string {
   return doc.toString({ lineWidth: 0 });
 }
 
+/** Test seam: runs between writing the new file and renaming it over the path. */
+export interface ReplaceHooks {
+  beforeRename?: (tmp: string) => void;
+}
+
 /**
  * Replace `path` with `text`, whole: written to a new file beside it (created
- * exclusively, so never through a link), flushed, given `mode` and `owner`, then
- * renamed over the path.
+ * exclusively and never through a link), flushed, given `mode` and `owner` on the
+ * open descriptor (never by path: the directory's owner could have put a link at
+ * the temporary name by then), then renamed over the path. The directory must be
+ * one lightmon may keep files in (see untrustedDirBecause).
  */
-export function replaceFile(path: string, text: string, mode: number, owner?: { uid: number; gid: number }): void {
-  const slash = path.lastIndexOf("/");
-  const dir = slash < 0 ? "." : path.slice(0, slash) || "/";
-  const tmp = `${dir}/.${path.slice(slash + 1)}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+export function replaceFile(
+  path: string,
+  text: string,
+  mode: number,
+  owner?: { uid: number; gid: number },
+  hooks: ReplaceHooks = {},
+): void {
+  const dir = dirOf(path);
+  const why = untrustedDirBecause(dir);
+  if (why) throw new Error(`refusing to write ${path}: its directory ${dir}: ${why}`);
+  const tmp = `${dir}/.${path.slice(path.lastIndexOf("/") + 1)}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   const data = new TextEncoder().encode(text);
-  const f = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
+  const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+  const fd = fs.openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+  const ino = fs.fstatSync(fd).ino;
   try {
     try {
       let n = 0;
-      while (n < data.length) n += f.writeSync(data.subarray(n));
-      f.syncSync();
+      while (n < data.length) n += fs.writeSync(fd, data, n);
+      if (owner) fs.fchownSync(fd, owner.uid, owner.gid);
+      fs.fchmodSync(fd, mode);
+      fs.fsyncSync(fd);
     } finally {
-      f.close();
+      fs.closeSync(fd);
     }
-    if (owner) Deno.chownSync(tmp, owner.uid, owner.gid);
-    Deno.chmodSync(tmp, mode);
+    hooks.beforeRename?.(tmp);
+    const now = Deno.lstatSync(tmp);
+    if (now.ino !== ino || !now.isFile) {
+      throw new Error(`refusing to write ${path}: ${tmp} was replaced by someone else`);
+    }
     Deno.renameSync(tmp, path);
   } catch (e) {
     try {
-      Deno.removeSync(tmp);
+      // Only if it is still ours: the name may be someone else's by now.
+      if (Deno.lstatSync(tmp).ino === ino) Deno.removeSync(tmp);
     } catch { /* already renamed or gone */ }
     throw e;
   }

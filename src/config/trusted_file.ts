@@ -31,6 +31,32 @@ export function trustedUids(): number[] {
   return uids;
 }
 
+/**
+ * Why lightmon, as root, must not keep a file it reads or writes in directory `dir`,
+ * or undefined. The directory's owner can replace any name in it, so it must be
+ * trusted (root, or the user who ran lightmon); one that group or others may write
+ * is refused unless it is sticky and root's (as /tmp), where nobody can replace a
+ * file of ours. A symlink is refused: its target is what would be checked.
+ */
+export function untrustedDirBecause(dir: string, trusted: readonly number[] = trustedUids()): string | undefined {
+  const st = Deno.lstatSync(dir);
+  if (st.isSymlink) return "it is a symlink; give its real path";
+  if (!st.isDirectory) return "it is not a directory";
+  const mode = st.mode ?? 0;
+  if (st.uid !== null && !trusted.includes(st.uid)) return `it belongs to uid ${st.uid}`;
+  if ((mode & 0o022) !== 0 && ((mode & 0o1000) === 0 || st.uid !== 0)) {
+    return `group or others may write it (mode ${(mode & 0o7777).toString(8).padStart(4, "0")}) and it is not ` +
+      "a sticky directory of root's";
+  }
+  return undefined;
+}
+
+/** The directory a path names its file in (`.` for a bare name). */
+export function dirOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash < 0 ? "." : path.slice(0, slash) || "/";
+}
+
 /** What the file is, for messages: `config file`, `baseline`. */
 export interface TrustedRead {
   what: string;
@@ -45,6 +71,10 @@ export interface TrustedRead {
 export async function readTrustedText(path: string, o: TrustedRead): Promise<string> {
   const trusted = trustedUids();
   const link = Deno.lstatSync(path);
+  const dirWhy = untrustedDirBecause(dirOf(path), trusted);
+  if (dirWhy) {
+    throw new UsageError(`${path}: refusing the ${o.what}: its directory ${dirOf(path)}: ${dirWhy}`);
+  }
   const target = link.isSymlink ? Deno.statSync(path) : link;
   for (const info of link.isSymlink ? [link, target] : [target]) {
     const why = untrustedBecause(info, trusted);

@@ -21,21 +21,16 @@ import type { Renderer } from "./renderer.ts";
 import { jsonString } from "../text/sanitize.ts";
 import { pad2 } from "../text/time.ts";
 import { UsageError } from "../usage_error.ts";
+import { untrustedDirBecause } from "../config/trusted_file.ts";
 
 const { O_WRONLY, O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
 const FILE_MODE = 0o640;
 
 /** Why lightmon must not write logs in `dir` (which exists), or undefined when it may. */
 export function unsafeLogDir(dir: string, euid = Deno.uid() ?? 0): string | undefined {
-  const st = Deno.lstatSync(dir);
-  if (st.isSymlink) return "it is a symlink; give its real path";
-  if (!st.isDirectory) return "it is not a directory";
-  const mode = st.mode ?? 0;
-  if (st.uid !== euid && st.uid !== 0) return `it belongs to uid ${st.uid}; use a directory of root's`;
-  if ((mode & 0o022) !== 0 && (mode & 0o1000) === 0) {
-    return "others can write it and it is not sticky; use a directory only root can write (e.g. /var/log/lightmon)";
-  }
-  return undefined;
+  const why = untrustedDirBecause(dir, [0, euid]);
+  return why &&
+    (why.includes("symlink") ? why : `${why}; use a directory only root can write (e.g. /var/log/lightmon)`);
 }
 
 /** Create `dir` if missing (0750) and check it; a UsageError names what is wrong. */

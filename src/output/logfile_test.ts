@@ -179,7 +179,7 @@ Deno.test("a log directory others can write is refused unless sticky; a symlinke
     Deno.chmodSync(`${dir}/open`, 0o777);
     assert.throws(
       () => prepareLogDir(`${dir}/open`),
-      /-log_path .*open: refusing .*others can write it and it is not sticky/,
+      /-log_path .*open: refusing .*others may write it \(mode 0777\) and it is not a sticky directory of root's/,
     );
     Deno.chmodSync(`${dir}/open`, 0o1777);
     prepareLogDir(`${dir}/open`);

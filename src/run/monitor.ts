@@ -8,6 +8,7 @@
 import type { Options } from "../cli/options.ts";
 import type { Loaded } from "../capture/loader.ts";
 import { UsageError } from "../usage_error.ts";
+import { dirOf, untrustedDirBecause } from "../config/trusted_file.ts";
 import { keepPredicate, mentionsField } from "../filter/select.ts";
 import { type ConnEvent, EVENT_KINDS, type EventKind } from "../event.ts";
 import { runMonitor } from "./controller.ts";
@@ -203,9 +204,10 @@ async function makeRenderer(o: Options, log: (line: string) => void): Promise<Re
 
 /** The directory a --learn file is replaced in must exist: said at start, not after an hour of learning. */
 function checkWritableDir(path: string): void {
-  const slash = path.lastIndexOf("/");
-  const dir = slash < 0 ? "." : path.slice(0, slash) || "/";
+  const dir = dirOf(path);
   if (!existsDir(dir)) throw new UsageError(`--learn ${path}: no directory ${dir}; create it first`);
+  const why = untrustedDirBecause(dir);
+  if (why) throw new UsageError(`--learn ${path}: refusing to write there: ${dir}: ${why}`);
 }
 
 function existsDir(path: string): boolean {
