@@ -72,12 +72,26 @@ struct {
 	 * memory for what is, most of the time, a few dozen handshakes. Every entry is
 	 * deleted at the outcome (ESTABLISHED or CLOSE, which every SYN_SENT socket
 	 * reaches); a socket reused at the same address overwrites its entry. Full, a
-	 * connect is counted as stashFull. */
-	__uint(max_entries, 65536);
+	 * connect is reported at once instead (see stash_connect). */
+	__uint(max_entries, LM_STASH_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64); /* struct sock * */
 	__type(value, struct lm_conn_event);
 } lm_stash SEC(".maps");
+
+/* Handshakes in flight one owner may hold in lm_stash: a sixteenth of it. */
+#define LM_STASH_SHARE (LM_STASH_ENTRIES / 16)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	/* Each owner's entries in lm_stash (see stash_owner), so that no user can fill
+	 * the stash others depend on: one user's handshakes that never complete (SYNs
+	 * dropped, TCP_SYNCNT high) take at most LM_STASH_SHARE. LRU: an owner idle for
+	 * long is forgotten; forgetting one that is busy only lets it start over. */
+	__uint(max_entries, 8192);
+	__type(key, __u64);   /* stash_owner() */
+	__type(value, __u32); /* its entries in lm_stash */
+} lm_stash_share SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -241,6 +255,43 @@ static __always_inline void fill_task(struct lm_conn_event *e, __u64 id)
 	read_cgroup(task, e);
 }
 
+/* Whose share a stash entry counts against: its uid; root's (host root, or root in
+ * a container without a user namespace) by cgroup, so that one container's root
+ * cannot take the host's share. */
+static __always_inline __u64 stash_owner(const struct lm_conn_event *e)
+{
+	return e->uid ? e->uid : (1ULL << 63) | e->cgroup_id;
+}
+
+/* An entry of `owner`'s left the stash. */
+static __always_inline void share_release(__u64 owner)
+{
+	__u32 *n = bpf_map_lookup_elem(&lm_stash_share, &owner);
+
+	if (n && *n > 0)
+		__sync_fetch_and_add(n, -1);
+}
+
+/* Take one of `owner`'s stash places; false when its share is used up. */
+static __always_inline bool share_take(__u64 owner)
+{
+	__u32 zero = 0;
+	__u32 *n = bpf_map_lookup_elem(&lm_stash_share, &owner);
+
+	if (!n) {
+		bpf_map_update_elem(&lm_stash_share, &owner, &zero, BPF_NOEXIST);
+		n = bpf_map_lookup_elem(&lm_stash_share, &owner);
+		if (!n)
+			return false;
+	}
+	if (*n >= LM_STASH_SHARE)
+		return false;
+	__sync_fetch_and_add(n, 1);
+	return true;
+}
+
+static __always_inline bool read_endpoints(const struct sock *sk, struct lm_conn_event *e);
+
 /* Connect in process context: record who is connecting. */
 static __always_inline void stash_connect(const struct sock *sk)
 {
@@ -278,9 +329,29 @@ static __always_inline void stash_connect(const struct sock *sk)
 	fill_task(e, id);
 
 	__u64 key = (__u64)sk;
+	__u64 owner = stash_owner(e);
+	struct lm_conn_event *old = bpf_map_lookup_elem(&lm_stash, &key);
 
-	if (bpf_map_update_elem(&lm_stash, &key, e, BPF_ANY))
-		count(LM_CTR_STASH_FULL);
+	if (old) /* a socket reused at the same address: its entry is replaced */
+		share_release(stash_owner(old));
+	if (share_take(owner)) {
+		if (!bpf_map_update_elem(&lm_stash, &key, e, BPF_ANY))
+			return;
+		share_release(owner);
+	}
+	/*
+	 * No room for this owner (its share is used up, or the stash is full): report
+	 * the attempt now, with what is known at connect() (the source port may not be
+	 * bound yet), rather than not at all. Its outcome will not be reported.
+	 */
+	e->status = LM_STATUS_PENDING;
+	e->flags = LM_FLAG_PENDING_SENT | LM_FLAG_UNSTASHED;
+	e->ts_ns = e->start_ns;
+	count(LM_CTR_UNSTASHED);
+	if (read_endpoints(sk, e))
+		emit(e, sizeof(*e), LM_CTR_LOST);
+	else
+		count(LM_CTR_FILTERED);
 }
 
 /* The socket's network namespace as bpf_get_netns_cookie() names it (the DNS program's key). */
@@ -504,6 +575,7 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 		count(LM_CTR_STASH_MISS);
 		return 0;
 	}
+	share_release(stash_owner(e));
 	/* The error is set before tcp_done() moves the socket to CLOSE. */
 	e->sk_err = newstate == TCP_CLOSE ? BPF_CORE_READ(sk, sk_err) : 0;
 	e->status = status_of(newstate, e->sk_err);

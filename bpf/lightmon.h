@@ -19,6 +19,7 @@
 #define LM_ARGS_LEN 512
 #define LM_CWD_DEPTH 16 /* directory levels the walk reads */
 #define LM_CWD_NAME 48	/* longest directory name it reads, NUL included */
+#define LM_STASH_ENTRIES 65536 /* handshakes in flight lm_stash holds */
 
 /* The first 16 bytes of every ring buffer record. */
 enum lm_kind {
@@ -53,6 +54,7 @@ enum lm_status {
 #define LM_FLAG_EXISTING 0x4	 /* open before lightmon started (close records) */
 #define LM_FLAG_FIN_ACKED 0x8	 /* close: bytes_sent counts our acknowledged FIN */
 #define LM_FLAG_FIN_RECEIVED 0x10 /* close: bytes_received counts the peer's FIN */
+#define LM_FLAG_UNSTASHED 0x20	 /* reported at connect(): no stash room for its owner, no outcome follows */
 
 /* lm_conn_event.closed_by */
 enum lm_closed_by {
@@ -81,8 +83,8 @@ struct lm_conn_state {
 /* Counters in the per-CPU array lm_counters, by index. */
 enum lm_counter {
 	LM_CTR_LOST = 0,	  /* a connection event lost: the ring was full */
-	LM_CTR_STASH_MISS = 1,	  /* outcome for a socket whose connect we did not see */
-	LM_CTR_STASH_FULL = 2,	  /* stash update failed */
+	LM_CTR_STASH_MISS = 1,	  /* outcome for a socket with no stash entry (begun before the start, or unstashed) */
+	LM_CTR_UNSTASHED = 2,	  /* a connect reported at connect(): its owner's stash share, or the stash, was full */
 	LM_CTR_FILTERED = 3,	  /* dropped in the kernel by the loader's config */
 	LM_CTR_LOST_PROCESS = 4,  /* an exec/exit/fork record lost: the ring was full */
 	LM_CTR_CONNS_FULL = 5,	  /* lm_conns full: that connection gets no close record */

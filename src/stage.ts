@@ -6,7 +6,11 @@
  *
  * Counters named `seen`, `emitted` and `filtered`, and those starting `dropped.`,
  * make up the run's ledger: `seen = emitted + filtered + dropped` (see
- * `ledger` in run/pipeline.ts). Any other counter is the stage's own.
+ * `ledger` in run/pipeline.ts). Any other counter is the stage's own; those it
+ * declares `notable` (something was forgotten, evicted, refused or timed out) are
+ * named on the exit line and by --stats whenever they are not zero, and every
+ * counter of every stage is a metric (lightmon_stage_counter): none is kept where
+ * nobody can see it.
  * @module
  */
 
@@ -54,6 +58,9 @@ export abstract class Stage<I, O = I> {
   counters(): Counters {
     return {};
   }
+
+  /** Which of the counters say that something was lost or degraded: the exit line names them when not zero. */
+  readonly notable: ReadonlySet<string> = new Set();
 
   /** Downstream is behind (an output writing slower than records come): hold new records back. */
   backlogged(): boolean {

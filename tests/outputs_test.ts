@@ -206,7 +206,7 @@ bpfTest("--metrics-addr serves Prometheus counts that match the events emitted",
         sum("lightmon_events_dropped_total"),
     );
     assert.ok(
-      ["ring-full", "stash-miss", "stash-full"].every((c) =>
+      ["ring-full", "conns-full"].every((c) =>
         m.get("lightmon_events_dropped_total")!.metrics.some((x) => x.labels!.cause === c)
       ),
     );

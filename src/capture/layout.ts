@@ -160,7 +160,7 @@ export const STATUS_NAMES: readonly Status[] = STATUSES;
 export const COUNTERS = [
   "lost",
   "stashMiss",
-  "stashFull",
+  "unstashed",
   "kernelFiltered",
   "lostProcess",
   "connsFull",

@@ -58,17 +58,16 @@ export interface RunState {
 
 /**
  * The user-space ledger joined with the kernel's: events the kernel filtered are
- * seen and filtered; connection events the ring had no room for (`ring-full`),
- * outcomes whose connect was evicted from the stash or began before the start
- * (`stash-miss`), stash updates that failed (`stash-full`) and close records the
- * kernel's connection table had no room to track (`conns-full`) are seen and dropped.
- * So `seen = emitted + filtered + dropped` holds for the whole run.
+ * seen and filtered; connection events the ring had no room for (`ring-full`) and
+ * close records the kernel's connection table had no room to track (`conns-full`)
+ * are seen and dropped. So `seen = emitted + filtered + dropped` holds for the whole
+ * run, and each attempt counts once: a connect with no room in the stash is
+ * reported at connect() (`unstashed`), and the outcome that then finds no entry
+ * (`stashMiss`, as one begun before the start) is not another attempt.
  */
 export function runLedger(user: Ledger, kernel: Record<(typeof COUNTERS)[number], bigint>): Ledger {
   const kernelDropped = {
     "ring-full": Number(kernel.lost),
-    "stash-miss": Number(kernel.stashMiss),
-    "stash-full": Number(kernel.stashFull),
     "conns-full": Number(kernel.connsFull),
   };
   const kernelFiltered = Number(kernel.kernelFiltered);
@@ -81,12 +80,35 @@ export function runLedger(user: Ledger, kernel: Record<(typeof COUNTERS)[number]
   };
 }
 
-/** `seen S emitted E filtered F dropped D (cause n, ...)`, naming the causes that dropped any. */
-export function ledgerLine(l: Ledger): string {
+/**
+ * `seen S emitted E filtered F dropped D (cause n, ...)`, naming the causes that
+ * dropped any, then `; ` and the notable counters that are not zero
+ * (`join forgotten 3, kernel unstashed 120`).
+ */
+export function ledgerLine(l: Ledger, notable: readonly [string, number][] = []): string {
   const causes = Object.entries(l.dropped).filter(([, n]) => n > 0);
   const total = causes.reduce((a, [, n]) => a + n, 0);
   const why = causes.length ? ` (${causes.map(([c, n]) => `${c} ${n}`).join(", ")})` : "";
-  return `lightmon: seen ${l.seen} emitted ${l.emitted} filtered ${l.filtered} dropped ${total}${why}`;
+  const notes = notable.length ? `; ${notable.map(([c, n]) => `${c} ${n}`).join(", ")}` : "";
+  return `lightmon: seen ${l.seen} emitted ${l.emitted} filtered ${l.filtered} dropped ${total}${why}${notes}`;
+}
+
+/**
+ * The kernel's counters that are not in the ledger but say something was not as
+ * it should be: connects reported at connect() for want of stash room, outcomes of
+ * connects lightmon did not see begin, process records and DNS packets lost.
+ */
+const KERNEL_NOTABLE = {
+  unstashed: "unstashed",
+  stashMiss: "stash-miss",
+  lostProcess: "process-lost",
+  dnsLost: "dns-lost",
+} as const;
+
+function kernelNotable(kernel: Record<(typeof COUNTERS)[number], bigint>): [string, number][] {
+  return Object.entries(KERNEL_NOTABLE)
+    .filter(([k]) => kernel[k as keyof typeof KERNEL_NOTABLE] > 0n)
+    .map(([k, name]) => [`kernel ${name}`, Number(kernel[k as keyof typeof KERNEL_NOTABLE])]);
 }
 
 /** What the start-up line says of the dport exclusions the kernel applies. */
@@ -149,7 +171,10 @@ export async function runMonitor(o: RunOptions): Promise<number> {
       strategy,
     };
   };
-  const statsLine = () => ledgerLine(state().ledger);
+  const statsLine = () => {
+    const s = state();
+    return ledgerLine(s.ledger, [...kernelNotable(s.kernel), ...pipeline.notable()]);
+  };
   const timers: (() => void)[] = [];
   // From here on every exit path detaches and closes what was loaded.
   try {

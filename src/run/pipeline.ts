@@ -60,6 +60,16 @@ export class Pipeline<I> {
     return l;
   }
 
+  /** The notable counters that are not zero, as `stage counter` to count, in stage order. */
+  notable(): [string, number][] {
+    const out: [string, number][] = [];
+    for (const s of this.stages) {
+      const c = s.counters();
+      for (const name of s.notable) if ((c[name] ?? 0) > 0) out.push([`${s.name} ${name}`, c[name]]);
+    }
+    return out;
+  }
+
   /** Whether a stage asks for new records to be held back. */
   backlogged(): boolean {
     return this.stages.some((s) => s.backlogged());
