@@ -1118,51 +1118,95 @@ int lm_dns_in_host(struct __sk_buff *skb)
 	return handle_dns(skb, false);
 }
 
-/*
- * DNS queries leaving a socket (destination port 53): the id and the socket's port
- * match the response; sent from the asking task, they name it. Only the header's
- * id is read: the question is the response's to tell.
- */
-SEC("cgroup_skb/egress")
-int lm_dns_out(struct __sk_buff *skb)
-{
-	__u32 off, len = skb->len;
-	struct l4_info p;
-	__be16 id;
+/* Docker's embedded resolver, 127.0.0.11: its DNAT (in the container's OUTPUT chain)
+ * moves port 53 to a random one before cgroup egress programs run. */
+#define DOCKER_DNS_V4 0x7f00000b
 
-	if (!parse_l4(skb, &p) || p.ports[1] != bpf_htons(53))
+/*
+ * DNS queries leaving a socket (destination port 53, or Docker's resolver): a
+ * response teaches a name only when it answers one of these, so the question is
+ * copied (user space compares it with the response's). Sent from the asking task,
+ * they name it.
+ */
+static __always_inline int handle_dns_query(struct __sk_buff *skb, bool by_netns)
+{
+	__u32 off, len = skb->len, zero = 0;
+	struct l4_info p;
+	__be32 daddr4 = 0;
+
+	if (!parse_l4(skb, &p))
+		return 1;
+	if (p.version == 4)
+		bpf_skb_load_bytes(skb, 16, &daddr4, 4);
+	if (p.ports[1] != bpf_htons(53) && daddr4 != bpf_htonl(DOCKER_DNS_V4))
 		return 1;
 	/* TCP data starts with the message's two-byte length. */
 	off = p.payload + (p.proto == IPPROTO_TCP ? 2 : 0);
-	if (len < off + 2 || bpf_skb_load_bytes(skb, off, &id, sizeof(id)))
+	if (len < off + 12) /* no whole header: a bare ACK, or not DNS */
 		return 1;
 	if (bpf_ringbuf_query(&lm_events, BPF_RB_AVAIL_DATA) > bpf_ringbuf_query(&lm_events, BPF_RB_RING_SIZE) / 2) {
 		count(LM_CTR_DNS_LOST);
 		return 1;
 	}
-	__u32 zero = 0;
 	struct lm_dns_query *q = bpf_map_lookup_elem(&lm_query_scratch, &zero);
 
 	if (!q)
 		return 1;
 	__u64 pt = bpf_get_current_pid_tgid();
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__be16 id = 0;
 
-	*q = (struct lm_dns_query){
-		.ts_ns = bpf_ktime_get_boot_ns(),
-		.kind = LM_KIND_DNS_QUERY,
-		.pid = pt >> 32,
-		.tid = (__u32)pt,
-		.uid = (__u32)bpf_get_current_uid_gid(),
-		.netns_cookie = bpf_get_netns_cookie(skb),
-		.cgroup_id = bpf_get_current_cgroup_id(),
-		.sport = bpf_ntohs(p.ports[0]),
-		.dns_id = bpf_ntohs(id),
-	};
+	bpf_skb_load_bytes(skb, off, &id, sizeof(id));
+	q->ts_ns = bpf_ktime_get_boot_ns();
+	q->kind = LM_KIND_DNS_QUERY;
+	q->pid = pt >> 32;
+	q->tid = (__u32)pt;
+	q->uid = (__u32)bpf_get_current_uid_gid();
+	q->netns_cookie = by_netns ? bpf_get_netns_cookie(skb) : 0;
+	q->cgroup_id = bpf_get_current_cgroup_id();
+	q->proc_start_ns = q->pid ? BPF_CORE_READ(task, group_leader, start_boottime) : 0;
+	q->sport = bpf_ntohs(p.ports[0]);
+	q->dns_id = bpf_ntohs(id);
+	__builtin_memset(q->comm, 0, sizeof(q->comm));
+	__builtin_memset(q->cgroup, 0, sizeof(q->cgroup));
+	__builtin_memset(q->cgroup_parent, 0, sizeof(q->cgroup_parent));
+	__builtin_memset(q->daddr, 0, sizeof(q->daddr));
+	if (p.version == 4) {
+		q->family = AF_INET;
+		__builtin_memcpy(q->daddr, &daddr4, 4);
+	} else {
+		q->family = AF_INET6;
+		bpf_skb_load_bytes(skb, 24, q->daddr, 16);
+	}
+	if (q->pid) {
+		bpf_get_current_comm(q->comm, sizeof(q->comm));
+		/* The container: the task's cgroup names, as connect records carry them. */
+		read_cgroup_names(task, q->cgroup, q->cgroup_parent);
+	}
+	__u32 n = len - off; /* >= 12: checked above */
 
-	bpf_get_current_comm(q->comm, sizeof(q->comm));
-	/* The container: the task's cgroup names, as connect records carry them. */
-	read_cgroup_names((struct task_struct *)bpf_get_current_task(), q->cgroup, q->cgroup_parent);
+	/* Restated in [1, LM_DNS_QUERY_DATA - 1] for the verifier, as in handle_dns. */
+	if (n > LM_DNS_QUERY_DATA - 1)
+		n = LM_DNS_QUERY_DATA - 1;
+	asm volatile("" : "+r"(n));
+	n = ((n - 1) & (LM_DNS_QUERY_DATA - 1)) + 1;
+	q->len = 0;
+	if (bpf_skb_load_bytes(skb, off, q->data, n) == 0)
+		q->len = n;
 	if (bpf_ringbuf_output(&lm_events, q, sizeof(*q), 0))
 		count(LM_CTR_DNS_LOST);
 	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int lm_dns_out(struct __sk_buff *skb)
+{
+	return handle_dns_query(skb, true);
+}
+
+/* Kernels without bpf_get_netns_cookie() for cgroup_skb: queries per host, as responses. */
+SEC("cgroup_skb/egress")
+int lm_dns_out_host(struct __sk_buff *skb)
+{
+	return handle_dns_query(skb, false);
 }

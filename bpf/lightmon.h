@@ -195,24 +195,30 @@ struct lm_fork_event {
 	__u32 _pad;
 };
 
-/* A DNS query (destination port 53) leaving a socket, from the cgroup_skb egress
- * program: sent in the asking task's context, so it names the task, and its id
- * and the socket's port match it to the response (latency, who asked). */
+#define LM_DNS_QUERY_DATA 512 /* a power of two; a query's first 511 bytes: its header and question */
+
+/* A DNS query (destination port 53, or Docker's resolver at 127.0.0.11) leaving a
+ * socket, from the cgroup_skb egress program: sent in the asking task's context, so
+ * it names the task. A response is believed only when it answers a query seen
+ * leaving the same network namespace: same resolver, asking port, id and question. */
 struct lm_dns_query {
 	__u64 ts_ns;
 	__u32 kind;	     /* LM_KIND_DNS_QUERY */
 	__u32 pid;	     /* tgid of the sending task (0: sent outside a task, e.g. a retransmit) */
-	__u64 netns_cookie;
+	__u64 netns_cookie;  /* 0 where cgroup_skb programs cannot tell it (lm_dns_out_host) */
 	__u64 cgroup_id;     /* the sending task's cgroup v2 id */
-	__u64 proc_start_ns; /* 0: not read here (the process cache knows it) */
+	__u64 proc_start_ns; /* the sending task's group leader's start_boottime: pid reuse guard */
 	__u32 tid;
 	__u32 uid;
 	__u16 sport;	     /* the asking socket's port, host order */
 	__u16 dns_id;	     /* the query's id, as on the wire */
-	__u8 _pad[4];
+	__u16 family;	     /* AF_INET or AF_INET6 */
+	__u16 len;	     /* bytes in data */
 	char comm[LM_COMM_LEN];
 	char cgroup[LM_CGROUP_NAME_LEN];	/* the sending task's cgroup leaf name */
 	char cgroup_parent[LM_CGROUP_NAME_LEN]; /* and its parent's */
+	__u8 daddr[16];	     /* the resolver, network order */
+	__u8 data[LM_DNS_QUERY_DATA]; /* the DNS message from its header (after TCP's length) */
 };
 
 /* Set by the loader before load (the .rodata initial value). */
@@ -225,7 +231,7 @@ struct lm_config {
 	__u32 _pad;
 };
 
-_Static_assert(sizeof(struct lm_dns_query) == 264, "lm_dns_query layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_dns_query) == 792, "lm_dns_query layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_dns_event) == 1104, "lm_dns_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_conn_event) == 360, "lm_conn_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exec_event) == 1608, "lm_exec_event layout changed: update src/capture/layout.ts");

@@ -98,7 +98,6 @@ async function main(argv: string[], signals: StopSignals): Promise<number> {
     excludedDports,
     trackConns,
     dns: o.dns,
-    dnsQueries: selected.has("dns"),
     onFallback: (s, e) => {
       fallbacks.push(`${s}: ${"code" in e ? e.code : e.message}`);
       if (o.verbose) log(`lightmon: strategy ${s} failed: ${e.message}`);

@@ -5,7 +5,8 @@
  * count and time and go to loopback only.
  */
 import assert from "node:assert/strict";
-import { assertDetached, bpfTest, closedPort, connect, CONNECTOR, Lightmon } from "./harness.ts";
+import dnsPacket from "dns-packet";
+import { assertDetached, bpfTest, closedPort, connect, CONNECTOR, Lightmon, ROOT } from "./harness.ts";
 
 const NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
 
@@ -92,3 +93,49 @@ bpfTest(
     await assertDetached();
   },
 );
+
+bpfTest("a DNS response nobody asked for names nothing: nobody's forged answer in its own namespace", async () => {
+  const forged = new Uint8Array(
+    dnsPacket.encode({
+      type: "response",
+      id: 4242,
+      flags: 0x8180,
+      questions: [{ type: "A", name: "api.github.com" }],
+      answers: [{ type: "A", name: "api.github.com", ttl: 3600, data: "127.0.66.66" }],
+    }),
+  );
+  const hex = Array.from(forged, (b) => b.toString(16).padStart(2, "0")).join("");
+  const lm = new Lightmon(["--output", "json", "-existing=false", "--include", "dport=4443"]);
+  try {
+    await lm.ready();
+    // nobody, root of a user and network namespace of its own (a rootless container): it may bind port 53 there.
+    const out = await new Deno.Command("setpriv", {
+      args: [
+        ...NOBODY,
+        ...["unshare", "-Urn", "sh", "-c", 'ip link set lo up && ip addr add 127.0.66.66/32 dev lo && exec "$@"', "sh"],
+        ...[
+          Deno.execPath(),
+          "run",
+          "-A",
+          "--unstable-net",
+          `${ROOT}tests/helpers/forge_dns.ts`,
+          hex,
+          "127.0.66.66",
+          "4443",
+        ],
+      ],
+      env: { DENO_DIR: "/tmp/lightmon-trust-deno", NO_COLOR: "1" },
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const truth = JSON.parse(new TextDecoder().decode(out.stdout));
+    await lm.until((o) => o.includes(`"sport":${truth.sport},`), 10_000, "nobody's connect");
+    const st = await lm.stop();
+    assert.equal(st.code, 0);
+    const got = lm.events().filter((e) => e.sport === truth.sport && e.daddr === "127.0.66.66");
+    assert.deepEqual(got.map((e) => [e.uid, e.status, e.dnsName]), [[65534, "established", ""]]);
+    // Counted, with its reason, where the exit line shows it.
+    assert.match(lm.stderr, /; .*dns unanswered\.no-query [1-9]/);
+  } finally {
+    await lm.stop("SIGKILL").catch(() => {});
+  }
+});

@@ -73,8 +73,6 @@ export interface RawConnect {
   netnsCookie: bigint;
   /** A DNS response as an event (`--events dns`, made by the DNS stage). */
   dns?: { query: string; qtype: string; rcode: string; answers: string[] };
-  /** The process is known by pid only (a DNS query's sender): its current image is taken. */
-  pidOnly?: true;
 }
 
 /** A DNS response that arrived at a socket. */
@@ -104,9 +102,15 @@ export interface RawDnsQuery {
   uid: number;
   netnsCookie: bigint;
   cgroupId: bigint;
+  procStartNs: bigint;
   /** The asking socket's port, and the query's id: with the netns, they match the response. */
   sport: number;
   dnsId: number;
+  family: 4 | 6;
+  /** The resolver asked. */
+  daddr: string;
+  /** The message from its header, at most 511 bytes: enough for the question. */
+  data: Uint8Array;
   comm: string;
   cgroup: string;
   cgroupParent: string;
@@ -290,6 +294,8 @@ function decodeConnect(v: DataView, event: EventKind): RawConnect {
 }
 
 function decodeDnsQuery(v: DataView): RawDnsQuery {
+  const family: 4 | 6 = v.getUint16(DNS_QUERY.family.offset, true) === AF_INET6 ? 6 : 4;
+  const len = Math.min(v.getUint16(DNS_QUERY.len.offset, true), DNS_QUERY.data.size);
   return {
     kind: "dns_query",
     tsNs: v.getBigUint64(DNS_QUERY.ts_ns.offset, true),
@@ -298,8 +304,13 @@ function decodeDnsQuery(v: DataView): RawDnsQuery {
     uid: v.getUint32(DNS_QUERY.uid.offset, true),
     netnsCookie: v.getBigUint64(DNS_QUERY.netns_cookie.offset, true),
     cgroupId: v.getBigUint64(DNS_QUERY.cgroup_id.offset, true),
+    procStartNs: v.getBigUint64(DNS_QUERY.proc_start_ns.offset, true),
     sport: v.getUint16(DNS_QUERY.sport.offset, true),
     dnsId: v.getUint16(DNS_QUERY.dns_id.offset, true),
+    family,
+    daddr: address(v, DNS_QUERY.daddr.offset, family, false),
+    // Copied out: the record's bytes are the ring's, given back after the batch.
+    data: new Uint8Array(v.buffer, v.byteOffset + DNS_QUERY.data.offset, len).slice(),
     comm: cString(v, DNS_QUERY.comm.offset, DNS_QUERY.comm.size),
     cgroup: cString(v, DNS_QUERY.cgroup.offset, DNS_QUERY.cgroup.size),
     cgroupParent: cString(v, DNS_QUERY.cgroup_parent.offset, DNS_QUERY.cgroup_parent.size),

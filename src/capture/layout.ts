@@ -132,12 +132,16 @@ export const DNS_QUERY = {
   uid: { offset: 44, size: 4 },
   sport: { offset: 48, size: 2 },
   dns_id: { offset: 50, size: 2 },
+  family: { offset: 52, size: 2 },
+  len: { offset: 54, size: 2 },
   comm: { offset: 56, size: 16 },
   cgroup: { offset: 72, size: 96 },
   cgroup_parent: { offset: 168, size: 96 },
+  daddr: { offset: 264, size: 16 },
+  data: { offset: 280, size: 512 },
 } as const satisfies Record<string, FieldPos>;
 /** sizeof(struct lm_dns_query) */
-export const DNS_QUERY_SIZE = 264;
+export const DNS_QUERY_SIZE = 792;
 
 /** struct lm_config, the .rodata global `lm_cfg` */
 export const CONFIG = {

@@ -43,21 +43,23 @@ export const SNAPSHOT_PROGRAM = "lm_iter_tcp";
 export const ACCEPT_PROGRAMS = ["lm_tp_accept4", "lm_tp_accept"];
 
 /**
- * DNS responses: a cgroup_skb ingress program on the cgroup v2 root (`--dns`, the
- * default), naming each packet's network namespace, or, on kernels that cannot,
- * learning names per host.
+ * DNS: cgroup_skb programs on the cgroup v2 root (`--dns`, the default), responses
+ * on ingress and the queries they must answer on egress (a response that answers
+ * no query seen leaving is never learned from, so the two load together or not at
+ * all), naming each packet's network namespace, or, on kernels that cannot,
+ * matching per host.
  */
-export const DNS_PROGRAMS = { netns: "lm_dns_in", host: "lm_dns_in_host" } as const;
-/** DNS queries on egress, in the asking task (pid and latency for `--events dns`), where the kernel allows it. */
-export const DNS_QUERY_PROGRAM = "lm_dns_out";
+export const DNS_PROGRAMS = {
+  netns: ["lm_dns_in", "lm_dns_out"],
+  host: ["lm_dns_in_host", "lm_dns_out_host"],
+} as const;
 
 const ALL_PROGRAMS = [
   ...new Set([
     ...Object.values(PROGRAMS).flat(),
     SNAPSHOT_PROGRAM,
     ...ACCEPT_PROGRAMS,
-    ...Object.values(DNS_PROGRAMS),
-    DNS_QUERY_PROGRAM,
+    ...Object.values(DNS_PROGRAMS).flat(),
   ]),
 ];
 
@@ -77,8 +79,6 @@ export interface LoadOptions {
   trackConns?: boolean;
   /** Capture DNS responses (a missing cgroup v2 or a refusal only costs the names). */
   dns?: boolean;
-  /** Capture DNS queries too (`--events dns`: who asked, and the latency). */
-  dnsQueries?: boolean;
   /** Called once per strategy that failed, with why. */
   onFallback?: (strategy: Strategy, error: Error) => void;
 }
@@ -95,7 +95,7 @@ export interface Loaded {
    */
   kernelDports: readonly number[];
   /** DNS capture: where it is attached and whether per network namespace, or why not (undefined: not asked for). */
-  dns?: { root: string; perNetns: boolean; queries: boolean } | { error: string };
+  dns?: { root: string; perNetns: boolean } | { error: string };
 }
 
 /** Raised when no strategy could be loaded; `errors` says why for each. */
@@ -162,33 +162,24 @@ function loadOne(strategy: Strategy, o: LoadOptions): Promise<Loaded> {
 }
 
 async function loadVariants(strategy: Strategy, o: LoadOptions): Promise<Loaded> {
-  if (!o.dns) return await loadWith(strategy, o, false, false);
-  if (o.dnsQueries) {
-    try {
-      return await loadWith(strategy, o, true, true);
-    } catch { /* the query program may be what this kernel refuses: without it */ }
-  }
+  if (!o.dns) return await loadWith(strategy, o, false);
   try {
-    return await loadWith(strategy, o, true, false);
+    return await loadWith(strategy, o, true);
   } catch (e) {
-    // Without the DNS program: if that loads, the DNS program was the trouble.
-    const loaded = await loadWith(strategy, o, false, false);
+    // Without the DNS programs: if that loads, they were the trouble.
+    const loaded = await loadWith(strategy, o, false);
     return { ...loaded, dns: { error: e instanceof Error ? e.message : String(e) } };
   }
 }
 
-async function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean, queries: boolean): Promise<Loaded> {
+async function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean): Promise<Loaded> {
   let mountedTracefs = false;
   if (strategy === "tracepoint" || o.trackConns) mountedTracefs = ensureTracefs().mounted;
   const attached = [...PROGRAMS[strategy], ...(o.trackConns ? ACCEPT_PROGRAMS : [])];
   // The snapshot iterator (Linux 5.8+, as the ring buffer) loads with the capture
   // but is never attached here: snapshot.ts runs it once.
   const perNetns = dns && cgroupSkbHasNetnsCookie();
-  const dnsPrograms = !dns
-    ? []
-    : perNetns
-    ? [DNS_PROGRAMS.netns, ...(queries ? [DNS_QUERY_PROGRAM] : [])]
-    : [DNS_PROGRAMS.host];
+  const dnsPrograms = !dns ? [] : DNS_PROGRAMS[perNetns ? "netns" : "host"];
   const object = await openWith([...attached, SNAPSHOT_PROGRAM, ...dnsPrograms], strategy, o);
   try {
     for (const p of attached) object.attach(p);
@@ -210,18 +201,20 @@ async function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean, querie
 function attachDns(
   object: BpfObject,
   programs: readonly string[],
-): { root: string; perNetns: boolean; queries: boolean } | { error: string } {
+): { root: string; perNetns: boolean } | { error: string } {
   const root = cgroup2Root();
   if (!root) return { error: "no cgroup v2 hierarchy is mounted" };
   let fd = -1;
   try {
     fd = openDirectory(root);
-    for (const p of programs) object.attachCgroup(p, fd);
-    return {
-      root,
-      perNetns: programs.includes(DNS_PROGRAMS.netns),
-      queries: programs.includes(DNS_QUERY_PROGRAM),
-    };
+    const links = [];
+    try {
+      for (const p of programs) links.push(object.attachCgroup(p, fd));
+    } catch (e) {
+      links.forEach((l) => l.close()); // responses without their queries would teach nothing
+      throw e;
+    }
+    return { root, perNetns: programs === DNS_PROGRAMS.netns };
   } catch (e) {
     return { error: `${root}: ${e instanceof Error ? e.message : e}` };
   } finally {

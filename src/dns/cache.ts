@@ -1,54 +1,105 @@
 /**
  * Which name each network namespace resolved each address to, for as long as the
- * answer's TTL (plus a short grace: clients connect a moment after the answer,
- * and some keep using an address a little past it). Bounded: the entry learned
- * or refreshed longest ago goes first, and is counted.
+ * answer's TTL (at most a day, plus a short grace: clients connect a moment after
+ * the answer, and some keep using an address a little past it).
+ *
+ * Bounded, and shared fairly: every entry counts against the share of who asked
+ * for it (the asking uid in its network namespace; root by namespace alone, as a
+ * container's root is one workload) and, for a user other than root, that uid's
+ * share across all namespaces (so a user cannot multiply shares with namespaces
+ * of its own). A full share gives up its own oldest entry; only a full cache
+ * gives up the oldest of all. One user's flood of answers evicts its own names,
+ * not another's. Evictions are counted.
  * @module
  */
 import type { Learned } from "./parse.ts";
 
 /** Entries kept at most. */
 export const MAX_ENTRIES = 100_000;
+/** Entries one share holds at most. */
+export const SHARE = 4096;
 /** Seconds an entry outlives its TTL. */
 export const GRACE_S = 2;
+/** The longest TTL believed, in seconds: a day. */
+export const MAX_TTL_S = 86_400;
 
 interface Entry {
   name: string;
   /** performance.now() ms after which the entry is gone. */
   until: number;
+  /** The shares it counts against. */
+  shares: readonly string[];
+}
+
+/** Who asked: the shares an answer to them counts against. */
+export function sharesOf(netns: bigint, uid: number): string[] {
+  return uid === 0 ? [`${netns}`] : [`${netns}|${uid}`, `uid ${uid}`];
 }
 
 /** The cache. Keys are `<netns cookie>|<address>`: a Map, never an object. */
 export class DnsCache {
   #entries = new Map<string, Entry>();
+  /** Each share's keys, oldest first. */
+  #shares = new Map<string, Set<string>>();
   #max: number;
+  #share: number;
   #now: () => number;
+  /** Entries given up by a full cache. */
   evictions = 0;
+  /** Entries given up by a full share: its owner's own. */
+  shareEvictions = 0;
   /** Names were learned with netns 0 (per host). */
   #hostWide = false;
 
-  constructor(max = MAX_ENTRIES, now = () => performance.now()) {
+  constructor(max = MAX_ENTRIES, now = () => performance.now(), share = SHARE) {
     this.#max = max;
     this.#now = now;
+    this.#share = share;
   }
 
   get size(): number {
     return this.#entries.size;
   }
 
-  /** `name` resolved to these addresses in netns `netns`; the newest answer wins. */
-  learn(netns: bigint, name: string, addresses: readonly Learned[]): void {
+  /**
+   * `name` resolved to these addresses in netns `netns`, asked for by `shares`
+   * (sharesOf); the newest answer wins.
+   */
+  learn(netns: bigint, name: string, addresses: readonly Learned[], shares = sharesOf(netns, 0)): void {
     const now = this.#now();
     if (netns === 0n) this.#hostWide = true;
     for (const a of addresses) {
       const key = `${netns}|${a.address}`;
-      this.#entries.delete(key); // re-inserted last: the newest
+      this.#remove(key); // re-inserted last: the newest
+      for (const s of shares) {
+        const keys = this.#shares.get(s);
+        if (keys && keys.size >= this.#share) {
+          this.#remove(keys.values().next().value!);
+          this.shareEvictions++;
+        }
+      }
       if (this.#entries.size >= this.#max) {
-        const oldest = this.#entries.keys().next().value!;
-        this.#entries.delete(oldest);
+        this.#remove(this.#entries.keys().next().value!);
         this.evictions++;
       }
-      this.#entries.set(key, { name, until: now + (a.ttl + GRACE_S) * 1000 });
+      const ttl = Math.min(Math.max(a.ttl, 0), MAX_TTL_S);
+      this.#entries.set(key, { name, until: now + (ttl + GRACE_S) * 1000, shares });
+      for (const s of shares) {
+        let keys = this.#shares.get(s);
+        if (!keys) this.#shares.set(s, keys = new Set());
+        keys.add(key);
+      }
+    }
+  }
+
+  #remove(key: string): void {
+    const e = this.#entries.get(key);
+    if (!e) return;
+    this.#entries.delete(key);
+    for (const s of e.shares) {
+      const keys = this.#shares.get(s);
+      keys?.delete(key);
+      if (keys?.size === 0) this.#shares.delete(s);
     }
   }
 
@@ -65,7 +116,7 @@ export class DnsCache {
     const e = this.#entries.get(key);
     if (!e) return "";
     if (e.until < this.#now()) {
-      this.#entries.delete(key);
+      this.#remove(key);
       return "";
     }
     return e.name;
@@ -74,6 +125,6 @@ export class DnsCache {
   /** Drop what has expired (housekeeping). */
   sweep(): void {
     const now = this.#now();
-    for (const [k, e] of this.#entries) if (e.until < now) this.#entries.delete(k);
+    for (const [k, e] of this.#entries) if (e.until < now) this.#remove(k);
   }
 }

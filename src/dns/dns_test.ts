@@ -2,7 +2,10 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import dnsPacket from "dns-packet";
 import { parseResponse } from "./parse.ts";
-import { DnsCache, GRACE_S } from "./cache.ts";
+import { DnsCache, GRACE_S, MAX_TTL_S, sharesOf } from "./cache.ts";
+import { DnsStage, QUERY_SHARE } from "./stage.ts";
+import type { RawDns, RawDnsQuery } from "../capture/decode.ts";
+import { harness } from "../testdata/stage.ts";
 
 type Answer = dnsPacket.Answer;
 
@@ -99,4 +102,122 @@ Deno.test("names learned per host (a kernel that cannot tell the netns) serve ev
   c.learn(0n, "host.test", [{ address: "10.0.0.2", ttl: 60 }]);
   assert.equal(c.lookup(8n, "10.0.0.2"), "host.test");
   assert.equal(c.lookup(7n, "10.0.0.1"), "mine.test");
+});
+
+const query = (over: Partial<RawDnsQuery> = {}, name = "api.example.com", id = 7): RawDnsQuery => ({
+  kind: "dns_query",
+  tsNs: 1_000_000_000n,
+  pid: 42,
+  tid: 42,
+  uid: 1000,
+  netnsCookie: 5n,
+  cgroupId: 1n,
+  procStartNs: 9n,
+  sport: 40000,
+  dnsId: id,
+  family: 4,
+  daddr: "127.0.0.53",
+  data: new Uint8Array(dnsPacket.encode({ type: "query", id, questions: [{ type: "A", name }] })),
+  comm: "curl",
+  cgroup: "",
+  cgroupParent: "",
+  ...over,
+});
+
+const answer = (over: Partial<RawDns> = {}, name = "api.example.com", address = "127.0.66.66", id = 7): RawDns => {
+  const data = new Uint8Array(
+    dnsPacket.encode({
+      type: "response",
+      id,
+      flags: 0x8180,
+      questions: [{ type: "A", name }],
+      answers: [{ type: "A", name, ttl: 60, data: address }],
+    }),
+  );
+  return {
+    kind: "dns",
+    tsNs: 1_001_000_000n,
+    netnsCookie: 5n,
+    cgroupId: 1n,
+    family: 4,
+    proto: 17,
+    saddr: "127.0.0.53",
+    daddr: "127.0.0.1",
+    dport: 40000,
+    data,
+    payloadLen: data.length,
+    ...over,
+  };
+};
+
+Deno.test("a response is learned from only when it answers a query seen leaving: resolver, port, id, question, in time", () => {
+  const s = new DnsStage();
+  harness(s);
+  // Nobody asked: a datagram from port 53 to any socket names nothing.
+  s.push(answer());
+  assert.equal(s.cache.lookup(5n, "127.0.66.66"), "");
+  // Asked, but answered from another resolver, to another port, with another id, another question, or too late.
+  s.push(query());
+  s.push(answer({ saddr: "127.0.0.9" }));
+  s.push(answer({ dport: 40001 }));
+  s.push(answer({}, "api.example.com", "127.0.66.66", 8));
+  s.push(answer({}, "evil.example.com"));
+  s.push(answer({ netnsCookie: 6n }));
+  s.push(answer({ tsNs: 12_000_000_000n }));
+  assert.equal(s.cache.lookup(5n, "127.0.66.66"), "");
+  const c = s.counters();
+  assert.deepEqual(
+    [c["unanswered.no-query"], c["unanswered.other-question"], c["unanswered.late"], c.responses],
+    [5, 1, 1, 0],
+  );
+  // The answer to the question asked: learned, once.
+  s.push(query());
+  s.push(answer());
+  assert.equal(s.cache.lookup(5n, "127.0.66.66"), "api.example.com");
+  s.push(answer({}, "api.example.com", "127.0.77.77"));
+  assert.equal(s.cache.lookup(5n, "127.0.77.77"), "", "a second answer to one query is not believed");
+  assert.equal(s.counters().responses, 1);
+  // Case is the resolver's to vary (0x20): the question still matches.
+  s.push(query({}, "WWW.Example.COM", 9));
+  s.push(answer({}, "www.example.com", "127.0.88.88", 9));
+  assert.equal(s.cache.lookup(5n, "127.0.88.88"), "www.example.com");
+});
+
+Deno.test("one asker's flood of queries pushes out its own oldest, never another's", () => {
+  const s = new DnsStage();
+  harness(s);
+  s.push(query({ uid: 1000, sport: 1 }, "victim.example.com", 1));
+  for (let i = 0; i < QUERY_SHARE + 500; i++) s.push(query({ uid: 65534, sport: 2 + (i >> 16) }, "x.test", i & 0xffff));
+  s.push(answer({ dport: 1 }, "victim.example.com", "127.0.1.1", 1));
+  assert.equal(s.cache.lookup(5n, "127.0.1.1"), "victim.example.com");
+  assert.equal(s.counters()["queries-evicted"], 500);
+  assert.equal(s.counters().queriesWaiting, QUERY_SHARE);
+});
+
+Deno.test("the cache's shares: one user's answers evict its own names, never another user's or another namespace's", () => {
+  const c = new DnsCache(100, () => 0, 10);
+  c.learn(1n, "victim.test", [{ address: "10.9.9.9", ttl: 60 }], sharesOf(1n, 1000));
+  c.learn(2n, "root.test", [{ address: "10.9.9.8", ttl: 60 }], sharesOf(2n, 0));
+  // nobody, in its own namespaces (a rootless container each): its uid's share bounds them all.
+  for (let i = 0; i < 50; i++) {
+    c.learn(
+      BigInt(10 + (i % 5)),
+      "flood.test",
+      [{ address: `10.0.0.${i}`, ttl: 60 }],
+      sharesOf(BigInt(10 + (i % 5)), 65534),
+    );
+  }
+  assert.equal(c.lookup(1n, "10.9.9.9"), "victim.test");
+  assert.equal(c.lookup(2n, "10.9.9.8"), "root.test");
+  assert.equal(c.size, 12);
+  assert.equal(c.shareEvictions, 40);
+  assert.equal(c.evictions, 0);
+  // A TTL is believed for a day at most.
+  let now = 0;
+  const d = new DnsCache(10, () => now);
+  d.learn(1n, "long.test", [{ address: "10.1.1.1", ttl: 2 ** 31 - 1 }]);
+  now = (MAX_TTL_S + GRACE_S) * 1000 - 1;
+  assert.equal(d.lookup(1n, "10.1.1.1"), "long.test");
+  now += 2;
+  assert.equal(d.lookup(1n, "10.1.1.1"), "");
 });

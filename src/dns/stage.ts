@@ -5,18 +5,21 @@
  */
 import type { RawConnect, RawDns, RawDnsQuery, RawRecord } from "../capture/decode.ts";
 import { type Counters, Stage } from "../stage.ts";
-import { DnsCache } from "./cache.ts";
+import { Buffer } from "node:buffer";
+import dnsPacket from "dns-packet";
+import { DnsCache, sharesOf } from "./cache.ts";
 import { type DnsResponse, parseResponse } from "./parse.ts";
 
-/** Queries waiting for their response at most, and for how long (ms). */
-export const MAX_QUERIES = 8192;
-const QUERY_MS = 10_000;
+/** Queries waiting for their response at most; one asker's share of them; how long one waits (ns). */
+export const MAX_QUERIES = 16_384;
+export const QUERY_SHARE = 1024;
+const QUERY_NS = 10_000_000_000n;
 
 /**
  * A response as a record of the event stream (`--events dns`): the asking socket's
- * end first; the query, when it was seen, gives the task and the latency.
+ * end first; the query it answers gives the task and the latency.
  */
-function asEvent(r: RawDns, res: DnsResponse, q: RawDnsQuery | undefined): RawConnect {
+function asEvent(r: RawDns, res: DnsResponse, q: RawDnsQuery): RawConnect {
   return {
     kind: "connect",
     event: "dns",
@@ -29,13 +32,14 @@ function asEvent(r: RawDns, res: DnsResponse, q: RawDnsQuery | undefined): RawCo
     srttUs: 0,
     closedBy: "",
     tsNs: r.tsNs,
-    startNs: q && q.tsNs <= r.tsNs ? q.tsNs : r.tsNs,
-    cgroupId: q?.cgroupId ?? r.cgroupId,
-    procStartNs: 0n,
-    pid: q?.pid ?? 0,
-    tid: q?.tid ?? 0,
+    startNs: q.tsNs,
+    cgroupId: q.cgroupId,
+    // The sending task's start: a pid reused since is not taken for the process that asked.
+    procStartNs: q.procStartNs,
+    pid: q.pid,
+    tid: q.tid,
     ppid: 0,
-    uid: q?.uid ?? 0,
+    uid: q.uid,
     gid: 0,
     mntns: 0,
     netns: 0,
@@ -46,28 +50,70 @@ function asEvent(r: RawDns, res: DnsResponse, q: RawDnsQuery | undefined): RawCo
     status: "answered",
     saddr: r.daddr,
     daddr: r.saddr,
-    comm: q?.comm ?? "",
-    cgroup: q?.cgroup ?? "",
-    cgroupParent: q?.cgroupParent ?? "",
+    comm: q.comm,
+    cgroup: q.cgroup,
+    cgroupParent: q.cgroupParent,
     netnsCookie: r.netnsCookie,
     dns: { query: res.query, qtype: res.qtype, rcode: res.rcode, answers: res.answers },
-    ...(q && q.pid !== 0 ? { pidOnly: true as const } : {}),
   };
 }
 
 const TCP = 6;
 
+/** The question a query asks, or undefined when it is not a query. */
+function questionOf(q: RawDnsQuery): { name: string; qtype: string } | undefined {
+  const b = q.data;
+  if (b.length < 12 || (b[2] & 0x80) !== 0 || ((b[4] << 8) | b[5]) === 0) return undefined; // QR set, or no question
+  try {
+    const asked = question.decode(Buffer.from(b.buffer, b.byteOffset, b.byteLength), 12);
+    if (typeof asked.name !== "string") return undefined;
+    return { name: asked.name.toLowerCase().replace(/\.$/, ""), qtype: String(asked.type) };
+  } catch {
+    return undefined;
+  }
+}
+
+// dns-packet's question codec, which its types leave out.
+const question = (dnsPacket as unknown as {
+  question: { decode(buf: Buffer, offset: number): { name: unknown; type: unknown } };
+}).question;
+
+/** A query waiting for its response. */
+interface Asked {
+  q: RawDnsQuery;
+  name: string;
+  qtype: string;
+  share: string;
+}
+
+/** Why a response was not learned from (the `unanswered` counters). */
+type Unanswered = "no-query" | "other-question" | "late";
+
 export class DnsStage extends Stage<RawRecord> {
   readonly name = "dns";
+  override readonly notable: ReadonlySet<string> = new Set([
+    "unanswered.no-query",
+    "unanswered.other-question",
+    "unanswered.late",
+    "queries-evicted",
+    "cache-evictions",
+    "share-evictions",
+    "malformed",
+    "cut-short",
+  ]);
   readonly cache: DnsCache;
   #responses = 0;
   #malformed = 0;
   #cut = 0;
   #tcp = 0;
+  #unanswered: Record<Unanswered, number> = { "no-query": 0, "other-question": 0, late: 0 };
+  #queriesEvicted = 0;
 
   #events: boolean;
-  /** Queries by `<netns>|<port>|<id>`, oldest first, bounded. */
-  #queries = new Map<string, RawDnsQuery>();
+  /** Queries by `<netns>|<resolver>|<port>|<id>`, oldest first, bounded. */
+  #queries = new Map<string, Asked>();
+  /** Each asker's queries waiting (sharesOf's first share), oldest first. */
+  #asking = new Map<string, Set<string>>();
   #matched = 0;
 
   /** @param events pass every response on as an event (`--events dns`) */
@@ -79,7 +125,7 @@ export class DnsStage extends Stage<RawRecord> {
 
   push(r: RawRecord): void {
     if (r.kind === "dns_query") {
-      if (this.#events) this.#remember(r);
+      this.#remember(r);
       return;
     }
     if (r.kind !== "dns") {
@@ -94,24 +140,56 @@ export class DnsStage extends Stage<RawRecord> {
       else this.#malformed++;
       return;
     }
+    // Believed only as the answer to a query seen leaving this namespace, from this port, to this resolver.
+    const key = `${r.netnsCookie}|${r.saddr}|${r.dport}|${res.id}`;
+    const asked = this.#queries.get(key);
+    const why: Unanswered | undefined = !asked
+      ? "no-query"
+      : asked.name !== res.query || asked.qtype !== res.qtype
+      ? "other-question"
+      : asked.q.tsNs > r.tsNs || r.tsNs - asked.q.tsNs > QUERY_NS
+      ? "late"
+      : undefined;
+    if (why) {
+      this.#unanswered[why]++;
+      return;
+    }
+    this.#forget(key);
+    this.#matched++;
     this.#responses++;
     if (tcp) this.#tcp++;
-    this.cache.learn(r.netnsCookie, res.query, res.addresses);
-    if (!this.#events) return;
-    const key = `${r.netnsCookie}|${r.dport}|${res.id}`;
-    const q = this.#queries.get(key);
-    if (q) {
-      this.#queries.delete(key);
-      this.#matched++;
-    }
-    this.emit(asEvent(r, res, q));
+    this.cache.learn(r.netnsCookie, res.query, res.addresses, sharesOf(r.netnsCookie, asked!.q.uid));
+    if (this.#events) this.emit(asEvent(r, res, asked!.q));
   }
 
   #remember(q: RawDnsQuery): void {
-    const key = `${q.netnsCookie}|${q.sport}|${q.dnsId}`;
+    const asked = questionOf(q);
+    if (!asked) return;
+    const key = `${q.netnsCookie}|${q.daddr}|${q.sport}|${q.dnsId}`;
+    this.#forget(key);
+    const share = sharesOf(q.netnsCookie, q.uid)[0];
+    let mine = this.#asking.get(share);
+    // One asker's flood of queries pushes out its own oldest, never another's.
+    if (mine && mine.size >= QUERY_SHARE) {
+      this.#forget(mine.values().next().value!);
+      this.#queriesEvicted++;
+    }
+    if (this.#queries.size >= MAX_QUERIES) {
+      this.#forget(this.#queries.keys().next().value!);
+      this.#queriesEvicted++;
+    }
+    this.#queries.set(key, { q, ...asked, share });
+    if (!mine) this.#asking.set(share, mine = new Set());
+    mine.add(key);
+  }
+
+  #forget(key: string): void {
+    const a = this.#queries.get(key);
+    if (!a) return;
     this.#queries.delete(key);
-    if (this.#queries.size >= MAX_QUERIES) this.#queries.delete(this.#queries.keys().next().value!);
-    this.#queries.set(key, q);
+    const mine = this.#asking.get(a.share);
+    mine?.delete(key);
+    if (mine?.size === 0) this.#asking.delete(a.share);
   }
 
   override housekeeping(): void {
@@ -119,11 +197,10 @@ export class DnsStage extends Stage<RawRecord> {
     // Queries never answered (or answered unseen) go after a while. The Map is in
     // arrival order: the newest is last, the stale ones are at the head.
     let newest = 0n;
-    for (const q of this.#queries.values()) newest = q.tsNs;
-    const oldest = newest - BigInt(QUERY_MS) * 1_000_000n;
-    for (const [k, q] of this.#queries) {
-      if (q.tsNs >= oldest) break;
-      this.#queries.delete(k);
+    for (const a of this.#queries.values()) newest = a.q.tsNs;
+    for (const [k, a] of this.#queries) {
+      if (a.q.tsNs >= newest - QUERY_NS) break;
+      this.#forget(k);
     }
   }
 
@@ -132,10 +209,16 @@ export class DnsStage extends Stage<RawRecord> {
       responses: this.#responses,
       overTcp: this.#tcp,
       malformed: this.#malformed,
-      cutShort: this.#cut,
+      "cut-short": this.#cut,
+      "unanswered.no-query": this.#unanswered["no-query"],
+      "unanswered.other-question": this.#unanswered["other-question"],
+      "unanswered.late": this.#unanswered.late,
       queriesMatched: this.#matched,
+      queriesWaiting: this.#queries.size,
+      "queries-evicted": this.#queriesEvicted,
       cacheEntries: this.cache.size,
-      evictions: this.cache.evictions,
+      "cache-evictions": this.cache.evictions,
+      "share-evictions": this.cache.shareEvictions,
     };
   }
 }

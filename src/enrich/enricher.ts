@@ -64,13 +64,9 @@ const NO_PROCESS = { exe: "", args: [] as string[], source: "unknown" as const }
  */
 export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
   const close = r.event === "close";
-  // A close's task is its opening record's (ConnJoin); a DNS response's is not known (softirq).
-  const noTask = close || (r.event === "dns" && !r.pidOnly);
-  const proc = noTask
-    ? NO_PROCESS
-    : r.pidOnly
-    ? d.processes.current(r.pid)
-    : d.processes.lookup(r.pid, r.procStartNs, r.startNs);
+  // A close's task is its opening record's (ConnJoin); a DNS response's is its query's, if sent by a task.
+  const noTask = close || (r.event === "dns" && r.pid === 0);
+  const proc = noTask ? NO_PROCESS : d.processes.lookup(r.pid, r.procStartNs, r.startNs);
   const cg = identifyCgroup(r.cgroup, r.cgroupParent);
   const meta = cg.containerId ? d.containers.get(cg.containerId) : undefined;
   // The differences are small: one bigint subtraction, then plain numbers (no bigint division per event).

@@ -222,14 +222,6 @@ export class ProcessCache {
    * different process under that pid, or none, or when the process exec'd since
    * `atNs` and what it ran before is not known.
    */
-  /** What pid `pid` runs now, by pid alone (a DNS query's sender: no start time is at hand). */
-  current(pid: number): ProcInfo {
-    const e = this.#entries.get(pid);
-    if (e) return e;
-    const start = this.#proc.startNs(pid);
-    return start === undefined ? UNKNOWN : this.lookup(pid, start);
-  }
-
   lookup(pid: number, startNs: bigint, atNs?: bigint): ProcInfo {
     const e = this.#entries.get(pid);
     if (e && e.startNs === startNs) {
