@@ -198,9 +198,34 @@ static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
 }
 
 /*
+ * Whether root made this cgroup and every one above it: no directory on the way
+ * was chowned (kernfs keeps an owner only once one is set) or may be written by
+ * others. A delegated subtree (every systemd user session has one: its user owns
+ * it) fails, so names its user chose, a running container's id among them, are
+ * never reported as a container's.
+ */
+static __always_inline bool cgroup_roots(struct kernfs_node *kn)
+{
+#pragma unroll
+	for (int i = 0; i < LM_CGROUP_DEPTH; i++) {
+		if (!kn)
+			return true;
+		struct kernfs_iattrs *ia = BPF_CORE_READ(kn, iattr);
+
+		if (ia && BPF_CORE_READ(ia, ia_uid.val) != 0)
+			return false;
+		if (BPF_CORE_READ(kn, mode) & 0022)
+			return false;
+		kn = kn_parent(kn);
+	}
+	return !kn;
+}
+
+/*
  * The task's cgroup leaf and parent names. Prefer the unified (v2) hierarchy; on a
  * v1 or hybrid host, where runtimes place containers in the v1 controllers and the
- * task sits at the v2 root, fall back to the memory controller's cgroup.
+ * task sits at the v2 root, fall back to the memory controller's cgroup. Names of
+ * a cgroup root did not make are left out (counted): the task is then the host's.
  */
 static __always_inline void read_cgroup_names(struct task_struct *task, char *leaf, char *parent)
 {
@@ -220,6 +245,10 @@ static __always_inline void read_cgroup_names(struct task_struct *task, char *le
 		return;
 	struct kernfs_node *kn = BPF_CORE_READ(cg, kn);
 
+	if (!cgroup_roots(kn)) {
+		count(LM_CTR_CGROUP_FOREIGN);
+		return;
+	}
 	bpf_probe_read_kernel_str(leaf, LM_CGROUP_NAME_LEN, kn_name(kn));
 	if (BPF_CORE_READ(cg, level) > 1)
 		bpf_probe_read_kernel_str(parent, LM_CGROUP_NAME_LEN, kn_name(kn_parent(kn)));

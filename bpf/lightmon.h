@@ -20,6 +20,7 @@
 #define LM_CWD_DEPTH 16 /* directory levels the walk reads */
 #define LM_CWD_NAME 48	/* longest directory name it reads, NUL included */
 #define LM_STASH_ENTRIES 65536 /* handshakes in flight lm_stash holds */
+#define LM_CGROUP_DEPTH 32     /* cgroup levels checked for root's ownership; deeper is not believed */
 
 /* The first 16 bytes of every ring buffer record. */
 enum lm_kind {
@@ -89,7 +90,8 @@ enum lm_counter {
 	LM_CTR_LOST_PROCESS = 4,  /* an exec/exit/fork record lost: the ring was full */
 	LM_CTR_CONNS_FULL = 5,	  /* lm_conns full: that connection gets no close record */
 	LM_CTR_DNS_LOST = 6,	  /* a DNS response not copied: the ring was full, or half full */
-	LM_CTR_MAX = 7,
+	LM_CTR_CGROUP_FOREIGN = 7, /* cgroup names not reported: the cgroup, or one above it, is not root's */
+	LM_CTR_MAX = 8,
 };
 
 /* One outbound TCP connection attempt (LM_KIND_CONNECT), accepted connection

@@ -124,10 +124,18 @@ struct nsproxy {
  * kernfs_node.parent was renamed __parent in Linux 6.15 (RCU-protected accessors);
  * the ___old flavor lets one object read either.
  */
+struct kernfs_iattrs {
+	struct {
+		__u32 val;
+	} ia_uid; /* kuid_t; set once the node is chowned */
+};
+
 struct kernfs_node {
 	struct kernfs_node *__parent;
 	const char *name;
+	unsigned short mode; /* umode_t */
 	__u64 id;
+	struct kernfs_iattrs *iattr; /* NULL: never chowned or chmodded, root's */
 };
 
 struct kernfs_node___old {

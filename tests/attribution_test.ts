@@ -247,7 +247,8 @@ bpfTest("a relative exec gets its absolute path from the kernel, even after the 
 });
 
 bpfTest("another runtime's container is identified from its cgroup and never waits for Docker", async () => {
-  // A CRI-containerd-shaped cgroup, made by hand: the container id and pod uid come
+  // A CRI-containerd-shaped cgroup, made by hand as root (who is trusted: the same tree made in a
+  // user's delegated subtree names nothing, see trust_test.ts): the container id and pod uid come
   // from its name. Docker cannot name it, so its events must not wait for Docker.
   const id = "c0ffee".repeat(10) + "abcd";
   const uid = "1b2c3d4e-1111-2222-3333-444455556666";

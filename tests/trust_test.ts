@@ -6,9 +6,12 @@
  */
 import assert from "node:assert/strict";
 import dnsPacket from "dns-packet";
-import { assertDetached, bpfTest, closedPort, connect, CONNECTOR, Lightmon, ROOT } from "./harness.ts";
+import { assertDetached, bpfTest, closedPort, connect, CONNECTOR, Lightmon, listen, ROOT, run } from "./harness.ts";
+import { dockerTest, IMAGE, uniqueName } from "./docker.ts";
+import { cgroup2Root } from "../src/capture/cgroup_root.ts";
 
 const NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+const POD_UID = "1b2c3d4e_1111_2222_3333_444455556666";
 
 /** A listener on every loopback address that never accepts: past its queue, SYNs are dropped and connects hang. */
 async function blackhole(): Promise<{ port: number; close: () => void }> {
@@ -139,3 +142,74 @@ bpfTest("a DNS response nobody asked for names nothing: nobody's forged answer i
     await lm.stop("SIGKILL").catch(() => {});
   }
 });
+
+dockerTest(
+  "a user's delegated cgroup subtree named after a running container does not make the user that container",
+  async () => {
+    const root = cgroup2Root();
+    assert.ok(root, "a cgroup v2 hierarchy");
+    const real = uniqueName("lm-victim");
+    const id = (await run("docker", ["run", "-d", "--name", real, IMAGE, "sleep", "60"])).trim();
+    // What systemd does for a user session (Delegate=yes): a cgroup of the user's own, files and all.
+    const deleg = `${root}/lightmon-deleg-${Deno.pid}`;
+    await Deno.mkdir(deleg);
+    for (const f of ["", "/cgroup.procs", "/cgroup.threads", "/cgroup.subtree_control"]) {
+      await Deno.chown(`${deleg}${f}`, 65534, 65534);
+    }
+    const fakes = [
+      `system.slice/docker-${id}.scope`,
+      `docker/${id}`,
+      `kubepods-pod${POD_UID}.slice/docker-${id}.scope`,
+    ];
+    const l = listen("127.0.0.1");
+    const lm = new Lightmon(["--output", "json", "-existing=false", "--include", `dport=${l.port}`]);
+    let attacker: Deno.ChildProcess | undefined;
+    try {
+      await lm.ready();
+      // nobody, moved into its delegated cgroup as a session would be, makes the fakes and connects from each.
+      const script = fakes.map((f) =>
+        `mkdir -p ${deleg}/${f} && echo $$ > ${deleg}/${f}/cgroup.procs && ${CONNECTOR} 127.0.0.1 ${l.port}`
+      ).join(" && ");
+      attacker = new Deno.Command("setpriv", {
+        args: [...NOBODY, "sh", "-c", `read go && ${script}`],
+        stdin: "piped",
+        stdout: "piped",
+      }).spawn();
+      await Deno.writeTextFile(`${deleg}/cgroup.procs`, String(attacker.pid));
+      const w = attacker.stdin.getWriter();
+      await w.write(new TextEncoder().encode("go\n"));
+      await w.close();
+      const out = await attacker.output();
+      assert.equal(out.code, 0);
+      const truths = new TextDecoder().decode(out.stdout).trim().split("\n").map((t) => JSON.parse(t));
+      assert.equal(truths.length, 3);
+      // The real container connects too: still named.
+      const mine = JSON.parse(await run("docker", ["exec", real, "/bin/connector", "127.0.0.1", String(l.port)]));
+      await lm.until((o) => o.includes(`"sport":${mine.sport},`), 10_000, "the container's connect");
+      const st = await lm.stop();
+      assert.equal(st.code, 0);
+      const events = lm.events();
+      for (const t of truths) {
+        const e = events.find((x) => x.sport === t.sport);
+        assert.ok(e, `nobody's connect from port ${t.sport}`);
+        assert.deepEqual([e.uid, e.container, e.containerId, e.pod, e.image], [65534, "", "", "", ""]);
+      }
+      const theirs = events.find((x) => x.sport === mine.sport)!;
+      assert.deepEqual([theirs.container, theirs.containerId], [real, id]);
+      assert.match(lm.stderr, /; .*kernel cgroup-not-roots [1-9]/);
+    } finally {
+      await lm.stop("SIGKILL").catch(() => {});
+      l.close();
+      await run("docker", ["rm", "-f", real]).catch(() => "");
+      // Innermost first; the attacker has exited.
+      for (const f of fakes) {
+        const parts = f.split("/");
+        for (let i = parts.length; i > 0; i--) {
+          await Deno.remove(`${deleg}/${parts.slice(0, i).join("/")}`).catch(() => {});
+        }
+      }
+      await Deno.remove(deleg).catch(() => {});
+    }
+  },
+  { inContainer: () => "makes cgroups on the host's hierarchy" },
+);

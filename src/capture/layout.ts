@@ -169,4 +169,5 @@ export const COUNTERS = [
   "lostProcess",
   "connsFull",
   "dnsLost",
+  "cgroupForeign",
 ] as const;

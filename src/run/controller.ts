@@ -96,13 +96,15 @@ export function ledgerLine(l: Ledger, notable: readonly [string, number][] = [])
 /**
  * The kernel's counters that are not in the ledger but say something was not as
  * it should be: connects reported at connect() for want of stash room, outcomes of
- * connects lightmon did not see begin, process records and DNS packets lost.
+ * connects lightmon did not see begin, process records and DNS packets lost, and
+ * events whose cgroup names were left out because root did not make that cgroup.
  */
 const KERNEL_NOTABLE = {
   unstashed: "unstashed",
   stashMiss: "stash-miss",
   lostProcess: "process-lost",
   dnsLost: "dns-lost",
+  cgroupForeign: "cgroup-not-roots",
 } as const;
 
 function kernelNotable(kernel: Record<(typeof COUNTERS)[number], bigint>): [string, number][] {

@@ -202,7 +202,8 @@ async function matrix(strategy: string): Promise<string | undefined> {
       // What the verifier said, for whoever reads the failure.
       const v = new Run(["--output", "json", "--strategy", chosen, "--verbose", "--duration", "1s"]);
       await v.finish();
-      const log = /lm_dns_(?:in|out)\w*': -- BEGIN PROG LOAD LOG --([\s\S]*?)-- END PROG LOAD LOG/.exec(v.err)?.[1] ?? v.err;
+      const log = /lm_dns_(?:in|out)\w*': -- BEGIN PROG LOAD LOG --([\s\S]*?)-- END PROG LOAD LOG/.exec(v.err)?.[1] ??
+        v.err;
       why = `${line} | ${log.slice(-1500).replace(/\s+/g, " ")}`;
     }
     report(strategy, "dns names from the cgroup v2 root", dnsOk, why);
