@@ -139,6 +139,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	/* A connection's state is built here: larger than is wise on the BPF stack. */
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lm_conn_state);
+} lm_state_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	/* Per-CPU sequence for connection ids: no atomics, so 5.8+ kernels load it. */
 	__uint(max_entries, 1);
 	__type(key, __u32);
@@ -459,18 +467,71 @@ static __always_inline __u64 next_conn_id(void)
 	return (*seq << 12) | (bpf_get_smp_processor_id() & 0xfff);
 }
 
+/* The task half of an opening record, kept with its connection. */
+static __always_inline void task_of(struct lm_conn_task *t, const struct lm_conn_event *e)
+{
+	t->proc_start_ns = e->proc_start_ns;
+	t->cgroup_id = e->cgroup_id;
+	t->pid = e->pid;
+	t->tid = e->tid;
+	t->ppid = e->ppid;
+	t->uid = e->uid;
+	t->gid = e->gid;
+	t->mntns = e->mntns;
+	__builtin_memcpy(t->comm, e->comm, sizeof(t->comm));
+	__builtin_memcpy(t->cgroup, e->cgroup, sizeof(t->cgroup));
+	__builtin_memcpy(t->cgroup_parent, e->cgroup_parent, sizeof(t->cgroup_parent));
+}
+
+/* ... and back into the close record. */
+static __always_inline void task_to(struct lm_conn_event *e, const struct lm_conn_task *t)
+{
+	e->proc_start_ns = t->proc_start_ns;
+	e->cgroup_id = t->cgroup_id;
+	e->pid = t->pid;
+	e->tid = t->tid;
+	e->ppid = t->ppid;
+	e->uid = t->uid;
+	e->gid = t->gid;
+	e->mntns = t->mntns;
+	__builtin_memcpy(e->comm, t->comm, sizeof(e->comm));
+	__builtin_memcpy(e->cgroup, t->cgroup, sizeof(e->cgroup));
+	__builtin_memcpy(e->cgroup_parent, t->cgroup_parent, sizeof(e->cgroup_parent));
+}
+
+/* A fresh state in the CPU's scratch (the accept path's stand-in for a connection it cannot track). */
+static __always_inline struct lm_conn_state *new_state(__u32 flags, __u64 now, const struct lm_conn_event *who)
+{
+	__u32 zero = 0;
+	struct lm_conn_state *st = bpf_map_lookup_elem(&lm_state_scratch, &zero);
+
+	if (!st)
+		return 0;
+	__builtin_memset(st, 0, sizeof(*st));
+	st->id = next_conn_id();
+	st->start_ns = now;
+	st->flags = flags;
+	if (who)
+		task_of(&st->task, who);
+	return st;
+}
+
 /*
- * Track an established connection from `now`. A handshake that just completed
- * replaces whatever entry the socket's address had (a stale one: see track_state);
- * the snapshot and a late accept (`fresh` false) keep an entry that exists.
+ * Track an established connection from `now`, opened by `who` (NULL: not known
+ * yet, an inbound one's until accept). A handshake that just completed replaces
+ * whatever entry the socket's address had (a stale one: see track_state); the
+ * snapshot and a late accept (`fresh` false) keep an entry that exists.
  */
-static __always_inline struct lm_conn_state *track(const struct sock *sk, __u32 flags, __u64 now, bool fresh)
+static __always_inline struct lm_conn_state *track(const struct sock *sk, __u32 flags, __u64 now, bool fresh,
+						   const struct lm_conn_event *who)
 {
 	__u64 key = (__u64)sk;
-	struct lm_conn_state st = { .id = next_conn_id(), .start_ns = now, .flags = flags };
+	struct lm_conn_state *st = new_state(flags, now, who);
 	struct lm_conn_state *v;
 
-	bpf_map_update_elem(&lm_conns, &key, &st, fresh ? BPF_ANY : BPF_NOEXIST);
+	if (!st)
+		return 0;
+	bpf_map_update_elem(&lm_conns, &key, st, fresh ? BPF_ANY : BPF_NOEXIST);
 	v = bpf_map_lookup_elem(&lm_conns, &key);
 	if (!v)
 		count(LM_CTR_CONNS_FULL);
@@ -500,6 +561,7 @@ static __always_inline void emit_close(const struct sock *sk, const struct lm_co
 	e->kind = LM_KIND_CLOSE;
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	e->start_ns = st->start_ns;
+	task_to(e, &st->task);
 	e->conn_id = st->id;
 	e->status = LM_STATUS_CLOSED;
 	e->flags = ((st->flags & LM_CONN_INBOUND) ? LM_FLAG_INBOUND : 0) |
@@ -538,7 +600,7 @@ static __always_inline void track_state(const struct sock *sk, int oldstate, int
 	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
 		/* Reported once a process accepts it (handle_accept). */
 		if (tcp_inet(sk))
-			track(sk, LM_CONN_INBOUND, bpf_ktime_get_boot_ns(), true);
+			track(sk, LM_CONN_INBOUND, bpf_ktime_get_boot_ns(), true, 0);
 		return;
 	}
 	struct lm_conn_state *st = bpf_map_lookup_elem(&lm_conns, &key);
@@ -611,7 +673,7 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	if (read_endpoints(sk, e)) {
 		if (lm_cfg.track_conns && newstate == TCP_ESTABLISHED) {
-			struct lm_conn_state *st = track(sk, LM_CONN_REPORTED, e->ts_ns, true);
+			struct lm_conn_state *st = track(sk, LM_CONN_REPORTED, e->ts_ns, true, e);
 
 			e->conn_id = st ? st->id : 0;
 		}
@@ -820,12 +882,9 @@ static __always_inline int handle_accept(long ret)
 	 * reset while it waited in the queue is closed already: its close record
 	 * follows the accept record at once (tracked, it would never close again). */
 	bool closed = !st && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE;
-	struct lm_conn_state gone = { .id = next_conn_id(), .start_ns = now, .flags = LM_CONN_INBOUND };
 
-	if (!st && !closed)
-		st = track(sk, LM_CONN_INBOUND, now, false);
-	if (closed)
-		st = &gone;
+	if (!st)
+		st = closed ? new_state(LM_CONN_INBOUND, now, 0) : track(sk, LM_CONN_INBOUND, now, false, 0);
 	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_conn_scratch, &zero);
 
 	if (!e)
@@ -843,11 +902,13 @@ static __always_inline int handle_accept(long ret)
 		bpf_map_delete_elem(&lm_conns, &key);
 		return 0;
 	}
-	if (st)
+	if (st) {
 		st->flags |= LM_CONN_REPORTED;
+		task_of(&st->task, e); /* its close names the accepting task */
+	}
 	emit(e, sizeof(*e), LM_CTR_LOST);
-	if (closed)
-		emit_close(sk, &gone);
+	if (closed && st)
+		emit_close(sk, st);
 	else if (st && (st->flags & LM_CONN_CLOSED)) /* its close went out already */
 		bpf_map_delete_elem(&lm_conns, &key);
 	return 0;
@@ -926,7 +987,7 @@ int lm_iter_tcp(struct bpf_iter__task_file *ctx)
 	if (lm_cfg.track_conns && state == TCP_ESTABLISHED) {
 		/* Its close is reported too; a connection a live record already tracks keeps
 		 * that record's id, so user space can tell the two apart. */
-		struct lm_conn_state *st = track(sk, LM_CONN_EXISTING, e->ts_ns, false);
+		struct lm_conn_state *st = track(sk, LM_CONN_EXISTING, e->ts_ns, false, e);
 
 		e->conn_id = st ? st->id : 0;
 	}

@@ -73,12 +73,29 @@ enum lm_closed_by {
 #define LM_CONN_FIN_SENT 0x20	/* this side queued a FIN (FIN_WAIT1 or LAST_ACK) */
 #define LM_CONN_CLOSED 0x40	/* inbound, closed before it was accepted: kept for the accept */
 
+/* Who opened a connection: the task half of its opening record, kept with the
+ * connection so that its close record names it, whatever user space remembers. */
+struct lm_conn_task {
+	__u64 proc_start_ns;
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 gid;
+	__u32 mntns;
+	char comm[LM_COMM_LEN];
+	char cgroup[LM_CGROUP_NAME_LEN];
+	char cgroup_parent[LM_CGROUP_NAME_LEN];
+};
+
 /* One established connection, in lm_conns, from the handshake to the close. */
 struct lm_conn_state {
 	__u64 id;	/* conn_id, unique for the run */
 	__u64 start_ns; /* when it reached ESTABLISHED (or was found by the snapshot) */
 	__u32 flags;	/* LM_CONN_* */
 	__u32 _pad;
+	struct lm_conn_task task; /* pid 0 until known: an inbound one's is its accepting task's */
 };
 
 /* Counters in the per-CPU array lm_counters, by index. */
@@ -96,8 +113,9 @@ enum lm_counter {
 
 /* One outbound TCP connection attempt (LM_KIND_CONNECT), accepted connection
  * (LM_KIND_ACCEPT) or ended connection (LM_KIND_CLOSE). saddr/sport are always this
- * host's end, daddr/dport the peer's. A close record carries no task fields: user
- * space joins it to the opening record by conn_id. */
+ * host's end, daddr/dport the peer's. A close record carries the task that opened
+ * or accepted the connection (pid 0 if it closed before it was accepted); user
+ * space also joins it to the opening record by conn_id. */
 struct lm_conn_event {
 	__u64 ts_ns;	     /* when this record was emitted */
 	__u32 kind;	     /* LM_KIND_CONNECT */
@@ -239,7 +257,7 @@ _Static_assert(sizeof(struct lm_conn_event) == 360, "lm_conn_event layout change
 _Static_assert(sizeof(struct lm_exec_event) == 1608, "lm_exec_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exit_event) == 24, "lm_exit_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_fork_event) == 40, "lm_fork_event layout changed: update src/capture/layout.ts");
-_Static_assert(sizeof(struct lm_conn_state) == 24, "lm_conn_state layout changed");
+_Static_assert(sizeof(struct lm_conn_state) == 272, "lm_conn_state layout changed");
 _Static_assert(sizeof(struct lm_config) == 24, "lm_config layout changed: update src/capture/layout.ts");
 
 #endif

@@ -59,13 +59,15 @@ const NO_ANSWERS: string[] = [];
 const NO_PROCESS = { exe: "", args: [] as string[], source: "unknown" as const };
 
 /**
- * Build a ConnEvent from a raw record. A close record carries no task: its
- * identity is copied from the connection's opening record later (ConnJoin).
+ * Build a ConnEvent from a raw record. A close record carries the task the kernel
+ * kept with its connection; ConnJoin lends it the opening record's process and
+ * names as well, so that both say the same.
  */
 export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
   const close = r.event === "close";
-  // A close's task is its opening record's (ConnJoin); a DNS response's is its query's, if sent by a task.
-  const noTask = close || (r.event === "dns" && r.pid === 0);
+  // A close names the task the kernel kept with its connection (ConnJoin lends the opening record's
+  // too); one closed before it was accepted has none. A DNS response's is its query's, if a task sent it.
+  const noTask = (close || r.event === "dns") && r.pid === 0;
   const proc = noTask ? NO_PROCESS : d.processes.lookup(r.pid, r.procStartNs, r.startNs);
   const cg = identifyCgroup(r.cgroup, r.cgroupParent);
   const meta = cg.containerId ? d.containers.get(cg.containerId) : undefined;

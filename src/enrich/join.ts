@@ -1,9 +1,12 @@
 /**
- * Close records to whole ones: the kernel's close record carries the connection's
- * counters and addresses but no task (it is often written in softirq). The
- * connection's opening record (connect, accept, or the start-up snapshot's) is
- * kept here by `connId` until its close arrives, and lends the close its process,
- * user and container.
+ * Close records with their opening's words: the kernel's close record carries the
+ * connection's counters, addresses and the task that opened or accepted it (kept
+ * with the connection in the kernel, so a close never loses its process however
+ * many connections are open). The connection's opening record (connect, accept,
+ * or the start-up snapshot's) is kept here by `connId` until its close arrives,
+ * and lends the close its process, user, container and DNS name as they were
+ * said then (a name's answer may have expired since); a close whose opening was
+ * forgotten keeps what the kernel gave it.
  * @module
  */
 import type { ConnEvent } from "../event.ts";
@@ -51,12 +54,13 @@ function lend(from: ConnEvent, to: ConnEvent): void {
 
 /**
  * Joins close records to their connection's opening record. Opening records are
- * passed on unchanged; so are close records whose opening was never seen (counted
- * as `unjoined`: they carry addresses and counters, pid 0). An inbound close whose
+ * passed on unchanged; so are close records whose opening was never seen or was
+ * forgotten (counted as `unjoined`: they carry the kernel's task). An inbound close whose
  * accept has not come yet waits for it, at most PARK_MS, and then follows it.
  */
 export class ConnJoin extends Stage<ConnEvent> {
   readonly name = "join";
+  override readonly notable: ReadonlySet<string> = new Set(["forgotten"]);
   #open = new Map<bigint, ConnEvent>();
   /** Inbound closes that came before their accept, by connId, with their deadlines. */
   #parked = new Map<bigint, { e: ConnEvent; deadline: number }>();

@@ -5,7 +5,7 @@
  * lightmon's events against. Static, so it also runs in a bare busybox container.
  *
  *   connector [-n COUNT] [-c COMM] [-t TIMEOUT_MS] [-w WAIT_MS] [-q] [-r] [-T SECS] ADDR PORT
- *   connector -L [-T SECS] [-b BACKLOG] [-A] ADDR PORT
+ *   connector -L [-T SECS] [-b BACKLOG] [-A|-H] ADDR PORT
  *   connector -t TIMEOUT_MS -e PROG ADDR PORT [ARG...]
  *
  * -c renames the process (prctl PR_SET_NAME) before connecting, so tests can use
@@ -21,7 +21,8 @@
  * -L listens on ADDR PORT (0: any port), prints the port, accepts and closes every
  *    connection until -T SECS pass or it is killed. With -A it never accepts: once
  *    its queue (-b BACKLOG) is full the kernel drops further SYNs, which holds new
- *    connects pending without any firewall rule.
+ *    connects pending without any firewall rule. With -H it accepts and holds every
+ *    connection open until it exits.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -45,7 +46,8 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int listen_loop(const struct sockaddr *sa, socklen_t len, int family, double secs, int backlog, int accepting)
+static int listen_loop(const struct sockaddr *sa, socklen_t len, int family, double secs, int backlog, int accepting,
+		       int hold)
 {
 	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -69,7 +71,7 @@ static int listen_loop(const struct sockaddr *sa, socklen_t len, int family, dou
 		if (poll(&p, 1, 200) != 1)
 			continue;
 		int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-		if (c >= 0)
+		if (c >= 0 && !hold)
 			close(c);
 	}
 	return 0;
@@ -102,11 +104,11 @@ static int connect_once(const struct sockaddr *sa, socklen_t len, int family, in
 int main(int argc, char **argv)
 {
 	int count = 1, timeout_ms = 0, wait_ms = 0, quiet = 0, rst = 0, listen_mode = 0, backlog = 4096, accepting = 1;
-	int keep = 0, opt;
+	int keep = 0, hold = 0, opt;
 	double max_secs = 0;
 	const char *comm = NULL, *exec_prog = NULL;
 
-	while ((opt = getopt(argc, argv, "+n:c:t:w:qrT:Lb:Ake:")) != -1) {
+	while ((opt = getopt(argc, argv, "+n:c:t:w:qrT:Lb:AHke:")) != -1) {
 		switch (opt) {
 		case 'n': count = atoi(optarg); break;
 		case 'c': comm = optarg; break;
@@ -118,6 +120,7 @@ int main(int argc, char **argv)
 		case 'L': listen_mode = 1; break;
 		case 'b': backlog = atoi(optarg); break;
 		case 'A': accepting = 0; break;
+		case 'H': hold = 1; break;
 		case 'k': keep = 1; break;
 		case 'e': exec_prog = optarg; keep = 1; break;
 		default:
@@ -148,7 +151,7 @@ int main(int argc, char **argv)
 		len = sizeof(*s4);
 	}
 	if (listen_mode)
-		return listen_loop((struct sockaddr *)&ss, len, family, max_secs, backlog, accepting);
+		return listen_loop((struct sockaddr *)&ss, len, family, max_secs, backlog, accepting, hold);
 	if (comm)
 		prctl(PR_SET_NAME, comm, 0, 0, 0);
 	double start = now_s(), end = start + (max_secs > 0 ? max_secs : 1e9);
@@ -159,6 +162,8 @@ int main(int argc, char **argv)
 		done++;
 		ok += status[0] == 'e';
 		if (quiet) {
+			if (keep) /* -q -k: held open until exit */
+				continue;
 			if (rst) {
 				struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 				setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
