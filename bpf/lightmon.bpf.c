@@ -130,12 +130,25 @@ struct {
 	/* Established connections, from the handshake to the close, when accept or close
 	 * records are asked for. Allocated per connection (a preallocated table this size
 	 * would cost ~25 MB and tens of ms at start-up); a host with more connections open
-	 * at once loses close records for the rest, counted (LM_CTR_CONNS_FULL). */
+	 * at once loses close records for the rest, counted (LM_CTR_CONNS_FULL). No owner takes
+	 * more than LM_CONNS_SHARE of it (lm_conns_share): one user's connections cannot cost
+	 * another's their close records. */
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 262144);
+	__uint(max_entries, LM_CONNS_ENTRIES);
 	__type(key, __u64); /* struct sock * */
 	__type(value, struct lm_conn_state);
 } lm_conns SEC(".maps");
+
+/* Connections one owner may have tracked at once: a sixteenth of lm_conns. */
+#define LM_CONNS_SHARE (LM_CONNS_ENTRIES / 16)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	/* Each owner's entries in lm_conns (see conn_owner), as lm_stash_share for the stash. */
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, __u32);
+} lm_conns_share SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -300,28 +313,28 @@ static __always_inline __u64 stash_owner(const struct lm_conn_event *e)
 	return e->uid ? e->uid : (1ULL << 63) | e->cgroup_id;
 }
 
-/* An entry of `owner`'s left the stash. */
-static __always_inline void share_release(__u64 owner)
+/* An entry of `owner`'s left the table whose shares `shares` counts. */
+static __always_inline void share_release(void *shares, __u64 owner)
 {
-	__u32 *n = bpf_map_lookup_elem(&lm_stash_share, &owner);
+	__u32 *n = bpf_map_lookup_elem(shares, &owner);
 
 	if (n && *n > 0)
 		__sync_fetch_and_add(n, -1);
 }
 
-/* Take one of `owner`'s stash places; false when its share is used up. */
-static __always_inline bool share_take(__u64 owner)
+/* Take one of `owner`'s places (at most `share`); false when its share is used up. */
+static __always_inline bool share_take(void *shares, __u64 owner, __u32 share)
 {
 	__u32 zero = 0;
-	__u32 *n = bpf_map_lookup_elem(&lm_stash_share, &owner);
+	__u32 *n = bpf_map_lookup_elem(shares, &owner);
 
 	if (!n) {
-		bpf_map_update_elem(&lm_stash_share, &owner, &zero, BPF_NOEXIST);
-		n = bpf_map_lookup_elem(&lm_stash_share, &owner);
+		bpf_map_update_elem(shares, &owner, &zero, BPF_NOEXIST);
+		n = bpf_map_lookup_elem(shares, &owner);
 		if (!n)
 			return false;
 	}
-	if (*n >= LM_STASH_SHARE)
+	if (*n >= share)
 		return false;
 	__sync_fetch_and_add(n, 1);
 	return true;
@@ -370,11 +383,11 @@ static __always_inline void stash_connect(const struct sock *sk)
 	struct lm_conn_event *old = bpf_map_lookup_elem(&lm_stash, &key);
 
 	if (old) /* a socket reused at the same address: its entry is replaced */
-		share_release(stash_owner(old));
-	if (share_take(owner)) {
+		share_release(&lm_stash_share, stash_owner(old));
+	if (share_take(&lm_stash_share, owner, LM_STASH_SHARE)) {
 		if (!bpf_map_update_elem(&lm_stash, &key, e, BPF_ANY))
 			return;
-		share_release(owner);
+		share_release(&lm_stash_share, owner);
 	}
 	/*
 	 * No room for this owner (its share is used up, or the stash is full): report
@@ -499,6 +512,24 @@ static __always_inline void task_to(struct lm_conn_event *e, const struct lm_con
 	__builtin_memcpy(e->cgroup_parent, t->cgroup_parent, sizeof(e->cgroup_parent));
 }
 
+/*
+ * Whose share of lm_conns a connection takes. An outbound one's: its socket's uid,
+ * root's by network namespace (one container's root cannot take the host's). An
+ * inbound one's: the port it was accepted on, in its namespace, for its peers
+ * choose to make it (a peer flooding one server costs that server's close records,
+ * not everyone's).
+ */
+static __always_inline __u64 conn_owner(const struct sock *sk, __u32 flags)
+{
+	__u64 netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	__u32 uid;
+
+	if (flags & LM_CONN_INBOUND)
+		return (1ULL << 62) | (netns << 16) | bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+	uid = BPF_CORE_READ(sk, sk_uid.val);
+	return uid ? uid : (1ULL << 63) | netns;
+}
+
 /* A fresh state in the CPU's scratch (the accept path's stand-in for a connection it cannot track). */
 static __always_inline struct lm_conn_state *new_state(__u32 flags, __u64 now, const struct lm_conn_event *who)
 {
@@ -526,16 +557,41 @@ static __always_inline struct lm_conn_state *track(const struct sock *sk, __u32 
 						   const struct lm_conn_event *who)
 {
 	__u64 key = (__u64)sk;
-	struct lm_conn_state *st = new_state(flags, now, who);
-	struct lm_conn_state *v;
+	struct lm_conn_state *v = bpf_map_lookup_elem(&lm_conns, &key);
+	struct lm_conn_state *st;
 
+	if (v && !fresh)
+		return v; /* tracked already: the snapshot or a late accept keeps it */
+	st = new_state(flags, now, who);
 	if (!st)
 		return 0;
-	bpf_map_update_elem(&lm_conns, &key, st, fresh ? BPF_ANY : BPF_NOEXIST);
-	v = bpf_map_lookup_elem(&lm_conns, &key);
-	if (!v)
+	if (v) /* a stale entry at a reused address: replaced */
+		share_release(&lm_conns_share, v->owner);
+	st->owner = conn_owner(sk, flags);
+	if (!share_take(&lm_conns_share, st->owner, LM_CONNS_SHARE)) {
+		if (v)
+			bpf_map_delete_elem(&lm_conns, &key);
 		count(LM_CTR_CONNS_FULL);
+		return 0;
+	}
+	bpf_map_update_elem(&lm_conns, &key, st, BPF_ANY);
+	v = bpf_map_lookup_elem(&lm_conns, &key);
+	if (!v) {
+		share_release(&lm_conns_share, st->owner);
+		count(LM_CTR_CONNS_FULL);
+	}
 	return v;
+}
+
+/* Stop tracking a connection: its entry and its owner's place. */
+static __always_inline void untrack(__u64 key)
+{
+	struct lm_conn_state *v = bpf_map_lookup_elem(&lm_conns, &key);
+
+	if (!v)
+		return;
+	share_release(&lm_conns_share, v->owner);
+	bpf_map_delete_elem(&lm_conns, &key);
 }
 
 static __always_inline bool tcp_inet(const struct sock *sk)
@@ -619,7 +675,7 @@ static __always_inline void track_state(const struct sock *sk, int oldstate, int
 		return;
 	if (st->flags & (LM_CONN_REPORTED | LM_CONN_EXISTING)) {
 		emit_close(sk, st);
-		bpf_map_delete_elem(&lm_conns, &key);
+		untrack(key);
 	} else if (st->flags & LM_CONN_INBOUND) {
 		/*
 		 * Closed before its accept was reported, or while it is being reported on
@@ -632,7 +688,7 @@ static __always_inline void track_state(const struct sock *sk, int oldstate, int
 		emit_close(sk, st);
 		st->flags |= LM_CONN_CLOSED;
 	} else {
-		bpf_map_delete_elem(&lm_conns, &key);
+		untrack(key);
 	}
 }
 
@@ -666,7 +722,7 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 		count(LM_CTR_STASH_MISS);
 		return 0;
 	}
-	share_release(stash_owner(e));
+	share_release(&lm_stash_share, stash_owner(e));
 	/* The error is set before tcp_done() moves the socket to CLOSE. */
 	e->sk_err = newstate == TCP_CLOSE ? BPF_CORE_READ(sk, sk_err) : 0;
 	e->status = status_of(newstate, e->sk_err);
@@ -873,7 +929,7 @@ static __always_inline int handle_accept(long ret)
 	__u64 now = bpf_ktime_get_boot_ns();
 
 	if ((id >> 32) == lm_cfg.self_pid) { /* lightmon's own (metrics): never reported, nor its close */
-		bpf_map_delete_elem(&lm_conns, &key);
+		untrack(key);
 		return 0;
 	}
 	struct lm_conn_state *st = bpf_map_lookup_elem(&lm_conns, &key);
@@ -899,7 +955,7 @@ static __always_inline int handle_accept(long ret)
 	fill_task(e, id);
 	if (!read_endpoints(sk, e)) { /* -v6=false: neither the accept nor its close */
 		count(LM_CTR_FILTERED);
-		bpf_map_delete_elem(&lm_conns, &key);
+		untrack(key);
 		return 0;
 	}
 	if (st) {
@@ -910,7 +966,7 @@ static __always_inline int handle_accept(long ret)
 	if (closed && st)
 		emit_close(sk, st);
 	else if (st && (st->flags & LM_CONN_CLOSED)) /* its close went out already */
-		bpf_map_delete_elem(&lm_conns, &key);
+		untrack(key);
 	return 0;
 }
 

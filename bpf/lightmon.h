@@ -20,6 +20,7 @@
 #define LM_CWD_DEPTH 16 /* directory levels the walk reads */
 #define LM_CWD_NAME 48	/* longest directory name it reads, NUL included */
 #define LM_STASH_ENTRIES 65536 /* handshakes in flight lm_stash holds */
+#define LM_CONNS_ENTRIES 262144 /* connections lm_conns tracks */
 #define LM_CGROUP_DEPTH 32     /* cgroup levels checked for root's ownership; deeper is not believed */
 
 /* The first 16 bytes of every ring buffer record. */
@@ -95,6 +96,7 @@ struct lm_conn_state {
 	__u64 start_ns; /* when it reached ESTABLISHED (or was found by the snapshot) */
 	__u32 flags;	/* LM_CONN_* */
 	__u32 _pad;
+	__u64 owner;	/* whose share of lm_conns it takes (conn_owner) */
 	struct lm_conn_task task; /* pid 0 until known: an inbound one's is its accepting task's */
 };
 
@@ -105,7 +107,7 @@ enum lm_counter {
 	LM_CTR_UNSTASHED = 2,	  /* a connect reported at connect(): its owner's stash share, or the stash, was full */
 	LM_CTR_FILTERED = 3,	  /* dropped in the kernel by the loader's config */
 	LM_CTR_LOST_PROCESS = 4,  /* an exec/exit/fork record lost: the ring was full */
-	LM_CTR_CONNS_FULL = 5,	  /* lm_conns full: that connection gets no close record */
+	LM_CTR_CONNS_FULL = 5,	  /* lm_conns, or its owner's share, full: that connection gets no close record */
 	LM_CTR_DNS_LOST = 6,	  /* a DNS response not copied: the ring was full, or half full */
 	LM_CTR_CGROUP_FOREIGN = 7, /* cgroup names not reported: the cgroup, or one above it, is not root's */
 	LM_CTR_MAX = 8,
@@ -257,7 +259,7 @@ _Static_assert(sizeof(struct lm_conn_event) == 360, "lm_conn_event layout change
 _Static_assert(sizeof(struct lm_exec_event) == 1608, "lm_exec_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exit_event) == 24, "lm_exit_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_fork_event) == 40, "lm_fork_event layout changed: update src/capture/layout.ts");
-_Static_assert(sizeof(struct lm_conn_state) == 272, "lm_conn_state layout changed");
+_Static_assert(sizeof(struct lm_conn_state) == 280, "lm_conn_state layout changed");
 _Static_assert(sizeof(struct lm_config) == 24, "lm_config layout changed: update src/capture/layout.ts");
 
 #endif

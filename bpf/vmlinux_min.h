@@ -105,6 +105,9 @@ struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol;
 	int sk_err;
+	struct {
+		__u32 val;
+	} sk_uid; /* kuid_t: the socket's creator; an accepted one's is its listener's */
 };
 
 struct inet_sock {
