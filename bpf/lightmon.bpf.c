@@ -151,6 +151,17 @@ struct {
 } lm_conns_share SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	/* Sockets the start-up snapshot has written: a socket shared by many processes (a
+	 * listener inherited by every worker) is written once, not once per process. Full,
+	 * the rest are written as found (user space drops the repeats, within its bound). */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, LM_CONNS_ENTRIES);
+	__type(key, __u64); /* struct sock * */
+	__type(value, __u8);
+} lm_iter_seen SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	/* A connection's state is built here: larger than is wise on the BPF stack. */
 	__uint(max_entries, 1);
@@ -994,7 +1005,8 @@ int BPF_KPROBE(lm_kprobe_conn, struct sock *sk)
  * Start-up snapshot: every TCP socket open in any process, for connections that were
  * established before lightmon started. Listening sockets come too, so user space can
  * tell accepted connections (local port is listened on) from outbound ones. Each
- * process is visited once (thread group leaders only: threads share the fd table).
+ * process is visited once (thread group leaders only: threads share the fd table),
+ * and each socket written once, for the first process found holding it.
  */
 SEC("iter/task_file")
 int lm_iter_tcp(struct bpf_iter__task_file *ctx)
@@ -1020,6 +1032,12 @@ int lm_iter_tcp(struct bpf_iter__task_file *ctx)
 
 	if ((family != AF_INET && family != AF_INET6) || (state != TCP_ESTABLISHED && state != TCP_LISTEN))
 		return 0;
+	__u64 key = (__u64)sk;
+	__u8 one = 1;
+
+	if (bpf_map_lookup_elem(&lm_iter_seen, &key))
+		return 0; /* written already, for another process that shares it */
+	bpf_map_update_elem(&lm_iter_seen, &key, &one, BPF_NOEXIST);
 	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_conn_scratch, &zero);
 
 	if (!e)

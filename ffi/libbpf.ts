@@ -363,10 +363,11 @@ export class BpfObject implements Disposable {
   }
 
   /**
-   * Run an iterator program once and return everything it wrote. The iterator's
-   * link is destroyed before returning.
+   * Run an iterator program once, handing what it writes to `onBytes` a read at a
+   * time (the buffer is reused: copy what is kept). The iterator's link is
+   * destroyed before returning.
    */
-  readIterator(name: string): Uint8Array {
+  readIterator(name: string, onBytes: (bytes: Uint8Array) => void): void {
     const s = bpf();
     const link = s.bpf_program__attach_iter(this.#program(name), null);
     if (!link) throw new BpfError(`attach iterator ${name}`, errno());
@@ -374,23 +375,13 @@ export class BpfObject implements Disposable {
       const fd = s.bpf_iter_create(s.bpf_link__fd(link));
       if (fd < 0) throw new BpfError(`create iterator ${name}`, -fd);
       try {
-        const chunks: Uint8Array[] = [];
-        let total = 0;
+        const buf = new Uint8Array(64 * 1024);
         for (;;) {
-          const buf = new Uint8Array(64 * 1024);
           const n = Number(libc().read(fd, buf, BigInt(buf.length)));
           if (n < 0) throw new BpfError(`read iterator ${name}`, errno());
           if (n === 0) break;
-          chunks.push(buf.subarray(0, n));
-          total += n;
+          onBytes(buf.subarray(0, n));
         }
-        const out = new Uint8Array(total);
-        let off = 0;
-        for (const c of chunks) {
-          out.set(c, off);
-          off += c.length;
-        }
-        return out;
       } finally {
         libc().close(fd);
       }

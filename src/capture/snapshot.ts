@@ -15,38 +15,102 @@ import { CONN_SIZE } from "./layout.ts";
 import type { BpfObject } from "../../ffi/libbpf.ts";
 import { SNAPSHOT_PROGRAM } from "./loader.ts";
 
-/**
- * Established connections from the iterator's records: outbound ones, and the
- * accepted ones (marked inbound, event accept) when `inbound`. A socket shared by
- * several processes is reported once, for the first.
- */
-export function classifyExisting(records: readonly RawConnect[], inbound = false): RawConnect[] {
-  const listening = new Set<string>();
-  for (const r of records) if (r.status === "listen") listening.add(`${r.saddr}|${r.sport}`);
-  const listened = (r: RawConnect) =>
-    listening.has(`${r.saddr}|${r.sport}`) || listening.has(`0.0.0.0|${r.sport}`) || listening.has(`::|${r.sport}`);
-  const out: RawConnect[] = [];
-  const seen = new Set<string>();
-  for (const r of records) {
-    if (r.status !== "existing") continue;
-    const key = r.connId !== 0n ? String(r.connId) : tuple(r);
-    if (seen.has(key)) continue;
-    seen.add(key);
-    if (!listened(r)) out.push(r);
-    else if (inbound) out.push({ ...r, inbound: true, event: "accept" });
-  }
-  return out;
+/** Established connections the snapshot lists at most, and at most per user; listening sockets kept at most. */
+export const MAX_EXISTING = 65_536;
+export const MAX_EXISTING_PER_UID = 16_384;
+export const MAX_LISTENERS = 65_536;
+
+/** What the snapshot found. */
+export interface Existing {
+  /** Established connections: outbound ones, and accepted ones (marked inbound, event accept) when asked. */
+  found: RawConnect[];
+  /** Established connections past the bounds, not listed. */
+  skipped: number;
 }
 
-/** Run the loaded capture's iterator once; throws BpfError if the kernel refuses. */
-export function existingConnections(object: BpfObject, inbound = false): RawConnect[] {
-  const bytes = object.readIterator(SNAPSHOT_PROGRAM);
-  const records: RawConnect[] = [];
-  for (let off = 0; off + CONN_SIZE <= bytes.length; off += CONN_SIZE) {
-    const r = decodeRecord(new DataView(bytes.buffer, bytes.byteOffset + off, CONN_SIZE));
-    if (r?.kind === "connect") records.push(r);
+/**
+ * Classifies the iterator's records as they stream in, within bounds: a user who
+ * holds many sockets cannot make start-up hold them all (the kernel writes each
+ * socket once, however many processes share it; repeats beyond its table are
+ * dropped here). An established socket whose local port is listened on (same
+ * address, or a wildcard one) was accepted.
+ */
+export class ExistingClassifier {
+  #inbound: boolean;
+  #listening = new Set<string>();
+  #candidates: RawConnect[] = [];
+  #seen = new Set<string>();
+  #perUid = new Map<number, number>();
+  #skipped = 0;
+
+  constructor(inbound = false) {
+    this.#inbound = inbound;
   }
-  return classifyExisting(records, inbound);
+
+  add(r: RawConnect): void {
+    if (r.status === "listen") {
+      if (this.#listening.size < MAX_LISTENERS) this.#listening.add(`${r.saddr}|${r.sport}`);
+      return;
+    }
+    if (r.status !== "existing") return;
+    const key = r.connId !== 0n ? String(r.connId) : tuple(r);
+    if (this.#seen.has(key)) return;
+    const mine = this.#perUid.get(r.uid) ?? 0;
+    if (this.#candidates.length >= MAX_EXISTING || mine >= MAX_EXISTING_PER_UID) {
+      this.#skipped++;
+      return;
+    }
+    this.#seen.add(key);
+    this.#perUid.set(r.uid, mine + 1);
+    this.#candidates.push(r);
+  }
+
+  result(): Existing {
+    const l = this.#listening;
+    const listened = (r: RawConnect) =>
+      l.has(`${r.saddr}|${r.sport}`) || l.has(`0.0.0.0|${r.sport}`) || l.has(`::|${r.sport}`);
+    const found: RawConnect[] = [];
+    for (const r of this.#candidates) {
+      if (!listened(r)) found.push(r);
+      else if (this.#inbound) found.push({ ...r, inbound: true, event: "accept" });
+    }
+    return { found, skipped: this.#skipped };
+  }
+}
+
+/** classifyExisting over records at hand (tests). */
+export function classifyExisting(records: readonly RawConnect[], inbound = false): RawConnect[] {
+  const c = new ExistingClassifier(inbound);
+  for (const r of records) c.add(r);
+  return c.result().found;
+}
+
+/** Run the loaded capture's iterator once, streaming; throws BpfError if the kernel refuses. */
+export function existingConnections(object: BpfObject, inbound = false): Existing {
+  const c = new ExistingClassifier(inbound);
+  // A record may be split between two reads: its start waits here for the rest.
+  const carry = new Uint8Array(CONN_SIZE);
+  let carried = 0;
+  object.readIterator(SNAPSHOT_PROGRAM, (bytes) => {
+    let off = 0;
+    if (carried > 0) {
+      const take = Math.min(CONN_SIZE - carried, bytes.length);
+      carry.set(bytes.subarray(0, take), carried);
+      carried += take;
+      off = take;
+      if (carried < CONN_SIZE) return;
+      const r = decodeRecord(new DataView(carry.buffer, 0, CONN_SIZE));
+      if (r?.kind === "connect") c.add(r);
+      carried = 0;
+    }
+    for (; off + CONN_SIZE <= bytes.length; off += CONN_SIZE) {
+      const r = decodeRecord(new DataView(bytes.buffer, bytes.byteOffset + off, CONN_SIZE));
+      if (r?.kind === "connect") c.add(r);
+    }
+    carry.set(bytes.subarray(off), 0);
+    carried = bytes.length - off;
+  });
+  return c.result();
 }
 
 /** How long a new connection may duplicate one the start-up snapshot reported. */

@@ -8,7 +8,7 @@ import { RingConsumer } from "../../ffi/ring_consumer.ts";
 import { pageSize, releaseFreeMemory } from "../../ffi/libc.ts";
 import { DecodeStage } from "../capture/decode.ts";
 import { type Loaded, readCounters, type Strategy } from "../capture/loader.ts";
-import { existingConnections } from "../capture/snapshot.ts";
+import { existingConnections, MAX_EXISTING, MAX_EXISTING_PER_UID } from "../capture/snapshot.ts";
 import type { COUNTERS } from "../capture/layout.ts";
 import type { Counters, Stage, StageContext } from "../stage.ts";
 import { type Ledger, Pipeline } from "./pipeline.ts";
@@ -195,9 +195,13 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     let existingNote = "";
     if (o.existing) {
       try {
-        const found = existingConnections(object, o.inboundExisting).filter((r) => !(o.ipv4Only && r.family === 6));
+        const existing = existingConnections(object, o.inboundExisting);
+        const found = existing.found.filter((r) => !(o.ipv4Only && r.family === 6));
         decode.inject(found);
-        existingNote = `, existing connections: ${found.length}`;
+        const more = existing.skipped > 0
+          ? ` (${existing.skipped} more not listed: at most ${MAX_EXISTING} are, ${MAX_EXISTING_PER_UID} per user)`
+          : "";
+        existingNote = `, existing connections: ${found.length}${more}`;
         pipeline.flush();
       } catch (e) {
         o.log(

@@ -23,6 +23,9 @@
  *    its queue (-b BACKLOG) is full the kernel drops further SYNs, which holds new
  *    connects pending without any firewall rule. With -H it accepts and holds every
  *    connection open until it exits.
+ * -L -F NPROC -n COUNT opens COUNT listening sockets (any port), prints "ready",
+ *    forks NPROC children that hold them all, and sleeps -T SECS: the many processes
+ *    sharing many sockets that the start-up snapshot must not multiply.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -30,6 +33,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +81,35 @@ static int listen_loop(const struct sockaddr *sa, socklen_t len, int family, dou
 	return 0;
 }
 
+static int many_listeners(const struct sockaddr *sa, socklen_t len, int family, int count, int nproc, double secs)
+{
+	for (int i = 0; i < count; i++) {
+		int fd = socket(family, SOCK_STREAM, 0);
+		if (fd < 0 || bind(fd, sa, len) < 0 || listen(fd, 16) < 0) {
+			perror("listen");
+			return 1;
+		}
+	}
+	for (int i = 0; i < nproc; i++) {
+		pid_t p = fork();
+		if (p < 0) {
+			perror("fork");
+			return 1;
+		}
+		if (p == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL); /* ended with the parent */
+			if (getppid() == 1)
+				_exit(0);
+			usleep((useconds_t)(secs * 1e6));
+			_exit(0);
+		}
+	}
+	printf("ready\n");
+	fflush(stdout);
+	usleep((useconds_t)(secs * 1e6));
+	return 0;
+}
+
 static int connect_once(const struct sockaddr *sa, socklen_t len, int family, int timeout_ms, const char **status)
 {
 	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -104,11 +137,11 @@ static int connect_once(const struct sockaddr *sa, socklen_t len, int family, in
 int main(int argc, char **argv)
 {
 	int count = 1, timeout_ms = 0, wait_ms = 0, quiet = 0, rst = 0, listen_mode = 0, backlog = 4096, accepting = 1;
-	int keep = 0, hold = 0, opt;
+	int keep = 0, hold = 0, nproc = 0, opt;
 	double max_secs = 0;
 	const char *comm = NULL, *exec_prog = NULL;
 
-	while ((opt = getopt(argc, argv, "+n:c:t:w:qrT:Lb:AHke:")) != -1) {
+	while ((opt = getopt(argc, argv, "+n:c:t:w:qrT:Lb:AHF:ke:")) != -1) {
 		switch (opt) {
 		case 'n': count = atoi(optarg); break;
 		case 'c': comm = optarg; break;
@@ -121,6 +154,7 @@ int main(int argc, char **argv)
 		case 'b': backlog = atoi(optarg); break;
 		case 'A': accepting = 0; break;
 		case 'H': hold = 1; break;
+		case 'F': nproc = atoi(optarg); break;
 		case 'k': keep = 1; break;
 		case 'e': exec_prog = optarg; keep = 1; break;
 		default:
@@ -150,6 +184,8 @@ int main(int argc, char **argv)
 		if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1) return 2;
 		len = sizeof(*s4);
 	}
+	if (listen_mode && nproc > 0)
+		return many_listeners((struct sockaddr *)&ss, len, family, count, nproc, max_secs > 0 ? max_secs : 60);
 	if (listen_mode)
 		return listen_loop((struct sockaddr *)&ss, len, family, max_secs, backlog, accepting, hold);
 	if (comm)
