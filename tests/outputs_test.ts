@@ -222,7 +222,20 @@ bpfTest("--metrics-addr serves Prometheus counts that match the events emitted",
       for (const x of f.metrics) {
         for (const k of Object.keys(x.labels ?? {})) {
           assert.ok(
-            ["status", "family", "kind", "version", "strategy", "where", "cause", "transport", "reason", "direction"]
+            [
+              "status",
+              "family",
+              "kind",
+              "version",
+              "strategy",
+              "where",
+              "cause",
+              "transport",
+              "reason",
+              "direction",
+              "stage",
+              "counter",
+            ]
               .includes(k),
             k,
           );

@@ -244,8 +244,8 @@ bpfTest(
       assert.equal(st.code, 2);
       assert.equal(
         lm.stderr,
-        `lightmon: -log_path ${dir}: refusing to write logs there: others can write it and it is not sticky; ` +
-          "use a directory only root can write (e.g. /var/log/lightmon)\n",
+        `lightmon: -log_path ${dir}: refusing to write logs there: group or others may write it (mode 0777) and it ` +
+          "is not a sticky directory of root's; use a directory only root can write (e.g. /var/log/lightmon)\n",
       );
       assert.deepEqual([...Deno.readDirSync(dir)], []);
     } finally {

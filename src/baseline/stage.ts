@@ -150,6 +150,7 @@ const MAX_NOVEL_FLOWS = 100_000;
 /** The stage that tallies novel events and learns flows. */
 export class DriftStage extends Stage<ConnEvent> {
   readonly name = "drift";
+  override readonly notable: ReadonlySet<string> = new Set(["learn-skipped"]);
   #o: DriftOptions;
   #novelFlows = new Set<string>();
   #novelEvents = 0;

@@ -418,6 +418,7 @@ export function decodeRecord(v: DataView): RawRecord | undefined {
  */
 export class DecodeStage extends Stage<DataView, RawRecord> {
   readonly name = "decode";
+  override readonly notable: ReadonlySet<string> = new Set(["unknownKind"]);
   #records = 0;
   #unknown = 0;
 

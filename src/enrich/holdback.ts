@@ -27,6 +27,7 @@ interface Held {
 /** The ordered hold-back stage. */
 export class Holdback extends Stage<ConnEvent> {
   readonly name = "holdback";
+  override readonly notable: ReadonlySet<string> = new Set(["timedOut"]);
   #queue: Held[] = [];
   #waitMs: number;
   #containers: ContainerLookup;

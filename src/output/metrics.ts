@@ -33,12 +33,17 @@ export interface MetricsSnapshot {
     tcp: number;
     malformed: number;
     cutShort: number;
+    /** Answering no query seen leaving: never learned from. */
+    unanswered: number;
     lost: number;
     entries: number;
     evictions: number;
   };
   /** With --baseline: novel connections reported (connect and accept records), by status. */
   novelByStatus?: ReadonlyMap<string, number>;
+  /** Every stage's counters, and the kernel's: each is a lightmon_stage_counter, so none goes unseen. */
+  stages?: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  kernel?: Readonly<Record<string, bigint>>;
 }
 
 /** Parse `host:port`, `[v6]:port` or `:port` (all addresses). */
@@ -170,7 +175,8 @@ function registry(s: () => MetricsSnapshot): Registry {
   });
   new Counter({
     name: "lightmon_dns_responses_unused_total",
-    help: "DNS responses not learned from: malformed, longer than the copy (cut), or not copied (lost: ring full)",
+    help:
+      "DNS responses not learned from: malformed, longer than the copy (cut), not copied (lost: ring full), or answering no query seen leaving (unanswered)",
     labelNames: ["reason"],
     registers: [r],
     collect() {
@@ -180,6 +186,7 @@ function registry(s: () => MetricsSnapshot): Registry {
       this.inc({ reason: "malformed" }, d.malformed);
       this.inc({ reason: "cut" }, d.cutShort);
       this.inc({ reason: "lost" }, d.lost);
+      this.inc({ reason: "unanswered" }, d.unanswered);
     },
   });
   new Counter({
@@ -198,6 +205,20 @@ function registry(s: () => MetricsSnapshot): Registry {
     (x) => x.dns?.evictions ?? 0,
   );
   gauge("lightmon_dns_cache_entries", "Addresses with a name in the DNS cache", (x) => x.dns?.entries ?? 0);
+  new Gauge({
+    name: "lightmon_stage_counter",
+    help: "Every counter of every pipeline stage and of the kernel side, as the stage keeps it (totals and sizes)",
+    labelNames: ["stage", "counter"],
+    registers: [r],
+    collect() {
+      this.reset();
+      const snap = s();
+      for (const [stage, counters] of Object.entries(snap.stages ?? {})) {
+        for (const [counter, n] of Object.entries(counters)) this.set({ stage, counter }, n);
+      }
+      for (const [counter, n] of Object.entries(snap.kernel ?? {})) this.set({ stage: "kernel", counter }, Number(n));
+    },
+  });
   gauge("lightmon_ringbuf_fill_ratio", "Ring buffer fill at the last drain (0-1)", (x) => x.ringFill);
   gauge("lightmon_ringbuf_fill_ratio_max", "Highest ring buffer fill seen at a drain (0-1)", (x) => x.ringFillMax);
   gauge("lightmon_process_cache_entries", "Processes in the process cache", (x) => x.processCacheEntries);

@@ -103,6 +103,8 @@ Deno.test("metrics: closed connections' durations as a histogram and their bytes
     ringFillMax: 0,
     dockerConnected: false,
     strategy: "tp_btf",
+    stages: { join: { forgotten: 3, open: 9 }, dns: { "unanswered.no-query": 4 } },
+    kernel: { unstashed: 5n },
   }));
   try {
     m.observeClose(20, 1048576, 3145728);
@@ -114,6 +116,11 @@ Deno.test("metrics: closed connections' durations as a histogram and their bytes
     assert.match(text, /^lightmon_connection_duration_seconds_count 2$/m);
     assert.match(text, /^lightmon_bytes_total\{direction="sent"\} 1048586$/m);
     assert.match(text, /^lightmon_bytes_total\{direction="received"\} 3145728$/m);
+    // Every stage's counters, and the kernel's, by one mechanism.
+    assert.match(text, /^lightmon_stage_counter\{stage="join",counter="forgotten"\} 3$/m);
+    assert.match(text, /^lightmon_stage_counter\{stage="join",counter="open"\} 9$/m);
+    assert.match(text, /^lightmon_stage_counter\{stage="dns",counter="unanswered.no-query"\} 4$/m);
+    assert.match(text, /^lightmon_stage_counter\{stage="kernel",counter="unstashed"\} 5$/m);
   } finally {
     await m.close();
   }

@@ -152,12 +152,16 @@ export async function monitor(o: Options, start: Start): Promise<number> {
               udp: s.stages.dns.responses - s.stages.dns.overTcp,
               tcp: s.stages.dns.overTcp,
               malformed: s.stages.dns.malformed,
-              cutShort: s.stages.dns.cutShort,
+              cutShort: s.stages.dns["cut-short"],
+              unanswered: s.stages.dns["unanswered.no-query"] + s.stages.dns["unanswered.other-question"] +
+                s.stages.dns["unanswered.late"],
               lost: Number(s.kernel.dnsLost),
               entries: s.stages.dns.cacheEntries,
-              evictions: s.stages.dns.evictions,
+              evictions: s.stages.dns["cache-evictions"] + s.stages.dns["share-evictions"],
             },
             novelByStatus: drift?.novelByStatus,
+            stages: s.stages,
+            kernel: s.kernel,
           };
         })),
       describe: `${o.configRead ? `config ${o.configRead}; ` : ""}containers: ${sources.join(", ")}; output ${

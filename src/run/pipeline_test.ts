@@ -9,6 +9,7 @@ import { type Counters, Stage, type StageContext } from "../stage.ts";
 import { sampleEvent } from "../testdata/event.ts";
 import { harness } from "../testdata/stage.ts";
 import { Pipeline } from "./pipeline.ts";
+import { ledgerLine } from "./controller.ts";
 
 class Double extends Stage<number> {
   readonly name = "double";
@@ -177,4 +178,32 @@ Deno.test("the output stage counts what its writer dropped, so the ledger adds u
     "lightmon: output: writing again; 2 events were dropped so far",
   ]);
   assert.deepEqual(run.stops, []);
+});
+
+class Forgetful extends Stage<number> {
+  readonly name = "forgetful";
+  override readonly notable: ReadonlySet<string> = new Set(["forgotten", "evicted"]);
+  forgotten = 0;
+  push(n: number): void {
+    if (n < 0) this.forgotten++;
+    else this.emit(n);
+  }
+  override counters(): Counters {
+    return { forgotten: this.forgotten, evicted: 0, size: 7 };
+  }
+}
+
+Deno.test("notable counters reach the exit line when they are not zero; every counter is in the stage counters", () => {
+  const f = new Forgetful();
+  const p = new Pipeline<number>([f, new Collect()], ctx);
+  p.push(1);
+  p.push(-1);
+  p.push(-2);
+  assert.deepEqual(p.notable(), [["forgetful forgotten", 2]]);
+  assert.equal(
+    ledgerLine(p.ledger(), [["kernel unstashed", 5], ...p.notable()]),
+    "lightmon: seen 0 emitted 1 filtered 0 dropped 0; kernel unstashed 5, forgetful forgotten 2",
+  );
+  assert.equal(ledgerLine(p.ledger()), "lightmon: seen 0 emitted 1 filtered 0 dropped 0");
+  assert.deepEqual(p.counters().forgetful, { forgotten: 2, evicted: 0, size: 7 });
 });
