@@ -3,6 +3,9 @@
 # runtime, the bundled program and the BPF object. The first run extracts the archive
 # into a cache directory named by its hash; later runs exec straight from there.
 set -eu
+# Only the system's tools: a PATH from the caller's environment could name anything.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
 hash=@@HASH@@
 skip=@@SKIP@@
 uid=$(id -u)
@@ -13,9 +16,10 @@ elif [ "$uid" = 0 ]; then
 else
   base=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/lightmon-$uid
 fi
-# The cache holds code we execute: it must be ours alone. A directory others may
-# write (a Kubernetes emptyDir is 0777 or 1777, /tmp is 1777) gets a private 0700
-# subdirectory of ours instead: created here, never a symlink, never someone else's.
+# The cache holds code we execute: it must be ours alone. A sticky directory others
+# may write (/tmp, a memory emptyDir: 1777) gets a private 0700 subdirectory of ours
+# instead: created here, never a symlink, never someone else's. One that is not
+# sticky (a disk emptyDir is 0777) is refused below: anyone could rename ours away.
 writable_by_others() {
   [ $((0$(stat -c '%a' "$1") & 022)) -ne 0 ]
 }
@@ -37,7 +41,26 @@ if [ -d "$base" ] && [ ! -L "$base" ] && writable_by_others "$base"; then
     exit 2
   }
 fi
+# What runs is what was checked only if nobody else can replace a directory on the way
+# to it: each, from / down, must be root's or ours and writable by no one else, unless
+# sticky (there nobody can replace what is ours). Checked before extracting, and after.
+no_one_else() {
+  p=$(cd -P -- "$1" && pwd -P) # builtins only: an image may have no readlink
+  while :; do
+    st=$(stat -c '%u %a' "$p")
+    o=${st% *}
+    m=${st#* }
+    if { [ "$o" != 0 ] && [ "$o" != "$uid" ]; } || { [ $((0$m & 022)) -ne 0 ] && [ $((0$m & 01000)) -eq 0 ]; }; then
+      echo "lightmon: cache directory $1 could be replaced by another user ($p: owner $o, mode $m); set LIGHTMON_CACHE to a private directory" >&2
+      exit 2
+    fi
+    [ "$p" = / ] && return 0
+    p=${p%/*}
+    p=${p:-/}
+  done
+}
 private "$base"
+[ -d "$base" ] && no_one_else "$base"
 dir=$base/$hash
 if [ ! -x "$dir/bin/deno" ]; then
   mkdir -p "$base"
@@ -53,6 +76,7 @@ if [ ! -x "$dir/bin/deno" ]; then
   mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
 fi
 private "$dir"
+no_one_else "$dir"
 export DENO_DIR="$dir/deno-cache" DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1
 exec "$dir/bin/deno" run --quiet --no-prompt --no-config --allow-all --v8-flags=--max-semi-space-size=2,--single-threaded \
   "$dir/app/src/main.js" "$@"

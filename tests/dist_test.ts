@@ -76,23 +76,35 @@ bpfTest("two first runs at once both work and leave one extracted copy", async (
   }
 });
 
-bpfTest("a cache directory others can write (an emptyDir, /tmp) gets a private 0700 subdirectory", async () => {
-  const { dir, bin, cache } = await freshCopy();
-  try {
-    for (const mode of [0o777, 0o1777]) {
+bpfTest(
+  "a sticky cache directory others can write (/tmp, a memory emptyDir) gets a private 0700 subdirectory; a non-sticky one is refused",
+  async () => {
+    const { dir, bin, cache } = await freshCopy();
+    try {
       await Deno.mkdir(cache);
-      await Deno.chmod(cache, mode);
-      const r = await runDist(bin, ["--help"], [`LIGHTMON_CACHE=${cache}`]);
-      assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual([...Deno.readDirSync(cache)].map((e) => e.name), ["lightmon-0"]);
-      const st = Deno.lstatSync(`${cache}/lightmon-0`);
-      assert.ok(st.isDirectory && st.uid === 0 && (st.mode! & 0o777) === 0o700, `mode ${st.mode!.toString(8)}`);
+      await Deno.chmod(cache, 0o777);
+      const refused = await runDist(bin, ["--help"], [`LIGHTMON_CACHE=${cache}`]);
+      assert.equal(refused.code, 2);
+      assert.match(
+        refused.stderr,
+        /^lightmon: cache directory \S+ could be replaced by another user \(\S+\/cache: owner 0, mode 777\)/,
+      );
       await Deno.remove(cache, { recursive: true });
+      for (const mode of [0o1777]) {
+        await Deno.mkdir(cache);
+        await Deno.chmod(cache, mode);
+        const r = await runDist(bin, ["--help"], [`LIGHTMON_CACHE=${cache}`]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual([...Deno.readDirSync(cache)].map((e) => e.name), ["lightmon-0"]);
+        const st = Deno.lstatSync(`${cache}/lightmon-0`);
+        assert.ok(st.isDirectory && st.uid === 0 && (st.mode! & 0o777) === 0o700, `mode ${st.mode!.toString(8)}`);
+        await Deno.remove(cache, { recursive: true });
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
 bpfTest("a private cache subdirectory planted by someone else (a symlink, or not ours) is refused", async () => {
   const { dir, bin, cache } = await freshCopy();
@@ -118,3 +130,38 @@ bpfTest("a private cache subdirectory planted by someone else (a symlink, or not
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+bpfTest(
+  "the stub runs only the system's tools, and refuses a cache another user could replace on the way",
+  async () => {
+    const { dir, bin, cache } = await freshCopy();
+    try {
+      // A PATH that names a planted `tar` and `stat`: never run.
+      const evil = `${dir}/evil`;
+      await Deno.mkdir(evil);
+      for (const tool of ["tar", "stat", "id", "tail", "mktemp"]) {
+        await Deno.writeTextFile(`${evil}/${tool}`, `#!/bin/sh\ntouch ${dir}/pwned\nexit 1\n`, { mode: 0o755 });
+      }
+      const out = await new Deno.Command("env", {
+        args: ["-i", `PATH=${evil}:/usr/bin:/bin`, `LIGHTMON_CACHE=${cache}`, bin, "--version"],
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      assert.equal(await Deno.lstat(`${dir}/pwned`).catch(() => null), null, "a planted tool ran");
+      // A cache under a directory others may write, not sticky: they could rename it away and put theirs.
+      const open = `${dir}/open`;
+      await Deno.mkdir(`${open}/cache`, { recursive: true });
+      await Deno.chmod(open, 0o777);
+      await Deno.chmod(`${open}/cache`, 0o700);
+      const r = await runDist(bin, ["--version"], [`LIGHTMON_CACHE=${open}/cache`]);
+      assert.equal(r.code, 2);
+      assert.equal(
+        r.stderr,
+        `lightmon: cache directory ${open}/cache could be replaced by another user (${open}: owner 0, mode 777); ` +
+          "set LIGHTMON_CACHE to a private directory\n",
+      );
+      assert.deepEqual([...Deno.readDirSync(`${open}/cache`)], [], "nothing extracted there");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
