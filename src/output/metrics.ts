@@ -238,7 +238,7 @@ function registry(s: () => MetricsSnapshot): Registry {
 
 /** Limits that keep a scraper, or anyone who can reach the port, from holding descriptors. */
 export interface MetricsLimits {
-  /** Connections served at once; more are closed as they arrive. */
+  /** Connections held at once; past it, the oldest that has not sent a whole request is closed for the newcomer. */
   maxConnections: number;
   /** A connection that sends or reads nothing for this long is closed (half-sent requests). */
   idleMs: number;
@@ -257,9 +257,10 @@ export class MetricsServer implements CloseObserver {
   #closes: CloseObserver;
   #read: (() => MetricsSnapshot) | undefined;
   #snap: MetricsSnapshot | undefined;
-  #sockets = new Set<Socket>();
+  /** Open connections, oldest first, with whether each is being answered. */
+  #sockets = new Map<Socket, { requested: boolean }>();
   readonly addr: string;
-  /** Connections closed at the cap, for the tests and the README's claim. */
+  /** Connections closed at the cap to make room, for the tests and the README's claim. */
   refused = 0;
 
   private constructor(addr: string, limits: MetricsLimits) {
@@ -267,6 +268,12 @@ export class MetricsServer implements CloseObserver {
     const reg = registry(() => this.#snap!);
     this.#closes = closeMetrics(reg);
     this.#server = http.createServer(async (req, res) => {
+      // Being answered: not to be closed for a newcomer. Kept alive after, it is idle again.
+      const state = this.#sockets.get(req.socket);
+      if (state) {
+        state.requested = true;
+        res.on("finish", () => state.requested = false);
+      }
       const path = (req.url ?? "").split("?")[0];
       if (req.method !== "GET" || path !== "/metrics") return res.writeHead(404).end("see /metrics\n");
       if (!this.#read) return res.writeHead(503).end("starting\n");
@@ -277,10 +284,21 @@ export class MetricsServer implements CloseObserver {
     this.#server.setTimeout(limits.idleMs, (sock) => sock.destroy());
     this.#server.on("connection", (sock: Socket) => {
       if (this.#sockets.size >= limits.maxConnections) {
+        // Full: make room by closing the oldest connection not being answered (a client trickling its
+        // headers, or idle between requests), so that clients holding slots cannot lock scrapes out.
+        let victim: Socket | undefined;
+        for (const [s, st] of this.#sockets) {
+          if (!st.requested) {
+            victim = s;
+            break;
+          }
+        }
         this.refused++;
-        return sock.destroy();
+        if (!victim) return sock.destroy(); // every slot is answering a request: it soon frees one
+        this.#sockets.delete(victim);
+        victim.destroy();
       }
-      this.#sockets.add(sock);
+      this.#sockets.set(sock, { requested: false });
       const timer = setTimeout(() => sock.destroy(), limits.lifetimeMs);
       sock.on("close", () => {
         clearTimeout(timer);
@@ -319,7 +337,7 @@ export class MetricsServer implements CloseObserver {
 
   async close(): Promise<void> {
     const closed = new Promise<void>((r) => this.#server.close(() => r()));
-    for (const s of this.#sockets) s.destroy();
+    for (const s of this.#sockets.keys()) s.destroy();
     await closed;
   }
 }

@@ -27,7 +27,7 @@ async function closedByPeer(c: Deno.Conn): Promise<void> {
   } catch { /* reset */ }
 }
 
-Deno.test("metrics: half-sent requests are closed after the idle timeout, and connections are capped", async () => {
+Deno.test("metrics: half-sent requests are closed after the idle timeout, connections are capped, and trickling clients cannot lock scrapes out", async () => {
   const limits = { maxConnections: 8, idleMs: 300, lifetimeMs: 1500 };
   const m = await MetricsServer.open(`127.0.0.1:${freePort()}`, limits);
   const snapshot = {
@@ -72,6 +72,23 @@ Deno.test("metrics: half-sent requests are closed after the idle timeout, and co
     const held = performance.now() - t1;
     assert.equal(m.refused, refusedBefore, "the trickling client was refused, not timed out");
     assert.ok(held >= 1000 && held < 3000, `trickling client held ${held} ms`);
+    // Every slot held by a client trickling its headers: a scrape is still answered, at once.
+    const holders: ReturnType<typeof setInterval>[] = [];
+    for (let i = 0; i < limits.maxConnections; i++) {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: m.port });
+      conns.push(c);
+      await c.write(new TextEncoder().encode("GET /metrics HTTP/1.1\r\n"));
+      holders.push(setInterval(() => c.write(header).catch(() => {}), 100));
+    }
+    try {
+      const t2 = performance.now();
+      const scrape = await fetch(`http://127.0.0.1:${m.port}/metrics`);
+      assert.equal(scrape.status, 200);
+      await scrape.text();
+      assert.ok(performance.now() - t2 < 500, `scrape took ${performance.now() - t2} ms with every slot held`);
+    } finally {
+      holders.forEach(clearInterval);
+    }
     // And a proper scrape is answered afterwards.
     const r = await fetch(`http://127.0.0.1:${m.port}/metrics`);
     assert.equal(r.status, 200);
