@@ -56,12 +56,19 @@ export function openLogFile(path: string, euid = Deno.uid() ?? 0): number {
     fd = fs.openSync(path, flags | O_CREAT | O_EXCL, FILE_MODE);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    fd = fs.openSync(path, flags); // ELOOP for a symlink, ENXIO for a FIFO without reader
+    try {
+      fd = fs.openSync(path, flags);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ELOOP") throw new NotOurs(path, "a symlink");
+      if (code === "ENXIO") throw new NotOurs(path, "a FIFO");
+      throw e;
+    }
   }
   try {
     const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw new Error(`${path} is not a regular file`);
-    if (st.uid !== euid) throw new Error(`${path} belongs to uid ${st.uid}, not to lightmon`);
+    if (!st.isFile()) throw new NotOurs(path, "not a regular file");
+    if (st.uid !== euid) throw new NotOurs(path, `uid ${st.uid}'s`);
     fs.fchmodSync(fd, FILE_MODE);
     return fd;
   } catch (e) {
@@ -69,6 +76,17 @@ export function openLogFile(path: string, euid = Deno.uid() ?? 0): number {
     throw e;
   }
 }
+
+/** A name in the log directory that something not lightmon's holds: never written through, never pruned. */
+export class NotOurs extends Error {
+  constructor(readonly path: string, readonly what: string) {
+    super(`${path} is ${what}, not lightmon's`);
+  }
+}
+
+/** Other names tried for an hour whose file someone else holds: `<hour>.1` … `<hour>.8`. */
+const ALTERNATES = 8;
+const LOG_NAME = /^lightmon\.log\.\d{12}(?:\.\d+)?$/;
 
 /** The file name for the hour that contains `ms` (local time). */
 export function logFileName(ms: number): string {
@@ -118,6 +136,9 @@ export class RotatingLog {
   #log: (line: string) => void;
   #fd: number | undefined;
   #name = "";
+  /** The hour the current file is for (its name, or the name it stands in for). */
+  #hour = "";
+  #said = new Set<string>();
   #size = 0;
   #failing = false;
   #dropped = 0;
@@ -142,10 +163,31 @@ export class RotatingLog {
     Deno.mkdirSync(this.#dir, { recursive: true, mode: 0o750 });
     const why = unsafeLogDir(this.#dir);
     if (why) throw new Error(`refusing ${this.#dir}: ${why}`);
-    this.#fd = openLogFile(`${this.#dir}/${name}`);
-    this.#name = name;
-    this.#size = fs.fstatSync(this.#fd).size;
+    // A name someone else took (a file, link or FIFO planted in a sticky directory) is passed
+    // over for the next: events keep being written, and it is said where.
+    for (let i = 0;; i++) {
+      const candidate = i === 0 ? name : `${name}.${i}`;
+      try {
+        this.#fd = openLogFile(`${this.#dir}/${candidate}`);
+        if (i > 0) this.#sayOnce(`lightmon: log: writing ${this.#dir}/${candidate} instead (${this.#taken})`);
+        this.#name = candidate;
+        break;
+      } catch (e) {
+        if (!(e instanceof NotOurs) || i >= ALTERNATES) throw e;
+        this.#taken = e.message;
+      }
+    }
+    this.#hour = name;
+    this.#size = fs.fstatSync(this.#fd!).size;
     this.#prune();
+  }
+
+  #taken = "";
+
+  #sayOnce(line: string): void {
+    if (this.#said.has(line)) return;
+    this.#said.add(line);
+    this.#log(line);
   }
 
   #closeFile(): void {
@@ -163,8 +205,27 @@ export class RotatingLog {
    */
   #prune(): void {
     const names: string[] = [];
+    const foreign: string[] = [];
+    const euid = Deno.uid() ?? 0;
     for (const d of Deno.readDirSync(this.#dir)) {
-      if (d.isFile && d.name !== this.#name && /^lightmon\.log\.\d{12}$/.test(d.name)) names.push(d.name);
+      if (d.name === this.#name || !LOG_NAME.test(d.name)) continue;
+      // Only files of ours: root may delete anyone's, even in a sticky directory, and a
+      // name planted there must not make it delete what is not lightmon's. In a sticky
+      // directory nobody else can replace a file of ours, so what lstat says stays true.
+      let st: Deno.FileInfo;
+      try {
+        st = Deno.lstatSync(`${this.#dir}/${d.name}`);
+      } catch {
+        continue;
+      }
+      if (st.isFile && st.uid === euid) names.push(d.name);
+      else foreign.push(d.name);
+    }
+    if (foreign.length) {
+      this.#sayOnce(
+        `lightmon: log: leaving ${foreign.length} file(s) in ${this.#dir} named like logs that are not lightmon's ` +
+          `(${foreign.slice(0, 3).join(", ")}${foreign.length > 3 ? ", ..." : ""})`,
+      );
     }
     names.sort();
     for (const old of names.slice(0, Math.max(0, names.length - (this.#keep - 1)))) {
@@ -178,7 +239,7 @@ export class RotatingLog {
   #ensure(): void {
     const now = this.#now();
     const name = logFileName(now);
-    if (this.#fd === undefined || name !== this.#name) return this.#open(name);
+    if (this.#fd === undefined || name !== this.#hour) return this.#open(name);
     // A deleted file or directory would swallow writes silently: look now and then.
     if (now - this.#checkedAt > 2000) {
       this.#checkedAt = now;

@@ -117,7 +117,7 @@ Deno.test("after the clock steps back past -log-keep hours, the file being writt
 });
 
 Deno.test({
-  name: "a planted symlink, FIFO or foreign file under the log name is refused, never written through",
+  name: "a planted symlink, FIFO or foreign file under the log name is never written through: the next name is written",
   ignore: Deno.uid() !== 0, // needs chown to play the other user; CI runs as root
 }, async () => {
   const dir = await Deno.makeTempDir();
@@ -147,12 +147,50 @@ Deno.test({
       const log = new RotatingLog(dir, 8, (l) => said.push(l), () => now);
       log.write(["an event"]); // returns at once: a FIFO must not block the open
       log.close();
-      assert.equal(said.length, 1, what);
-      assert.match(said[0], /lightmon: log: cannot write .*; dropping events until it can/, what);
-      assert.equal(log.droppedTotal, 1, what);
+      assert.equal(said.length, 2, what);
+      assert.match(said[1], /^lightmon: log: leaving 1 file\(s\) in \S+ named like logs that are not lightmon's/, what);
+      assert.match(
+        said[0],
+        new RegExp(`^lightmon: log: writing ${name}\\.1 instead \\(${name} is .*, not lightmon's\\)$`),
+        what,
+      );
+      assert.equal(log.droppedTotal, 0, what);
+      assert.equal(Deno.readTextFileSync(`${name}.1`), "an event\n", what);
       assert.equal(Deno.readTextFileSync(victim), "precious\n", what);
       Deno.removeSync(name);
+      Deno.removeSync(`${name}.1`);
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "pruning deletes only lightmon's own old logs, never files others named like them, and says so",
+  ignore: Deno.uid() !== 0,
+}, async () => {
+  const dir = await Deno.makeTempDir();
+  Deno.chmodSync(dir, 0o1777);
+  try {
+    const hour = (h: number) => new Date(2025, 3, 17, h, 30).getTime();
+    for (const h of [1, 2, 3]) Deno.writeTextFileSync(`${dir}/${logFileName(hour(h))}`, "ours\n");
+    // nobody's: named as the oldest logs would be, to have root delete them (or, with a link, something else).
+    Deno.writeTextFileSync(`${dir}/lightmon.log.200001010000`, "theirs\n");
+    Deno.chownSync(`${dir}/lightmon.log.200001010000`, 65534, 65534);
+    Deno.symlinkSync("/etc/passwd", `${dir}/lightmon.log.200001010100`);
+    const said: string[] = [];
+    const log = new RotatingLog(dir, 2, (l) => said.push(l), () => hour(4));
+    log.write(["x"]);
+    log.close();
+    const left = [...Deno.readDirSync(dir)].map((d) => d.name).sort();
+    assert.deepEqual(left, [
+      "lightmon.log.200001010000",
+      "lightmon.log.200001010100",
+      logFileName(hour(3)),
+      logFileName(hour(4)),
+    ]);
+    assert.equal(said.length, 1);
+    assert.match(said[0], /^lightmon: log: leaving 2 file\(s\) in \S+ named like logs that are not lightmon's/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
