@@ -51,8 +51,29 @@ export const REQUEST_TIMEOUT_MS = 2000;
 /** Start-up goes on after this long without an answer; names follow when dockerd answers. */
 export const START_WAIT_MS = 1000;
 const RETRY_MAX_MS = 5000;
+/** The largest response body read (a list of 10,000 containers with labels is ~10 MB). */
+export const MAX_BODY_BYTES = 32 << 20;
+/** The longest line of the event stream (an event with every label is a few KB). */
+export const MAX_EVENT_LINE = 256 << 10;
+/** Containers remembered at most: a hostile socket cannot grow this without bound. */
+export const MAX_CONTAINERS = 65_536;
 /** Keep a destroyed container's metadata this long: its last events may still be queued. */
 const KEEP_AFTER_DESTROY_MS = 60_000;
+
+/** A response's text, refused past `max` bytes (a hostile socket's endless body). */
+async function boundedText(r: Response, max: number, what: string): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for await (const c of r.body ?? []) {
+    n += c.length;
+    if (n > max) throw new Error(`response to ${what} larger than ${max >> 20} MiB`);
+    chunks.push(c);
+  }
+  const all = new Uint8Array(n);
+  let off = 0;
+  for (const c of chunks) all.set(c, (off += c.length) - c.length);
+  return new TextDecoder().decode(all);
+}
 
 /** The Docker metadata source. */
 export class DockerSource {
@@ -111,6 +132,13 @@ export class DockerSource {
     return this.#notDocker.has(id);
   }
 
+  /** Remember a container's metadata, forgetting the oldest past MAX_CONTAINERS. */
+  #remember(id: string, meta: ContainerMeta): void {
+    this.#meta.delete(id);
+    if (this.#meta.size >= MAX_CONTAINERS) this.#meta.delete(this.#meta.keys().next().value!);
+    this.#meta.set(id, meta);
+  }
+
   /** Known metadata for a container id. */
   get(id: string): ContainerMeta | undefined {
     return this.#meta.get(id);
@@ -124,7 +152,7 @@ export class DockerSource {
       `/containers/${id}/json`,
     )
       .then((c) => {
-        this.#meta.set(id, metaFrom(c.Name ?? "", c.Config?.Image ?? "", c.Config?.Labels ?? {}));
+        this.#remember(id, metaFrom(c.Name ?? "", c.Config?.Image ?? "", c.Config?.Labels ?? {}));
         this.#onUpdate();
       })
       .catch((e) => {
@@ -179,7 +207,7 @@ export class DockerSource {
         await r.body?.cancel();
         throw new Error(`HTTP ${r.status} for ${path}`);
       }
-      return await r.json() as T;
+      return JSON.parse(await boundedText(r, MAX_BODY_BYTES, path.split("?")[0])) as T;
     });
   }
 
@@ -250,7 +278,7 @@ export class DockerSource {
     );
     if (!events.ok || !events.body) throw new Error(`HTTP ${events.status} for /events`);
     const list = await this.#get<ListedContainer[]>("/containers/json?all=1");
-    for (const c of list) this.#meta.set(c.Id, metaFrom(c.Names?.[0] ?? "", c.Image ?? "", c.Labels ?? {}));
+    for (const c of list) this.#remember(c.Id, metaFrom(c.Names?.[0] ?? "", c.Image ?? "", c.Labels ?? {}));
     const wasLost = this.#lostAt !== 0;
     this.#connected = true;
     this.#everConnected = true;
@@ -271,6 +299,7 @@ export class DockerSource {
         buf = buf.slice(nl + 1);
         if (line) this.#event(JSON.parse(line) as DockerEvent);
       }
+      if (buf.length > MAX_EVENT_LINE) throw new Error(`an event longer than ${MAX_EVENT_LINE >> 10} KiB`);
     }
   }
 
@@ -284,7 +313,7 @@ export class DockerSource {
       case "start":
       case "rename":
         // Attributes carry the name, the image and every label.
-        this.#meta.set(id, metaFrom(attrs.name ?? "", attrs.image ?? "", attrs));
+        this.#remember(id, metaFrom(attrs.name ?? "", attrs.image ?? "", attrs));
         this.#destroyed.delete(id);
         this.#notDocker.delete(id);
         this.#onUpdate();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DockerSource, REQUEST_TIMEOUT_MS } from "./docker.ts";
+import { DockerSource, MAX_BODY_BYTES, REQUEST_TIMEOUT_MS } from "./docker.ts";
 
 /** A unix socket server that accepts and hands each connection to `serve`. */
 function server(serve: (conn: Deno.Conn, request: string) => void): { path: string; close: () => void } {
@@ -78,5 +78,55 @@ Deno.test("docker: an inspect that never answers ends the session instead of lea
   } finally {
     await d.close();
     half.close();
+  }
+});
+
+/** Write all of `bytes` (a socket's write may take part of them). */
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+}
+
+Deno.test("docker: a hostile socket's endless event line or response body ends the session, bounded", async () => {
+  const enc = new TextEncoder();
+  for (const attack of ["line", "body"] as const) {
+    const hostile = server(async (conn, req) => {
+      try {
+        if (/^GET \S*\/events/.test(req)) {
+          await writeAll(conn, enc.encode(CHUNKED));
+          if (attack === "line") {
+            // One event that never ends: 1 MiB in 64 KiB chunks, no newline.
+            const chunk = "x".repeat(64 << 10);
+            for (let i = 0; i < 16; i++) {
+              await writeAll(conn, enc.encode(`${chunk.length.toString(16)}\r\n${chunk}\r\n`));
+            }
+          }
+        } else if (/^GET \S*\/containers\/json/.test(req)) {
+          if (attack === "line") return await writeAll(conn, enc.encode(json("[]")));
+          const size = MAX_BODY_BYTES + (1 << 20);
+          await writeAll(
+            conn,
+            enc.encode(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${size}\r\n\r\n[`),
+          );
+          const block = enc.encode(" ".repeat(1 << 20));
+          for (let sent = 1; sent < size; sent += block.length) await writeAll(conn, block);
+        }
+      } catch { /* the client went away */ }
+    });
+    const lines: string[] = [];
+    const d = new DockerSource(hostile.path, (l) => lines.push(l));
+    try {
+      await d.start(3000);
+      const t0 = performance.now();
+      const want = attack === "line"
+        ? /an event longer than 256 KiB/
+        : /response to \/containers\/json larger than 32 MiB/;
+      while (!lines.some((l) => want.test(l)) && performance.now() - t0 < 5000) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(lines.some((l) => want.test(l)), `${attack}: ${lines.join("\n")}`);
+    } finally {
+      await d.close();
+      hostile.close();
+    }
   }
 });
