@@ -253,3 +253,38 @@ bpfTest(
     }
   },
 );
+
+bpfTest("SIGHUP re-reads the baseline and never ends the run: the exit line still comes", async () => {
+  const dir = Deno.makeTempDirSync();
+  const file = `${dir}/baseline.yaml`;
+  const l = listen("127.0.0.1");
+  Deno.writeTextFileSync(file, "lightmon-baseline: 1\nworkloads:\n  host:\n    - /nothing -> 127.0.0.1:1\n");
+  const lm = new Lightmon(["--output", "json", "--baseline", file, "--include", `dport=${l.port}`]);
+  try {
+    await lm.ready();
+    const [first] = await connect("127.0.0.1", l.port);
+    await lm.until((o) => o.includes(`"sport":${first.sport},`), 5000, "the first connect");
+    // The flow is reviewed and added; SIGHUP has it read.
+    Deno.writeTextFileSync(
+      file,
+      `lightmon-baseline: 1\nworkloads:\n  host:\n    - ${ROOT}build/connector -> 127.0.0.1:${l.port}\n`,
+    );
+    lm.child.kill("SIGHUP");
+    await lm.until((_o, e) => /lightmon: SIGHUP: baseline \S+ re-read \(1 flows\)/.test(e), 5000, "the reload line");
+    const [second] = await connect("127.0.0.1", l.port);
+    await lm.until((o) => o.includes(`"sport":${second.sport},`), 5000, "the second connect");
+    // A broken file keeps the rules in force, and says so.
+    Deno.writeTextFileSync(file, "workloads: [\n");
+    lm.child.kill("SIGHUP");
+    await lm.until((_o, e) => /SIGHUP: baseline not re-read, the previous one stays/.test(e), 5000, "the refusal");
+    const st = await lm.stop("SIGINT");
+    assert.equal(st.code, 0, lm.stderr);
+    assert.match(lm.stderr, /lightmon: seen \d+ emitted \d+ filtered \d+ dropped 0/);
+    const novel = Object.fromEntries(lm.events().map((e) => [e.sport, e.novel]));
+    assert.deepEqual([novel[first.sport], novel[second.sport]], [true, false]);
+  } finally {
+    await lm.stop("SIGKILL").catch(() => {});
+    l.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

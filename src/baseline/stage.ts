@@ -32,6 +32,11 @@ export class BaselineStage extends Stage<ConnEvent> {
     this.emit(e);
   }
 
+  /** Judge by these rules from now on (SIGHUP re-read the file). */
+  replace(rules: Baseline): void {
+    this.#rules = rules;
+  }
+
   override counters(): Counters {
     return { checked: this.#checked, "verdict-resets": this.#rules.verdictResets };
   }

@@ -295,6 +295,11 @@ export class RotatingLog {
     return this.#droppedTotal;
   }
 
+  /** Open the file anew at the next write (SIGHUP: logrotate moved it away). */
+  reopen(): void {
+    this.#closeFile();
+  }
+
   close(): void {
     this.#closeFile();
   }
@@ -318,6 +323,10 @@ export class LogRenderer implements Renderer {
   close(): void {
     this.flush();
     this.#out.close();
+  }
+  reopen(): void {
+    this.flush();
+    this.#out.reopen();
   }
   /** Writes are synchronous (a local file): nothing is left to finish. */
   settle(): Promise<void> {

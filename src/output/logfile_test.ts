@@ -255,3 +255,21 @@ Deno.test("log lines: a plain connect keeps the original's keys only; tracked an
   assert.equal(close.existing, 0);
   assert.deepEqual(Object.keys(close), [...Object.keys(close)].sort());
 });
+
+Deno.test("reopen (SIGHUP) starts a new file where logrotate moved the old one away", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const now = new Date(2025, 3, 17, 10, 30).getTime();
+    const log = new RotatingLog(dir, 8, () => {}, () => now);
+    log.write(["one"]);
+    Deno.renameSync(log.path, `${dir}/rotated`);
+    log.write(["two"]); // still the open file, now named rotated
+    log.reopen();
+    log.write(["three"]);
+    log.close();
+    assert.equal(Deno.readTextFileSync(`${dir}/rotated`), "one\ntwo\n");
+    assert.equal(Deno.readTextFileSync(`${dir}/${logFileName(now)}`), "three\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -22,6 +22,8 @@ export interface Renderer {
   backlogged?(): boolean;
   /** The reader went away: the run should end. */
   readonly closed: boolean;
+  /** SIGHUP: reopen what it writes to by name (a log file rotated away), if it does. */
+  reopen?(): void;
 }
 
 /** What every renderer on a LineWriter shares: flushing, settling, drops. */

@@ -94,6 +94,8 @@ export async function monitor(o: Options, start: Start): Promise<number> {
     docker.onUpdate = () => holdback.metadataArrived();
     const output = new RenderStage(renderer);
     const drift = rules || learner ? new DriftStage({ baselinePath: rules && o.baseline, learner }) : undefined;
+    const marker = rules ? new BaselineStage(rules) : undefined;
+    start.signals.onReload(() => reload(o, { marker, learner, renderer, log }));
     if (metrics) output.onClose = (e) => metrics.observeClose(e.durationMs, e.bytesSent, e.bytesReceived);
     // The pipeline behind decode: each stage keeps its own counters.
     const stages = [
@@ -109,7 +111,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
       }),
       holdback,
       ...(trackConns ? [new ConnJoin()] : []),
-      ...(rules ? [new BaselineStage(rules)] : []),
+      ...(marker ? [marker] : []),
       new FilterStage(keep),
       ...(o.count > 0 ? [new CountLimit(o.count)] : []),
       ...(drift ? [drift] : []),
@@ -204,6 +206,41 @@ async function makeRenderer(o: Options, log: (line: string) => void): Promise<Re
       return new SummaryRenderer(out, o.summaryFormat, log, undefined, o.baseline !== "");
     }
   }
+}
+
+/**
+ * SIGHUP: re-read the baseline (a mistake in it keeps the previous one, said),
+ * save what was learned, reopen the log file. One line says what was done.
+ */
+async function reload(
+  o: Options,
+  r: { marker?: BaselineStage; learner?: Learner; renderer: Renderer; log: (line: string) => void },
+): Promise<void> {
+  const did: string[] = [];
+  if (r.marker) {
+    try {
+      const fresh = new Baseline();
+      const file = await loadBaseline(o.baseline, fresh, "--baseline", false);
+      r.marker.replace(fresh);
+      did.push(`baseline ${o.baseline} re-read (${file?.flows ?? 0} flows)`);
+    } catch (e) {
+      did.push(`baseline not re-read, the previous one stays (${e instanceof Error ? e.message : e})`);
+    }
+  }
+  if (r.learner) {
+    try {
+      const n = r.learner.pending;
+      await r.learner.save();
+      did.push(`${n} learned flow${n === 1 ? "" : "s"} saved into ${o.learn}`);
+    } catch (e) {
+      did.push(`learned flows not saved (${e instanceof Error ? e.message : e})`);
+    }
+  }
+  if (r.renderer.reopen) {
+    r.renderer.reopen();
+    did.push(`log file reopened in ${o.logPath}`);
+  }
+  r.log(`lightmon: SIGHUP: ${did.length ? did.join("; ") : "nothing to re-read"}`);
 }
 
 /** The directory a --learn file is replaced in must exist: said at start, not after an hour of learning. */
