@@ -221,3 +221,15 @@ Deno.test("the cache's shares: one user's answers evict its own names, never ano
   now += 2;
   assert.equal(d.lookup(1n, "10.1.1.1"), "");
 });
+
+Deno.test("a DNS event names the asking process by pid and start time, so a reused pid is not taken for it", () => {
+  const s = new DnsStage(true);
+  const h = harness(s);
+  s.push(query({ pid: 42, procStartNs: 9_000n }));
+  s.push(answer());
+  assert.equal(h.out.length, 1);
+  const e = h.out[0];
+  assert.ok(e.kind === "connect");
+  // The process cache looks (pid, start) up: a pid 42 started at any other time is not this one.
+  assert.deepEqual([e.event, e.pid, e.procStartNs, e.startNs], ["dns", 42, 9_000n, 1_000_000_000n]);
+});
