@@ -400,6 +400,8 @@ static __always_inline void stash_connect(const struct sock *sk)
 			return;
 		share_release(&lm_stash_share, owner);
 	}
+	if (old) /* not replaced: its outcome must not be taken for this connect's */
+		bpf_map_delete_elem(&lm_stash, &key);
 	/*
 	 * No room for this owner (its share is used up, or the stash is full): report
 	 * the attempt now, with what is known at connect() (the source port may not be
@@ -1292,7 +1294,7 @@ int lm_dns_in_host(struct __sk_buff *skb)
  * copied (user space compares it with the response's). Sent from the asking task,
  * they name it.
  */
-static __always_inline int handle_dns_query(struct __sk_buff *skb, bool by_netns)
+static __always_inline int handle_dns_query(struct __sk_buff *skb, bool by_netns, bool with_task)
 {
 	__u32 off, len = skb->len, zero = 0;
 	struct l4_info p;
@@ -1316,8 +1318,8 @@ static __always_inline int handle_dns_query(struct __sk_buff *skb, bool by_netns
 
 	if (!q)
 		return 1;
-	__u64 pt = bpf_get_current_pid_tgid();
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 pt = with_task ? bpf_get_current_pid_tgid() : 0;
+	struct task_struct *task = with_task ? (struct task_struct *)bpf_get_current_task() : 0;
 	__be16 id = 0;
 
 	bpf_skb_load_bytes(skb, off, &id, sizeof(id));
@@ -1325,10 +1327,10 @@ static __always_inline int handle_dns_query(struct __sk_buff *skb, bool by_netns
 	q->kind = LM_KIND_DNS_QUERY;
 	q->pid = pt >> 32;
 	q->tid = (__u32)pt;
-	q->uid = (__u32)bpf_get_current_uid_gid();
+	q->uid = with_task ? (__u32)bpf_get_current_uid_gid() : 0;
 	q->netns_cookie = by_netns ? bpf_get_netns_cookie(skb) : 0;
-	q->cgroup_id = bpf_get_current_cgroup_id();
-	q->proc_start_ns = q->pid ? BPF_CORE_READ(task, group_leader, start_boottime) : 0;
+	q->cgroup_id = with_task ? bpf_get_current_cgroup_id() : bpf_skb_cgroup_id(skb);
+	q->proc_start_ns = with_task && q->pid ? BPF_CORE_READ(task, group_leader, start_boottime) : 0;
 	q->sport = bpf_ntohs(p.ports[0]);
 	q->dns_id = bpf_ntohs(id);
 	__builtin_memset(q->comm, 0, sizeof(q->comm));
@@ -1342,7 +1344,7 @@ static __always_inline int handle_dns_query(struct __sk_buff *skb, bool by_netns
 		q->family = AF_INET6;
 		bpf_skb_load_bytes(skb, 24, q->daddr, 16);
 	}
-	if (q->pid) {
+	if (with_task && q->pid) {
 		bpf_get_current_comm(q->comm, sizeof(q->comm));
 		/* The container: the task's cgroup names, as connect records carry them. */
 		read_cgroup_names(task, q->cgroup, q->cgroup_parent);
@@ -1365,12 +1367,20 @@ static __always_inline int handle_dns_query(struct __sk_buff *skb, bool by_netns
 SEC("cgroup_skb/egress")
 int lm_dns_out(struct __sk_buff *skb)
 {
-	return handle_dns_query(skb, true);
+	return handle_dns_query(skb, true, true);
 }
 
 /* Kernels without bpf_get_netns_cookie() for cgroup_skb: queries per host, as responses. */
 SEC("cgroup_skb/egress")
 int lm_dns_out_host(struct __sk_buff *skb)
 {
-	return handle_dns_query(skb, false);
+	return handle_dns_query(skb, false, true);
+}
+
+/* Kernels whose cgroup_skb programs may not ask who the current task is (Debian 12's
+ * 6.1): queries without their sender (pid 0, uid 0), enough to match responses. */
+SEC("cgroup_skb/egress")
+int lm_dns_out_bare(struct __sk_buff *skb)
+{
+	return handle_dns_query(skb, false, false);
 }

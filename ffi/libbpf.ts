@@ -207,21 +207,36 @@ export function fentryRefused(): boolean {
 
 const BPF_PROG_TYPE_CGROUP_SKB = 8;
 const BPF_FUNC_GET_NETNS_COOKIE = 122;
+const BPF_FUNC_GET_CURRENT_PID_TGID = 14;
+const BPF_FUNC_GET_CURRENT_TASK = 35;
+const BPF_CGROUP_INET_EGRESS = 1;
 
 /**
  * Whether cgroup_skb programs may call bpf_get_netns_cookie() here (newer kernels
  * only): a four-instruction program is loaded and closed.
  */
 export function cgroupSkbHasNetnsCookie(): boolean {
+  return cgroupSkbHelper(BPF_FUNC_GET_NETNS_COOKIE, 0); // BPF_CGROUP_INET_INGRESS
+}
+
+/** Whether egress cgroup_skb programs may ask who the current task is (pid, task): newer kernels only. */
+export function cgroupSkbKnowsTask(): boolean {
+  return cgroupSkbHelper(BPF_FUNC_GET_CURRENT_PID_TGID, BPF_CGROUP_INET_EGRESS) &&
+    cgroupSkbHelper(BPF_FUNC_GET_CURRENT_TASK, BPF_CGROUP_INET_EGRESS);
+}
+
+/** Load `call helper; r0 = 1; exit` as a cgroup_skb program of `attachType`: whether the kernel takes it. */
+function cgroupSkbHelper(helper: number, attachType: number): boolean {
   const opts = new Uint8Array(104);
-  new DataView(opts.buffer).setBigUint64(0, 104n, true); // expected_attach_type 0: BPF_CGROUP_INET_INGRESS
-  // call bpf_get_netns_cookie(r1 = ctx); r0 = 1; exit
+  const view = new DataView(opts.buffer);
+  view.setBigUint64(0, 104n, true);
+  view.setUint32(12, attachType, true); // expected_attach_type
   const insns = new Uint8Array([
     0x85,
     0,
     0,
     0,
-    BPF_FUNC_GET_NETNS_COOKIE,
+    helper,
     0,
     0,
     0,

@@ -8,7 +8,7 @@
  * @module
  */
 import { BpfError } from "../../ffi/errno.ts";
-import { BpfObject, cgroupSkbHasNetnsCookie, fentryRefused } from "../../ffi/libbpf.ts";
+import { BpfObject, cgroupSkbHasNetnsCookie, cgroupSkbKnowsTask, fentryRefused } from "../../ffi/libbpf.ts";
 import { ensureTracefs, tracefsMounted } from "../../ffi/tracefs.ts";
 import { libc, openDirectory, releaseFreeMemory } from "../../ffi/libc.ts";
 import { cgroup2Root } from "./cgroup_root.ts";
@@ -52,6 +52,8 @@ export const ACCEPT_PROGRAMS = ["lm_tp_accept4", "lm_tp_accept"];
 export const DNS_PROGRAMS = {
   netns: ["lm_dns_in", "lm_dns_out"],
   host: ["lm_dns_in_host", "lm_dns_out_host"],
+  /** Without the sender of a query (its pid, uid and container are then unknown): Debian 12's 6.1. */
+  bare: ["lm_dns_in_host", "lm_dns_out_bare"],
 } as const;
 
 const ALL_PROGRAMS = [
@@ -95,7 +97,7 @@ export interface Loaded {
    */
   kernelDports: readonly number[];
   /** DNS capture: where it is attached and whether per network namespace, or why not (undefined: not asked for). */
-  dns?: { root: string; perNetns: boolean } | { error: string };
+  dns?: { root: string; perNetns: boolean; senders: boolean } | { error: string };
 }
 
 /** Raised when no strategy could be loaded; `errors` says why for each. */
@@ -179,7 +181,7 @@ async function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean): Promi
   // The snapshot iterator (Linux 5.8+, as the ring buffer) loads with the capture
   // but is never attached here: snapshot.ts runs it once.
   const perNetns = dns && cgroupSkbHasNetnsCookie();
-  const dnsPrograms = !dns ? [] : DNS_PROGRAMS[perNetns ? "netns" : "host"];
+  const dnsPrograms = !dns ? [] : DNS_PROGRAMS[perNetns ? "netns" : cgroupSkbKnowsTask() ? "host" : "bare"];
   const object = await openWith([...attached, SNAPSHOT_PROGRAM, ...dnsPrograms], strategy, o);
   try {
     for (const p of attached) object.attach(p);
@@ -201,7 +203,7 @@ async function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean): Promi
 function attachDns(
   object: BpfObject,
   programs: readonly string[],
-): { root: string; perNetns: boolean } | { error: string } {
+): { root: string; perNetns: boolean; senders: boolean } | { error: string } {
   const root = cgroup2Root();
   if (!root) return { error: "no cgroup v2 hierarchy is mounted" };
   let fd = -1;
@@ -214,7 +216,7 @@ function attachDns(
       links.forEach((l) => l.close()); // responses without their queries would teach nothing
       throw e;
     }
-    return { root, perNetns: programs === DNS_PROGRAMS.netns };
+    return { root, perNetns: programs === DNS_PROGRAMS.netns, senders: programs !== DNS_PROGRAMS.bare };
   } catch (e) {
     return { error: `${root}: ${e instanceof Error ? e.message : e}` };
   } finally {

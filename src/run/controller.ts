@@ -217,7 +217,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
       : "root" in loaded.dns
       ? `; dns names from ${loaded.dns.root}${
         loaded.dns.perNetns ? "" : " (per host: this kernel cannot tell a packet's network namespace)"
-      }`
+      }${loaded.dns.senders ? "" : " (queries without their sender: this kernel cannot name the task that sent one)"}`
       : `; no dns names (${loaded.dns.error})`;
     o.log(`lightmon: capture ${strategy}${tried}${mounted}${inKernel}${existingNote}${dns}; ${o.describe}`);
     releaseFreeMemory(); // libbpf freed the kernel's BTF after loading: return it to the system
