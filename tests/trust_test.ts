@@ -13,6 +13,35 @@ import { cgroup2Root } from "../src/capture/cgroup_root.ts";
 const NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
 const POD_UID = "1b2c3d4e_1111_2222_3333_444455556666";
 
+/**
+ * What nobody runs, copied where nobody can reach it: the checkout may sit in a
+ * directory only root may enter (/root). Removed when the tests end.
+ */
+const NOBODY_DIR = Deno.makeTempDirSync({ prefix: "lightmon-nobody-" });
+Deno.chmodSync(NOBODY_DIR, 0o755);
+const NOBODY_CONNECTOR = `${NOBODY_DIR}/connector`;
+Deno.copyFileSync(CONNECTOR, NOBODY_CONNECTOR);
+Deno.chmodSync(NOBODY_CONNECTOR, 0o755);
+globalThis.addEventListener("unload", () => Deno.removeSync(NOBODY_DIR, { recursive: true }));
+
+/** Deno and the DNS forger, for nobody (copied once, when a test needs them). */
+function nobodyDeno(): { deno: string; forge: string; denoDir: string } {
+  const deno = `${NOBODY_DIR}/deno`;
+  const forge = `${NOBODY_DIR}/forge_dns.ts`;
+  const denoDir = `${NOBODY_DIR}/deno-dir`;
+  try {
+    Deno.statSync(deno);
+  } catch {
+    Deno.copyFileSync(Deno.execPath(), deno);
+    Deno.chmodSync(deno, 0o755);
+    Deno.copyFileSync(`${ROOT}tests/helpers/forge_dns.ts`, forge);
+    Deno.chmodSync(forge, 0o644);
+    Deno.mkdirSync(denoDir);
+    Deno.chownSync(denoDir, 65534, 65534);
+  }
+  return { deno, forge, denoDir };
+}
+
 /** A listener on every loopback address that never accepts: past its queue, SYNs are dropped and connects hang. */
 async function blackhole(): Promise<{ port: number; close: () => void }> {
   const child = new Deno.Command(CONNECTOR, {
@@ -49,7 +78,18 @@ bpfTest(
           new Deno.Command("setpriv", {
             args: [
               ...NOBODY,
-              ...[CONNECTOR, "-n", "1000", "-t", "1", "-k", "-w", "60000", `127.0.0.${1 + i % 3}`, String(hole.port)],
+              ...[
+                NOBODY_CONNECTOR,
+                "-n",
+                "1000",
+                "-t",
+                "1",
+                "-k",
+                "-w",
+                "60000",
+                `127.0.0.${1 + i % 3}`,
+                String(hole.port),
+              ],
             ],
             stdout: "null",
             stderr: "null",
@@ -112,22 +152,14 @@ bpfTest("a DNS response nobody asked for names nothing: nobody's forged answer i
   try {
     await lm.ready();
     // nobody, root of a user and network namespace of its own (a rootless container): it may bind port 53 there.
+    const nobody = nobodyDeno();
     const out = await new Deno.Command("setpriv", {
       args: [
         ...NOBODY,
         ...["unshare", "-Urn", "sh", "-c", 'ip link set lo up && ip addr add 127.0.66.66/32 dev lo && exec "$@"', "sh"],
-        ...[
-          Deno.execPath(),
-          "run",
-          "-A",
-          "--unstable-net",
-          `${ROOT}tests/helpers/forge_dns.ts`,
-          hex,
-          "127.0.66.66",
-          "4443",
-        ],
+        ...[nobody.deno, "run", "-A", "--unstable-net", nobody.forge, hex, "127.0.66.66", "4443"],
       ],
-      env: { DENO_DIR: "/tmp/lightmon-trust-deno", NO_COLOR: "1" },
+      env: { DENO_DIR: nobody.denoDir, NO_COLOR: "1" },
     }).output();
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
     const truth = JSON.parse(new TextDecoder().decode(out.stdout));
@@ -168,7 +200,7 @@ dockerTest(
       await lm.ready();
       // nobody, moved into its delegated cgroup as a session would be, makes the fakes and connects from each.
       const script = fakes.map((f) =>
-        `mkdir -p ${deleg}/${f} && echo $$ > ${deleg}/${f}/cgroup.procs && ${CONNECTOR} 127.0.0.1 ${l.port}`
+        `mkdir -p ${deleg}/${f} && echo $$ > ${deleg}/${f}/cgroup.procs && ${NOBODY_CONNECTOR} 127.0.0.1 ${l.port}`
       ).join(" && ");
       attacker = new Deno.Command("setpriv", {
         args: [...NOBODY, "sh", "-c", `read go && ${script}`],
@@ -250,7 +282,18 @@ bpfTest(
       for (let i = 0; i < 35; i++) {
         flood.push(
           new Deno.Command("setpriv", {
-            args: [...NOBODY, CONNECTOR, "-q", "-n", "1000", "-k", "-w", "60000", "127.0.0.1", String(ports[i % 4])],
+            args: [
+              ...NOBODY,
+              NOBODY_CONNECTOR,
+              "-q",
+              "-n",
+              "1000",
+              "-k",
+              "-w",
+              "60000",
+              "127.0.0.1",
+              String(ports[i % 4]),
+            ],
             stdout: "piped",
             stderr: "null",
           }).spawn(),
@@ -300,7 +343,7 @@ bpfTest(
 
 bpfTest("one user's 1,000 listeners shared by 300 processes do not make start-up take more memory", async () => {
   const sharer = new Deno.Command("setpriv", {
-    args: [...NOBODY, CONNECTOR, "-L", "-F", "300", "-n", "1000", "-T", "60", "127.0.0.1", "0"],
+    args: [...NOBODY, NOBODY_CONNECTOR, "-L", "-F", "300", "-n", "1000", "-T", "60", "127.0.0.1", "0"],
     stdout: "piped",
   }).spawn();
   try {
