@@ -186,6 +186,7 @@ export class RotatingLog {
 
   #sayOnce(line: string): void {
     if (this.#said.has(line)) return;
+    if (this.#said.size >= 64) this.#said.clear(); // a new name each hour: bounded
     this.#said.add(line);
     this.#log(line);
   }
