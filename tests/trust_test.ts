@@ -9,6 +9,7 @@ import dnsPacket from "dns-packet";
 import { assertDetached, bpfTest, closedPort, connect, CONNECTOR, Lightmon, listen, ROOT, run } from "./harness.ts";
 import { dockerTest, IMAGE, uniqueName } from "./docker.ts";
 import { cgroup2Root } from "../src/capture/cgroup_root.ts";
+import { end, spawn } from "./helpers/dns_env.ts";
 
 const NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
 const POD_UID = "1b2c3d4e_1111_2222_3333_444455556666";
@@ -43,24 +44,9 @@ function nobodyDeno(): { deno: string; forge: string; denoDir: string } {
 }
 
 /** A listener on every loopback address that never accepts: past its queue, SYNs are dropped and connects hang. */
-async function blackhole(): Promise<{ port: number; close: () => void }> {
-  const child = new Deno.Command(CONNECTOR, {
-    args: ["-L", "-A", "-b", "1", "-T", "90", "0.0.0.0", "0"],
-    stdout: "piped",
-  })
-    .spawn();
-  const reader = child.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  child.stdout.cancel().catch(() => {});
-  return {
-    port: Number(new TextDecoder().decode(value).trim()),
-    close: () => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    },
-  };
+async function blackhole(): Promise<{ port: number; close: () => Promise<void> }> {
+  const l = await spawn(CONNECTOR, ["-L", "-A", "-b", "1", "-T", "90", "0.0.0.0", "0"]);
+  return { port: Number(l.first), close: () => end(l.child) };
 }
 
 bpfTest(
@@ -121,13 +107,8 @@ bpfTest(
       assert.deepEqual(got.map((e) => [e.uid, e.status, e.sport]), [[0, "refused", refused[0].sport]]);
       assert.equal(nobodyAttempts(), 70_000, "no attempt reported twice");
     } finally {
-      for (const c of flood) {
-        try {
-          c.kill("SIGKILL");
-        } catch { /* gone */ }
-      }
-      await Promise.all(flood.map((c) => c.status));
-      hole.close();
+      await Promise.all(flood.map(end));
+      await hole.close();
     }
     const st = await lm.stop();
     assert.equal(st.code, 0);
@@ -253,16 +234,9 @@ bpfTest(
     const holders: Deno.ChildProcess[] = [];
     const ports: number[] = [];
     for (let i = 0; i < 4; i++) {
-      const h = new Deno.Command(CONNECTOR, {
-        args: ["-L", "-H", "-b", "4096", "-T", "120", "127.0.0.1", "0"],
-        stdout: "piped",
-      })
-        .spawn();
-      const reader = h.stdout.getReader();
-      ports.push(Number(new TextDecoder().decode((await reader.read()).value).trim()));
-      reader.releaseLock();
-      h.stdout.cancel().catch(() => {});
-      holders.push(h);
+      const h = await spawn(CONNECTOR, ["-L", "-H", "-b", "4096", "-T", "120", "127.0.0.1", "0"]);
+      holders.push(h.child);
+      ports.push(Number(h.first));
     }
     const port = ports[0];
     const lm = new Lightmon(["--output", "json", "-existing=false", "--events", "close", "--include", `dport=${port}`]);
@@ -271,47 +245,33 @@ bpfTest(
       await lm.ready();
       // The victim's connection opens first, and stays open while nobody opens 35,000 (70,000 records with the
       // accepts: more than user space keeps opening records for).
-      const victim = new Deno.Command(CONNECTOR, {
-        args: ["-k", "-w", "30000", "127.0.0.1", String(port)],
-        stdout: "piped",
-      })
-        .spawn();
-      const vr = victim.stdout.getReader();
-      const truth = JSON.parse(new TextDecoder().decode((await vr.read()).value).trim());
-      vr.releaseLock();
+      const victim = await spawn(CONNECTOR, ["-k", "-w", "30000", "127.0.0.1", String(port)]);
+      const truth = JSON.parse(victim.first);
+      const flooders: Promise<{ child: Deno.ChildProcess; first: string }>[] = [];
       for (let i = 0; i < 35; i++) {
-        flood.push(
-          new Deno.Command("setpriv", {
-            args: [
-              ...NOBODY,
-              NOBODY_CONNECTOR,
-              "-q",
-              "-n",
-              "1000",
-              "-k",
-              "-w",
-              "60000",
-              "127.0.0.1",
-              String(ports[i % 4]),
-            ],
-            stdout: "piped",
-            stderr: "null",
-          }).spawn(),
-        );
+        const args = [
+          ...NOBODY,
+          NOBODY_CONNECTOR,
+          "-q",
+          "-n",
+          "1000",
+          "-k",
+          "-w",
+          "60000",
+          "127.0.0.1",
+          String(ports[i % 4]),
+        ];
+        flooders.push(spawn("setpriv", args));
         // Paced, so that the ring buffer keeps up and every opening record reaches user space.
         await new Promise((r) => setTimeout(r, 150));
       }
       // -q -k: each flooder prints its summary once its 1,000 connections are open.
-      for (const f of flood) {
-        const r = f.stdout.getReader();
-        const line = JSON.parse(new TextDecoder().decode((await r.read()).value).trim());
-        r.releaseLock();
-        assert.equal(line.established, 1000);
+      for (const f of await Promise.all(flooders)) {
+        flood.push(f.child);
+        assert.equal(JSON.parse(f.first).established, 1000);
       }
       // Now the victim's connection ends: its close must still say who it was.
-      victim.kill("SIGKILL");
-      await victim.status;
-      await victim.stdout.cancel().catch(() => {});
+      await end(victim.child);
       await lm.until((o) => o.includes(`"sport":${truth.sport},`), 10_000, "the victim's close");
       const st = await lm.stop();
       assert.equal(st.code, 0);
@@ -325,31 +285,18 @@ bpfTest(
         [truth.pid, 0, CONNECTOR, "connector", "outbound"],
       );
     } finally {
-      for (const c of flood) {
-        try {
-          c.kill("SIGKILL");
-        } catch { /* gone */ }
-        await c.status;
-        await c.stdout.cancel().catch(() => {});
-      }
-      for (const h of holders) {
-        h.kill("SIGKILL");
-        await h.status;
-      }
+      await Promise.all([...flood, ...holders].map(end));
       await lm.stop("SIGKILL").catch(() => {});
     }
   },
 );
 
 bpfTest("one user's 1,000 listeners shared by 300 processes do not make start-up take more memory", async () => {
-  const sharer = new Deno.Command("setpriv", {
-    args: [...NOBODY, NOBODY_CONNECTOR, "-L", "-F", "300", "-n", "1000", "-T", "60", "127.0.0.1", "0"],
-    stdout: "piped",
-  }).spawn();
+  const sharer = await spawn("setpriv", [
+    ...[...NOBODY, NOBODY_CONNECTOR, "-L", "-F", "300", "-n", "1000", "-T", "60", "127.0.0.1", "0"],
+  ]);
   try {
-    const r = sharer.stdout.getReader();
-    assert.equal(new TextDecoder().decode((await r.read()).value).trim(), "ready");
-    r.releaseLock();
+    assert.equal(sharer.first, "ready");
     const lm = new Lightmon(["--output", "json", "--duration", "1s"]);
     await lm.ready();
     const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(await Deno.readTextFile(`/proc/${lm.child.pid}/status`))?.[1]) / 1024;
@@ -359,8 +306,6 @@ bpfTest("one user's 1,000 listeners shared by 300 processes do not make start-up
     // 300,000 (process, socket) pairs once took start-up's peak RSS from 61 to 492 MB; each socket is read once now.
     assert.ok(hwm < 120, `peak RSS at start-up ${hwm.toFixed(1)} MB`);
   } finally {
-    sharer.kill("SIGKILL");
-    await sharer.status;
-    await sharer.stdout.cancel().catch(() => {}); // its children die with it (PR_SET_PDEATHSIG)
+    await end(sharer.child); // its children die with it (PR_SET_PDEATHSIG)
   }
 });

@@ -35,7 +35,7 @@ export interface Existing {
  * dropped here). An established socket whose local port is listened on (same
  * address, or a wildcard one) was accepted.
  */
-export class ExistingClassifier {
+class ExistingClassifier {
   #inbound: boolean;
   #listening = new Set<string>();
   #candidates: RawConnect[] = [];
@@ -76,13 +76,6 @@ export class ExistingClassifier {
     }
     return { found, skipped: this.#skipped };
   }
-}
-
-/** classifyExisting over records at hand (tests). */
-export function classifyExisting(records: readonly RawConnect[], inbound = false): RawConnect[] {
-  const c = new ExistingClassifier(inbound);
-  for (const r of records) c.add(r);
-  return c.result().found;
 }
 
 /** Run the loaded capture's iterator once, streaming; throws BpfError if the kernel refuses. */

@@ -13,6 +13,7 @@
  * @module
  */
 import type { Learned } from "./parse.ts";
+import { Shares } from "./shares.ts";
 
 /** Entries kept at most. */
 export const MAX_ENTRIES = 100_000;
@@ -39,8 +40,7 @@ export function sharesOf(netns: bigint, uid: number): string[] {
 /** The cache. Keys are `<netns cookie>|<address>`: a Map, never an object. */
 export class DnsCache {
   #entries = new Map<string, Entry>();
-  /** Each share's keys, oldest first. */
-  #shares = new Map<string, Set<string>>();
+  #shares = new Shares();
   #max: number;
   #share: number;
   #now: () => number;
@@ -72,9 +72,8 @@ export class DnsCache {
       const key = `${netns}|${a.address}`;
       this.#remove(key); // re-inserted last: the newest
       for (const s of shares) {
-        const keys = this.#shares.get(s);
-        if (keys && keys.size >= this.#share) {
-          this.#remove(keys.values().next().value!);
+        if (this.#shares.size(s) >= this.#share) {
+          this.#remove(this.#shares.oldest(s)!);
           this.shareEvictions++;
         }
       }
@@ -84,11 +83,7 @@ export class DnsCache {
       }
       const ttl = Math.min(Math.max(a.ttl, 0), MAX_TTL_S);
       this.#entries.set(key, { name, until: now + (ttl + GRACE_S) * 1000, shares });
-      for (const s of shares) {
-        let keys = this.#shares.get(s);
-        if (!keys) this.#shares.set(s, keys = new Set());
-        keys.add(key);
-      }
+      for (const s of shares) this.#shares.add(s, key);
     }
   }
 
@@ -96,11 +91,7 @@ export class DnsCache {
     const e = this.#entries.get(key);
     if (!e) return;
     this.#entries.delete(key);
-    for (const s of e.shares) {
-      const keys = this.#shares.get(s);
-      keys?.delete(key);
-      if (keys?.size === 0) this.#shares.delete(s);
-    }
+    for (const s of e.shares) this.#shares.remove(s, key);
   }
 
   /**

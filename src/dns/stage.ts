@@ -8,6 +8,7 @@ import { type Counters, Stage } from "../stage.ts";
 import { Buffer } from "node:buffer";
 import dnsPacket from "dns-packet";
 import { DnsCache, sharesOf } from "./cache.ts";
+import { Shares } from "./shares.ts";
 import { type DnsResponse, parseResponse } from "./parse.ts";
 
 /** Queries waiting for their response at most; one asker's share of them; how long one waits (ns). */
@@ -112,8 +113,8 @@ export class DnsStage extends Stage<RawRecord> {
   #events: boolean;
   /** Queries by `<netns>|<resolver>|<port>|<id>`, oldest first, bounded. */
   #queries = new Map<string, Asked>();
-  /** Each asker's queries waiting (sharesOf's first share), oldest first. */
-  #asking = new Map<string, Set<string>>();
+  /** Each asker's queries waiting (sharesOf's first share). */
+  #asking = new Shares();
   #matched = 0;
 
   /** @param events pass every response on as an event (`--events dns`) */
@@ -168,10 +169,9 @@ export class DnsStage extends Stage<RawRecord> {
     const key = `${q.netnsCookie}|${q.daddr}|${q.sport}|${q.dnsId}`;
     this.#forget(key);
     const share = sharesOf(q.netnsCookie, q.uid)[0];
-    let mine = this.#asking.get(share);
     // One asker's flood of queries pushes out its own oldest, never another's.
-    if (mine && mine.size >= QUERY_SHARE) {
-      this.#forget(mine.values().next().value!);
+    if (this.#asking.size(share) >= QUERY_SHARE) {
+      this.#forget(this.#asking.oldest(share)!);
       this.#queriesEvicted++;
     }
     if (this.#queries.size >= MAX_QUERIES) {
@@ -179,17 +179,14 @@ export class DnsStage extends Stage<RawRecord> {
       this.#queriesEvicted++;
     }
     this.#queries.set(key, { q, ...asked, share });
-    if (!mine) this.#asking.set(share, mine = new Set());
-    mine.add(key);
+    this.#asking.add(share, key);
   }
 
   #forget(key: string): void {
     const a = this.#queries.get(key);
     if (!a) return;
     this.#queries.delete(key);
-    const mine = this.#asking.get(a.share);
-    mine?.delete(key);
-    if (mine?.size === 0) this.#asking.delete(a.share);
+    this.#asking.remove(a.share, key);
   }
 
   override housekeeping(): void {

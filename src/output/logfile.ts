@@ -29,8 +29,7 @@ const FILE_MODE = 0o640;
 /** Why lightmon must not write logs in `dir` (which exists), or undefined when it may. */
 export function unsafeLogDir(dir: string, euid = Deno.uid() ?? 0): string | undefined {
   const why = untrustedDirBecause(dir, [0, euid]);
-  return why &&
-    (why.includes("symlink") ? why : `${why}; use a directory only root can write (e.g. /var/log/lightmon)`);
+  return why && `${why}; use a directory only root can write (e.g. /var/log/lightmon)`;
 }
 
 /** Create `dir` if missing (0750) and check it; a UsageError names what is wrong. */
