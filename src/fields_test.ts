@@ -1,19 +1,6 @@
 import assert from "node:assert/strict";
-import { MARKERS, readmeRows, tableRows } from "../scripts/readme_fields.ts";
 import { COLUMNS, FIELDS, FILTER_FIELDS } from "./fields.ts";
 import { sampleEvent } from "./testdata/event.ts";
-
-Deno.test("the README's field tables are the registry's (scripts/readme_fields.ts writes them)", async () => {
-  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
-  const want = tableRows();
-  for (const [name, markers] of Object.entries(MARKERS)) {
-    assert.deepEqual(
-      readmeRows(readme, markers),
-      want[name as keyof typeof MARKERS],
-      `README table ${name} is stale: run deno run -A scripts/readme_fields.ts`,
-    );
-  }
-});
 
 Deno.test("registry names are unique: JSON keys, filter names, columns, log keys, flow keys", () => {
   const unique = (what: string, names: (string | number)[]) =>

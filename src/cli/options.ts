@@ -11,6 +11,7 @@ import { FILTER_FIELDS } from "../fields.ts";
 import { EVENT_KINDS, type EventKind } from "../event.ts";
 import { parseDuration } from "./duration.ts";
 import { UsageError } from "../usage_error.ts";
+import { VERSION } from "../version.ts";
 
 /** Output formats. `logfile` is the original's name for `log`. */
 export const OUTPUTS = ["table", "json", "log", "summary"] as const;
@@ -91,7 +92,7 @@ export const DEFAULTS: Options = {
 
 type Kind = "string" | "boolean";
 
-interface Flag {
+export interface Flag {
   /** Long name as typed after - or --. */
   name: string;
   aliases?: string[];
@@ -102,10 +103,21 @@ interface Flag {
   convert?: (v: string, flag: string) => Options[keyof Options];
   /** Config file key (the original's spelling), if the file may set it. */
   configKey?: string;
-  group: "Output" | "Filtering" | "Baseline" | "Capture" | "Containers" | "Run" | "Help";
+  group: (typeof GROUPS)[number];
+  /** The value's name in `--help` (`FILE`), for flags that take one. */
   value?: string;
+  /** The values it takes, when they are a fixed list (for the completion). */
+  choices?: readonly string[];
+  /** It names a file or a directory (for the completion). */
+  file?: "file" | "dir";
+  /** One line for `--help`. */
   help: string;
+  /** The man page's paragraph, when it says more than `help` (markdown backticks for code). */
+  doc?: string;
 }
+
+/** The groups of `--help` and the man page, in their order. */
+export const GROUPS = ["Capture", "Output", "Filters", "Containers", "Baseline", "Operations"] as const;
 
 function oneOf<T extends string>(choices: readonly T[], aliases: Record<string, T> = {}) {
   return (v: string, flag: string): T => {
@@ -162,8 +174,66 @@ const ebpfType = (v: string, flag: string): StrategyChoice => {
   throw new UsageError(`${flag}: unknown value '${v}'; use 0 (fentry first, automatic fallback) or 1 (tracepoints)`);
 };
 
-/** The flag table. */
+/** The flag table: `--help`, the man page and the bash completion are generated from it. */
 export const FLAGS: readonly Flag[] = [
+  {
+    name: "events",
+    kind: "string",
+    key: "events",
+    configKey: "events",
+    convert: eventList,
+    group: "Capture",
+    value: "LIST",
+    choices: [...EVENT_KINDS, "all"],
+    help: "connect, accept, close, dns or all, comma-separated",
+    doc:
+      "Which records to report, comma-separated: `connect` (outbound attempts, with their outcome), `accept` (inbound connections, in the accepting process), `close` (one per connection: duration, bytes each way, who ended it), `dns` (one per DNS response), or `all`.",
+  },
+  {
+    name: "existing",
+    kind: "boolean",
+    key: "existing",
+    configKey: "existing",
+    group: "Capture",
+    help: "report connections open at start, as status existing",
+    doc:
+      "Report connections already established when lightmon starts, once each, with status `existing` (found by a BPF iterator over every process's sockets). `-existing=false` reports only new ones.",
+  },
+  {
+    name: "dns",
+    kind: "boolean",
+    key: "dns",
+    configKey: "dns",
+    group: "Capture",
+    help: "name remote ends from the DNS answers each workload got",
+    doc:
+      "Learn DNS names from the responses each workload (network namespace) receives to queries it sent, and put them on every event as `dnsName`. `-dns=false` reports addresses only.",
+  },
+  {
+    name: "strategy",
+    kind: "string",
+    key: "strategy",
+    configKey: "strategy",
+    convert: oneOf(STRATEGY_CHOICES),
+    group: "Capture",
+    value: "NAME",
+    choices: STRATEGY_CHOICES,
+    help: "auto, tracepoints, fentry, kprobe, tp_btf, tracepoint",
+    doc:
+      "The kernel hooks to capture with. `auto` tries fentry, kprobe, tp_btf, then tracepoint, and says why each one before the chosen failed; `tracepoints` tries tp_btf then tracepoint. The environment variable `LIGHTMON_STRATEGY` sets it when the flag is not given.",
+  },
+  {
+    name: "ebpf_type",
+    aliases: ["ebpf-type"],
+    kind: "string",
+    key: "strategy",
+    configKey: "ebpfType",
+    convert: ebpfType,
+    group: "Capture",
+    value: "0|1",
+    choices: ["0", "1"],
+    help: "the original's choice: 0 = auto (fentry first), 1 = tracepoints only",
+  },
   {
     name: "output",
     aliases: ["format"],
@@ -174,7 +244,10 @@ export const FLAGS: readonly Flag[] = [
     convert: oneOf(OUTPUTS, { logfile: "log" }),
     group: "Output",
     value: "FORMAT",
-    help: "table, json, log (alias logfile: rotating files in -log_path) or summary",
+    choices: [...OUTPUTS, "logfile"],
+    help: "table, json, log (hourly files; alias logfile) or summary",
+    doc:
+      "`table`: bordered rows fitted to the terminal. `json`: one JSON object per line on standard output. `log` (alias `logfile`): the original tool's log lines in hourly files under `-log_path`. `summary`: unique flows with counts, printed at the end of the run.",
   },
   {
     name: "summary-format",
@@ -183,7 +256,8 @@ export const FLAGS: readonly Flag[] = [
     convert: oneOf(["table", "json"] as const),
     group: "Output",
     value: "FORMAT",
-    help: "how -output summary prints its flows: table or json",
+    choices: ["table", "json"],
+    help: "how -output summary prints: table or json",
   },
   {
     name: "log_path",
@@ -193,6 +267,7 @@ export const FLAGS: readonly Flag[] = [
     configKey: "logPath",
     group: "Output",
     value: "DIR",
+    file: "dir",
     help: "directory for -output log files",
   },
   {
@@ -206,97 +281,30 @@ export const FLAGS: readonly Flag[] = [
     help: "hourly log files to keep",
   },
   {
-    name: "exclude",
-    kind: "string",
-    key: "exclude",
-    configKey: "exclude",
-    group: "Filtering",
-    value: "EXPR",
-    help: "drop connections matching EXPR, e.g. 'dport=53; dip=\"10.0.0.0/8\" && keyword=nginx'",
-  },
-  {
     name: "include",
     kind: "string",
     key: "include",
     configKey: "include",
-    group: "Filtering",
+    group: "Filters",
     value: "EXPR",
-    help: "keep only connections matching EXPR (applied before -exclude)",
+    help: "keep only events matching EXPR (applied before -exclude)",
+  },
+  {
+    name: "exclude",
+    kind: "string",
+    key: "exclude",
+    configKey: "exclude",
+    group: "Filters",
+    value: "EXPR",
+    help: "drop events matching EXPR, e.g. 'dport=53; dip=\"10.0.0.0/8\"'",
   },
   {
     name: "v6",
     kind: "boolean",
     key: "ipv6",
     configKey: "ipv6",
-    group: "Filtering",
+    group: "Filters",
     help: "show IPv6 connections (-v6=false hides them)",
-  },
-  {
-    name: "existing",
-    kind: "boolean",
-    key: "existing",
-    configKey: "existing",
-    group: "Filtering",
-    help: "report connections already established at start as status existing (-existing=false: only new ones)",
-  },
-  {
-    name: "events",
-    kind: "string",
-    key: "events",
-    configKey: "events",
-    convert: eventList,
-    group: "Filtering",
-    value: "LIST",
-    help:
-      "records to report, comma-separated: connect (outbound), accept (inbound), close (duration, bytes), dns (responses), or all",
-  },
-  {
-    name: "baseline",
-    kind: "string",
-    key: "baseline",
-    configKey: "baseline",
-    group: "Baseline",
-    value: "FILE",
-    help:
-      "mark each connection novel=true|false against the flows FILE lists; with -duration or -count, exit 3 if any was novel",
-  },
-  {
-    name: "learn",
-    kind: "string",
-    key: "learn",
-    configKey: "learn",
-    group: "Baseline",
-    value: "FILE",
-    help: "record every flow seen into FILE (YAML, created or merged into; saved every minute and at the end)",
-  },
-  {
-    name: "dns",
-    kind: "boolean",
-    key: "dns",
-    configKey: "dns",
-    group: "Capture",
-    help: "learn DNS names from the responses each workload receives, for dnsName (-dns=false: addresses only)",
-  },
-  {
-    name: "strategy",
-    kind: "string",
-    key: "strategy",
-    configKey: "strategy",
-    convert: oneOf(STRATEGY_CHOICES),
-    group: "Capture",
-    value: "NAME",
-    help: "auto, tracepoints, fentry, kprobe, tp_btf or tracepoint (env LIGHTMON_STRATEGY)",
-  },
-  {
-    name: "ebpf_type",
-    aliases: ["ebpf-type"],
-    kind: "string",
-    key: "strategy",
-    configKey: "ebpfType",
-    convert: ebpfType,
-    group: "Capture",
-    value: "0|1",
-    help: "original tool's choice: 0 = auto (fentry first), 1 = tracepoints only",
   },
   {
     name: "k8s",
@@ -304,7 +312,7 @@ export const FLAGS: readonly Flag[] = [
     key: "k8s",
     configKey: "k8s",
     group: "Containers",
-    help: "read pod metadata from containerd's state files as well as Docker",
+    help: "read pod metadata from containerd's state files too",
   },
   {
     name: "docker_runtime",
@@ -314,6 +322,7 @@ export const FLAGS: readonly Flag[] = [
     configKey: "docker_runtime",
     group: "Containers",
     value: "PATH",
+    file: "file",
     help: "Docker Engine API socket",
   },
   {
@@ -324,6 +333,7 @@ export const FLAGS: readonly Flag[] = [
     configKey: "docker_data",
     group: "Containers",
     value: "DIR",
+    file: "dir",
     help: "Docker data root (container state files)",
   },
   {
@@ -338,20 +348,44 @@ export const FLAGS: readonly Flag[] = [
     help: "longest an event waits for a new container's name",
   },
   {
+    name: "baseline",
+    kind: "string",
+    key: "baseline",
+    configKey: "baseline",
+    group: "Baseline",
+    value: "FILE",
+    file: "file",
+    help: "mark events novel=true unless FILE lists their flow; exit 3 if any",
+    doc:
+      "Mark every connection event `novel: true|false` against the flows the baseline FILE lists. A run bounded by `-duration` or `-count` exits 3 when it reported a novel flow.",
+  },
+  {
+    name: "learn",
+    kind: "string",
+    key: "learn",
+    configKey: "learn",
+    group: "Baseline",
+    value: "FILE",
+    file: "file",
+    help: "record every flow seen into FILE (created or merged into)",
+    doc:
+      "Record every flow reported into the baseline FILE (YAML), creating it or merging into it; saved every minute, on SIGHUP and at the end.",
+  },
+  {
     name: "duration",
     kind: "string",
     key: "durationMs",
     convert: duration,
-    group: "Run",
+    group: "Operations",
     value: "DURATION",
-    help: "stop after this long (Go syntax: 30s, 5m, 1h30m); 0 runs until stopped",
+    help: "stop after this long (30s, 5m, 1h30m); 0 runs until stopped",
   },
   {
     name: "count",
     kind: "string",
     key: "count",
     convert: count,
-    group: "Run",
+    group: "Operations",
     value: "N",
     help: "stop after N events; 0 means no limit",
   },
@@ -360,7 +394,7 @@ export const FLAGS: readonly Flag[] = [
     kind: "string",
     key: "statsIntervalMs",
     convert: duration,
-    group: "Run",
+    group: "Operations",
     value: "INTERVAL",
     help: "print the counters on stderr every INTERVAL",
   },
@@ -369,27 +403,34 @@ export const FLAGS: readonly Flag[] = [
     kind: "string",
     key: "metricsAddr",
     configKey: "metricsAddr",
-    group: "Run",
+    group: "Operations",
     value: "HOST:PORT",
-    help: "serve Prometheus metrics on http://HOST:PORT/metrics, e.g. 127.0.0.1:9090",
+    help: "serve Prometheus metrics on http://HOST:PORT/metrics",
   },
   {
     name: "config",
     short: "c",
     kind: "string",
     key: "config",
-    group: "Run",
+    group: "Operations",
     value: "FILE",
-    help: "YAML config file (read only if present unless given)",
+    file: "file",
+    help: "YAML config file (read if present, unless given)",
   },
-  { name: "verbose", kind: "boolean", key: "verbose", group: "Run", help: "show libbpf's log and each fallback" },
-  { name: "help", short: "h", kind: "boolean", key: "help", group: "Help", help: "show this help" },
+  {
+    name: "verbose",
+    kind: "boolean",
+    key: "verbose",
+    group: "Operations",
+    help: "show libbpf's log and each fallback",
+  },
+  { name: "help", short: "h", kind: "boolean", key: "help", group: "Operations", help: "show this help" },
   {
     name: "version",
     kind: "boolean",
     key: "version",
-    group: "Help",
-    help: "print the version and the capture strategies",
+    group: "Operations",
+    help: "print the version and the strategies this kernel allows",
   },
 ];
 
@@ -487,41 +528,65 @@ export function strategiesFor(choice: StrategyChoice): Strategy[] {
   }
 }
 
-/** The full --help text. */
+/** The examples that end `--help` and the man page: command, what it does. */
+export const EXAMPLES: readonly (readonly [string, string])[] = [
+  ["sudo lightmon", "watch every outbound TCP connection, live"],
+  ["sudo lightmon -events all -include 'lport=5432'", "who connects to port 5432 here, and how much"],
+  ["sudo lightmon -duration 60s -output summary -baseline b.yaml", "an audit: exit 3 on flows b.yaml lacks"],
+];
+
+/** Exit codes, for `--help` and the man page. */
+export const EXIT_CODES: readonly (readonly [number, string])[] = [
+  [0, "the run ended: a signal, -duration or -count"],
+  [1, "a runtime failure: the ring buffer reader failed, a learned baseline could not be saved"],
+  [2, "bad input (flags, config, filters, baseline) or a missing privilege, library or kernel feature"],
+  [3, "with -baseline, a run bounded by -duration or -count reported a novel flow"],
+];
+
+/** A flag's names as `--help` shows them: the short one, then the long one. */
+export function flagNames(f: Flag, withAliases = false): string[] {
+  return [
+    ...(f.short ? [`-${f.short}`] : []),
+    `-${f.name}`,
+    ...(withAliases ? f.aliases ?? [] : []).map((a) => `-${a}`),
+  ];
+}
+
+/** The default a flag shows, or "" when it has none worth saying. */
+export function defaultText(f: Flag): string {
+  const v = DEFAULTS[f.key];
+  if (f.key === "help" || f.key === "version" || f.name === "ebpf_type" || v === "" || v === 0 || v === false) {
+    return "";
+  }
+  if (f.key === "metadataWaitMs") return `${v}ms`;
+  return Array.isArray(v) ? v.join(",") : String(v);
+}
+
+/** The full --help text: grouped, a flag a line, at most 100 columns and 100 lines. */
 export function helpText(): string {
   const lines = [
-    "lightmon - container-aware TCP connection monitor (eBPF)",
+    `lightmon ${VERSION} - container-aware TCP connection monitor (eBPF)`,
     "",
-    "Usage: sudo lightmon [flags]",
-    "",
-    "Flags take one or two dashes and a value after a space or '=' (Go and GNU style).",
+    "Usage: sudo lightmon [flags]    (-flag or --flag; a value after a space or '=')",
   ];
-  const groups = [...new Set(FLAGS.map((f) => f.group))];
-  for (const g of groups) {
+  for (const g of GROUPS) {
     lines.push("", `${g}:`);
     for (const f of FLAGS.filter((x) => x.group === g)) {
-      const names = [f.short ? `-${f.short}` : "", `-${f.name}`, ...(f.aliases ?? []).map((a) => `-${a}`)]
-        .filter(Boolean).join(", ");
-      const left = `  ${names}${f.value ? ` ${f.value}` : ""}`;
-      const def = DEFAULTS[f.key];
-      const showDef = f.key !== "help" && f.key !== "version" && f.key !== "configGiven" && f.key !== "configRead" &&
-        def !== "" && def !== 0 && def !== false && f.name !== "ebpf_type";
-      const defText = showDef ? ` (default ${formatDefault(f.key, def)})` : "";
-      lines.push(
-        left.length < 34 ? `${left.padEnd(34)}${f.help}${defText}` : `${left}\n${" ".repeat(34)}${f.help}${defText}`,
-      );
+      const left = `  ${flagNames(f).join(", ")}${f.value ? ` ${f.value}` : ""}`;
+      const def = defaultText(f);
+      lines.push(`${left.padEnd(27)}${f.help}${def ? ` (default ${def})` : ""}`);
     }
   }
+  lines.push("", "Examples:");
+  for (const [cmd, what] of EXAMPLES) lines.push(`  ${cmd}`, `      ${what}`);
   lines.push(
     "",
-    "Examples:",
-    "  sudo lightmon                                    live table of every outbound TCP connection",
-    "  sudo lightmon -output json -exclude 'dport=53'   JSON lines without DNS over TCP",
-    "  sudo lightmon --include 'container=web' --count 10",
-    "  sudo lightmon --duration 60s --output summary    audit snapshot for cron",
-    "",
     ...filterFieldsHelp(),
-    "Exit codes: 0 done, 1 runtime failure, 2 bad input or missing kernel feature.",
+    "",
+    "Exit codes:",
+    ...EXIT_CODES.map(([c, what]) => `  ${c}  ${what}`),
+    "",
+    "More: man lightmon (docs/lightmon.1), and docs/ for the reference.",
   );
   return lines.join("\n");
 }
@@ -540,9 +605,4 @@ function filterFieldsHelp(): string[] {
     } else line = line ? `${line} ${word}` : word;
   }
   return [...lines, line];
-}
-
-function formatDefault(key: keyof Options, v: unknown): string {
-  if (key === "metadataWaitMs") return `${v}ms`;
-  return String(v);
 }

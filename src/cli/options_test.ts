@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { helpText, parseFlags, strategiesFor } from "./options.ts";
+import { FLAGS, GROUPS, helpText, parseFlags, strategiesFor } from "./options.ts";
 import { UsageError } from "../usage_error.ts";
 import { parseDuration } from "./duration.ts";
 
@@ -120,13 +120,24 @@ Deno.test("strategy choices expand to the order the loader tries", () => {
   assert.deepEqual(strategiesFor("kprobe"), ["kprobe"]);
 });
 
-Deno.test("help lists every flag with its default and shows examples", () => {
-  const h = helpText();
-  for (
-    const f of ["-output", "-exclude", "-include", "-v6", "-k8s", "-log_path", "-docker_runtime", "-duration", "-count"]
-  ) {
-    assert.ok(h.includes(f), f);
+Deno.test("help is grouped, one line per flag with its default, three examples, within 100 columns and lines", () => {
+  const lines = helpText().split("\n");
+  assert.ok(lines.length <= 100, `${lines.length} lines`);
+  for (const l of lines) assert.ok(l.length <= 100, l);
+  const heads = lines.filter((l) => /^[A-Z][a-z]+( [a-z]+)?:$/.test(l)).map((l) => l.slice(0, -1));
+  assert.deepEqual(heads, [...GROUPS, "Examples", "Exit codes"]);
+  for (const f of FLAGS) {
+    const own = lines.filter((l) => new RegExp(`^  (-\\w, )?-${f.name} `).test(l));
+    assert.equal(own.length, 1, f.name);
+    assert.ok(own[0].includes(f.help), f.name);
   }
-  assert.match(h, /\(default table\)/);
-  assert.match(h, /Examples:/);
+  assert.ok(
+    lines.includes(
+      "  -f, -output FORMAT       table, json, log (hourly files; alias logfile) or summary (default table)",
+    ),
+  );
+  assert.match(helpText(), /-metadata-wait DURATION +.* \(default 200ms\)$/m);
+  assert.match(helpText(), /-events LIST +.* \(default connect\)$/m);
+  const examples = lines.slice(lines.indexOf("Examples:") + 1);
+  assert.equal(examples.slice(0, examples.indexOf("")).filter((l) => l.startsWith("  sudo lightmon")).length, 3);
 });
