@@ -165,8 +165,13 @@ export function humanDuration(ms: number): string {
   return `${Math.round(ms / 86_400_000)}d`;
 }
 
+/** A close's bytes sent and received and its duration, in at most 17 characters: `68K/0B 12ms`. */
+export function closeFigures(e: ConnEvent): string {
+  return `${humanBytes(e.bytesSent)}/${humanBytes(e.bytesReceived)} ${humanDuration(e.durationMs)}`;
+}
+
 /** The table's status cell: how a connect ended, an accept, how a connection closed, a DNS answer's code. */
-function statusCell(e: ConnEvent): string {
+export function statusCell(e: ConnEvent): string {
   if (e.event === "dns") return e.rcode.toLowerCase();
   if (e.event === "accept") return e.status === "established" ? "accepted" : e.status;
   if (e.event !== "close") return e.status;
@@ -443,10 +448,7 @@ export const FIELDS: readonly Field[] = [
       priority: 5,
       min: 17,
       want: 17,
-      cell: (e) =>
-        e.event === "close"
-          ? `${humanBytes(e.bytesSent)}/${humanBytes(e.bytesReceived)} ${humanDuration(e.durationMs)}`
-          : "",
+      cell: (e) => (e.event === "close" ? closeFigures(e) : ""),
     },
     filter: closeNumber,
     log: { key: "bytesSent", when: isClose, value: (e) => e.bytesSent },

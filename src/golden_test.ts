@@ -77,9 +77,11 @@ class LogLines extends LineRenderer {
 async function outputs(): Promise<Record<string, string>> {
   return {
     "events.jsonl": await collect((w) => new JsonRenderer(w)),
-    "table-80.txt": await collect((w) => new TableOutput(w, 80)),
-    "table-120.txt": await collect((w) => new TableOutput(w, 120)),
-    "table-200.txt": await collect((w) => new TableOutput(w, 200)),
+    // As with --events close, or all: the stream has close records.
+    "table-80.txt": await collect((w) => new TableOutput(w, 80, false, true)),
+    "table-80-connects.txt": await collect((w) => new TableOutput(w, 80)),
+    "table-120.txt": await collect((w) => new TableOutput(w, 120, false, true)),
+    "table-200.txt": await collect((w) => new TableOutput(w, 200, false, true)),
     "log.jsonl": await collect((w) => new LogLines(w)),
     "summary.txt": await collect((w) => new SummaryRenderer(w, "table")),
     "summary.jsonl": await collect((w) => new SummaryRenderer(w, "json")),

@@ -118,7 +118,8 @@ export class Lightmon {
   /** Wait for the start-up line (programs attached). */
   ready(ms = 20_000): Promise<void> {
     return this.until(
-      (_o, e) => /lightmon: capture /.test(e) || /lightmon: .*(error|No capture)/i.test(e),
+      // A start-up failure ends the wait at once; a note about Docker not answering ("error sending request") does not.
+      (_o, e) => /lightmon: capture /.test(e) || /^lightmon: (?!docker: ).*(error|No capture)/im.test(e),
       ms,
       "start",
     );

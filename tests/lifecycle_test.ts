@@ -317,3 +317,30 @@ bpfTest("lightmon's own accepts (its metrics endpoint) are never reported, nor t
   const ours = events.filter((e) => e.direction === "inbound" && e.sport === port);
   assert.deepEqual(ours, [], JSON.stringify(ours).slice(0, 500));
 });
+
+bpfTest("the table at 80 columns shows each close's bytes both ways and its duration, no line wider", async () => {
+  const server = new Server("127.0.0.1", 69_632, 0);
+  const { port } = await server.next();
+  const lm = new Lightmon(
+    ["--output", "table", "--events", "close", "-include", `lport=${port} || rport=${port}`],
+    { COLUMNS: "80" },
+  );
+  try {
+    await lm.ready();
+    await client("127.0.0.1", port as number, 69_632, 0);
+    assert.equal((await server.next()).closed, true);
+    await server.done();
+    await lm.until((out) => out.split("68K").length - 1 >= 2, 5000, "both closes");
+  } finally {
+    assert.equal((await lm.stop("SIGINT")).code, 0, lm.stderr);
+  }
+  const lines = lm.stdout.split("\n").filter((l) => l !== "");
+  for (const l of lines) assert.ok([...l].length <= 80, `${[...l].length} columns: ${l}`);
+  // The client sent 68K and got nothing back; the server the mirror. Both closed in well under a second.
+  assert.match(lm.stdout, /│ -> │ 127\.0\.0\.1:\d+ +│ closed 68K\/0B \d{1,3}ms +│/);
+  assert.match(
+    lm.stdout,
+    /│ <- │ 127\.0\.0\.1:\d+ +│ 0B\/68K \d{1,3}ms +│|│ <- │ 127\.0\.0\.1:\d+ +│ closed 0B\/68K \d{1,3}ms +│/,
+  );
+  await assertDetached();
+});

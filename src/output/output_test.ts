@@ -1,3 +1,4 @@
+import type { ConnEvent } from "../event.ts";
 import assert from "node:assert/strict";
 import { sampleEvent } from "../testdata/event.ts";
 import { JSON_FIELDS, JsonBytes, toJson } from "./json.ts";
@@ -90,6 +91,41 @@ Deno.test("the table fits the terminal width exactly", () => {
   assert.equal(fitWidths(80).length, 5);
   assert.equal(fitWidths(120).length, 8);
   assert.equal(fitWidths(200).length, 11);
+});
+
+Deno.test("with close records, every width from 80 shows a close's bytes and duration, and no line is wider", () => {
+  const close = (over: Partial<ConnEvent>) =>
+    sampleEvent({
+      event: "close",
+      status: "closed",
+      connId: 7n,
+      bytesSent: 69_632,
+      bytesReceived: 0,
+      durationMs: 12,
+      closedBy: "local",
+      ...over,
+    });
+  for (let w = 80; w <= 200; w++) {
+    const r = new TableRenderer(w, true, false, true);
+    const lines = [
+      ...r.render(sampleEvent({ daddr: "255.255.255.255", dport: 65535 })),
+      ...r.render(close({})),
+      ...r.render(close({ bytesSent: 1023 * 2 ** 20, bytesReceived: 1023 * 2 ** 20, durationMs: 700_000 })),
+      ...r.render(close({ closedBy: "reset", bytesSent: 100, durationMs: 5 })),
+      ...r.footer(),
+    ];
+    for (const l of lines) assert.equal([...l].length, w, `width ${w}: ${l}`);
+    const rows = lines.slice(3, 7);
+    assert.match(rows[0], /255\.255\.255\.255:65535/, `width ${w}`);
+    assert.match(rows[1], /(closed )?68K\/0B 12ms/, `width ${w}`);
+    assert.match(rows[2], /1023M\/1023M 11\.7m/, `width ${w}`);
+    assert.match(rows[3], /100B\/0B 5ms/, `width ${w}`);
+    if (w < 120) {
+      assert.match(rows[1], /│ closed 68K\/0B 12ms │/, `width ${w}`);
+      assert.match(rows[3], /│ reset 100B\/0B 5ms {2}│/, `width ${w}`);
+      assert.match(rows[1], /│ (…|\/usr)\/bin\/busybox +│$/, `width ${w}`);
+    }
+  }
 });
 
 Deno.test("at 80 columns the destination, the status and the program's name are never cut", () => {

@@ -6,7 +6,7 @@
  */
 import Table from "cli-table3";
 import type { ConnEvent } from "../event.ts";
-import { cellText, COLUMNS } from "../fields.ts";
+import { cellText, closeFigures, COLUMNS, statusCell } from "../fields.ts";
 import { forTerminal } from "../text/sanitize.ts";
 import { BatchRenderer } from "./renderer.ts";
 import { JsonBytes } from "./json.ts";
@@ -32,15 +32,53 @@ export function keepEnd(text: string, w: number): string {
   return "…" + text.slice(text.length - w + 1);
 }
 
+/** The status cell's width when it also carries a close's figures (`closed 68K/0B 12ms`). */
+const STATUS_WITH_FIGURES = 18;
+/** What the program's cell gives up for them: `…/bin/python3` still fits. */
+const PROCESS_BESIDE_FIGURES = 14;
+
+/**
+ * A close's status with its figures, for a table too narrow for the TX/RX column:
+ * `closed 68K/0B 12ms`, `reset 1.0M/3.0M 2.3s` (who closed, beyond a reset, is
+ * left to wider tables and JSON), the figures alone when both do not fit.
+ */
+function statusWithFigures(e: ConnEvent): string {
+  if (e.event !== "close") return statusCell(e);
+  const s = `${e.closedBy === "reset" ? "reset" : "closed"} ${closeFigures(e)}`;
+  return s.length <= STATUS_WITH_FIGURES ? s : closeFigures(e);
+}
+
 /**
  * The columns that fit a terminal `width` wide, and their content widths.
- * `optional` columns are among them only when `withOptional`.
+ * `optional` columns are among them only when `withOptional`. With `closes`
+ * (close records are reported) and no room for the TX/RX column, the status
+ * column takes a close's figures, so "how much" shows on any terminal.
  */
-export function fitColumns(width: number, withOptional = false): { columns: Column[]; widths: number[] } {
+export function fitColumns(
+  width: number,
+  withOptional = false,
+  closes = false,
+): { columns: Column[]; widths: number[] } {
+  const fitted = fitFrom(COLUMNS.filter((c) => withOptional || !c.optional), width);
+  const shown = (head: string) => fitted.columns.some((c) => c.head === head);
+  if (!closes || shown("TX/RX DURATION") || !shown("STATUS")) return fitted;
+  return fitFrom(
+    COLUMNS.filter((c) => (withOptional || !c.optional) && c.head !== "TX/RX DURATION").map((c) =>
+      c.head === "STATUS"
+        ? { ...c, min: STATUS_WITH_FIGURES, want: STATUS_WITH_FIGURES, cell: statusWithFigures }
+        : c.head === "PROCESS"
+        ? { ...c, min: PROCESS_BESIDE_FIGURES }
+        : c
+    ),
+    width,
+  );
+}
+
+function fitFrom(candidates: readonly Column[], width: number): { columns: Column[]; widths: number[] } {
   // Each column takes its content plus one space either side and one border.
   const need = (cs: readonly Column[]) => cs.reduce((n, c) => n + c.min + 3, 1);
   // Too narrow for every column at its minimum: drop the least important first.
-  let columns = COLUMNS.filter((c) => withOptional || !c.optional);
+  let columns = [...candidates];
   while (columns.length > 1 && need(columns) > width) {
     const least = columns.reduce((a, b) => (b.priority > a.priority ? b : a));
     columns = columns.filter((c) => c !== least);
@@ -150,9 +188,10 @@ export class TableRenderer {
   /**
    * @param fast draw plain-ASCII rows directly (false: always through cli-table3)
    * @param withOptional show the optional columns (the NEW column of `--baseline`)
+   * @param closes close records are reported: their figures must show at any width
    */
-  constructor(width: number, fast = true, withOptional = false) {
-    ({ columns: this.#columns, widths: this.#widths } = fitColumns(width, withOptional));
+  constructor(width: number, fast = true, withOptional = false, closes = false) {
+    ({ columns: this.#columns, widths: this.#widths } = fitColumns(width, withOptional, closes));
     this.#fast = fast;
     this.#writeRow = compileRow(this.#columns, this.#widths);
   }
@@ -213,9 +252,9 @@ export class TableRenderer {
 /** The bordered table on a writer: rows as bytes into the batch, the rest (header, rare rows) as lines. */
 export class TableOutput extends BatchRenderer {
   #table: TableRenderer;
-  constructor(out: LineWriter, width: number, withOptional = false) {
+  constructor(out: LineWriter, width: number, withOptional = false, closes = false) {
     super(out);
-    this.#table = new TableRenderer(width, true, withOptional);
+    this.#table = new TableRenderer(width, true, withOptional, closes);
   }
   event(e: ConnEvent): void {
     if (this.#table.writeRow(e, this.batch)) return this.endLine();

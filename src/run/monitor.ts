@@ -194,7 +194,7 @@ async function makeRenderer(o: Options, log: (line: string) => void): Promise<Re
       return new JsonRenderer(out);
     case "table": {
       const { TableOutput } = await import("../output/table.ts");
-      return new TableOutput(out, terminalWidth(), o.baseline !== "");
+      return new TableOutput(out, terminalWidth(), o.baseline !== "", o.events.includes("close"));
     }
     case "log": {
       const { LogRenderer, prepareLogDir, RotatingLog } = await import("../output/logfile.ts");
