@@ -22,6 +22,8 @@ export interface Renderer {
   backlogged?(): boolean;
   /** The reader went away: the run should end. */
   readonly closed: boolean;
+  /** Distinct flows so far, for a renderer that counts them (the summary). */
+  flowCount?(): number;
   /** SIGHUP: reopen what it writes to by name (a log file rotated away), if it does. */
   reopen?(): void;
 }

@@ -89,6 +89,11 @@ export class FlowTable {
     this.#max = max;
   }
 
+  /** Flows kept, and the overflow row when there is one. */
+  get size(): number {
+    return this.#flows.size + (this.overflow ? 1 : 0);
+  }
+
   add(e: ConnEvent): void {
     const values = FLOW_KEYS.map((k) => k.value(e));
     const key = values.join("\0");
@@ -227,6 +232,11 @@ export class SummaryRenderer extends LineRenderer {
   }
 
   override flush(): void {}
+
+  /** Flows listed so far (the overflow row counts as one). */
+  flowCount(): number {
+    return this.#table.size;
+  }
 
   /** The flows; their lines carry no event each (every event was counted into a flow). */
   override close(): void {

@@ -41,6 +41,8 @@ export interface RunOptions {
   log: (line: string) => void;
   /** SIGINT and SIGTERM, listened for since main.ts started: the first stops the run. */
   signals: StopSignals;
+  /** A progress line, told the run's state every second from the start-up line on, and ended before the exit line. */
+  progress?: { tick(state: RunState, leftMs: number): void; end(): void };
 }
 
 /** The run's state, as the exit line, --stats and the metrics read it. */
@@ -222,6 +224,13 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     o.log(`lightmon: capture ${strategy}${tried}${mounted}${inKernel}${existingNote}${dns}; ${o.describe}`);
     releaseFreeMemory(); // libbpf freed the kernel's BTF after loading: return it to the system
     if (o.durationMs > 0) timers.push(after(o.durationMs, () => stop(0)));
+    const progress = o.progress;
+    if (progress) {
+      const until = performance.now() + o.durationMs;
+      const tick = () => progress.tick(state(), until - performance.now());
+      tick();
+      timers.push(every(1000, tick));
+    }
     timers.push(every(HOUSEKEEPING_MS, () => pipeline.housekeeping()));
     let lastLost = 0n;
     let lastLostProcess = 0n;
@@ -241,6 +250,8 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     await stopped;
   } finally {
     timers.forEach((cancel) => cancel());
+    // Erased before the output's last words (a summary on the same terminal) and the exit line.
+    o.progress?.end();
     // Detach first so nothing new arrives, then drain what the ring still holds.
     object.detach();
     consumer?.stop();

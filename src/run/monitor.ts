@@ -32,6 +32,7 @@ import { Baseline } from "../baseline/rules.ts";
 import { loadBaseline } from "../baseline/file.ts";
 import { BaselineStage, DriftStage, Learner } from "../baseline/stage.ts";
 import type { StopSignals } from "./signals.ts";
+import { Progress, progressLine, wantsProgress } from "../output/progress.ts";
 
 /** What main.ts started before importing this module. */
 export interface Start {
@@ -52,7 +53,12 @@ export interface Start {
 
 /** Wire the stages for `o` and run until stopped; resolves with the exit code. */
 export async function monitor(o: Options, start: Start): Promise<number> {
-  const { selected, trackConns, log } = start;
+  const { selected, trackConns } = start;
+  // On a terminal, a bounded run that prints nothing until its end says how it goes.
+  const progress = wantsProgress(o, Deno.stderr.isTerminal())
+    ? new Progress((b) => writeAll(Deno.stderr, b), stderrWidth)
+    : undefined;
+  const log = progress ? progress.around(start.log) : start.log;
   const userKeep = keepPredicate(o);
   if (!o.baseline && (mentionsField(o.include, "novel") || mentionsField(o.exclude, "novel"))) {
     throw new UsageError("the novel filter field needs --baseline FILE (the flows that are not novel)");
@@ -171,6 +177,18 @@ export async function monitor(o: Options, start: Start): Promise<number> {
       }${metrics ? `; metrics on http://${o.metricsAddr}/metrics` : ""}${drifting.map((d) => `; ${d}`).join("")}`,
       log,
       signals: start.signals,
+      progress: progress && {
+        tick: (state, leftMs) =>
+          progress.show(progressLine({
+            events: state.ledger.emitted,
+            flows: renderer.flowCount?.(),
+            learned: learner && learner.saved + learner.pending,
+            novel: rules && drift?.novelFlows,
+            dropped: Object.values(state.ledger.dropped).reduce((a, b) => a + b, 0),
+            leftMs,
+          })),
+        end: () => progress.end(),
+      },
     });
     if (code !== 0) return code;
     if (drift?.saveFailed) return 1;
@@ -257,4 +275,21 @@ function existsDir(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Write all of `b`, as a terminal takes it (a short write continues). */
+function writeAll(f: { writeSync(b: Uint8Array): number }, b: Uint8Array): void {
+  for (let off = 0; off < b.length;) off += f.writeSync(b.subarray(off));
+}
+
+/** stderr's width, for the progress line: the terminal's, else COLUMNS, else 80 (a pty nobody sized says 0). */
+function stderrWidth(): number {
+  try {
+    const { columns } = Deno.consoleSize();
+    if (columns > 0) return columns;
+  } catch {
+    // not told
+  }
+  const c = Number(Deno.env.get("COLUMNS"));
+  return Number.isInteger(c) && c > 0 ? c : 80;
 }
