@@ -73,7 +73,18 @@ if [ ! -x "$dir/bin/deno" ]; then
   fi
   chmod 700 "$tmp"
   # Atomic: of two first runs at once, one rename wins and the other cleans up.
-  mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+  if mv -T "$tmp" "$dir" 2>/dev/null; then
+    # A new version: keep it and the one extracted before it (a service upgraded in place
+    # may still run from that), remove older ones (~100 MB each) and extractions that
+    # died over an hour ago. Only names of ours, in a directory that is ours alone.
+    prev=$(ls -1t "$base" | grep -x '[0-9a-f]\{16\}' | grep -vx "$hash" | head -n 1) || true
+    for name in $(ls -1 "$base" | grep -x '[0-9a-f]\{16\}'); do
+      [ "$name" = "$hash" ] || [ "$name" = "$prev" ] || rm -rf -- "${base:?}/$name"
+    done
+    find "$base" -mindepth 1 -maxdepth 1 -name '.extract.*' -mmin +60 -exec rm -rf -- {} + 2>/dev/null || true
+  else
+    rm -rf "$tmp"
+  fi
 fi
 private "$dir"
 no_one_else "$dir"

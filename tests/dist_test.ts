@@ -33,7 +33,7 @@ bpfTest("dist/lightmon runs alone with an empty environment: --version, --help, 
     const env = [`LIGHTMON_CACHE=${cache}`];
     const first = await runDist(bin, ["--help"], env);
     assert.equal(first.code, 0, first.stderr);
-    assert.match(first.stdout, /^lightmon - container-aware TCP connection monitor/);
+    assert.match(first.stdout, /^lightmon \d+\.\d+\.\d+ - container-aware TCP connection monitor/);
     const second = await runDist(bin, ["--help"], env);
     assert.equal(second.code, 0);
     console.error(
@@ -71,6 +71,41 @@ bpfTest("two first runs at once both work and leave one extracted copy", async (
     const entries = [...Deno.readDirSync(cache)].map((e) => e.name);
     assert.equal(entries.length, 1, entries.join(", "));
     assert.match(entries[0], /^[0-9a-f]{16}$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+bpfTest("a new version's first run keeps it and the version before, and removes older ones", async () => {
+  const { dir, bin, cache } = await freshCopy();
+  try {
+    const hour = 3600;
+    const now = Date.now() / 1000;
+    await Deno.mkdir(cache, { mode: 0o700 });
+    // Three earlier versions, oldest first, a dead extraction, one fresh (another first run's), and a stranger.
+    const made: [string, number][] = [
+      ["00000000000000a1", now - 3 * hour],
+      ["00000000000000a2", now - 2 * hour],
+      ["00000000000000a3", now - hour],
+      [".extract.dead01", now - 2 * hour],
+      [".extract.live01", now - 60],
+      ["notes", now - 5 * hour],
+    ];
+    for (const [name, t] of made) {
+      await Deno.mkdir(`${cache}/${name}`);
+      await Deno.writeTextFile(`${cache}/${name}/f`, "x");
+      await Deno.utime(`${cache}/${name}`, t, t);
+    }
+    const r = await runDist(bin, ["--help"], [`LIGHTMON_CACHE=${cache}`]);
+    assert.equal(r.code, 0, r.stderr);
+    const left = [...Deno.readDirSync(cache)].map((e) => e.name).sort();
+    const current = left.filter((n) => /^[0-9a-f]{16}$/.test(n) && !n.startsWith("00000000000000a"));
+    assert.equal(current.length, 1, left.join(", "));
+    assert.deepEqual(left, [".extract.live01", "00000000000000a3", current[0], "notes"].sort());
+    // A later run of the same version extracts nothing and removes nothing.
+    await Deno.mkdir(`${cache}/00000000000000a0`);
+    assert.equal((await runDist(bin, ["--help"], [`LIGHTMON_CACHE=${cache}`])).code, 0);
+    assert.ok(Deno.statSync(`${cache}/00000000000000a0`).isDirectory);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
