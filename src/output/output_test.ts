@@ -117,11 +117,11 @@ Deno.test("with close records, every width from 80 shows a close's bytes and dur
     for (const l of lines) assert.equal([...l].length, w, `width ${w}: ${l}`);
     const rows = lines.slice(3, 7);
     assert.match(rows[0], /255\.255\.255\.255:65535/, `width ${w}`);
-    assert.match(rows[1], /(closed )?68K\/0B 12ms/, `width ${w}`);
+    assert.match(rows[1], /68K\/0B 12ms/, `width ${w}`);
     assert.match(rows[2], /1023M\/1023M 11\.7m/, `width ${w}`);
     assert.match(rows[3], /100B\/0B 5ms/, `width ${w}`);
     if (w < 120) {
-      assert.match(rows[1], /│ closed 68K\/0B 12ms │/, `width ${w}`);
+      assert.match(rows[1], /│ 68K\/0B 12ms {8}│/, `width ${w}`);
       assert.match(rows[3], /│ reset 100B\/0B 5ms {2}│/, `width ${w}`);
       assert.match(rows[1], /│ (…|\/usr)\/bin\/busybox +│$/, `width ${w}`);
     }

@@ -32,20 +32,22 @@ export function keepEnd(text: string, w: number): string {
   return "…" + text.slice(text.length - w + 1);
 }
 
-/** The status cell's width when it also carries a close's figures (`closed 68K/0B 12ms`). */
+/** The status cell's width when it also carries a close's figures (`reset 1.0M/3.0M 2.3s` is 20). */
 const STATUS_WITH_FIGURES = 18;
 /** What the program's cell gives up for them: `…/bin/python3` still fits. */
 const PROCESS_BESIDE_FIGURES = 14;
 
 /**
- * A close's status with its figures, for a table too narrow for the TX/RX column:
- * `closed 68K/0B 12ms`, `reset 1.0M/3.0M 2.3s` (who closed, beyond a reset, is
- * left to wider tables and JSON), the figures alone when both do not fit.
+ * A close's status cell, for a table too narrow for the TX/RX column: its figures,
+ * `68K/0B 12ms` (a row with bytes and a duration can only be a close; who closed
+ * it is left to wider tables and JSON), and `reset 100B/0B 5ms` for a reset, the
+ * exception worth seeing, when that fits.
  */
 function statusWithFigures(e: ConnEvent): string {
   if (e.event !== "close") return statusCell(e);
-  const s = `${e.closedBy === "reset" ? "reset" : "closed"} ${closeFigures(e)}`;
-  return s.length <= STATUS_WITH_FIGURES ? s : closeFigures(e);
+  const figures = closeFigures(e);
+  const reset = `reset ${figures}`;
+  return e.closedBy === "reset" && reset.length <= STATUS_WITH_FIGURES ? reset : figures;
 }
 
 /**
