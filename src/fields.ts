@@ -3,7 +3,7 @@
  * lightmon needs to know about it: its JSON key and encoding, how filters match it,
  * its table column, its key in the original tool's log format, its part in a
  * summary flow, and one line of documentation. The JSON renderer, the filter
- * compiler, the table, the log line, the summary, `--help` and the README's tables
+ * compiler, the table, the log line, the summary, `--help`, the man page and the reference tables
  * are all derived from this list, so a new field is one entry here (and its member
  * in `ConnEvent`).
  *
@@ -20,7 +20,7 @@ export type Value = string | number | bigint | boolean | readonly string[];
 
 /** How a value is written into the JSON event. */
 export interface JsonEncoding {
-  /** The JSON type, as the README states it. */
+  /** The JSON type, as the reference states it. */
   readonly type: "string" | "number" | "string[]" | "boolean";
   readonly encode: (v: Value) => string;
 }
@@ -48,7 +48,7 @@ export type FilterSpec =
   & {
     /** The name in expressions; the field's key when omitted. */
     name?: string;
-    /** One line for --help and the README; the field's doc when omitted. */
+    /** One line for the reference and the man page; the field's doc when omitted. */
     doc?: string;
     /** One of the original lightmon's four filter fields: its place in the original's list. */
     original?: 1 | 2 | 3 | 4;

@@ -260,7 +260,7 @@ export class MetricsServer implements CloseObserver {
   /** Open connections, oldest first, with whether each is being answered. */
   #sockets = new Map<Socket, { requested: boolean }>();
   readonly addr: string;
-  /** Connections closed at the cap to make room, for the tests and the README's claim. */
+  /** Connections closed at the cap to make room, for the tests and the docs' claim. */
   refused = 0;
 
   private constructor(addr: string, limits: MetricsLimits) {
