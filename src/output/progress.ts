@@ -86,7 +86,16 @@ export class Progress {
   }
 }
 
-/** Whether a run shows progress: bounded, silent until its end, and stderr a terminal. */
-export function wantsProgress(o: { durationMs: number; output: string; learn: string }, isTerminal: boolean): boolean {
-  return isTerminal && o.durationMs > 0 && (o.output === "summary" || o.learn !== "");
+/**
+ * Whether a run shows progress: bounded, stderr a terminal, and nothing else
+ * drawn on it meanwhile: a summary (written at the end), or a run that learns
+ * while its events go elsewhere (log files, or a stdout that is not a terminal).
+ */
+export function wantsProgress(
+  o: { durationMs: number; output: string; learn: string },
+  stderrIsTerminal: boolean,
+  stdoutIsTerminal: boolean,
+): boolean {
+  const quiet = o.output === "summary" || (o.learn !== "" && (o.output === "log" || !stdoutIsTerminal));
+  return stderrIsTerminal && o.durationMs > 0 && quiet;
 }

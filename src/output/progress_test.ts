@@ -40,11 +40,15 @@ Deno.test("the progress line is drawn in place, cleared around other lines, and 
   assert.equal(logged.length, 3);
 });
 
-Deno.test("progress only for bounded runs that print at the end, on a terminal", () => {
+Deno.test("progress only for bounded runs on a terminal whose events are not drawn there meanwhile", () => {
   const o = { durationMs: 60_000, output: "summary", learn: "" };
-  assert.equal(wantsProgress(o, true), true);
-  assert.equal(wantsProgress(o, false), false);
-  assert.equal(wantsProgress({ ...o, durationMs: 0 }, true), false);
-  assert.equal(wantsProgress({ ...o, output: "json" }, true), false);
-  assert.equal(wantsProgress({ ...o, output: "json", learn: "b.yaml" }, true), true);
+  assert.equal(wantsProgress(o, true, true), true);
+  assert.equal(wantsProgress(o, false, true), false);
+  assert.equal(wantsProgress({ ...o, durationMs: 0 }, true, true), false);
+  assert.equal(wantsProgress({ ...o, output: "json" }, true, false), false);
+  const learning = { ...o, output: "json", learn: "b.yaml" };
+  assert.equal(wantsProgress(learning, true, false), true);
+  // JSON lines on the same terminal would be drawn over.
+  assert.equal(wantsProgress(learning, true, true), false);
+  assert.equal(wantsProgress({ ...learning, output: "log" }, true, true), true);
 });

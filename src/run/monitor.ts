@@ -55,7 +55,7 @@ export interface Start {
 export async function monitor(o: Options, start: Start): Promise<number> {
   const { selected, trackConns } = start;
   // On a terminal, a bounded run that prints nothing until its end says how it goes.
-  const progress = wantsProgress(o, Deno.stderr.isTerminal())
+  const progress = wantsProgress(o, Deno.stderr.isTerminal(), Deno.stdout.isTerminal())
     ? new Progress((b) => writeAll(Deno.stderr, b), stderrWidth)
     : undefined;
   const log = progress ? progress.around(start.log) : start.log;
