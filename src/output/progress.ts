@@ -66,12 +66,12 @@ export class Progress {
     if (this.#ended) return;
     const w = Math.max(10, this.#width() - 1);
     this.#shown = line.length > w ? line.slice(0, w - 1) + "…" : line;
-    this.#write(enc.encode(CLEAR + this.#shown));
+    this.#emit(CLEAR + this.#shown);
   }
 
   /** Erase the line, for good. */
   end(): void {
-    if (!this.#ended && this.#shown) this.#write(enc.encode(CLEAR));
+    if (!this.#ended && this.#shown) this.#emit(CLEAR);
     this.#ended = true;
   }
 
@@ -79,10 +79,20 @@ export class Progress {
   around(log: (line: string) => void): (line: string) => void {
     return (line) => {
       if (!this.#shown || this.#ended) return log(line);
-      this.#write(enc.encode(CLEAR));
+      this.#emit(CLEAR);
       log(line);
-      this.#write(enc.encode(this.#shown));
+      this.#emit(this.#shown);
     };
+  }
+
+  /** A terminal that went away (a closed SSH session: EIO) ends the line, not the run. */
+  #emit(text: string): void {
+    if (this.#ended && text !== CLEAR) return;
+    try {
+      this.#write(enc.encode(text));
+    } catch {
+      this.#ended = true;
+    }
   }
 }
 

@@ -52,3 +52,16 @@ Deno.test("progress only for bounded runs on a terminal whose events are not dra
   assert.equal(wantsProgress(learning, true, true), false);
   assert.equal(wantsProgress({ ...learning, output: "log" }, true, true), true);
 });
+
+Deno.test("a terminal that fails a write ends the progress line, never the run", () => {
+  let writes = 0;
+  const p = new Progress(() => {
+    writes++;
+    throw new Error("EIO");
+  }, () => 80);
+  p.show("lightmon: 1 events");
+  p.show("lightmon: 2 events");
+  p.around(() => {})("a note");
+  p.end();
+  assert.equal(writes, 1);
+});
