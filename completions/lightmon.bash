@@ -3,19 +3,32 @@
 # Install: cp completions/lightmon.bash /etc/bash_completion.d/lightmon (or source it from ~/.bashrc).
 
 # The word being completed and the flag before it, from the line up to the cursor, split at
-# blanks only: readline also splits at COMP_WORDBREAKS (= ; & | ( and quotes), which would cut
-# a filter expression into pieces.
+# blanks outside quotes: readline also splits at COMP_WORDBREAKS (= ; & | ( and more), which
+# would cut a filter expression into pieces.
 _lightmon() {
   COMPREPLY=()
-  local line=${COMP_LINE:0:COMP_POINT} cur prev words
-  read -ra words <<<"$line"
-  if [[ $line == *[[:blank:]] || ${#words[@]} -eq 0 ]]; then
-    cur=""
-    prev=${words[-1]:-}
+  local line=${COMP_LINE:0:COMP_POINT} cur="" prev="" w="" open="" started=0 i c
+  local -a words=()
+  for ((i = 0; i < ${#line}; i++)); do
+    c=${line:i:1}
+    if [[ -n $open ]]; then
+      w+=$c
+      [[ $c == "$open" ]] && open=""
+    elif [[ $c == [[:blank:]] ]]; then
+      ((started)) && words+=("$w")
+      w=""
+      started=0
+    else
+      [[ $c == "$_lightmon_sq" || $c == '"' ]] && open=$c
+      w+=$c
+      started=1
+    fi
+  done
+  if ((started)); then
+    cur=$w
+    [[ ${#words[@]} -gt 0 ]] && prev=${words[-1]}
   else
-    cur=${words[-1]}
-    prev=""
-    [[ ${#words[@]} -gt 1 ]] && prev=${words[-2]}
+    prev=${words[-1]:-}
   fi
   local lead=""
   if [[ $cur == -*=* ]]; then
@@ -51,15 +64,17 @@ _lightmon() {
       [[ $cur == -* && $cur != --* ]] && found=($(compgen -W "-events -existing -dns -strategy -ebpf_type -ebpf-type -output -format -summary-format -log_path -log-path -log-keep -include -exclude -v6 -k8s -docker_runtime -docker-runtime -docker_data -docker-data -metadata-wait -baseline -learn -duration -count -stats -metrics-addr -config -verbose -help -version" -- "$cur"))
     fi ;;
   esac
-  _lightmon_reply "$lead$cur" "${found[@]/#/$lead}"
+  _lightmon_reply "$lead$cur" "${found[@]/#/"$lead"}"
 }
+
+# (Replacements are quoted: bash 5.2 reads an unquoted & in one as the matched text.)
 
 # A comma-separated list: complete its last item.
 _lightmon_list() {
   local head=""
   [[ $cur == *,* ]] && head=${cur%,*},
   found=($(compgen -W "$1" -- "${cur##*,}"))
-  found=("${found[@]/#/$head}")
+  found=("${found[@]/#/"$head"}")
 }
 
 # A filter expression: the field name after the last operator, or a value of a field with fixed values.
@@ -76,26 +91,39 @@ _lightmon_expr() {
     closedBy) found=($(compgen -W "local remote reset" -- "$value")) ;;
     novel) found=($(compgen -W "true false yes no" -- "$value")) ;;
     esac
-    found=("${found[@]/#/$head${tail:0:${#tail}-${#value}}}")
+    found=("${found[@]/#/"$head${tail:0:${#tail}-${#value}}"}")
   else
     compopt -o nospace 2>/dev/null
     found=($(compgen -W "dport= dip= keyword= container= pid= ppid= uid= user= comm= exe= family= sip= laddr= sport= lport= raddr= rport= dname= direction= event= status= durationMs= bytesSent= bytesReceived= retransmits= rttUs= closedBy= query= rcode= image= pod= namespace= novel=" -- "$tail"))
-    found=("${found[@]/#/$head}")
+    found=("${found[@]/#/"$head"}")
   fi
 }
 
-# Readline replaces only the part of the word after its last COMP_WORDBREAKS character:
-# give it each candidate without what comes before that.
+# Readline replaces only the part of the word after its last COMP_WORDBREAKS character, or,
+# inside an open quote, after the quote: give it each candidate without what comes before.
 _lightmon_reply() {
-  local word=$1 cut
+  local word=$1 cut=0 i c open="" at=0
   shift
-  local rest=${word##*[\"\'\>\<\=\;\|\&\(\:]}
-  cut=$((${#word} - ${#rest}))
+  for ((i = 0; i < ${#word}; i++)); do
+    c=${word:i:1}
+    if [[ -n $open ]]; then
+      [[ $c == "$open" ]] && open=""
+    elif [[ $c == "$_lightmon_sq" || $c == '"' ]]; then
+      open=$c
+      at=$i
+    fi
+  done
+  if [[ -n $open ]]; then
+    cut=$((at + 1))
+  else
+    local rest=${word##*[\"\'\>\<\=\;\|\&\(\:]}
+    cut=$((${#word} - ${#rest}))
+  fi
   COMPREPLY=()
-  local c
   for c in "$@"; do
     [[ -n $c ]] && COMPREPLY+=("${c:cut}")
   done
 }
 
+_lightmon_sq="'"
 complete -F _lightmon lightmon

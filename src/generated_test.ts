@@ -49,8 +49,9 @@ Deno.test("the bash completion is generated and completes flags, their values an
   assert.deepEqual(await complete("lightmon --events "), ["connect", "accept", "close", "dns", "all"]);
   assert.deepEqual(await complete("lightmon --events connect,cl"), ["connect,close"]);
   assert.deepEqual(await complete("lightmon -exclude dn"), ["dname="]);
-  // Readline replaces the text after the last word break (';' here): only the field's part is offered.
-  assert.deepEqual(await complete("lightmon -include 'dport=53;dn"), ["dname="]);
+  // Readline replaces the text after the last word break, or inside an open quote after the quote.
+  assert.deepEqual(await complete("lightmon -include dport=53;dn"), ["dname="]);
+  assert.deepEqual(await complete("lightmon -include 'dport=53;dn"), ["dport=53;dname="]);
   assert.deepEqual(await complete("lightmon -include event=cl"), ["close"]);
   assert.deepEqual(await complete("lightmon --output=js"), ["json"]);
   assert.deepEqual(await complete("lightmon --strategy tp"), ["tp_btf"]);
@@ -65,4 +66,40 @@ Deno.test("the version is CHANGELOG.md's newest release, in Keep a Changelog for
   assert.ok(releases.length > 1);
   assert.deepEqual([releases[0][1], releases[0][2]], [VERSION, RELEASED]);
   assert.match(changelog, /keepachangelog\.com/);
+});
+
+/** The arguments a line typed into interactive bash, then TAB and Enter, runs `lightmon` with. */
+async function typed(line: string): Promise<string> {
+  const rc = await Deno.makeTempFile({ suffix: ".sh" });
+  try {
+    await Deno.writeTextFile(
+      rc,
+      `source ${
+        new URL("completions/lightmon.bash", root).pathname
+      }\nlightmon() { printf '<%s>' "$@"; echo; }\nPS1='$ '\n`,
+    );
+    const child = new Deno.Command("script", {
+      args: ["-qfec", `bash --noprofile --rcfile ${rc} -i`, "/dev/null"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(`${line}\t\nexit\n`));
+    await w.close();
+    const timer = setTimeout(() => child.kill(), 10_000);
+    const out = new TextDecoder().decode((await child.output()).stdout);
+    clearTimeout(timer);
+    return /<[^\r\n]*/.exec(out)?.[0] ?? out;
+  } finally {
+    await Deno.remove(rc);
+  }
+}
+
+Deno.test("in interactive bash, TAB completes filter fields inside quoted expressions without losing what is before", async () => {
+  assert.equal(await typed("lightmon -exclude dn"), "<-exclude><dname=>");
+  assert.equal(await typed("lightmon -exclude 'dport=53;dn"), "<-exclude><dport=53;dname=>");
+  assert.equal(await typed("lightmon -include 'a=1 && ev"), "<-include><a=1 && event=>");
+  assert.equal(await typed('lightmon -include "dport=5 || event=cl'), "<-include><dport=5 || event=close>");
+  assert.equal(await typed("lightmon --events connect,cl"), "<--events><connect,close>");
 });
