@@ -50,28 +50,40 @@ tracepoint:sock:inet_sock_set_state /args->protocol == 6 && args->dport == ${por
   }
 }`;
 
+/** What a lightmon row reports of each storm connection. */
+type Mode = "connect" | "all" | "close" | "table";
+
 /**
- * lightmon from `path`, under `name`. With `--events all` each storm connection is
- * four events: the client's connect and close, the listener's accept and close.
- * With `table` the output is the table (160 columns, as when not on a terminal):
- * one row per event under a three-line header.
+ * lightmon from `path`, under `name`. `connect`: the client's connect. `all`: four
+ * events per storm connection (the client's connect and close, the listener's
+ * accept and close). `close`: the client's close record alone, what `tcplife -D`
+ * reports (tcplife's job; every record of the connection still reaches lightmon).
+ * `table`: connects as the table (160 columns, as when not on a terminal): one
+ * row per event under a three-line header.
  */
-function lightmonTracer(name: string, path: string, all = false, table = false): Tracer {
-  const select = all ? `--events all --include 'dport=${port0} || lport=${port0}'` : `--include 'dport=${port0}'`;
+function lightmonTracer(name: string, path: string, mode: Mode = "connect"): Tracer {
+  const select = {
+    connect: `--include 'dport=${port0}'`,
+    table: `--include 'dport=${port0}'`,
+    all: `--events all --include 'dport=${port0} || lport=${port0}'`,
+    close: `--events close --include 'rport=${port0}'`,
+  }[mode];
   return {
     name,
     missing: () => undefined,
-    perConnect: all ? 4 : 1,
+    perConnect: mode === "all" ? 4 : 1,
     start: (port, out) =>
       new Deno.Command("sh", {
         args: [
           "-c",
-          `exec "${path}" --output ${table ? "table" : "json"} ${select.replaceAll(port0, String(port))} >"${out}"`,
+          `exec "${path}" --output ${mode === "table" ? "table" : "json"} ${
+            select.replaceAll(port0, String(port))
+          } >"${out}"`,
         ],
         stderr: "piped",
       }).spawn(),
     ready: (err) => err.includes("lightmon: capture "),
-    count: table
+    count: mode === "table"
       ? (text) =>
         text.split("\n").filter((l) => l.startsWith("│ ") && !l.startsWith("│ TIME") && !/│ pending/.test(l)).length
       : (text) => text.split("\n").length - 1 - (text.match(/"status":"pending"/g)?.length ?? 0),
@@ -87,12 +99,14 @@ const port0 = "@PORT@";
 
 const TRACERS: Tracer[] = [
   lightmonTracer("lightmon `--output json`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON),
-  lightmonTracer("lightmon `--events all`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, true),
-  lightmonTracer("lightmon `--output table`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, false, true),
+  lightmonTracer("lightmon `--events close`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, "close"),
+  lightmonTracer("lightmon `--events all`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, "all"),
+  lightmonTracer("lightmon `--output table`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, "table"),
   ...(LIGHTMON_B
     ? [
       lightmonTracer(`lightmon B (${LIGHTMON_B})`, LIGHTMON_B),
-      lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--output table\``, LIGHTMON_B, false, true),
+      lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--events close\``, LIGHTMON_B, "close"),
+      lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--output table\``, LIGHTMON_B, "table"),
     ]
     : []),
   {
