@@ -217,6 +217,20 @@ static __always_inline void emit(void *data, __u64 size, __u32 lost)
 		count(lost);
 }
 
+/*
+ * Output a connection's opening record (a connect's outcome or pending, an accept),
+ * unless only close records are asked for: then the ring carries closes alone (the
+ * opening still feeds lm_conns, and its close carries the opening's task), and the
+ * opening counts as filtered here, as user space would have filtered it.
+ */
+static __always_inline void emit_opening(struct lm_conn_event *e)
+{
+	if (lm_cfg.openings)
+		emit(e, sizeof(*e), LM_CTR_LOST);
+	else
+		count(LM_CTR_FILTERED);
+}
+
 static __always_inline const char *kn_name(struct kernfs_node *kn)
 {
 	return kn ? BPF_CORE_READ(kn, name) : 0;
@@ -412,7 +426,7 @@ static __always_inline void stash_connect(const struct sock *sk)
 	e->ts_ns = e->start_ns;
 	count(LM_CTR_UNSTASHED);
 	if (read_endpoints(sk, e))
-		emit(e, sizeof(*e), LM_CTR_LOST);
+		emit_opening(e);
 	else
 		count(LM_CTR_FILTERED);
 }
@@ -746,7 +760,7 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 
 			e->conn_id = st ? st->id : 0;
 		}
-		emit(e, sizeof(*e), LM_CTR_LOST);
+		emit_opening(e);
 	} else {
 		count(LM_CTR_FILTERED);
 	}
@@ -767,7 +781,7 @@ static __always_inline int handle_retransmit(const struct sock *sk, int state)
 	e->status = LM_STATUS_PENDING;
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	if (read_endpoints(sk, e))
-		emit(e, sizeof(*e), LM_CTR_LOST);
+		emit_opening(e);
 	return 0;
 }
 
@@ -975,7 +989,7 @@ static __always_inline int handle_accept(long ret)
 		st->flags |= LM_CONN_REPORTED;
 		task_of(&st->task, e); /* its close names the accepting task */
 	}
-	emit(e, sizeof(*e), LM_CTR_LOST);
+	emit_opening(e);
 	if (closed && st)
 		emit_close(sk, st);
 	else if (st && (st->flags & LM_CONN_CLOSED)) /* its close went out already */

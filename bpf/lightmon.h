@@ -250,7 +250,7 @@ struct lm_config {
 	__u32 self_pid;	      /* lightmon's own tgid, never reported */
 	__u32 filter_dports;  /* 1: drop connects to the ports in lm_excl_dport at connect() */
 	__u32 track_conns;    /* 1: keep lm_conns, emit accept and close records */
-	__u32 _pad;
+	__u32 openings;	      /* 1: emit connect outcomes and accepts; 0 (--events close alone): they only feed lm_conns */
 };
 
 _Static_assert(sizeof(struct lm_dns_query) == 792, "lm_dns_query layout changed: update src/capture/layout.ts");

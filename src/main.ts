@@ -80,6 +80,9 @@ async function main(argv: string[], signals: StopSignals): Promise<number> {
     else throw new UsageError("--events dns needs DNS capture: drop -dns=false");
   }
   const trackConns = selected.has("accept") || selected.has("close");
+  // Closes alone: the kernel keeps every connection's opening to itself, and sends only its close
+  // (which carries the opening's task), so user space decodes half the records.
+  const openings = !trackConns || selected.has("connect") || selected.has("accept");
   requirePrivileges();
   requireBtf();
   const image = readObject(defaultObjectPath());
@@ -97,6 +100,7 @@ async function main(argv: string[], signals: StopSignals): Promise<number> {
     selfPid: Deno.pid,
     excludedDports,
     trackConns,
+    openings,
     dns: o.dns,
     onFallback: (s, e) => {
       fallbacks.push(`${s}: ${"code" in e ? e.code : e.message}`);
@@ -104,7 +108,17 @@ async function main(argv: string[], signals: StopSignals): Promise<number> {
     },
   });
   capture.catch(() => {}); // a failure is awaited below, not unhandled meanwhile
-  const start: Start = { capture, fallbacks, handedOver: false, selected, trackConns, excludedDports, log, signals };
+  const start: Start = {
+    capture,
+    fallbacks,
+    handedOver: false,
+    selected,
+    trackConns,
+    openings,
+    excludedDports,
+    log,
+    signals,
+  };
   try {
     const { monitor } = await import("./run/monitor.ts");
     return await monitor(o, start);

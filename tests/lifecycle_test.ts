@@ -3,7 +3,7 @@
  * bytes, ends and durations the test makes itself.
  */
 import assert from "node:assert/strict";
-import { assertDetached, bpfTest, CONNECTOR, Lightmon, ROOT, run } from "./harness.ts";
+import { assertDetached, bpfTest, connect, CONNECTOR, Lightmon, listen, ROOT, run } from "./harness.ts";
 import { dockerTest, IMAGE, uniqueName } from "./docker.ts";
 
 type Ev = Record<string, unknown>;
@@ -340,4 +340,45 @@ bpfTest("the table at 80 columns shows each close's bytes both ways and its dura
   assert.match(lm.stdout, /│ -> │ 127\.0\.0\.1:\d+ +│ 68K\/0B \d{1,3}ms +│/);
   assert.match(lm.stdout, /│ <- │ 127\.0\.0\.1:\d+ +│ 0B\/68K \d{1,3}ms +│/);
   await assertDetached();
+});
+
+bpfTest("--events close alone: the kernel sends only closes, and each names its own end's process", async () => {
+  const l = listen("127.0.0.1");
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const metricsPort = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  let metrics = "";
+  let truth: { sport: number; pid: number }[] = [];
+  const events = await lifecycle(
+    [
+      "--events",
+      "close",
+      "-include",
+      `lport=${l.port} || rport=${l.port}`,
+      "--metrics-addr",
+      `127.0.0.1:${metricsPort}`,
+    ],
+    async (lm) => {
+      truth = await connect("127.0.0.1", l.port, { n: 5 });
+      await lm.until((o) => o.split('"event":"close"').length - 1 >= 10, 5000, "ten closes");
+      metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    },
+  );
+  l.close();
+  const counter = (name: string) =>
+    Number(new RegExp(`^lightmon_stage_counter\\{stage="join",counter="${name}"\\} (\\d+)$`, "m").exec(metrics)?.[1]);
+  // No opening record reached user space: nothing was joined, and no inbound close waited for an accept.
+  assert.equal(counter("joined"), 0, metrics);
+  assert.equal(counter("waitedForAccept"), 0);
+  assert.ok(counter("unjoined") >= 10);
+  assert.ok(events.every((e) => e.event === "close"));
+  for (const t of truth) {
+    const client = one(events, (e) => e.sport === t.sport && e.direction === "outbound", "client close");
+    const server = one(events, (e) => e.dport === t.sport && e.direction === "inbound", "server close");
+    // The kernel kept each opening's task: the connector that connected, the test that accepted.
+    assert.equal(client.pid, t.pid);
+    assert.equal(client.exe, CONNECTOR);
+    assert.equal(server.pid, Deno.pid);
+    assert.equal(server.sport, l.port);
+  }
 });

@@ -150,6 +150,7 @@ export const CONFIG = {
   self_pid: { offset: 8, size: 4 },
   filter_dports: { offset: 12, size: 4 },
   track_conns: { offset: 16, size: 4 },
+  openings: { offset: 20, size: 4 },
 } as const satisfies Record<string, FieldPos>;
 /** sizeof(struct lm_config) */
 export const CONFIG_SIZE = 24;

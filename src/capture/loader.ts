@@ -79,6 +79,11 @@ export interface LoadOptions {
   excludedDports?: readonly number[];
   /** Track established connections: accept and close records. */
   trackConns?: boolean;
+  /**
+   * Report connect outcomes and accepts (the default). False with `trackConns`
+   * when only close records are asked for: the kernel sends closes alone.
+   */
+  openings?: boolean;
   /** Capture DNS responses (a missing cgroup v2 or a refusal only costs the names). */
   dns?: boolean;
   /** Called once per strategy that failed, with why. */
@@ -126,6 +131,7 @@ function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Ui
   v.setUint32(CONFIG.self_pid.offset, o.selfPid, true);
   v.setUint32(CONFIG.filter_dports.offset, o.excludedDports?.length ? 1 : 0, true);
   v.setUint32(CONFIG.track_conns.offset, o.trackConns ? 1 : 0, true);
+  v.setUint32(CONFIG.openings.offset, o.openings === false && o.trackConns ? 0 : 1, true);
   return bytes;
 }
 

@@ -72,10 +72,14 @@ export class ConnJoin extends Stage<ConnEvent> {
   #forgotten = 0;
   #waited = 0;
 
-  constructor(max = MAX_OPEN, now = () => performance.now()) {
+  #acceptsCome: boolean;
+
+  /** @param acceptsCome accept records arrive (false with close records alone: an inbound close never waits) */
+  constructor(max = MAX_OPEN, now = () => performance.now(), acceptsCome = true) {
     super();
     this.#max = max;
     this.#now = now;
+    this.#acceptsCome = acceptsCome;
   }
 
   /** Connections open (remembered) now. */
@@ -109,7 +113,7 @@ export class ConnJoin extends Stage<ConnEvent> {
       lend(from, e);
       this.#joined++;
       this.emit(e);
-    } else if (e.direction === "inbound") {
+    } else if (e.direction === "inbound" && this.#acceptsCome) {
       this.#park(e);
     } else {
       this.#unjoined++;

@@ -68,3 +68,11 @@ Deno.test("the open connections remembered are bounded: the oldest is forgotten,
   assert.deepEqual(run.out.slice(5).map((e) => e.pid), [0, 501750]);
   assert.deepEqual(j.counters(), { open: 2, joined: 1, unjoined: 1, forgotten: 2, waitedForAccept: 0 });
 });
+
+Deno.test("with close records alone (no accepts will come), an inbound close goes out at once, unjoined", () => {
+  const j = new ConnJoin(10, () => 0, false);
+  const run = harness(j);
+  j.push(closeOf(4n, "inbound"));
+  assert.deepEqual(run.out.map((e) => [e.event, e.connId]), [["close", 4n]]);
+  assert.deepEqual(j.counters(), { open: 0, joined: 0, unjoined: 1, forgotten: 0, waitedForAccept: 0 });
+});
