@@ -218,14 +218,15 @@ static __always_inline void emit(void *data, __u64 size, __u32 lost)
 }
 
 /*
- * Output a connection's opening record (a connect's outcome or pending, an accept),
- * unless only close records are asked for: then the ring carries closes alone (the
- * opening still feeds lm_conns, and its close carries the opening's task), and the
- * opening counts as filtered here, as user space would have filtered it.
+ * Output a connection's opening record (`kind`: LM_OPEN_CONNECTS for a connect's
+ * outcome or pending, LM_OPEN_ACCEPTS for an accept), unless user space needs no
+ * such records (--events close without accepts): the opening still feeds lm_conns,
+ * its close carries the opening's task, and it counts as filtered here, as user
+ * space would have filtered it.
  */
-static __always_inline void emit_opening(struct lm_conn_event *e)
+static __always_inline void emit_opening(struct lm_conn_event *e, __u32 kind)
 {
-	if (lm_cfg.openings)
+	if (lm_cfg.openings & kind)
 		emit(e, sizeof(*e), LM_CTR_LOST);
 	else
 		count(LM_CTR_FILTERED);
@@ -426,7 +427,7 @@ static __always_inline void stash_connect(const struct sock *sk)
 	e->ts_ns = e->start_ns;
 	count(LM_CTR_UNSTASHED);
 	if (read_endpoints(sk, e))
-		emit_opening(e);
+		emit_opening(e, LM_OPEN_CONNECTS);
 	else
 		count(LM_CTR_FILTERED);
 }
@@ -760,7 +761,7 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 
 			e->conn_id = st ? st->id : 0;
 		}
-		emit_opening(e);
+		emit_opening(e, LM_OPEN_CONNECTS);
 	} else {
 		count(LM_CTR_FILTERED);
 	}
@@ -781,7 +782,7 @@ static __always_inline int handle_retransmit(const struct sock *sk, int state)
 	e->status = LM_STATUS_PENDING;
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	if (read_endpoints(sk, e))
-		emit_opening(e);
+		emit_opening(e, LM_OPEN_CONNECTS);
 	return 0;
 }
 
@@ -989,7 +990,7 @@ static __always_inline int handle_accept(long ret)
 		st->flags |= LM_CONN_REPORTED;
 		task_of(&st->task, e); /* its close names the accepting task */
 	}
-	emit_opening(e);
+	emit_opening(e, LM_OPEN_ACCEPTS);
 	if (closed && st)
 		emit_close(sk, st);
 	else if (st && (st->flags & LM_CONN_CLOSED)) /* its close went out already */

@@ -244,13 +244,17 @@ struct lm_dns_query {
 };
 
 /* Set by the loader before load (the .rodata initial value). */
+/* lm_config.openings: connect outcomes (and pending), accepts. */
+#define LM_OPEN_CONNECTS 1
+#define LM_OPEN_ACCEPTS 2
+
 struct lm_config {
 	__u32 stash_on_state; /* 1: CLOSE->SYN_SENT stashes (tp strategies); 0: fentry/kprobe do */
 	__u32 ipv4_only;      /* 1: drop AF_INET6 sockets that are not v4-mapped */
 	__u32 self_pid;	      /* lightmon's own tgid, never reported */
 	__u32 filter_dports;  /* 1: drop connects to the ports in lm_excl_dport at connect() */
 	__u32 track_conns;    /* 1: keep lm_conns, emit accept and close records */
-	__u32 openings;	      /* 1: emit connect outcomes and accepts; 0 (--events close alone): they only feed lm_conns */
+	__u32 openings;	      /* LM_OPEN_*: which opening records to emit; the rest only feed lm_conns */
 };
 
 _Static_assert(sizeof(struct lm_dns_query) == 792, "lm_dns_query layout changed: update src/capture/layout.ts");

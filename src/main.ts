@@ -80,9 +80,13 @@ async function main(argv: string[], signals: StopSignals): Promise<number> {
     else throw new UsageError("--events dns needs DNS capture: drop -dns=false");
   }
   const trackConns = selected.has("accept") || selected.has("close");
-  // Closes alone: the kernel keeps every connection's opening to itself, and sends only its close
-  // (which carries the opening's task), so user space decodes half the records.
-  const openings = !trackConns || selected.has("connect") || selected.has("accept");
+  // An opening record user space has no use for stays in the kernel, which keeps its task for the
+  // close: accepts unless asked for; connects unless asked for or DNS names are on (a close takes
+  // the name its connect had, which may have expired since).
+  const openings = {
+    connects: !trackConns || selected.has("connect") || o.dns,
+    accepts: !trackConns || selected.has("accept"),
+  };
   requirePrivileges();
   requireBtf();
   const image = readObject(defaultObjectPath());

@@ -342,43 +342,54 @@ bpfTest("the table at 80 columns shows each close's bytes both ways and its dura
   await assertDetached();
 });
 
-bpfTest("--events close alone: the kernel sends only closes, and each names its own end's process", async () => {
-  const l = listen("127.0.0.1");
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const metricsPort = (probe.addr as Deno.NetAddr).port;
-  probe.close();
-  let metrics = "";
-  let truth: { sport: number; pid: number }[] = [];
-  const events = await lifecycle(
-    [
-      "--events",
-      "close",
-      "-include",
-      `lport=${l.port} || rport=${l.port}`,
-      "--metrics-addr",
-      `127.0.0.1:${metricsPort}`,
-    ],
-    async (lm) => {
-      truth = await connect("127.0.0.1", l.port, { n: 5 });
-      await lm.until((o) => o.split('"event":"close"').length - 1 >= 10, 5000, "ten closes");
-      metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+for (const dns of [true, false]) {
+  bpfTest(
+    `--events close${dns ? "" : " -dns=false"}: the kernel keeps ${
+      dns ? "accepts" : "every opening"
+    } to itself, and each close names its own end's process`,
+    async () => {
+      const l = listen("127.0.0.1");
+      const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const metricsPort = (probe.addr as Deno.NetAddr).port;
+      probe.close();
+      let metrics = "";
+      let truth: { sport: number; pid: number }[] = [];
+      const events = await lifecycle(
+        [
+          "--events",
+          "close",
+          `-dns=${dns}`,
+          "-include",
+          `lport=${l.port} || rport=${l.port}`,
+          "--metrics-addr",
+          `127.0.0.1:${metricsPort}`,
+        ],
+        async (lm) => {
+          truth = await connect("127.0.0.1", l.port, { n: 5 });
+          await lm.until((o) => o.split('"event":"close"').length - 1 >= 10, 5000, "ten closes");
+          metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        },
+      );
+      l.close();
+      const counter = (name: string) =>
+        Number(
+          new RegExp(`^lightmon_stage_counter\\{stage="join",counter="${name}"\\} (\\d+)$`, "m").exec(metrics)?.[1],
+        );
+      // With DNS names, each connect still comes (its close takes the name it had); no accept ever does,
+      // and no inbound close waits for one.
+      assert.equal(counter("joined"), dns ? 5 : 0, metrics);
+      assert.equal(counter("waitedForAccept"), 0);
+      assert.ok(counter("unjoined") >= (dns ? 5 : 10));
+      assert.ok(events.every((e) => e.event === "close"));
+      for (const t of truth) {
+        const client = one(events, (e) => e.sport === t.sport && e.direction === "outbound", "client close");
+        const server = one(events, (e) => e.dport === t.sport && e.direction === "inbound", "server close");
+        // The kernel kept each opening's task: the connector that connected, the test that accepted.
+        assert.equal(client.pid, t.pid);
+        assert.equal(client.exe, CONNECTOR);
+        assert.equal(server.pid, Deno.pid);
+        assert.equal(server.sport, l.port);
+      }
     },
   );
-  l.close();
-  const counter = (name: string) =>
-    Number(new RegExp(`^lightmon_stage_counter\\{stage="join",counter="${name}"\\} (\\d+)$`, "m").exec(metrics)?.[1]);
-  // No opening record reached user space: nothing was joined, and no inbound close waited for an accept.
-  assert.equal(counter("joined"), 0, metrics);
-  assert.equal(counter("waitedForAccept"), 0);
-  assert.ok(counter("unjoined") >= 10);
-  assert.ok(events.every((e) => e.event === "close"));
-  for (const t of truth) {
-    const client = one(events, (e) => e.sport === t.sport && e.direction === "outbound", "client close");
-    const server = one(events, (e) => e.dport === t.sport && e.direction === "inbound", "server close");
-    // The kernel kept each opening's task: the connector that connected, the test that accepted.
-    assert.equal(client.pid, t.pid);
-    assert.equal(client.exe, CONNECTOR);
-    assert.equal(server.pid, Deno.pid);
-    assert.equal(server.sport, l.port);
-  }
-});
+}

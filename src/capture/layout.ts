@@ -152,6 +152,9 @@ export const CONFIG = {
   track_conns: { offset: 16, size: 4 },
   openings: { offset: 20, size: 4 },
 } as const satisfies Record<string, FieldPos>;
+/** lm_config.openings bits (LM_OPEN_* in bpf/lightmon.h): which opening records the kernel sends. */
+export const OPEN_CONNECTS = 1;
+export const OPEN_ACCEPTS = 2;
 /** sizeof(struct lm_config) */
 export const CONFIG_SIZE = 24;
 

@@ -12,7 +12,7 @@ import { BpfObject, cgroupSkbHasNetnsCookie, cgroupSkbKnowsTask, fentryRefused }
 import { ensureTracefs, tracefsMounted } from "../../ffi/tracefs.ts";
 import { libc, openDirectory, releaseFreeMemory } from "../../ffi/libc.ts";
 import { cgroup2Root } from "./cgroup_root.ts";
-import { CONFIG, CONFIG_SIZE, COUNTERS } from "./layout.ts";
+import { CONFIG, CONFIG_SIZE, COUNTERS, OPEN_ACCEPTS, OPEN_CONNECTS } from "./layout.ts";
 
 /** A capture strategy. */
 export type Strategy = "fentry" | "kprobe" | "tp_btf" | "tracepoint";
@@ -32,6 +32,8 @@ export const PROGRAMS: Record<Strategy, readonly string[]> = {
 
 /** The ring buffer's size when accepts and closes are tracked (the object's 4 MiB otherwise). */
 export const TRACKING_RING_BYTES = 16 * 1024 * 1024;
+/** The ring buffer's size for close records alone: two records a connection, not four. */
+export const CLOSES_RING_BYTES = 8 * 1024 * 1024;
 
 /** The start-up snapshot's iterator, loaded on its own (see snapshot.ts). */
 export const SNAPSHOT_PROGRAM = "lm_iter_tcp";
@@ -80,10 +82,11 @@ export interface LoadOptions {
   /** Track established connections: accept and close records. */
   trackConns?: boolean;
   /**
-   * Report connect outcomes and accepts (the default). False with `trackConns`
-   * when only close records are asked for: the kernel sends closes alone.
+   * Which opening records the kernel sends while tracking: connect outcomes,
+   * accepts (both by default). One user space has no use for feeds only the
+   * kernel's connection table, whose close records carry the opening's task.
    */
-  openings?: boolean;
+  openings?: { connects: boolean; accepts: boolean };
   /** Capture DNS responses (a missing cgroup v2 or a refusal only costs the names). */
   dns?: boolean;
   /** Called once per strategy that failed, with why. */
@@ -131,7 +134,8 @@ function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Ui
   v.setUint32(CONFIG.self_pid.offset, o.selfPid, true);
   v.setUint32(CONFIG.filter_dports.offset, o.excludedDports?.length ? 1 : 0, true);
   v.setUint32(CONFIG.track_conns.offset, o.trackConns ? 1 : 0, true);
-  v.setUint32(CONFIG.openings.offset, o.openings === false && o.trackConns ? 0 : 1, true);
+  const open = o.trackConns ? o.openings ?? { connects: true, accepts: true } : { connects: true, accepts: true };
+  v.setUint32(CONFIG.openings.offset, (open.connects ? OPEN_CONNECTS : 0) | (open.accepts ? OPEN_ACCEPTS : 0), true);
   return bytes;
 }
 
@@ -241,8 +245,11 @@ async function openWith(
     const wanted = new Set(programs);
     for (const p of ALL_PROGRAMS) object.setAutoload(p, wanted.has(p));
     object.setInitialValue(".rodata", configBytes(strategy, o));
-    // Accepts and closes make four records of a connection: four times the ring.
-    if (o.trackConns) object.setMaxEntries("lm_events", TRACKING_RING_BYTES);
+    // Accepts and closes make four records of a connection: four times the ring (closes alone: two).
+    if (o.trackConns) {
+      const closesAlone = o.openings && !o.openings.connects && !o.openings.accepts;
+      object.setMaxEntries("lm_events", closesAlone ? CLOSES_RING_BYTES : TRACKING_RING_BYTES);
+    }
     await object.loadInBackground();
     for (const port of (o.excludedDports ?? []).slice(0, object.mapMaxEntries("lm_excl_dport"))) {
       object.updateElem("lm_excl_dport", new Uint8Array(new Uint16Array([port]).buffer), new Uint8Array([1]));

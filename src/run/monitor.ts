@@ -45,8 +45,8 @@ export interface Start {
   /** The event kinds asked for (--events, less dns without DNS capture). */
   selected: ReadonlySet<EventKind>;
   trackConns: boolean;
-  /** The kernel sends connect outcomes and accepts (false: close records alone). */
-  openings: boolean;
+  /** Which opening records the kernel sends (tracking): connect outcomes, accepts. */
+  openings: { connects: boolean; accepts: boolean };
   /** The dports the kernel drops at connect(). */
   excludedDports: readonly number[];
   log: (line: string) => void;
@@ -118,7 +118,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
         names: dns?.cache,
       }),
       holdback,
-      ...(trackConns ? [new ConnJoin(undefined, undefined, start.openings)] : []),
+      ...(trackConns ? [new ConnJoin(undefined, undefined, start.openings.accepts)] : []),
       ...(marker ? [marker] : []),
       new FilterStage(keep),
       ...(o.count > 0 ? [new CountLimit(o.count)] : []),
