@@ -112,15 +112,21 @@ export class JsonRenderer extends BatchRenderer {
   }
 }
 
-/** The terminal's width, or COLUMNS, or 160 when stdout is not a terminal. */
-export function terminalWidth(): number {
+/**
+ * The width of the terminal `stream` is (stdout by default), or COLUMNS, or
+ * `fallback` when it is not a terminal (or a pty nobody sized, which says 0).
+ */
+export function terminalWidth(stream: { isTerminal(): boolean } = Deno.stdout, fallback = 160): number {
   try {
-    if (Deno.stdout.isTerminal()) return Deno.consoleSize().columns;
+    if (stream.isTerminal()) {
+      const { columns } = Deno.consoleSize();
+      if (columns > 0) return columns;
+    }
   } catch {
     // not a terminal
   }
   const c = Number(Deno.env.get("COLUMNS"));
-  return Number.isInteger(c) && c > 40 ? c : 160;
+  return Number.isInteger(c) && c > 40 ? c : fallback;
 }
 
 /**

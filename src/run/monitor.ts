@@ -58,7 +58,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
   const { selected, trackConns } = start;
   // On a terminal, a bounded run that prints nothing until its end says how it goes.
   const progress = wantsProgress(o, Deno.stderr.isTerminal(), Deno.stdout.isTerminal())
-    ? new Progress((b) => writeAll(Deno.stderr, b), stderrWidth)
+    ? new Progress((b) => writeAll(Deno.stderr, b), () => terminalWidth(Deno.stderr, 80))
     : undefined;
   const log = progress ? progress.around(start.log) : start.log;
   const userKeep = keepPredicate(o);
@@ -282,16 +282,4 @@ function existsDir(path: string): boolean {
 /** Write all of `b`, as a terminal takes it (a short write continues). */
 function writeAll(f: { writeSync(b: Uint8Array): number }, b: Uint8Array): void {
   for (let off = 0; off < b.length;) off += f.writeSync(b.subarray(off));
-}
-
-/** stderr's width, for the progress line: the terminal's, else COLUMNS, else 80 (a pty nobody sized says 0). */
-function stderrWidth(): number {
-  try {
-    const { columns } = Deno.consoleSize();
-    if (columns > 0) return columns;
-  } catch {
-    // not told
-  }
-  const c = Number(Deno.env.get("COLUMNS"));
-  return Number.isInteger(c) && c > 0 ? c : 80;
 }
