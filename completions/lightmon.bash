@@ -41,27 +41,27 @@ _lightmon() {
   -events|--events)
     _lightmon_list "connect accept close dns all" ;;
   -strategy|--strategy)
-    found=($(compgen -W "auto tracepoints fentry kprobe tp_btf tracepoint" -- "$cur")) ;;
+    mapfile -t found < <(compgen -W "auto tracepoints fentry kprobe tp_btf tracepoint" -- "$cur") ;;
   -ebpf_type|--ebpf_type|-ebpf-type|--ebpf-type)
-    found=($(compgen -W "0 1" -- "$cur")) ;;
+    mapfile -t found < <(compgen -W "0 1" -- "$cur") ;;
   -f|--f|-output|--output|-format|--format)
-    found=($(compgen -W "table json log summary logfile" -- "$cur")) ;;
+    mapfile -t found < <(compgen -W "table json log summary logfile" -- "$cur") ;;
   -summary-format|--summary-format)
-    found=($(compgen -W "table json" -- "$cur")) ;;
+    mapfile -t found < <(compgen -W "table json" -- "$cur") ;;
   -include|--include|-exclude|--exclude)
     _lightmon_expr ;;
   -docker_runtime|--docker_runtime|-docker-runtime|--docker-runtime|-baseline|--baseline|-learn|--learn|-c|--c|-config|--config)
     compopt -o filenames 2>/dev/null
-    found=($(compgen -f -- "$cur")) ;;
+    mapfile -t found < <(compgen -f -- "$cur") ;;
   -log_path|--log_path|-log-path|--log-path|-docker_data|--docker_data|-docker-data|--docker-data)
     compopt -o filenames 2>/dev/null
-    found=($(compgen -d -- "$cur")) ;;
+    mapfile -t found < <(compgen -d -- "$cur") ;;
   -log-keep|--log-keep|-metadata-wait|--metadata-wait|-duration|--duration|-count|--count|-stats|--stats|-metrics-addr|--metrics-addr)
     return 0 ;;
   *)
     if [[ -z $lead ]]; then
-      found=($(compgen -W "--events --existing --dns --strategy --ebpf_type --ebpf-type --output --format --summary-format --log_path --log-path --log-keep --include --exclude --v6 --k8s --docker_runtime --docker-runtime --docker_data --docker-data --metadata-wait --baseline --learn --duration --count --stats --metrics-addr --config --verbose --help --version" -- "$cur"))
-      [[ $cur == -* && $cur != --* ]] && found=($(compgen -W "-events -existing -dns -strategy -ebpf_type -ebpf-type -output -format -summary-format -log_path -log-path -log-keep -include -exclude -v6 -k8s -docker_runtime -docker-runtime -docker_data -docker-data -metadata-wait -baseline -learn -duration -count -stats -metrics-addr -config -verbose -help -version" -- "$cur"))
+      mapfile -t found < <(compgen -W "--events --existing --dns --strategy --ebpf_type --ebpf-type --output --format --summary-format --log_path --log-path --log-keep --include --exclude --v6 --k8s --docker_runtime --docker-runtime --docker_data --docker-data --metadata-wait --baseline --learn --duration --count --stats --metrics-addr --config --verbose --help --version" -- "$cur")
+      [[ $cur == -* && $cur != --* ]] && mapfile -t found < <(compgen -W "-events -existing -dns -strategy -ebpf_type -ebpf-type -output -format -summary-format -log_path -log-path -log-keep -include -exclude -v6 -k8s -docker_runtime -docker-runtime -docker_data -docker-data -metadata-wait -baseline -learn -duration -count -stats -metrics-addr -config -verbose -help -version" -- "$cur")
     fi ;;
   esac
   _lightmon_reply "$lead$cur" "${found[@]/#/"$lead"}"
@@ -73,7 +73,7 @@ _lightmon() {
 _lightmon_list() {
   local head=""
   [[ $cur == *,* ]] && head=${cur%,*},
-  found=($(compgen -W "$1" -- "${cur##*,}"))
+  mapfile -t found < <(compgen -W "$1" -- "${cur##*,}")
   found=("${found[@]/#/"$head"}")
 }
 
@@ -84,17 +84,17 @@ _lightmon_expr() {
   if [[ $tail == *=* ]]; then
     local field=${tail%%[=!<>]*} value=${tail##*[=<>]}
     case $field in
-    family) found=($(compgen -W "4 6 v4 v6 ipv4 ipv6 af_inet af_inet6" -- "$value")) ;;
-    direction) found=($(compgen -W "outbound inbound out in" -- "$value")) ;;
-    event) found=($(compgen -W "connect accept close dns" -- "$value")) ;;
-    status) found=($(compgen -W "established refused reset timeout unreachable pending aborted error existing closed answered" -- "$value")) ;;
-    closedBy) found=($(compgen -W "local remote reset" -- "$value")) ;;
-    novel) found=($(compgen -W "true false yes no" -- "$value")) ;;
+    family) mapfile -t found < <(compgen -W "4 6 v4 v6 ipv4 ipv6 af_inet af_inet6" -- "$value") ;;
+    direction) mapfile -t found < <(compgen -W "outbound inbound out in" -- "$value") ;;
+    event) mapfile -t found < <(compgen -W "connect accept close dns" -- "$value") ;;
+    status) mapfile -t found < <(compgen -W "established refused reset timeout unreachable pending aborted error existing closed answered" -- "$value") ;;
+    closedBy) mapfile -t found < <(compgen -W "local remote reset" -- "$value") ;;
+    novel) mapfile -t found < <(compgen -W "true false yes no" -- "$value") ;;
     esac
     found=("${found[@]/#/"$head${tail:0:${#tail}-${#value}}"}")
   else
     compopt -o nospace 2>/dev/null
-    found=($(compgen -W "dport= dip= keyword= container= pid= ppid= uid= user= comm= exe= family= sip= laddr= sport= lport= raddr= rport= dname= direction= event= status= durationMs= bytesSent= bytesReceived= retransmits= rttUs= closedBy= query= rcode= image= pod= namespace= novel=" -- "$tail"))
+    mapfile -t found < <(compgen -W "dport= dip= keyword= container= pid= ppid= uid= user= comm= exe= family= sip= laddr= sport= lport= raddr= rport= dname= direction= event= status= durationMs= bytesSent= bytesReceived= retransmits= rttUs= closedBy= query= rcode= image= pod= namespace= novel=" -- "$tail")
     found=("${found[@]/#/"$head"}")
   fi
 }

@@ -263,7 +263,7 @@ ${
       `  ${pattern([f])})\n    ${
         f.name === "events"
           ? `_lightmon_list "${quote(f.choices!)}"`
-          : `found=($(compgen -W "${quote(f.choices!)}" -- "$cur"))`
+          : `mapfile -t found < <(compgen -W "${quote(f.choices!)}" -- "$cur")`
       } ;;`
     ).join("\n")
   }
@@ -271,10 +271,10 @@ ${
     _lightmon_expr ;;
   ${pattern(FLAGS.filter((f) => f.file === "file"))})
     compopt -o filenames 2>/dev/null
-    found=($(compgen -f -- "$cur")) ;;
+    mapfile -t found < <(compgen -f -- "$cur") ;;
   ${pattern(FLAGS.filter((f) => f.file === "dir"))})
     compopt -o filenames 2>/dev/null
-    found=($(compgen -d -- "$cur")) ;;
+    mapfile -t found < <(compgen -d -- "$cur") ;;
   ${
     pattern(
       FLAGS.filter((f) => f.kind === "string" && !f.choices && !f.file && f.name !== "include" && f.name !== "exclude"),
@@ -283,8 +283,10 @@ ${
     return 0 ;;
   *)
     if [[ -z $lead ]]; then
-      found=($(compgen -W "${quote(allFlags)}" -- "$cur"))
-      [[ $cur == -* && $cur != --* ]] && found=($(compgen -W "${quote(allFlags.map((f) => f.slice(1)))}" -- "$cur"))
+      mapfile -t found < <(compgen -W "${quote(allFlags)}" -- "$cur")
+      [[ $cur == -* && $cur != --* ]] && mapfile -t found < <(compgen -W "${
+    quote(allFlags.map((f) => f.slice(1)))
+  }" -- "$cur")
     fi ;;
   esac
   _lightmon_reply "$lead$cur" "\${found[@]/#/"$lead"}"
@@ -296,7 +298,7 @@ ${
 _lightmon_list() {
   local head=""
   [[ $cur == *,* ]] && head=\${cur%,*},
-  found=($(compgen -W "$1" -- "\${cur##*,}"))
+  mapfile -t found < <(compgen -W "$1" -- "\${cur##*,}")
   found=("\${found[@]/#/"$head"}")
 }
 
@@ -309,16 +311,16 @@ _lightmon_expr() {
     case $field in
 ${
     choiceFields.map((f) =>
-      `    ${f.name}) found=($(compgen -W "${
+      `    ${f.name}) mapfile -t found < <(compgen -W "${
         quote(Object.keys((f.spec as { values: Record<string, unknown> }).values))
-      }" -- "$value")) ;;`
+      }" -- "$value") ;;`
     ).join("\n")
   }
     esac
     found=("\${found[@]/#/"$head\${tail:0:\${#tail}-\${#value}}"}")
   else
     compopt -o nospace 2>/dev/null
-    found=($(compgen -W "${quote(fields.map((f) => `${f.name}=`))}" -- "$tail"))
+    mapfile -t found < <(compgen -W "${quote(fields.map((f) => `${f.name}=`))}" -- "$tail")
     found=("\${found[@]/#/"$head"}")
   fi
 }
