@@ -134,7 +134,8 @@ function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Ui
   v.setUint32(CONFIG.self_pid.offset, o.selfPid, true);
   v.setUint32(CONFIG.filter_dports.offset, o.excludedDports?.length ? 1 : 0, true);
   v.setUint32(CONFIG.track_conns.offset, o.trackConns ? 1 : 0, true);
-  const open = o.trackConns ? o.openings ?? { connects: true, accepts: true } : { connects: true, accepts: true };
+  // Untracked, every connect outcome is the event itself.
+  const open = (o.trackConns && o.openings) || { connects: true, accepts: true };
   v.setUint32(CONFIG.openings.offset, (open.connects ? OPEN_CONNECTS : 0) | (open.accepts ? OPEN_ACCEPTS : 0), true);
   return bytes;
 }

@@ -61,11 +61,12 @@ export function fitColumns(
   withOptional = false,
   closes = false,
 ): { columns: Column[]; widths: number[] } {
-  const fitted = fitFrom(COLUMNS.filter((c) => withOptional || !c.optional), width);
+  const candidates = COLUMNS.filter((c) => withOptional || !c.optional);
+  const fitted = fitFrom(candidates, width);
   const shown = (head: string) => fitted.columns.some((c) => c.head === head);
   if (!closes || shown("TX/RX DURATION") || !shown("STATUS")) return fitted;
   return fitFrom(
-    COLUMNS.filter((c) => (withOptional || !c.optional) && c.head !== "TX/RX DURATION").map((c) =>
+    candidates.filter((c) => c.head !== "TX/RX DURATION").map((c) =>
       c.head === "STATUS"
         ? { ...c, min: STATUS_WITH_FIGURES, want: STATUS_WITH_FIGURES, cell: statusWithFigures }
         : c.head === "PROCESS"
