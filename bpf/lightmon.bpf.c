@@ -104,6 +104,17 @@ struct {
 } lm_excl_dport SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	/* The ports an -include made only of port alternatives (`rport=443 || lport=22`)
+	 * keeps, by side (LM_PORT_REMOTE | port, LM_PORT_LOCAL | port), filled by the
+	 * loader: a connection with none of them is never tracked nor sent. All or none:
+	 * the loader does not push an include whose ports do not fit. */
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} lm_incl_port SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LM_CTR_MAX);
 	__type(key, __u32);
@@ -207,6 +218,49 @@ static __always_inline void count(__u32 idx)
 
 	if (v)
 		*v += 1;
+}
+
+/* Whether -include can keep a connection with these ports (host order). */
+static __always_inline bool ports_included(__u16 sport, __u16 dport)
+{
+	__u32 key;
+
+	if (!lm_cfg.include_ports)
+		return true;
+	key = LM_PORT_REMOTE | dport;
+	if ((lm_cfg.include_ports & LM_INCL_REMOTE) && bpf_map_lookup_elem(&lm_incl_port, &key))
+		return true;
+	key = LM_PORT_LOCAL | sport;
+	return (lm_cfg.include_ports & LM_INCL_LOCAL) && bpf_map_lookup_elem(&lm_incl_port, &key);
+}
+
+/* Whether -include can keep this socket's connection, by its ports now. */
+static __always_inline bool sock_included(const struct sock *sk)
+{
+	if (!lm_cfg.include_ports)
+		return true;
+	return ports_included(bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport)),
+			      bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)));
+}
+
+/*
+ * Whether the kernel's filters drop a connect at connect(): -exclude's dports, and
+ * -include's ports as far as they are known there. At tcp_connect() (fentry, kprobe)
+ * the source port is bound; at CLOSE->SYN_SENT (the tracepoints) it is not yet, and
+ * only an include of remote ports alone can tell (the outcome checks the rest).
+ */
+static __always_inline bool dropped_at_connect(const struct sock *sk)
+{
+	__u16 dport;
+
+	if (!lm_cfg.filter_dports && !lm_cfg.include_ports)
+		return false;
+	dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (lm_cfg.filter_dports && bpf_map_lookup_elem(&lm_excl_dport, &dport))
+		return true;
+	if (!lm_cfg.stash_on_state)
+		return !sock_included(sk);
+	return lm_cfg.include_ports == LM_INCL_REMOTE && !ports_included(0, dport);
 }
 
 /* Output one record; a full ring counts against `lost` (LM_CTR_LOST for connection
@@ -384,13 +438,9 @@ static __always_inline void stash_connect(const struct sock *sk)
 	if (family != AF_INET && family != AF_INET6)
 		return;
 	/* connect() sets the destination before the socket enters SYN_SENT. */
-	if (lm_cfg.filter_dports) {
-		__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-
-		if (bpf_map_lookup_elem(&lm_excl_dport, &dport)) {
-			count(LM_CTR_FILTERED);
-			return;
-		}
+	if (dropped_at_connect(sk)) {
+		count(LM_CTR_FILTERED);
+		return;
 	}
 
 	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_conn_scratch, &zero);
@@ -426,7 +476,7 @@ static __always_inline void stash_connect(const struct sock *sk)
 	e->flags = LM_FLAG_PENDING_SENT | LM_FLAG_UNSTASHED;
 	e->ts_ns = e->start_ns;
 	count(LM_CTR_UNSTASHED);
-	if (read_endpoints(sk, e))
+	if (read_endpoints(sk, e) && ports_included(e->sport, e->dport))
 		emit_opening(e, LM_OPEN_CONNECTS);
 	else
 		count(LM_CTR_FILTERED);
@@ -683,7 +733,7 @@ static __always_inline void track_state(const struct sock *sk, int oldstate, int
 
 	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
 		/* Reported once a process accepts it (handle_accept). */
-		if (tcp_inet(sk))
+		if (tcp_inet(sk) && sock_included(sk))
 			track(sk, LM_CONN_INBOUND, bpf_ktime_get_boot_ns(), true, 0);
 		return;
 	}
@@ -740,13 +790,9 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 	if (!e) {
 		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 			return 0;
-		/* A connect the dport exclusion dropped was counted as filtered already. */
-		if (lm_cfg.filter_dports) {
-			__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-
-			if (bpf_map_lookup_elem(&lm_excl_dport, &dport))
-				return 0;
-		}
+		/* A connect the kernel's filters dropped was counted as filtered already. */
+		if (dropped_at_connect(sk))
+			return 0;
 		count(LM_CTR_STASH_MISS);
 		return 0;
 	}
@@ -755,7 +801,7 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 	e->sk_err = newstate == TCP_CLOSE ? BPF_CORE_READ(sk, sk_err) : 0;
 	e->status = status_of(newstate, e->sk_err);
 	e->ts_ns = bpf_ktime_get_boot_ns();
-	if (read_endpoints(sk, e)) {
+	if (read_endpoints(sk, e) && ports_included(e->sport, e->dport)) {
 		if (lm_cfg.track_conns && newstate == TCP_ESTABLISHED) {
 			struct lm_conn_state *st = track(sk, LM_CONN_REPORTED, e->ts_ns, true, e);
 
@@ -781,8 +827,12 @@ static __always_inline int handle_retransmit(const struct sock *sk, int state)
 	e->flags |= LM_FLAG_PENDING_SENT;
 	e->status = LM_STATUS_PENDING;
 	e->ts_ns = bpf_ktime_get_boot_ns();
-	if (read_endpoints(sk, e))
+	if (!read_endpoints(sk, e))
+		return 0;
+	if (ports_included(e->sport, e->dport))
 		emit_opening(e, LM_OPEN_CONNECTS);
+	else
+		count(LM_CTR_FILTERED);
 	return 0;
 }
 
@@ -960,6 +1010,10 @@ static __always_inline int handle_accept(long ret)
 		untrack(key);
 		return 0;
 	}
+	if (!sock_included(sk)) { /* neither its accept nor its close: -include keeps other ports */
+		count(LM_CTR_FILTERED);
+		return 0;
+	}
 	struct lm_conn_state *st = bpf_map_lookup_elem(&lm_conns, &key);
 
 	/* Established before lightmon started: tracked from now. One that was also
@@ -1075,7 +1129,7 @@ int lm_iter_tcp(struct bpf_iter__task_file *ctx)
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
 	read_cgroup(task, e);
 	read_endpoints(sk, e);
-	if (lm_cfg.track_conns && state == TCP_ESTABLISHED) {
+	if (lm_cfg.track_conns && state == TCP_ESTABLISHED && ports_included(e->sport, e->dport)) {
 		/* Its close is reported too; a connection a live record already tracks keeps
 		 * that record's id, so user space can tell the two apart. */
 		struct lm_conn_state *st = track(sk, LM_CONN_EXISTING, e->ts_ns, false, e);

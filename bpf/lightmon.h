@@ -248,6 +248,13 @@ struct lm_dns_query {
 #define LM_OPEN_CONNECTS 1
 #define LM_OPEN_ACCEPTS 2
 
+/* lm_config.include_ports: which sides' ports lm_incl_port lists (an -include that is
+ * only port alternatives: a connection with none of them is dropped in the kernel). */
+#define LM_INCL_REMOTE 1 /* dport/rport alternatives: key LM_PORT_REMOTE | port */
+#define LM_INCL_LOCAL 2	 /* sport/lport alternatives: key LM_PORT_LOCAL | port */
+#define LM_PORT_REMOTE (1U << 16)
+#define LM_PORT_LOCAL (2U << 16)
+
 struct lm_config {
 	__u32 stash_on_state; /* 1: CLOSE->SYN_SENT stashes (tp strategies); 0: fentry/kprobe do */
 	__u32 ipv4_only;      /* 1: drop AF_INET6 sockets that are not v4-mapped */
@@ -255,6 +262,7 @@ struct lm_config {
 	__u32 filter_dports;  /* 1: drop connects to the ports in lm_excl_dport at connect() */
 	__u32 track_conns;    /* 1: keep lm_conns, emit accept and close records */
 	__u32 openings;	      /* LM_OPEN_*: which opening records to emit; the rest only feed lm_conns */
+	__u32 include_ports;  /* LM_INCL_*: 0, or keep only connections with a port lm_incl_port lists */
 };
 
 _Static_assert(sizeof(struct lm_dns_query) == 792, "lm_dns_query layout changed: update src/capture/layout.ts");
@@ -264,6 +272,6 @@ _Static_assert(sizeof(struct lm_exec_event) == 1608, "lm_exec_event layout chang
 _Static_assert(sizeof(struct lm_exit_event) == 24, "lm_exit_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_fork_event) == 40, "lm_fork_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_conn_state) == 280, "lm_conn_state layout changed");
-_Static_assert(sizeof(struct lm_config) == 24, "lm_config layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_config) == 28, "lm_config layout changed: update src/capture/layout.ts");
 
 #endif

@@ -10,7 +10,7 @@ import { DEFAULTS, helpText, type Options, parseFlags, strategiesFor, type Strat
 import { effectiveCaps, readObject, requireBtf, requirePrivileges } from "./cli/preflight.ts";
 import { UsageError } from "./usage_error.ts";
 import { loadConfig } from "./config/load.ts";
-import { kernelExcludedDports } from "./filter/kernel_ports.ts";
+import { kernelExcludedDports, kernelIncludedPorts } from "./filter/kernel_ports.ts";
 import { EVENT_KINDS, SCHEMA_VERSION } from "./event.ts";
 import { VERSION } from "./version.ts";
 import type { Start } from "./run/monitor.ts";
@@ -92,7 +92,9 @@ async function main(argv: string[], signals: StopSignals): Promise<number> {
   const image = readObject(defaultObjectPath());
   setLogSink(o.verbose ? (l) => log(`libbpf: ${l}`) : undefined);
   // LIGHTMON_KERNEL_FILTER=0 keeps every decision in user space (for comparison).
-  const excludedDports = Deno.env.get("LIGHTMON_KERNEL_FILTER") === "0" ? [] : kernelExcludedDports(o.exclude);
+  const inKernel = Deno.env.get("LIGHTMON_KERNEL_FILTER") !== "0";
+  const excludedDports = inKernel ? kernelExcludedDports(o.exclude) : [];
+  const includedPorts = inKernel ? kernelIncludedPorts(o.include) : undefined;
   // The load (~100 ms, most of it libbpf reading the kernel's BTF) runs on another thread
   // from here, while the rest of start-up goes on: the monitor's modules, the filters,
   // the baseline, Docker's list. Until runMonitor owns the capture, a failure closes it.
@@ -103,6 +105,7 @@ async function main(argv: string[], signals: StopSignals): Promise<number> {
     ipv4Only: !o.ipv6,
     selfPid: Deno.pid,
     excludedDports,
+    includedPorts,
     trackConns,
     openings,
     dns: o.dns,

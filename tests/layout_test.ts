@@ -20,6 +20,8 @@ import {
   FORK_SIZE,
 } from "../src/capture/layout.ts";
 import { OBJECT } from "./harness.ts";
+import { BpfObject } from "../ffi/libbpf.ts";
+import { MAX_INCLUDED_PORTS } from "../src/capture/loader.ts";
 
 interface BtfType {
   id: number;
@@ -80,3 +82,12 @@ for (const [name, fields, size] of CASES) {
     assert.deepEqual(undecoded, [], `members of ${name} the decoder ignores`);
   });
 }
+
+Deno.test("the loader pushes no more -include ports than lm_incl_port holds", () => {
+  const object = BpfObject.open(Deno.readFileSync(OBJECT), "lightmon");
+  try {
+    assert.equal(object.mapMaxEntries("lm_incl_port"), MAX_INCLUDED_PORTS);
+  } finally {
+    object.close();
+  }
+});

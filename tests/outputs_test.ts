@@ -301,3 +301,54 @@ bpfTest("dport exclusions dropped in the kernel leave exactly what the user-spac
   assert.deepEqual(pushed.kept, bc(pushed.truths));
   assert.deepEqual(reference.kept, bc(reference.truths));
 });
+
+bpfTest("an -include of ports kept to in the kernel leaves exactly what the user-space filter leaves", async () => {
+  const a = listen("127.0.0.1");
+  const b = listen("::1");
+  const c = listen("127.0.0.1");
+  // a's client ends (the peer's port is a's), b's listening ends (this host's port is b's), nothing of c's.
+  const include = `rport=${a.port} || lport=${b.port}`;
+  const runWith = async (env: Record<string, string>) => {
+    const mport = closedPort();
+    const lm = new Lightmon(
+      ["--output", "json", "--events", "all", "-include", include, "--metrics-addr", `127.0.0.1:${mport}`],
+      env,
+    );
+    const truths: Truth[] = [];
+    let kernel = 0;
+    try {
+      await lm.ready();
+      truths.push(...await connect("127.0.0.1", a.port, { n: 4 }));
+      truths.push(...await connect("::1", b.port, { n: 3 }));
+      truths.push(...await connect("127.0.0.1", c.port, { n: 2 }));
+      // 4 connects and closes of a's clients, 3 accepts and closes of b's.
+      await lm.until((out) => out.split("\n").filter((l) => l.includes(`"event":"close"`)).length === 7, 5000);
+      await new Promise((r) => setTimeout(r, 200));
+      const m = await scrape(mport);
+      kernel = Number(
+        m.get("lightmon_events_filtered_total")!.metrics.find((x) => x.labels!.where === "kernel")!.value,
+      );
+    } finally {
+      await lm.stop();
+    }
+    const kept = lm.events().map((e) => `${e.event} ${e.direction} ${e.sport}->${e.dport}`).sort();
+    return { lm, kept, kernel, truths };
+  };
+  const pushed = await runWith({});
+  const reference = await runWith({ LIGHTMON_KERNEL_FILTER: "0" });
+  [a, b, c].forEach((l) => l.close());
+  assert.match(pushed.lm.stderr, new RegExp(`keeping only rport ${a.port} and lport ${b.port} in the kernel`));
+  assert.doesNotMatch(reference.lm.stderr, /in the kernel/);
+  const expected = (t: Truth[]) =>
+    [
+      ...t.slice(0, 4).flatMap((
+        x,
+      ) => [`connect outbound ${x.sport}->${a.port}`, `close outbound ${x.sport}->${a.port}`]),
+      ...t.slice(4, 7).flatMap((x) => [`accept inbound ${b.port}->${x.sport}`, `close inbound ${b.port}->${x.sport}`]),
+    ].sort();
+  assert.deepEqual(pushed.kept, expected(pushed.truths));
+  assert.deepEqual(reference.kept, expected(reference.truths));
+  // The kernel made none of a's listening ends, b's client ends or c's: each counted once, at its outcome or accept.
+  assert.ok(pushed.kernel >= 3 + 4 + 2 * 2, `kernel filtered ${pushed.kernel}`);
+  assert.equal(reference.kernel, 0);
+});

@@ -151,12 +151,18 @@ export const CONFIG = {
   filter_dports: { offset: 12, size: 4 },
   track_conns: { offset: 16, size: 4 },
   openings: { offset: 20, size: 4 },
+  include_ports: { offset: 24, size: 4 },
 } as const satisfies Record<string, FieldPos>;
 /** lm_config.openings bits (LM_OPEN_* in bpf/lightmon.h): which opening records the kernel sends. */
 export const OPEN_CONNECTS = 1;
 export const OPEN_ACCEPTS = 2;
+/** lm_config.include_ports bits and lm_incl_port's keys (LM_INCL_*, LM_PORT_* in bpf/lightmon.h). */
+export const INCL_REMOTE = 1;
+export const INCL_LOCAL = 2;
+export const PORT_REMOTE = 1 << 16;
+export const PORT_LOCAL = 2 << 16;
 /** sizeof(struct lm_config) */
-export const CONFIG_SIZE = 24;
+export const CONFIG_SIZE = 28;
 
 /** enum lm_kind */
 export const KIND = { connect: 1, exec: 2, exit: 3, fork: 4, accept: 5, close: 6, dns: 7, dnsQuery: 8 } as const;

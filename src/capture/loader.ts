@@ -12,7 +12,17 @@ import { BpfObject, cgroupSkbHasNetnsCookie, cgroupSkbKnowsTask, fentryRefused }
 import { ensureTracefs, tracefsMounted } from "../../ffi/tracefs.ts";
 import { libc, openDirectory, releaseFreeMemory } from "../../ffi/libc.ts";
 import { cgroup2Root } from "./cgroup_root.ts";
-import { CONFIG, CONFIG_SIZE, COUNTERS, OPEN_ACCEPTS, OPEN_CONNECTS } from "./layout.ts";
+import {
+  CONFIG,
+  CONFIG_SIZE,
+  COUNTERS,
+  INCL_LOCAL,
+  INCL_REMOTE,
+  OPEN_ACCEPTS,
+  OPEN_CONNECTS,
+  PORT_LOCAL,
+  PORT_REMOTE,
+} from "./layout.ts";
 
 /** A capture strategy. */
 export type Strategy = "fentry" | "kprobe" | "tp_btf" | "tracepoint";
@@ -79,6 +89,11 @@ export interface LoadOptions {
   selfPid: number;
   /** Destination ports to drop in the kernel, at connect(). */
   excludedDports?: readonly number[];
+  /**
+   * The only ports -include can keep (kernelIncludedPorts): a connection with none
+   * of them is neither tracked nor sent. All of them or none go to the kernel.
+   */
+  includedPorts?: IncludedPorts;
   /** Track established connections: accept and close records. */
   trackConns?: boolean;
   /**
@@ -93,6 +108,22 @@ export interface LoadOptions {
   onFallback?: (strategy: Strategy, error: Error) => void;
 }
 
+/** Ports by side: the peer's (`dport`, `rport`) and this host's (`sport`, `lport`). */
+export interface IncludedPorts {
+  remote: readonly number[];
+  local: readonly number[];
+}
+
+/** Entries of lm_incl_port (bpf/lightmon.bpf.c): an include with more ports stays in user space. */
+export const MAX_INCLUDED_PORTS = 1024;
+
+/** The include the kernel applies: undefined when there is none, or it does not fit. */
+function kernelInclude(o: { includedPorts?: IncludedPorts }): IncludedPorts | undefined {
+  const p = o.includedPorts;
+  if (!p || p.remote.length + p.local.length === 0) return undefined;
+  return p.remote.length + p.local.length <= MAX_INCLUDED_PORTS ? p : undefined;
+}
+
 /** A loaded and attached capture. */
 export interface Loaded {
   object: BpfObject;
@@ -104,6 +135,8 @@ export interface Loaded {
    * dropped by the user-space filter, which always applies the whole -exclude.
    */
   kernelDports: readonly number[];
+  /** The -include ports the kernel keeps to, or undefined (none, or too many: user space alone decides). */
+  kernelIncluded?: IncludedPorts;
   /** DNS capture: where it is attached and whether per network namespace, or why not (undefined: not asked for). */
   dns?: { root: string; perNetns: boolean; senders: boolean } | { error: string };
 }
@@ -137,6 +170,9 @@ function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Ui
   // Untracked, every connect outcome is the event itself.
   const open = (o.trackConns && o.openings) || { connects: true, accepts: true };
   v.setUint32(CONFIG.openings.offset, (open.connects ? OPEN_CONNECTS : 0) | (open.accepts ? OPEN_ACCEPTS : 0), true);
+  const incl = kernelInclude(o);
+  const sides = !incl ? 0 : (incl.remote.length ? INCL_REMOTE : 0) | (incl.local.length ? INCL_LOCAL : 0);
+  v.setUint32(CONFIG.include_ports.offset, sides, true);
   return bytes;
 }
 
@@ -202,6 +238,7 @@ async function loadWith(strategy: Strategy, o: LoadOptions, dns: boolean): Promi
       strategy,
       mountedTracefs,
       kernelDports,
+      kernelIncluded: kernelInclude(o),
       dns: dnsPrograms.length ? attachDns(object, dnsPrograms) : undefined,
     };
   } catch (e) {
@@ -254,6 +291,11 @@ async function openWith(
     await object.loadInBackground();
     for (const port of (o.excludedDports ?? []).slice(0, object.mapMaxEntries("lm_excl_dport"))) {
       object.updateElem("lm_excl_dport", new Uint8Array(new Uint16Array([port]).buffer), new Uint8Array([1]));
+    }
+    const incl = kernelInclude(o);
+    const keys = !incl ? [] : [...incl.remote.map((p) => PORT_REMOTE | p), ...incl.local.map((p) => PORT_LOCAL | p)];
+    for (const key of keys) {
+      object.updateElem("lm_incl_port", new Uint8Array(new Uint32Array([key]).buffer), new Uint8Array([1]));
     }
     return object;
   } catch (e) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { ConnEvent } from "../event.ts";
 import { compileFilter } from "./compile.ts";
-import { kernelExcludedDports } from "./kernel_ports.ts";
+import { kernelExcludedDports, kernelIncludedPorts } from "./kernel_ports.ts";
 import { keepPredicate } from "./select.ts";
 import { sampleEvent } from "../testdata/event.ts";
 import { FilterSyntaxError } from "./parse.ts";
@@ -252,6 +252,37 @@ Deno.test("only top-level dport alternatives are pushed into the kernel", () => 
   const exclude = "dport=53; comm=curl && dport=80; dport=8080";
   const keep = keepPredicate({ include: "dport=53 || dport=8080 || dport=22", exclude });
   for (const p of kernelExcludedDports(exclude)) assert.equal(keep(ev({ dport: p })), false);
+});
+
+Deno.test("an -include of port alternatives alone is pushed into the kernel, by side; anything else keeps it out", () => {
+  assert.deepEqual(kernelIncludedPorts("rport=443"), { remote: [443], local: [] });
+  assert.deepEqual(kernelIncludedPorts("dport=443 || rport=443; lport=22 || sport=8080"), {
+    remote: [443],
+    local: [22, 8080],
+  });
+  assert.deepEqual(kernelIncludedPorts('rport="53"'), { remote: [53], local: [] });
+  for (
+    const other of [
+      "",
+      "rport=443 || comm=curl",
+      "rport=443 && lport=1",
+      "(rport=443; rport=80) && pid=1",
+      "rport!=443",
+      "rport>=443",
+      "rport=65536",
+      "rport=443; (rport=80", // a mistake: keepPredicate reports it
+    ]
+  ) assert.equal(kernelIncludedPorts(other), undefined, other);
+  // What the kernel drops (neither port listed), the predicate drops too; what it keeps, the predicate decides.
+  const include = "rport=443 || lport=22; dport=53";
+  const keep = keepPredicate({ include, exclude: "" });
+  const { remote, local } = kernelIncludedPorts(include)!;
+  for (const sport of [22, 1000, 443]) {
+    for (const dport of [53, 443, 22, 1000]) {
+      const inKernel = remote.includes(dport) || local.includes(sport);
+      assert.equal(keep(ev({ sport, dport })), inKernel, `sport ${sport} dport ${dport}`);
+    }
+  }
 });
 
 Deno.test("numbers compare with <, <=, > and >=; other fields refuse them at the operator's column", () => {

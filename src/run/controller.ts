@@ -7,7 +7,7 @@
 import { RingConsumer } from "../../ffi/ring_consumer.ts";
 import { pageSize, releaseFreeMemory } from "../../ffi/libc.ts";
 import { DecodeStage } from "../capture/decode.ts";
-import { type Loaded, readCounters, type Strategy } from "../capture/loader.ts";
+import { type IncludedPorts, type Loaded, readCounters, type Strategy } from "../capture/loader.ts";
 import { existingConnections, MAX_EXISTING, MAX_EXISTING_PER_UID } from "../capture/snapshot.ts";
 import type { COUNTERS } from "../capture/layout.ts";
 import type { Counters, Stage, StageContext } from "../stage.ts";
@@ -116,12 +116,15 @@ function kernelNotable(kernel: Record<(typeof COUNTERS)[number], bigint>): [stri
 }
 
 /** What the start-up line says of the dport exclusions the kernel applies. */
-function kernelNote(inKernel: readonly number[], wanted: number): string {
-  if (inKernel.length === 0) return "";
-  const ports = inKernel.length <= 8 ? `dport ${inKernel.join(",")}` : `${inKernel.length} dports`;
+function kernelNote(inKernel: readonly number[], wanted: number, included?: IncludedPorts): string {
+  const listed = (name: string, ports: readonly number[]) =>
+    ports.length === 0 ? [] : [ports.length <= 8 ? `${name} ${ports.join(",")}` : `${ports.length} ${name}s`];
+  const keeping = included ? [...listed("rport", included.remote), ...listed("lport", included.local)] : [];
+  const keep = keeping.length ? `, keeping only ${keeping.join(" and ")} in the kernel` : "";
+  if (inKernel.length === 0) return keep;
   const rest = wanted - inKernel.length;
   const more = rest > 0 ? ` (${rest} more in user space: the kernel's table holds ${inKernel.length})` : "";
-  return `, dropping ${ports} in the kernel${more}`;
+  return `, dropping ${listed("dport", inKernel)[0]} in the kernel${more}${keep}`;
 }
 
 /** How long the output may take to write what is queued once the run stops. */
@@ -146,7 +149,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
   const { object, strategy } = loaded;
   const tried = o.fallbacks.length ? ` (unavailable: ${o.fallbacks.join(", ")})` : "";
   const mounted = loaded.mountedTracefs ? ", mounted tracefs on /sys/kernel/tracing" : "";
-  const inKernel = kernelNote(loaded.kernelDports, o.excludedDports.length);
+  const inKernel = kernelNote(loaded.kernelDports, o.excludedDports.length, loaded.kernelIncluded);
 
   let flushQueued = false;
   const ctx: StageContext = {
