@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { DecodeStage } from "./capture/decode.ts";
 import { SnapshotOverlap } from "./capture/snapshot.ts";
-import { EnrichStage } from "./enrich/enricher.ts";
+import { EnrichStage, type NameSource } from "./enrich/enricher.ts";
 import { Holdback } from "./enrich/holdback.ts";
-import { ConnJoin } from "./enrich/join.ts";
+import { ConnJoin, NameOnlyConnects } from "./enrich/join.ts";
 import { ProcessCache, ProcessTracking } from "./enrich/process_cache.ts";
 import { UserNames } from "./enrich/users.ts";
 import type { ConnEvent } from "./event.ts";
@@ -25,8 +25,12 @@ import { GOLDEN_CONTAINERS, GOLDEN_PASSWD, GOLDEN_WALL_OFFSET, goldenRecords } f
 Deno.env.set("TZ", "UTC");
 const DIR = new URL("./testdata/golden/", import.meta.url);
 
-/** The recorded stream through the production pipeline, into `renderer`. */
-async function run(renderer: Renderer): Promise<void> {
+/**
+ * The recorded stream through the production pipeline, into `renderer`. `closes`:
+ * as with --events close and DNS names (`names`), the connects taken before they
+ * are decoded (NameOnlyConnects), or (`full`) decoded, joined and then filtered.
+ */
+async function run(renderer: Renderer, closes?: { names: NameSource; nameOnly: boolean }): Promise<void> {
   const passwd = await Deno.makeTempFile();
   await Deno.writeTextFile(passwd, GOLDEN_PASSWD);
   const none = () => undefined;
@@ -35,8 +39,10 @@ async function run(renderer: Renderer): Promise<void> {
   );
   const containers = { get: (id: string) => GOLDEN_CONTAINERS[id], expect: () => false };
   const ctx = { log: () => {}, stop: () => {}, flushSoon: () => {} };
+  const join = new ConnJoin();
+  const nameOnly = closes?.nameOnly ? new NameOnlyConnects(join, closes.names, processes.cache) : undefined;
   const pipeline = new Pipeline<DataView>([
-    new DecodeStage(),
+    new DecodeStage(nameOnly && ((v) => nameOnly.take(v))),
     processes,
     new SnapshotOverlap(),
     new EnrichStage({
@@ -44,10 +50,11 @@ async function run(renderer: Renderer): Promise<void> {
       users: new UserNames(passwd),
       processes: processes.cache,
       containers,
+      names: closes?.names,
     }),
     new Holdback(200, containers),
-    new ConnJoin(),
-    new FilterStage(keepPredicate({ include: "", exclude: "" })),
+    join,
+    new FilterStage(keepPredicate({ include: closes ? "event=close" : "", exclude: "" })),
     new RenderStage(renderer),
   ], ctx);
   for (const v of goldenRecords()) pipeline.push(v);
@@ -56,14 +63,15 @@ async function run(renderer: Renderer): Promise<void> {
   await pipeline.settle(1000);
   await Deno.remove(passwd);
   const l = pipeline.ledger();
-  assert.equal(l.seen, l.emitted);
+  assert.equal(l.seen, l.emitted + l.filtered);
+  if (!closes) assert.equal(l.filtered, 0);
 }
 
 /** What `f` writes to a LineWriter, as text. */
-async function collect(f: (w: LineWriter) => Renderer): Promise<string> {
+async function collect(f: (w: LineWriter) => Renderer, closes?: Parameters<typeof run>[1]): Promise<string> {
   const chunks: Uint8Array[] = [];
   const w = new LineWriter({ write: (p: Uint8Array) => (chunks.push(p.slice()), p.length) });
-  await run(f(w));
+  await run(f(w), closes);
   return new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
 }
 
@@ -95,4 +103,19 @@ Deno.test("every output of the recorded stream is byte for byte the golden one",
     if (Deno.env.get("GOLDEN_WRITE") === "1") await Deno.writeTextFile(path, text);
     assert.equal(text, await Deno.readTextFile(path), name);
   }
+});
+
+Deno.test("--events close: connects taken before decoding give their closes the bytes the whole join gives", async () => {
+  // The stream's outbound connection (10.0.0.5 -> 10.0.0.8:8443) has a name; the close record alone cannot know it.
+  const names = { lookup: (_netns: bigint, address: string) => (address === "10.0.0.8" ? "api.internal" : "") };
+  const full = await collect((w) => new JsonRenderer(w), { names, nameOnly: false });
+  const taken = await collect((w) => new JsonRenderer(w), { names, nameOnly: true });
+  assert.equal(taken, full);
+  const closes = full.trim().split("\n").map((l) => JSON.parse(l));
+  assert.ok(closes.length >= 2 && closes.every((e) => e.event === "close"));
+  const outbound = closes.find((e) => e.direction === "outbound");
+  // What only the connect knew: the name then, its handshake's latency, its process image.
+  assert.equal(outbound.dnsName, "api.internal");
+  assert.equal(outbound.latencyUs, 1234);
+  assert.equal(outbound.procSource, "exec");
 });

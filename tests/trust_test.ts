@@ -240,7 +240,16 @@ bpfTest(
       ports.push(Number(h.first));
     }
     const port = ports[0];
-    const lm = new Lightmon(["--output", "json", "-existing=false", "--events", "close", "--include", `dport=${port}`]);
+    // `&& uid=0` keeps the include out of the kernel: it tracks every connection, nobody's flood too.
+    const lm = new Lightmon([
+      "--output",
+      "json",
+      "-existing=false",
+      "--events",
+      "close",
+      "--include",
+      `dport=${port} && uid=0`,
+    ]);
     const flood: Deno.ChildProcess[] = [];
     try {
       await lm.ready();

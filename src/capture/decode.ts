@@ -247,6 +247,13 @@ function sequenceOnly(flags: number): number {
   return syn + (flags & FLAG_FIN_ACKED ? 1 : 0);
 }
 
+/** A connection record's peer address, as decodeConnect says it. */
+export function peerAddress(v: DataView): string {
+  const af = v.getUint16(CONN.family.offset, true);
+  const mapped = af === AF_INET6 && isV4Mapped(v, CONN.daddr.offset);
+  return address(v, CONN.daddr.offset, af === AF_INET6 && !mapped ? 6 : 4, mapped);
+}
+
 function decodeConnect(v: DataView, event: EventKind): RawConnect {
   const af = v.getUint16(CONN.family.offset, true);
   const mapped = af === AF_INET6 && isV4Mapped(v, CONN.daddr.offset);
@@ -421,10 +428,25 @@ export class DecodeStage extends Stage<DataView, RawRecord> {
   override readonly notable: ReadonlySet<string> = new Set(["unknownKind"]);
   #records = 0;
   #unknown = 0;
+  #take: ((v: DataView) => boolean) | undefined;
+  #taken = 0;
+
+  /**
+   * @param takeConnect given every connect record first; one it takes (true) goes no
+   *   further, undecoded, and counts as filtered (NameOnlyConnects: nobody asked for it)
+   */
+  constructor(takeConnect?: (v: DataView) => boolean) {
+    super();
+    this.#take = takeConnect;
+  }
 
   push(v: DataView): void {
-    const r = decodeRecord(v);
     this.#records++;
+    if (this.#take && v.getUint32(CONN.kind.offset, true) === KIND.connect && this.#take(v)) {
+      this.#taken++;
+      return;
+    }
+    const r = decodeRecord(v);
     if (r) this.emit(r);
     else this.#unknown++;
   }
@@ -435,6 +457,9 @@ export class DecodeStage extends Stage<DataView, RawRecord> {
   }
 
   override counters(): Counters {
-    return { records: this.#records, unknownKind: this.#unknown };
+    const c: Counters = { records: this.#records, unknownKind: this.#unknown };
+    // The ledger's: taken connects are events seen and filtered here.
+    if (this.#take) Object.assign(c, { seen: this.#taken, filtered: this.#taken });
+    return c;
   }
 }

@@ -9,8 +9,12 @@
  * forgotten keeps what the kernel gave it.
  * @module
  */
+import { peerAddress } from "../capture/decode.ts";
+import { CONN, STATUS_NAMES } from "../capture/layout.ts";
 import type { ConnEvent } from "../event.ts";
 import { type Counters, Stage } from "../stage.ts";
+import type { NameSource } from "./enricher.ts";
+import type { ProcessCache, ProcInfo } from "./process_cache.ts";
 
 /** Open connections remembered at most; beyond it the oldest is forgotten, and counted. */
 export const MAX_OPEN = 65536;
@@ -23,6 +27,18 @@ export const MAX_OPEN = 65536;
 export const PARK_MS = 1000;
 /** Inbound closes waiting at most; beyond it the oldest goes out unjoined. */
 export const MAX_PARKED = 4096;
+
+/**
+ * What a close takes from a connect that went no further than NameOnlyConnects: the
+ * words the connect would have had that the close cannot have itself (its peer's
+ * name then, its handshake's latency, the process image then, which may have gone
+ * from the process cache by the close).
+ */
+export interface Opening {
+  dnsName: string;
+  latencyUs: number;
+  proc: ProcInfo;
+}
 
 /** The fields a close record takes from its opening record. */
 function lend(from: ConnEvent, to: ConnEvent): void {
@@ -52,6 +68,15 @@ function lend(from: ConnEvent, to: ConnEvent): void {
   if (to.existing && from.direction === "outbound" && to.bytesSent > 0) to.bytesSent--;
 }
 
+/** ... and from a connect that NameOnlyConnects kept: the rest, the close's own enrichment says alike. */
+function lendOpening(from: Opening, to: ConnEvent): void {
+  to.dnsName = from.dnsName;
+  to.latencyUs = from.latencyUs;
+  to.exe = from.proc.exe;
+  to.args = from.proc.args;
+  to.procSource = from.proc.source;
+}
+
 /**
  * Joins close records to their connection's opening record. Opening records are
  * passed on unchanged; so are close records whose opening was never seen or was
@@ -61,7 +86,7 @@ function lend(from: ConnEvent, to: ConnEvent): void {
 export class ConnJoin extends Stage<ConnEvent> {
   readonly name = "join";
   override readonly notable: ReadonlySet<string> = new Set(["forgotten"]);
-  #open = new Map<bigint, ConnEvent>();
+  #open = new Map<bigint, ConnEvent | Opening>();
   /** Inbound closes that came before their accept, by connId, with their deadlines. */
   #parked = new Map<bigint, { e: ConnEvent; deadline: number }>();
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -103,14 +128,15 @@ export class ConnJoin extends Stage<ConnEvent> {
         this.#joined++;
         this.emit(parked.e);
       } else if (e.status === "established" || e.status === "existing") {
-        this.#remember(e);
+        this.#remember(e.connId, e);
       }
       return;
     }
     const from = this.#open.get(e.connId);
     if (from) {
       this.#open.delete(e.connId);
-      lend(from, e);
+      if ("event" in from) lend(from, e);
+      else lendOpening(from, e);
       this.#joined++;
       this.emit(e);
     } else if (e.direction === "inbound" && this.#acceptsCome) {
@@ -161,14 +187,19 @@ export class ConnJoin extends Stage<ConnEvent> {
     this.#release(Infinity);
   }
 
-  #remember(e: ConnEvent): void {
-    if (!this.#open.has(e.connId) && this.#open.size >= this.#max) {
+  /** Keep what an established connect's close takes from it (NameOnlyConnects, ahead of enrichment). */
+  remember(connId: bigint, opening: Opening): void {
+    this.#remember(connId, opening);
+  }
+
+  #remember(connId: bigint, e: ConnEvent | Opening): void {
+    if (!this.#open.has(connId) && this.#open.size >= this.#max) {
       // Maps iterate in insertion order: the first key is the oldest connection.
       const oldest = this.#open.keys().next().value!;
       this.#open.delete(oldest);
       this.#forgotten++;
     }
-    this.#open.set(e.connId, e);
+    this.#open.set(connId, e);
   }
 
   override counters(): Counters {
@@ -181,3 +212,45 @@ export class ConnJoin extends Stage<ConnEvent> {
     };
   }
 }
+
+/**
+ * With `--events close` and DNS names on, the kernel still sends each connect
+ * outcome for one thing: the words its close takes from it (the peer's name then,
+ * which may have expired by the close). These records are taken from the ring
+ * before they are decoded (DecodeStage's takeConnect): an established one leaves
+ * its Opening with the join, by connId, and none goes further (each counts as
+ * filtered, as the filter would have counted it). What it computes is what
+ * enrich() would have for the connect. The pipeline is synchronous, so every
+ * record before it (a DNS answer, an exec) has taught the caches by then.
+ */
+export class NameOnlyConnects {
+  #join: ConnJoin;
+  #names: NameSource;
+  #processes: ProcessCache;
+
+  constructor(join: ConnJoin, names: NameSource, processes: ProcessCache) {
+    this.#join = join;
+    this.#names = names;
+    this.#processes = processes;
+  }
+
+  /** Take a connect record (always: the start-up snapshot's come another way). */
+  take(v: DataView): boolean {
+    if (v.getUint8(CONN.status.offset) !== ESTABLISHED) return true; // no close follows
+    const connId = v.getBigUint64(CONN.conn_id.offset, true);
+    if (connId === 0n) return true; // not tracked: no close follows
+    const startNs = v.getBigUint64(CONN.start_ns.offset, true);
+    this.#join.remember(connId, {
+      dnsName: this.#names.lookup(v.getBigUint64(CONN.netns_cookie.offset, true), peerAddress(v)),
+      latencyUs: Math.trunc(Number(v.getBigUint64(CONN.ts_ns.offset, true) - startNs) / 1000),
+      proc: this.#processes.lookup(
+        v.getUint32(CONN.pid.offset, true),
+        v.getBigUint64(CONN.proc_start_ns.offset, true),
+        startNs,
+      ),
+    });
+    return true;
+  }
+}
+
+const ESTABLISHED = STATUS_NAMES.indexOf("established");

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { sampleEvent } from "../testdata/event.ts";
 import { harness } from "../testdata/stage.ts";
-import { ConnJoin, PARK_MS } from "./join.ts";
+import { ConnJoin, NameOnlyConnects, PARK_MS } from "./join.ts";
+import { ProcessCache } from "./process_cache.ts";
+import { CONN, CONN_SIZE, KIND, STATUS_NAMES } from "../capture/layout.ts";
 
 const closeOf = (connId: bigint, direction: "inbound" | "outbound" = "outbound") =>
   sampleEvent({
@@ -75,4 +77,31 @@ Deno.test("with close records alone (no accepts will come), an inbound close goe
   j.push(closeOf(4n, "inbound"));
   assert.deepEqual(run.out.map((e) => [e.event, e.connId]), [["close", 4n]]);
   assert.deepEqual(j.counters(), { open: 0, joined: 0, unjoined: 1, forgotten: 0, waitedForAccept: 0 });
+});
+
+Deno.test("connects taken for their names only: an established, tracked one is kept for its close, the rest not", () => {
+  const j = new ConnJoin();
+  const processes = new ProcessCache({
+    proc: { startNs: () => 0n, exe: () => "/usr/bin/x", cwd: () => "/", args: () => [] },
+  });
+  const taker = new NameOnlyConnects(j, { lookup: () => "db.internal" }, processes);
+  const record = (status: number, connId: bigint) => {
+    const v = new DataView(new ArrayBuffer(CONN_SIZE));
+    v.setUint32(CONN.kind.offset, KIND.connect, true);
+    v.setUint8(CONN.status.offset, status);
+    v.setBigUint64(CONN.conn_id.offset, connId, true);
+    v.setUint16(CONN.family.offset, 2, true);
+    v.setBigUint64(CONN.start_ns.offset, 1_000n, true);
+    v.setBigUint64(CONN.ts_ns.offset, 51_000n, true);
+    return v;
+  };
+  assert.equal(taker.take(record(STATUS_NAMES.indexOf("refused"), 0n)), true);
+  assert.equal(taker.take(record(STATUS_NAMES.indexOf("established"), 0n)), true); // untracked
+  assert.equal(j.open, 0);
+  assert.equal(taker.take(record(STATUS_NAMES.indexOf("established"), 9n)), true);
+  assert.equal(j.open, 1);
+  const run = harness(j);
+  j.push(closeOf(9n));
+  assert.deepEqual(run.out.map((e) => [e.dnsName, e.latencyUs, e.exe]), [["db.internal", 50, "/usr/bin/x"]]);
+  assert.equal(j.counters().joined, 1);
 });

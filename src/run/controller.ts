@@ -30,6 +30,8 @@ export interface RunOptions {
   excludedDports: readonly number[];
   durationMs: number;
   statsIntervalMs: number;
+  /** Given each connect record before it is decoded; one it takes goes no further (NameOnlyConnects). */
+  takeConnect?: (v: DataView) => boolean;
   /** The stages behind decode, in order, ending with the output. */
   // deno-lint-ignore no-explicit-any
   stages: readonly Stage<any, any>[];
@@ -164,7 +166,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
       });
     },
   };
-  const decode = new DecodeStage();
+  const decode = new DecodeStage(o.takeConnect);
   const pipeline = new Pipeline<DataView>([decode, ...o.stages], ctx);
   let consumer: RingConsumer | undefined;
   const state = (): RunState => {

@@ -17,7 +17,7 @@ import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from "../../ffi/libc.ts";
 import { BootClock } from "../enrich/clock.ts";
 import { EnrichStage } from "../enrich/enricher.ts";
 import { Holdback } from "../enrich/holdback.ts";
-import { ConnJoin } from "../enrich/join.ts";
+import { ConnJoin, NameOnlyConnects } from "../enrich/join.ts";
 import { DnsStage } from "../dns/stage.ts";
 import { ProcessCache, ProcessTracking } from "../enrich/process_cache.ts";
 import { UserNames } from "../enrich/users.ts";
@@ -105,6 +105,11 @@ export async function monitor(o: Options, start: Start): Promise<number> {
     const marker = rules ? new BaselineStage(rules) : undefined;
     start.signals.onReload(() => reload(o, { marker, learner, renderer, log }));
     if (metrics) output.onClose = (e) => metrics.observeClose(e.durationMs, e.bytesSent, e.bytesReceived);
+    const join = trackConns ? new ConnJoin(undefined, undefined, start.openings.accepts) : undefined;
+    // Connects sent only for the names their closes take (--events close): kept short of enrichment.
+    const nameOnly = join && dns && start.openings.connects && !selected.has("connect")
+      ? new NameOnlyConnects(join, dns.cache, processes.cache)
+      : undefined;
     // The pipeline behind decode: each stage keeps its own counters.
     const stages = [
       ...(dns ? [dns] : []),
@@ -118,7 +123,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
         names: dns?.cache,
       }),
       holdback,
-      ...(trackConns ? [new ConnJoin(undefined, undefined, start.openings.accepts)] : []),
+      ...(join ? [join] : []),
       ...(marker ? [marker] : []),
       new FilterStage(keep),
       ...(o.count > 0 ? [new CountLimit(o.count)] : []),
@@ -140,6 +145,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
       durationMs: o.durationMs,
       statsIntervalMs: o.statsIntervalMs,
       stages,
+      takeConnect: nameOnly && ((v) => nameOnly.take(v)),
       onRunning: metrics && ((state) =>
         metrics.serve(() => {
           const s = state();
