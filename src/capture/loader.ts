@@ -42,7 +42,10 @@ export const PROGRAMS: Record<Strategy, readonly string[]> = {
 
 /** The ring buffer's size when accepts and closes are tracked (the object's 4 MiB otherwise). */
 export const TRACKING_RING_BYTES = 16 * 1024 * 1024;
-/** The ring buffer's size for close records alone: two records a connection, not four. */
+/**
+ * The ring buffer's size without accepts (--events close): two closes a connection,
+ * and a connect when DNS names are on (taken from the ring undecoded: it drains fast).
+ */
 export const CLOSES_RING_BYTES = 8 * 1024 * 1024;
 
 /** The start-up snapshot's iterator, loaded on its own (see snapshot.ts). */
@@ -283,10 +286,10 @@ async function openWith(
     const wanted = new Set(programs);
     for (const p of ALL_PROGRAMS) object.setAutoload(p, wanted.has(p));
     object.setInitialValue(".rodata", configBytes(strategy, o));
-    // Accepts and closes make four records of a connection: four times the ring (closes alone: two).
+    // Accepts and closes make four records of a connection: four times the ring (without accepts, two or three).
     if (o.trackConns) {
-      const closesAlone = o.openings && !o.openings.connects && !o.openings.accepts;
-      object.setMaxEntries("lm_events", closesAlone ? CLOSES_RING_BYTES : TRACKING_RING_BYTES);
+      const accepts = !o.openings || o.openings.accepts;
+      object.setMaxEntries("lm_events", accepts ? TRACKING_RING_BYTES : CLOSES_RING_BYTES);
     }
     await object.loadInBackground();
     for (const port of (o.excludedDports ?? []).slice(0, object.mapMaxEntries("lm_excl_dport"))) {
