@@ -106,6 +106,7 @@ const TRACERS: Tracer[] = [
     ? [
       lightmonTracer(`lightmon B (${LIGHTMON_B})`, LIGHTMON_B),
       lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--events close\``, LIGHTMON_B, "close"),
+      lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--events all\``, LIGHTMON_B, "all"),
       lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--output table\``, LIGHTMON_B, "table"),
     ]
     : []),
