@@ -59,16 +59,17 @@ const struct lm_dns_query *lm_btf_anchor_query __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	/* 4 MiB: ~13k connect records, a third of a second at the loopback limit
-	 * (~40k/s); user space drains it every few ms. All its pages are
-	 * mapped into lightmon, so it counts in RSS. */
+	/* 4 MiB: ~22k connect records of 184 bytes, half a second at the loopback
+	 * limit (~40k/s); user space drains it every few ms. All its pages are
+	 * mapped into lightmon, so it counts in RSS. The loader resizes it when
+	 * connections are tracked. */
 	__uint(max_entries, 4 * 1024 * 1024);
 } lm_events SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	/* One entry per handshake in flight, allocated when used: a preallocated (or
-	 * LRU) map of 64k 360-byte entries took ~40 ms of start-up and 24 MB of kernel
+	 * LRU) map of 64k 360-byte entries (184 now) took ~40 ms of start-up and 24 MB of kernel
 	 * memory for what is, most of the time, a few dozen handshakes. Every entry is
 	 * deleted at the outcome (ESTABLISHED or CLOSE, which every SYN_SENT socket
 	 * reaches); a socket reused at the same address overwrites its entry. Full, a
@@ -102,6 +103,24 @@ struct {
 	__type(key, __u16); /* host order */
 	__type(value, __u8);
 } lm_excl_dport SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	/* The names of cgroups whose tasks made connection records, read once per cgroup
+	 * (see read_cgroup); user space reads them by the records' keys. LRU: a host with
+	 * more cgroups at once re-reads the ones it forgot (a key user space cannot find
+	 * any more is counted there, and its records go without names). */
+	__uint(max_entries, LM_CGROUPS_ENTRIES);
+	__type(key, struct lm_cgroup_key);
+	__type(value, struct lm_cgroup_names);
+} lm_cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lm_cgroup_names);
+} lm_cgroup_scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -355,9 +374,60 @@ static __always_inline void read_cgroup_names(struct task_struct *task, char *le
 		bpf_probe_read_kernel_str(parent, LM_CGROUP_NAME_LEN, kn_name(kn_parent(kn)));
 }
 
+/*
+ * The task's naming cgroup for a connection record: its key, with its names in
+ * lm_cgroups. The ownership walk and the names are read once per cgroup, at its first
+ * connection, not at every one. A cgroup root did not make stays in lm_cgroups too,
+ * marked, and is counted at each record, as the names it would have had are left out.
+ * Its names were root's when read: a cgroup cannot be renamed by anyone who could not
+ * have named it (rename needs its parent, which was root's), and its children are
+ * cgroups of their own, walked at theirs.
+ */
 static __always_inline void read_cgroup(struct task_struct *task, struct lm_conn_event *e)
 {
-	read_cgroup_names(task, e->cgroup, e->cgroup_parent);
+	struct css_set *cs = BPF_CORE_READ(task, cgroups);
+	struct cgroup *cg = BPF_CORE_READ(cs, dfl_cgrp);
+	__u32 zero = 0;
+
+	if (!cg || BPF_CORE_READ(cg, level) == 0) {
+		int mem = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+		struct cgroup_subsys_state *css = 0;
+
+		if (mem >= 0 && mem < 14)
+			css = BPF_CORE_READ(cs, subsys[mem]);
+		if (css)
+			cg = BPF_CORE_READ(css, cgroup);
+	}
+	if (!cg || BPF_CORE_READ(cg, level) == 0)
+		return;
+	struct kernfs_node *kn = BPF_CORE_READ(cg, kn);
+	struct lm_cgroup_key key = {
+		.id = BPF_CORE_READ(kn, id),
+		.hierarchy = BPF_CORE_READ(cg, root, hierarchy_id),
+	};
+	struct lm_cgroup_names *n = bpf_map_lookup_elem(&lm_cgroups, &key);
+
+	if (!n) {
+		n = bpf_map_lookup_elem(&lm_cgroup_scratch, &zero);
+		if (!n)
+			return;
+		__builtin_memset(n, 0, sizeof(*n));
+		if (!cgroup_roots(kn)) {
+			n->flags = LM_CGROUP_FOREIGN;
+		} else {
+			bpf_probe_read_kernel_str(n->cgroup, sizeof(n->cgroup), kn_name(kn));
+			if (BPF_CORE_READ(cg, level) > 1)
+				bpf_probe_read_kernel_str(n->cgroup_parent, sizeof(n->cgroup_parent),
+							  kn_name(kn_parent(kn)));
+		}
+		bpf_map_update_elem(&lm_cgroups, &key, n, BPF_ANY);
+	}
+	if (n->flags & LM_CGROUP_FOREIGN) {
+		count(LM_CTR_CGROUP_FOREIGN);
+		return;
+	}
+	e->cgroup_key = key.id;
+	e->cgroup_hierarchy = key.hierarchy;
 }
 
 static __always_inline bool is_v4_mapped(const __u8 *a)
@@ -570,8 +640,8 @@ static __always_inline void task_of(struct lm_conn_task *t, const struct lm_conn
 	t->gid = e->gid;
 	t->mntns = e->mntns;
 	__builtin_memcpy(t->comm, e->comm, sizeof(t->comm));
-	__builtin_memcpy(t->cgroup, e->cgroup, sizeof(t->cgroup));
-	__builtin_memcpy(t->cgroup_parent, e->cgroup_parent, sizeof(t->cgroup_parent));
+	t->cgroup_key = e->cgroup_key;
+	t->cgroup_hierarchy = e->cgroup_hierarchy;
 }
 
 /* ... and back into the close record. */
@@ -586,8 +656,8 @@ static __always_inline void task_to(struct lm_conn_event *e, const struct lm_con
 	e->gid = t->gid;
 	e->mntns = t->mntns;
 	__builtin_memcpy(e->comm, t->comm, sizeof(e->comm));
-	__builtin_memcpy(e->cgroup, t->cgroup, sizeof(e->cgroup));
-	__builtin_memcpy(e->cgroup_parent, t->cgroup_parent, sizeof(e->cgroup_parent));
+	e->cgroup_key = t->cgroup_key;
+	e->cgroup_hierarchy = t->cgroup_hierarchy;
 }
 
 /*
@@ -1415,7 +1485,7 @@ static __always_inline int handle_dns_query(struct __sk_buff *skb, bool by_netns
 	}
 	if (with_task && q->pid) {
 		bpf_get_current_comm(q->comm, sizeof(q->comm));
-		/* The container: the task's cgroup names, as connect records carry them. */
+		/* The container: the task's cgroup names, as lm_cgroups has them for connection records. */
 		read_cgroup_names(task, q->cgroup, q->cgroup_parent);
 	}
 	__u32 n = len - off; /* >= 12: checked above */

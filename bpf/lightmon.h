@@ -22,6 +22,7 @@
 #define LM_STASH_ENTRIES 65536 /* handshakes in flight lm_stash holds */
 #define LM_CONNS_ENTRIES 262144 /* connections lm_conns tracks */
 #define LM_CGROUP_DEPTH 32     /* cgroup levels checked for root's ownership; deeper is not believed */
+#define LM_CGROUPS_ENTRIES 16384 /* cgroups whose names lm_cgroups keeps */
 
 /* The first 16 bytes of every ring buffer record. */
 enum lm_kind {
@@ -74,6 +75,28 @@ enum lm_closed_by {
 #define LM_CONN_FIN_SENT 0x20	/* this side queued a FIN (FIN_WAIT1 or LAST_ACK) */
 #define LM_CONN_CLOSED 0x40	/* inbound, closed before it was accepted: kept for the accept */
 
+/*
+ * A cgroup as lm_cgroups keys it: its kernfs node in its hierarchy (each cgroup v1
+ * hierarchy numbers its nodes apart from the others). Node ids are never reused.
+ * A connection record carries the key of the cgroup that names its task; user space
+ * reads the names from lm_cgroups once per cgroup, not 192 bytes in every record.
+ */
+struct lm_cgroup_key {
+	__u64 id;	 /* kernfs_node.id; 0: no names (the host's root, or not root's) */
+	__u32 hierarchy; /* cgroup_root.hierarchy_id */
+	__u32 _pad;
+};
+
+/* lm_cgroups.flags */
+#define LM_CGROUP_FOREIGN 0x1 /* root did not make it (or one above it): no names */
+
+/* A cgroup's names, read once when a connection of one of its tasks is first seen. */
+struct lm_cgroup_names {
+	__u32 flags;				/* LM_CGROUP_* */
+	char cgroup[LM_CGROUP_NAME_LEN];	/* the leaf's name: carries the container id */
+	char cgroup_parent[LM_CGROUP_NAME_LEN]; /* its parent's: carries the pod uid */
+};
+
 /* Who opened a connection: the task half of its opening record, kept with the
  * connection so that its close record names it, whatever user space remembers. */
 struct lm_conn_task {
@@ -86,8 +109,9 @@ struct lm_conn_task {
 	__u32 gid;
 	__u32 mntns;
 	char comm[LM_COMM_LEN];
-	char cgroup[LM_CGROUP_NAME_LEN];
-	char cgroup_parent[LM_CGROUP_NAME_LEN];
+	__u64 cgroup_key;
+	__u32 cgroup_hierarchy;
+	__u32 _pad;
 };
 
 /* One established connection, in lm_conns, from the handshake to the close. */
@@ -140,16 +164,16 @@ struct lm_conn_event {
 	__u8 saddr[16];	     /* network order; IPv4 in the first 4 bytes */
 	__u8 daddr[16];	     /* network order; IPv4 in the first 4 bytes */
 	char comm[LM_COMM_LEN];
-	char cgroup[LM_CGROUP_NAME_LEN];	/* leaf cgroup name: carries the container id */
-	char cgroup_parent[LM_CGROUP_NAME_LEN]; /* its parent: carries the pod uid */
+	__u32 cgroup_hierarchy; /* lm_cgroup_key.hierarchy of the task's naming cgroup */
+	__u64 cgroup_key;    /* lm_cgroup_key.id of the task's naming cgroup: its names are in lm_cgroups */
 	__u32 retransmits;   /* close: tcp_sock.total_retrans */
+	__u32 srtt_us;	     /* close: smoothed RTT, microseconds */
 	__u64 conn_id;	     /* lm_conn_state.id; 0 when connections are not tracked */
 	__u64 bytes_sent;    /* close: tcp_sock.bytes_acked (SYN and FIN included: see flags) */
 	__u64 bytes_received; /* close: tcp_sock.bytes_received (the FIN included: see flags) */
-	__u32 srtt_us;	     /* close: smoothed RTT, microseconds */
-	__u8 closed_by;	     /* close: enum lm_closed_by */
-	__u8 _pad[3];
 	__u64 netns_cookie;  /* the socket's network namespace, as bpf_get_netns_cookie() names it */
+	__u8 closed_by;	     /* close: enum lm_closed_by */
+	__u8 _pad[7];
 };
 
 #define LM_DNS_DATA 1024 /* a power of two; 1023 bytes of a response are copied at most */
@@ -267,11 +291,13 @@ struct lm_config {
 
 _Static_assert(sizeof(struct lm_dns_query) == 792, "lm_dns_query layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_dns_event) == 1104, "lm_dns_event layout changed: update src/capture/layout.ts");
-_Static_assert(sizeof(struct lm_conn_event) == 360, "lm_conn_event layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_conn_event) == 184, "lm_conn_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exec_event) == 1608, "lm_exec_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_exit_event) == 24, "lm_exit_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_fork_event) == 40, "lm_fork_event layout changed: update src/capture/layout.ts");
-_Static_assert(sizeof(struct lm_conn_state) == 280, "lm_conn_state layout changed");
+_Static_assert(sizeof(struct lm_conn_state) == 104, "lm_conn_state layout changed");
+_Static_assert(sizeof(struct lm_cgroup_key) == 16, "lm_cgroup_key layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_cgroup_names) == 196, "lm_cgroup_names layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_config) == 28, "lm_config layout changed: update src/capture/layout.ts");
 
 #endif

@@ -145,9 +145,14 @@ struct kernfs_node___old {
 	struct kernfs_node___old *parent;
 };
 
+struct cgroup_root {
+	int hierarchy_id;
+};
+
 struct cgroup {
 	struct kernfs_node *kn;
 	int level;
+	struct cgroup_root *root;
 };
 
 struct cgroup_subsys_state {

@@ -423,6 +423,17 @@ export class BpfObject implements Disposable {
     if (rc < 0) throw new BpfError(`update map ${name}`, -rc);
   }
 
+  /**
+   * Read one element of a (non-per-CPU) map into `value`: false when the key is not
+   * there (ENOENT); any other failure throws.
+   */
+  lookupElem(name: string, key: Uint8Array<ArrayBuffer>, value: Uint8Array<ArrayBuffer>): boolean {
+    const rc = bpf().bpf_map_lookup_elem(this.mapFd(name), key, value);
+    if (rc >= 0) return true;
+    if (-rc === 2) return false; // ENOENT (libbpf 1.x returns -errno)
+    throw new BpfError(`look up map ${name}`, -rc);
+  }
+
   /** Sum a per-CPU array of u64 counters, index by index. */
   readPerCpuCounters(name: string, count: number): bigint[] {
     const s = bpf();

@@ -20,7 +20,13 @@ import { SummaryRenderer } from "./output/summary.ts";
 import { TableOutput } from "./output/table.ts";
 import { LineWriter } from "./output/writer.ts";
 import { Pipeline } from "./run/pipeline.ts";
-import { GOLDEN_CONTAINERS, GOLDEN_PASSWD, GOLDEN_WALL_OFFSET, goldenRecords } from "./testdata/records.ts";
+import {
+  GOLDEN_CONTAINERS,
+  GOLDEN_PASSWD,
+  GOLDEN_WALL_OFFSET,
+  goldenCgroups,
+  goldenRecords,
+} from "./testdata/records.ts";
 
 Deno.env.set("TZ", "UTC");
 const DIR = new URL("./testdata/golden/", import.meta.url);
@@ -42,7 +48,7 @@ async function run(renderer: Renderer, closes?: { names: NameSource; nameOnly: b
   const join = new ConnJoin();
   const nameOnly = closes?.nameOnly ? new NameOnlyConnects(join, closes.names, processes.cache) : undefined;
   const pipeline = new Pipeline<DataView>([
-    new DecodeStage(nameOnly && ((v) => nameOnly.take(v))),
+    new DecodeStage(nameOnly && ((v) => nameOnly.take(v)), goldenCgroups()),
     processes,
     new SnapshotOverlap(),
     new EnrichStage({

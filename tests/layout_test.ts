@@ -4,6 +4,10 @@
  */
 import assert from "node:assert/strict";
 import {
+  CGROUP_KEY,
+  CGROUP_KEY_SIZE,
+  CGROUP_NAMES,
+  CGROUP_NAMES_SIZE,
   CONFIG,
   CONFIG_SIZE,
   CONN,
@@ -62,6 +66,8 @@ const CASES = [
   ["lm_dns_event", DNS, DNS_SIZE],
   ["lm_dns_query", DNS_QUERY, DNS_QUERY_SIZE],
   ["lm_config", CONFIG, CONFIG_SIZE],
+  ["lm_cgroup_key", CGROUP_KEY, CGROUP_KEY_SIZE],
+  ["lm_cgroup_names", CGROUP_NAMES, CGROUP_NAMES_SIZE],
 ] as const;
 
 for (const [name, fields, size] of CASES) {

@@ -3,6 +3,7 @@
  * @module
  */
 import ipaddr from "ipaddr.js";
+import { type CgroupCache, noCgroups } from "./cgroups.ts";
 import { type Counters, Stage } from "../stage.ts";
 import type { ClosedBy, EventKind, Status } from "../event.ts";
 import {
@@ -186,7 +187,7 @@ function cString(v: DataView, offset: number, max: number): string {
 
 /**
  * The string a kernel string field held last time, and its bytes: a burst of
- * events from one process or container repeats its comm and cgroup names, which
+ * events from one process repeats its comm, which
  * are then compared, not decoded again (no allocation per event).
  */
 class LastString {
@@ -211,8 +212,6 @@ class LastString {
 }
 
 const lastComm = new LastString();
-const lastCgroup = new LastString();
-const lastCgroupParent = new LastString();
 
 /** IPv4 addresses as text, by their 32-bit value; bounded. */
 const V4_TEXT = new Map<number, string>();
@@ -254,12 +253,13 @@ export function peerAddress(v: DataView): string {
   return address(v, CONN.daddr.offset, af === AF_INET6 && !mapped ? 6 : 4, mapped);
 }
 
-function decodeConnect(v: DataView, event: EventKind): RawConnect {
+function decodeConnect(v: DataView, event: EventKind, cgroups: CgroupCache): RawConnect {
   const af = v.getUint16(CONN.family.offset, true);
   const mapped = af === AF_INET6 && isV4Mapped(v, CONN.daddr.offset);
   const family: 4 | 6 = af === AF_INET6 && !mapped ? 6 : 4;
   const flags = v.getUint8(CONN.flags.offset);
   const close = event === "close";
+  const cg = cgroups.get(v, CONN.cgroup_key.offset, CONN.cgroup_hierarchy.offset);
   return {
     kind: "connect",
     event,
@@ -294,8 +294,8 @@ function decodeConnect(v: DataView, event: EventKind): RawConnect {
     saddr: address(v, CONN.saddr.offset, family, mapped && isV4Mapped(v, CONN.saddr.offset)),
     daddr: address(v, CONN.daddr.offset, family, mapped),
     comm: lastComm.get(v, CONN.comm.offset, CONN.comm.size),
-    cgroup: lastCgroup.get(v, CONN.cgroup.offset, CONN.cgroup.size),
-    cgroupParent: lastCgroupParent.get(v, CONN.cgroup_parent.offset, CONN.cgroup_parent.size),
+    cgroup: cg.cgroup,
+    cgroupParent: cg.cgroupParent,
     netnsCookie: v.getBigUint64(CONN.netns_cookie.offset, true),
   };
 }
@@ -395,15 +395,21 @@ function decodeFork(v: DataView): RawFork {
   };
 }
 
-/** Decode one record; undefined for a kind this version does not know. */
-export function decodeRecord(v: DataView): RawRecord | undefined {
+/** Records decoded without a capture: no cgroup key is known. */
+const NO_CGROUPS = noCgroups();
+
+/**
+ * Decode one record; undefined for a kind this version does not know. A connection
+ * record's cgroup names come from `cgroups`, by the key it carries.
+ */
+export function decodeRecord(v: DataView, cgroups: CgroupCache = NO_CGROUPS): RawRecord | undefined {
   switch (v.getUint32(8, true)) {
     case KIND.connect:
-      return decodeConnect(v, "connect");
+      return decodeConnect(v, "connect", cgroups);
     case KIND.accept:
-      return decodeConnect(v, "accept");
+      return decodeConnect(v, "accept", cgroups);
     case KIND.close:
-      return decodeConnect(v, "close");
+      return decodeConnect(v, "close", cgroups);
     case KIND.dns:
       return decodeDns(v);
     case KIND.dnsQuery:
@@ -425,19 +431,22 @@ export function decodeRecord(v: DataView): RawRecord | undefined {
  */
 export class DecodeStage extends Stage<DataView, RawRecord> {
   readonly name = "decode";
-  override readonly notable: ReadonlySet<string> = new Set(["unknownKind"]);
+  override readonly notable: ReadonlySet<string> = new Set(["unknownKind", "cgroupUnknown"]);
   #records = 0;
   #unknown = 0;
   #take: ((v: DataView) => boolean) | undefined;
   #taken = 0;
+  #cgroups: CgroupCache;
 
   /**
    * @param takeConnect given every connect record first; one it takes (true) goes no
    *   further, undecoded, and counts as filtered (NameOnlyConnects: nobody asked for it)
+   * @param cgroups the capture's cgroup names, by the keys records carry
    */
-  constructor(takeConnect?: (v: DataView) => boolean) {
+  constructor(takeConnect?: (v: DataView) => boolean, cgroups: CgroupCache = noCgroups()) {
     super();
     this.#take = takeConnect;
+    this.#cgroups = cgroups;
   }
 
   push(v: DataView): void {
@@ -446,7 +455,7 @@ export class DecodeStage extends Stage<DataView, RawRecord> {
       this.#taken++;
       return;
     }
-    const r = decodeRecord(v);
+    const r = decodeRecord(v, this.#cgroups);
     if (r) this.emit(r);
     else this.#unknown++;
   }
@@ -457,7 +466,13 @@ export class DecodeStage extends Stage<DataView, RawRecord> {
   }
 
   override counters(): Counters {
-    const c: Counters = { records: this.#records, unknownKind: this.#unknown };
+    const c: Counters = {
+      records: this.#records,
+      unknownKind: this.#unknown,
+      // Keys the kernel's cgroup table had forgotten before their first record was read: no names.
+      cgroupUnknown: this.#cgroups.unknown,
+      cgroupReads: this.#cgroups.reads,
+    };
     // The ledger's: taken connects are events seen and filtered here.
     if (this.#take) Object.assign(c, { seen: this.#taken, filtered: this.#taken });
     return c;

@@ -1,6 +1,42 @@
 import assert from "node:assert/strict";
 import { decodeRecord } from "./decode.ts";
-import { CONN, CONN_SIZE, CWD_COMPLETE, CWD_NAME, EXEC, EXEC_SIZE, KIND } from "./layout.ts";
+import { CgroupCache } from "./cgroups.ts";
+import {
+  CGROUP_FOREIGN,
+  CGROUP_KEY,
+  CGROUP_NAMES,
+  CONN,
+  CONN_SIZE,
+  CWD_COMPLETE,
+  CWD_NAME,
+  EXEC,
+  EXEC_SIZE,
+  KIND,
+} from "./layout.ts";
+
+/** lm_cgroups as a test has it: names by (id, hierarchy); a name of "!" is a cgroup marked foreign. */
+function cgroupTable(names: Map<string, string>): CgroupCache {
+  return new CgroupCache((key, value) => {
+    const k = new DataView(key.buffer);
+    const name = names.get(
+      `${k.getBigUint64(CGROUP_KEY.id.offset, true)}/${k.getUint32(CGROUP_KEY.hierarchy.offset, true)}`,
+    );
+    if (name === undefined) return false;
+    value.fill(0);
+    const v = new DataView(value.buffer);
+    if (name === "!") v.setUint32(CGROUP_NAMES.flags.offset, CGROUP_FOREIGN, true);
+    else {new TextEncoder().encodeInto(
+        name,
+        value.subarray(CGROUP_NAMES.cgroup.offset, CGROUP_NAMES.cgroup.offset + 96),
+      );}
+    return true;
+  });
+}
+
+const setCgroup = (v: DataView, id: bigint, hierarchy = 0) => {
+  v.setBigUint64(CONN.cgroup_key.offset, id, true);
+  v.setUint32(CONN.cgroup_hierarchy.offset, hierarchy, true);
+};
 
 function connRecord(family: number, saddr: number[], daddr: number[], status = 1): DataView {
   const v = new DataView(new ArrayBuffer(CONN_SIZE));
@@ -15,14 +51,17 @@ function connRecord(family: number, saddr: number[], daddr: number[], status = 1
   saddr.forEach((b, i) => v.setUint8(CONN.saddr.offset + i, b));
   daddr.forEach((b, i) => v.setUint8(CONN.daddr.offset + i, b));
   new TextEncoder().encodeInto("curl\0garbage", new Uint8Array(v.buffer, CONN.comm.offset, 16));
-  new TextEncoder().encodeInto(`docker-${"a".repeat(64)}.scope`, new Uint8Array(v.buffer, CONN.cgroup.offset, 96));
+  setCgroup(v, 7n);
   return v;
 }
 
 const mapped = (a: number[]) => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...a];
 
 Deno.test("IPv4 connect records decode to dotted quads and host-order ports", () => {
-  const r = decodeRecord(connRecord(2, [10, 0, 0, 5], [93, 184, 216, 34]));
+  const r = decodeRecord(
+    connRecord(2, [10, 0, 0, 5], [93, 184, 216, 34]),
+    cgroupTable(new Map([["7/0", `docker-${"a".repeat(64)}.scope`]])),
+  );
   assert.ok(r?.kind === "connect");
   assert.equal(r.family, 4);
   assert.equal(r.saddr, "10.0.0.5");
@@ -98,22 +137,50 @@ Deno.test("unknown record kinds are skipped, not misread", () => {
   assert.equal(decodeRecord(v), undefined);
 });
 
-Deno.test("repeated comm and cgroup names are reused, and any byte that changes is seen", () => {
+Deno.test("repeated comm names are reused, and any byte that changes is seen", () => {
   const names = ["connector", "connector", "connectoR", "conn", "connector", "", "ünï", "ünï", "ünï2", "x".repeat(16)];
-  const cgroups = ["docker-abc.scope", "docker-abc.scope", "docker-abd.scope", "", "y".repeat(96)];
   const enc = new TextEncoder();
   for (let i = 0; i < 40; i++) {
     const v = connRecord(2, [10, 0, 0, i], [10, 0, 1, 255 - i]);
     const comm = names[i % names.length];
-    const cgroup = cgroups[i % cgroups.length];
     new Uint8Array(v.buffer, CONN.comm.offset, CONN.comm.size).fill(0);
     enc.encodeInto(comm, new Uint8Array(v.buffer, CONN.comm.offset, CONN.comm.size));
-    new Uint8Array(v.buffer, CONN.cgroup.offset, CONN.cgroup.size).fill(0);
-    enc.encodeInto(cgroup, new Uint8Array(v.buffer, CONN.cgroup.offset, CONN.cgroup.size));
-    const r = decodeRecord(v) as { comm: string; cgroup: string; saddr: string; daddr: string };
+    const r = decodeRecord(v) as { comm: string; saddr: string; daddr: string };
     assert.equal(r.comm, comm, `record ${i}`);
-    assert.equal(r.cgroup, cgroup, `record ${i}`);
     assert.equal(r.saddr, `10.0.0.${i}`);
     assert.equal(r.daddr, `10.0.1.${255 - i}`);
   }
+});
+
+Deno.test("cgroup names come from the kernel's table by key, once per key; an unknown or foreign key names nothing", () => {
+  const table = cgroupTable(
+    new Map([
+      ["7/0", "docker-abc.scope"],
+      ["7/3", "other-hierarchy"], // the same node id in another v1 hierarchy is another cgroup
+      [`${(1n << 40n) + 7n}/0`, "high-id"], // both halves of the id count
+      ["9/0", "y".repeat(96)],
+      ["11/0", "!"],
+    ]),
+  );
+  const keys: [bigint, number, string][] = [
+    [7n, 0, "docker-abc.scope"],
+    [7n, 0, "docker-abc.scope"],
+    [7n, 3, "other-hierarchy"],
+    [(1n << 40n) + 7n, 0, "high-id"],
+    [0n, 0, ""], // the host's
+    [9n, 0, "y".repeat(96)],
+    [12n, 0, ""], // gone from the table
+    [11n, 0, ""], // re-read since as not root's
+    [7n, 0, "docker-abc.scope"],
+    [9n, 0, "y".repeat(96)],
+  ];
+  for (const [id, hierarchy, name] of keys) {
+    const v = connRecord(2, [10, 0, 0, 1], [10, 0, 0, 2]);
+    setCgroup(v, id, hierarchy);
+    const r = decodeRecord(v, table) as { cgroup: string };
+    assert.equal(r.cgroup, name, `key ${id}/${hierarchy}`);
+  }
+  // Read once each (7/0, 7/3, high, 9): the unknown and the foreign are asked again when they come again.
+  assert.equal(table.reads, 6);
+  assert.equal(table.unknown, 1);
 });

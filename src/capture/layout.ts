@@ -34,18 +34,38 @@ export const CONN = {
   saddr: { offset: 76, size: 16 },
   daddr: { offset: 92, size: 16 },
   comm: { offset: 108, size: 16 },
-  cgroup: { offset: 124, size: 96 },
-  cgroup_parent: { offset: 220, size: 96 },
-  retransmits: { offset: 316, size: 4 },
-  conn_id: { offset: 320, size: 8 },
-  bytes_sent: { offset: 328, size: 8 },
-  bytes_received: { offset: 336, size: 8 },
-  srtt_us: { offset: 344, size: 4 },
-  closed_by: { offset: 348, size: 1 },
-  netns_cookie: { offset: 352, size: 8 },
+  cgroup_hierarchy: { offset: 124, size: 4 },
+  cgroup_key: { offset: 128, size: 8 },
+  retransmits: { offset: 136, size: 4 },
+  srtt_us: { offset: 140, size: 4 },
+  conn_id: { offset: 144, size: 8 },
+  bytes_sent: { offset: 152, size: 8 },
+  bytes_received: { offset: 160, size: 8 },
+  netns_cookie: { offset: 168, size: 8 },
+  closed_by: { offset: 176, size: 1 },
 } as const satisfies Record<string, FieldPos>;
 /** sizeof(struct lm_conn_event) */
-export const CONN_SIZE = 360;
+export const CONN_SIZE = 184;
+
+/** struct lm_cgroup_key: lm_cgroups' key (a record's cgroup_key and cgroup_hierarchy) */
+export const CGROUP_KEY = {
+  id: { offset: 0, size: 8 },
+  hierarchy: { offset: 8, size: 4 },
+} as const satisfies Record<string, FieldPos>;
+/** sizeof(struct lm_cgroup_key) */
+export const CGROUP_KEY_SIZE = 16;
+
+/** struct lm_cgroup_names: lm_cgroups' value */
+export const CGROUP_NAMES = {
+  flags: { offset: 0, size: 4 },
+  cgroup: { offset: 4, size: 96 },
+  cgroup_parent: { offset: 100, size: 96 },
+} as const satisfies Record<string, FieldPos>;
+/** sizeof(struct lm_cgroup_names) */
+export const CGROUP_NAMES_SIZE = 196;
+/** lm_cgroup_names.flags (LM_CGROUP_* in bpf/lightmon.h) */
+export const CGROUP_FOREIGN = 1;
+
 /** lm_conn_event.flags */
 export const FLAG_INBOUND = 0x2;
 export const FLAG_EXISTING = 0x4;

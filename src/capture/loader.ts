@@ -40,13 +40,16 @@ export const PROGRAMS: Record<Strategy, readonly string[]> = {
   tracepoint: ["lm_tp_state", "lm_tp_retrans", "lm_tp_exec", "lm_tp_exit"],
 };
 
-/** The ring buffer's size when accepts and closes are tracked (the object's 4 MiB otherwise). */
-export const TRACKING_RING_BYTES = 16 * 1024 * 1024;
+/**
+ * The ring buffer's size when accepts and closes are tracked (the object's 4 MiB
+ * otherwise): ~45,000 records of 184 bytes, four a connection.
+ */
+export const TRACKING_RING_BYTES = 8 * 1024 * 1024;
 /**
  * The ring buffer's size without accepts (--events close): two closes a connection,
  * and a connect when DNS names are on (taken from the ring undecoded: it drains fast).
  */
-export const CLOSES_RING_BYTES = 8 * 1024 * 1024;
+export const CLOSES_RING_BYTES = 4 * 1024 * 1024;
 
 /** The start-up snapshot's iterator, loaded on its own (see snapshot.ts). */
 export const SNAPSHOT_PROGRAM = "lm_iter_tcp";

@@ -11,6 +11,7 @@
  */
 import { type Counters, Stage } from "../stage.ts";
 import { decodeRecord, type RawConnect } from "./decode.ts";
+import type { CgroupCache } from "./cgroups.ts";
 import { CONN_SIZE } from "./layout.ts";
 import type { BpfObject } from "../../ffi/libbpf.ts";
 import { SNAPSHOT_PROGRAM } from "./loader.ts";
@@ -79,7 +80,7 @@ class ExistingClassifier {
 }
 
 /** Run the loaded capture's iterator once, streaming; throws BpfError if the kernel refuses. */
-export function existingConnections(object: BpfObject, inbound = false): Existing {
+export function existingConnections(object: BpfObject, inbound = false, cgroups?: CgroupCache): Existing {
   const c = new ExistingClassifier(inbound);
   // A record may be split between two reads: its start waits here for the rest.
   const carry = new Uint8Array(CONN_SIZE);
@@ -92,12 +93,12 @@ export function existingConnections(object: BpfObject, inbound = false): Existin
       carried += take;
       off = take;
       if (carried < CONN_SIZE) return;
-      const r = decodeRecord(new DataView(carry.buffer, 0, CONN_SIZE));
+      const r = decodeRecord(new DataView(carry.buffer, 0, CONN_SIZE), cgroups);
       if (r?.kind === "connect") c.add(r);
       carried = 0;
     }
     for (; off + CONN_SIZE <= bytes.length; off += CONN_SIZE) {
-      const r = decodeRecord(new DataView(bytes.buffer, bytes.byteOffset + off, CONN_SIZE));
+      const r = decodeRecord(new DataView(bytes.buffer, bytes.byteOffset + off, CONN_SIZE), cgroups);
       if (r?.kind === "connect") c.add(r);
     }
     carry.set(bytes.subarray(off), 0);

@@ -9,6 +9,7 @@ import { pageSize, releaseFreeMemory } from "../../ffi/libc.ts";
 import { DecodeStage } from "../capture/decode.ts";
 import { type IncludedPorts, type Loaded, readCounters, type Strategy } from "../capture/loader.ts";
 import { existingConnections, MAX_EXISTING, MAX_EXISTING_PER_UID } from "../capture/snapshot.ts";
+import { CgroupCache } from "../capture/cgroups.ts";
 import type { COUNTERS } from "../capture/layout.ts";
 import type { Counters, Stage, StageContext } from "../stage.ts";
 import { type Ledger, Pipeline } from "./pipeline.ts";
@@ -166,7 +167,9 @@ export async function runMonitor(o: RunOptions): Promise<number> {
       });
     },
   };
-  const decode = new DecodeStage(o.takeConnect);
+  // Records name their task's cgroup by key; its names are read from the kernel's table once.
+  const cgroups = new CgroupCache((key, value) => object.lookupElem("lm_cgroups", key, value));
+  const decode = new DecodeStage(o.takeConnect, cgroups);
   const pipeline = new Pipeline<DataView>([decode, ...o.stages], ctx);
   let consumer: RingConsumer | undefined;
   const state = (): RunState => {
@@ -202,7 +205,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     let existingNote = "";
     if (o.existing) {
       try {
-        const existing = existingConnections(object, o.inboundExisting);
+        const existing = existingConnections(object, o.inboundExisting, cgroups);
         const found = existing.found.filter((r) => !(o.ipv4Only && r.family === 6));
         decode.inject(found);
         const more = existing.skipped > 0

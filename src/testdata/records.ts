@@ -5,7 +5,10 @@
  * and compares every output with the files in `golden/`.
  * @module
  */
+import { CgroupCache } from "../capture/cgroups.ts";
 import {
+  CGROUP_KEY,
+  CGROUP_NAMES,
   CONN,
   CONN_SIZE,
   EXEC,
@@ -83,9 +86,34 @@ function connect(c: Conn): DataView {
   put(v, CONN.saddr, new Uint8Array(c.saddr));
   put(v, CONN.daddr, new Uint8Array(c.daddr));
   put(v, CONN.comm, c.comm ?? "curl");
-  put(v, CONN.cgroup, c.cgroup ?? "");
-  put(v, CONN.cgroup_parent, c.parent ?? "");
+  v.setBigUint64(CONN.cgroup_key.offset, BigInt(cgroupKey(c.cgroup ?? "", c.parent ?? "")), true);
+  v.setUint32(CONN.cgroup_hierarchy.offset, 3, true);
   return v;
+}
+
+/** The stream's cgroups by the key its records carry: what the kernel's lm_cgroups would hold. */
+const CGROUPS = new Map<number, { cgroup: string; parent: string }>();
+
+function cgroupKey(cgroup: string, parent: string): number {
+  if (!cgroup && !parent) return 0;
+  for (const [key, n] of CGROUPS) if (n.cgroup === cgroup && n.parent === parent) return key;
+  const key = 0x1_0000_0100 + CGROUPS.size; // past 32 bits: both halves of the id are read
+  CGROUPS.set(key, { cgroup, parent });
+  return key;
+}
+
+/** The names of the stream's cgroups, read as from the kernel's table (after goldenRecords()). */
+export function goldenCgroups(): CgroupCache {
+  return new CgroupCache((key, value) => {
+    const k = new DataView(key.buffer);
+    const n = CGROUPS.get(Number(k.getBigUint64(CGROUP_KEY.id.offset, true)));
+    if (!n || k.getUint32(CGROUP_KEY.hierarchy.offset, true) !== 3) return false;
+    const v = new DataView(value.buffer);
+    value.fill(0);
+    put(v, CGROUP_NAMES.cgroup, n.cgroup);
+    put(v, CGROUP_NAMES.cgroup_parent, n.parent);
+    return true;
+  });
 }
 
 function exec(pid: number, filename: string, args: string[], comm = "x"): DataView {
