@@ -84,8 +84,18 @@ export function parseCgroup(leaf: string, parent: string): CgroupIdentity {
 const memo = new Map<string, CgroupIdentity>();
 const MEMO_MAX = 4096;
 
-/** parseCgroup, remembered: every event of a container carries the same two names. */
+let lastLeaf = "";
+let lastParent = "";
+let last: CgroupIdentity = HOST;
+
+/**
+ * parseCgroup, remembered: every event of a container carries the same two names
+ * (the same strings: the decoder's cgroup cache hands them out), so a burst from one
+ * costs two comparisons, not a key built per event.
+ */
 export function identifyCgroup(leaf: string, parent: string): CgroupIdentity {
+  if (leaf === lastLeaf && parent === lastParent) return last;
+  if (leaf === "" && parent === "") return HOST;
   const key = `${leaf}/${parent}`;
   let id = memo.get(key);
   if (!id) {
@@ -93,5 +103,8 @@ export function identifyCgroup(leaf: string, parent: string): CgroupIdentity {
     if (memo.size >= MEMO_MAX) memo.clear();
     memo.set(key, id);
   }
+  lastLeaf = leaf;
+  lastParent = parent;
+  last = id;
   return id;
 }
