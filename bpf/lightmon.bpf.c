@@ -1315,45 +1315,85 @@ int lm_tp_exit(void *ctx)
  * addresses. Every packet is let through. A DNS flood cannot crowd connection
  * records out: responses are not copied while the ring is half full (counted).
  */
-/* Where a packet's UDP or TCP payload starts, and its IP version, protocol and ports
- * (network order); false for anything else. IPv6 extension headers are not followed. */
+/* A packet's IP version, protocol, where its UDP or TCP header starts, and its ports
+ * (network order). IPv6 extension headers are not followed. */
 struct l4_info {
-	__u32 payload;
+	__u32 l4;
+	__be32 daddr4; /* IPv4: the destination (Docker's resolver is told by it) */
 	__u8 version;
 	__u8 proto;
 	__be16 ports[2];
 };
 
+/*
+ * The packet's IP version, protocol and ports from its linear head, read in place
+ * (cgroup_skb programs may read packet data directly): no helper call for the many
+ * packets that are not DNS. 0: read; 1: not UDP or TCP over IP; -1: the head is too
+ * short to tell (a non-linear packet, IPv4 options), for parse_l4's helper reads.
+ */
+static __always_inline int peek_l4(struct __sk_buff *skb, struct l4_info *p)
+{
+	const __u8 *data = (const __u8 *)(long)skb->data;
+	const __u8 *end = (const __u8 *)(long)skb->data_end;
+
+	if (data + 40 + sizeof(p->ports) > end) /* the fixed IPv6 header and the ports */
+		return -1;
+	p->version = data[0] >> 4;
+	if (p->version == 4) {
+		if ((data[0] & 0xf) != 5) /* options */
+			return -1;
+		p->l4 = 20;
+		p->proto = data[9];
+		__builtin_memcpy(&p->daddr4, data + 16, 4);
+	} else if (p->version == 6) {
+		p->l4 = 40;
+		p->proto = data[6];
+	} else {
+		return 1;
+	}
+	if (p->proto != IPPROTO_UDP && p->proto != IPPROTO_TCP)
+		return 1;
+	__builtin_memcpy(p->ports, data + p->l4, sizeof(p->ports));
+	return 0;
+}
+
 static __always_inline bool parse_l4(struct __sk_buff *skb, struct l4_info *p)
 {
 	__u8 b0;
-	__u32 l4;
+	int peeked = peek_l4(skb, p);
 
+	if (peeked >= 0)
+		return peeked == 0;
 	if (bpf_skb_load_bytes(skb, 0, &b0, 1))
 		return false;
 	p->version = b0 >> 4;
 	if (p->version == 4) {
-		l4 = (b0 & 0xf) * 4;
-		if (bpf_skb_load_bytes(skb, 9, &p->proto, 1))
+		p->l4 = (b0 & 0xf) * 4;
+		if (bpf_skb_load_bytes(skb, 9, &p->proto, 1) || bpf_skb_load_bytes(skb, 16, &p->daddr4, 4))
 			return false;
 	} else if (p->version == 6) {
-		l4 = 40;
+		p->l4 = 40;
 		if (bpf_skb_load_bytes(skb, 6, &p->proto, 1))
 			return false;
 	} else {
 		return false;
 	}
-	if ((p->proto != IPPROTO_UDP && p->proto != IPPROTO_TCP) || bpf_skb_load_bytes(skb, l4, p->ports, sizeof(p->ports)))
-		return false;
-	if (p->proto == IPPROTO_UDP) {
-		p->payload = l4 + 8;
-	} else {
-		__u8 doff;
+	return (p->proto == IPPROTO_UDP || p->proto == IPPROTO_TCP) &&
+	       !bpf_skb_load_bytes(skb, p->l4, p->ports, sizeof(p->ports));
+}
 
-		if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
-			return false;
-		p->payload = l4 + (doff >> 4) * 4;
+/* Where the UDP or TCP payload starts: asked only of packets that may be DNS. */
+static __always_inline bool l4_payload(struct __sk_buff *skb, const struct l4_info *p, __u32 *off)
+{
+	__u8 doff;
+
+	if (p->proto == IPPROTO_UDP) {
+		*off = p->l4 + 8;
+		return true;
 	}
+	if (bpf_skb_load_bytes(skb, p->l4 + 12, &doff, 1))
+		return false;
+	*off = p->l4 + (doff >> 4) * 4;
 	return true;
 }
 
@@ -1362,9 +1402,8 @@ static __always_inline int handle_dns(struct __sk_buff *skb, bool by_netns)
 	__u32 zero = 0, off, len = skb->len;
 	struct l4_info p;
 
-	if (!parse_l4(skb, &p) || p.ports[0] != bpf_htons(53))
+	if (!parse_l4(skb, &p) || p.ports[0] != bpf_htons(53) || !l4_payload(skb, &p, &off))
 		return 1;
-	off = p.payload;
 	if (len <= off) /* no payload: a bare ACK */
 		return 1;
 	if (bpf_ringbuf_query(&lm_events, BPF_RB_AVAIL_DATA) > bpf_ringbuf_query(&lm_events, BPF_RB_RING_SIZE) / 2) {
@@ -1437,16 +1476,17 @@ static __always_inline int handle_dns_query(struct __sk_buff *skb, bool by_netns
 {
 	__u32 off, len = skb->len, zero = 0;
 	struct l4_info p;
-	__be32 daddr4 = 0;
+	__be32 daddr4;
 
 	if (!parse_l4(skb, &p))
 		return 1;
-	if (p.version == 4)
-		bpf_skb_load_bytes(skb, 16, &daddr4, 4);
+	daddr4 = p.version == 4 ? p.daddr4 : 0;
 	if (p.ports[1] != bpf_htons(53) && daddr4 != bpf_htonl(DOCKER_DNS_V4))
 		return 1;
+	if (!l4_payload(skb, &p, &off))
+		return 1;
 	/* TCP data starts with the message's two-byte length. */
-	off = p.payload + (p.proto == IPPROTO_TCP ? 2 : 0);
+	off += p.proto == IPPROTO_TCP ? 2 : 0;
 	if (len < off + 12) /* no whole header: a bare ACK, or not DNS */
 		return 1;
 	if (bpf_ringbuf_query(&lm_events, BPF_RB_AVAIL_DATA) > bpf_ringbuf_query(&lm_events, BPF_RB_RING_SIZE) / 2) {

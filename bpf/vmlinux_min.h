@@ -334,9 +334,27 @@ struct lm_tp_sys_exit {
 	long ret;
 };
 
-/* The context of cgroup_skb programs (UAPI, fixed layout): only what is read. */
+/* The context of cgroup_skb programs (UAPI, fixed layout): up to what is read. */
+/* Accessed by these exact offsets (linux/bpf.h), never relocated. */
 struct __sk_buff {
 	__u32 len;
+	__u32 pkt_type;
+	__u32 mark;
+	__u32 queue_mapping;
+	__u32 protocol;
+	__u32 vlan_present;
+	__u32 vlan_tci;
+	__u32 vlan_proto;
+	__u32 priority;
+	__u32 ingress_ifindex;
+	__u32 ifindex;
+	__u32 tc_index;
+	__u32 cb[5];
+	__u32 hash;
+	__u32 tc_classid;
+	__u32 data;	/* offset 76 */
+	__u32 data_end; /* offset 80 */
 };
+_Static_assert(__builtin_offsetof(struct __sk_buff, data) == 76, "struct __sk_buff is the UAPI's");
 
 #endif
