@@ -690,8 +690,10 @@ static __always_inline struct lm_conn_state *new_state(__u32 flags, __u64 now, c
 	st->id = next_conn_id();
 	st->start_ns = now;
 	st->flags = flags;
-	if (who)
+	if (who) {
 		task_of(&st->task, who);
+		st->latency_us = (now - who->start_ns) / 1000; /* the snapshot's: 0 */
+	}
 	return st;
 }
 
@@ -767,6 +769,7 @@ static __always_inline void emit_close(const struct sock *sk, const struct lm_co
 	e->start_ns = st->start_ns;
 	task_to(e, &st->task);
 	e->conn_id = st->id;
+	e->latency_us = st->latency_us;
 	e->status = LM_STATUS_CLOSED;
 	e->flags = ((st->flags & LM_CONN_INBOUND) ? LM_FLAG_INBOUND : 0) |
 		   ((st->flags & LM_CONN_EXISTING) ? LM_FLAG_EXISTING : 0);
@@ -1113,6 +1116,7 @@ static __always_inline int handle_accept(long ret)
 	if (st) {
 		st->flags |= LM_CONN_REPORTED;
 		task_of(&st->task, e); /* its close names the accepting task */
+		st->latency_us = (now - e->start_ns) / 1000; /* as the accept record says it */
 	}
 	emit_opening(e, LM_OPEN_ACCEPTS);
 	if (closed && st)

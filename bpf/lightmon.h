@@ -119,7 +119,7 @@ struct lm_conn_state {
 	__u64 id;	/* conn_id, unique for the run */
 	__u64 start_ns; /* when it reached ESTABLISHED (or was found by the snapshot) */
 	__u32 flags;	/* LM_CONN_* */
-	__u32 _pad;
+	__u32 latency_us; /* its opening's latency: connect() to ESTABLISHED, or ESTABLISHED to accept() */
 	__u64 owner;	/* whose share of lm_conns it takes (conn_owner) */
 	struct lm_conn_task task; /* pid 0 until known: an inbound one's is its accepting task's */
 };
@@ -173,7 +173,8 @@ struct lm_conn_event {
 	__u64 bytes_received; /* close: tcp_sock.bytes_received (the FIN included: see flags) */
 	__u64 netns_cookie;  /* the socket's network namespace, as bpf_get_netns_cookie() names it */
 	__u8 closed_by;	     /* close: enum lm_closed_by */
-	__u8 _pad[7];
+	__u8 _pad[3];
+	__u32 latency_us;    /* close: its opening record's latency (lm_conn_state.latency_us) */
 };
 
 #define LM_DNS_DATA 1024 /* a power of two; 1023 bytes of a response are copied at most */

@@ -423,7 +423,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "latencyUs",
-    doc: "`connect()` to this event, µs; for `accept`, the handshake to `accept()`",
+    doc: "`connect()` to this event, µs; for `accept`, the handshake to `accept()`; for `close`, its opening's",
     get: (e) => e.latencyUs,
     json: NUMBER,
   },

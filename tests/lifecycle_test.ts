@@ -389,6 +389,11 @@ for (const dns of [true, false]) {
         assert.equal(client.exe, CONNECTOR);
         assert.equal(server.pid, Deno.pid);
         assert.equal(server.sport, l.port);
+        // Its opening's latency, kept with the connection in the kernel: the handshake, the wait for accept().
+        const clientUs = client.latencyUs as number;
+        const serverUs = server.latencyUs as number;
+        assert.ok(clientUs > 0 && clientUs < 1_000_000, `client latency ${clientUs}`);
+        assert.ok(serverUs >= 0 && serverUs < 1_000_000, `server latency ${serverUs}`);
       }
     },
   );

@@ -45,6 +45,8 @@ export interface RawConnect {
   retransmits: number;
   srttUs: number;
   closedBy: ClosedBy | "";
+  /** Close records: the kernel's word for its opening record's latency (connect's handshake, accept's wait), µs. */
+  latencyUs: number;
   /** CLOCK_BOOTTIME ns when the record was emitted. */
   tsNs: bigint;
   /** CLOCK_BOOTTIME ns at connect(2). */
@@ -274,6 +276,7 @@ function decodeConnect(v: DataView, event: EventKind, cgroups: CgroupCache): Raw
     retransmits: close ? v.getUint32(CONN.retransmits.offset, true) : 0,
     srttUs: close ? v.getUint32(CONN.srtt_us.offset, true) : 0,
     closedBy: close ? CLOSED_BY[v.getUint8(CONN.closed_by.offset)] ?? "" : "",
+    latencyUs: close ? v.getUint32(CONN.latency_us.offset, true) : 0,
     tsNs: v.getBigUint64(CONN.ts_ns.offset, true),
     startNs: v.getBigUint64(CONN.start_ns.offset, true),
     cgroupId: v.getBigUint64(CONN.cgroup_id.offset, true),

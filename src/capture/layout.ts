@@ -43,6 +43,7 @@ export const CONN = {
   bytes_received: { offset: 160, size: 8 },
   netns_cookie: { offset: 168, size: 8 },
   closed_by: { offset: 176, size: 1 },
+  latency_us: { offset: 180, size: 4 },
 } as const satisfies Record<string, FieldPos>;
 /** sizeof(struct lm_conn_event) */
 export const CONN_SIZE = 184;

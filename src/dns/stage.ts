@@ -32,6 +32,7 @@ function asEvent(r: RawDns, res: DnsResponse, q: RawDnsQuery): RawConnect {
     retransmits: 0,
     srttUs: 0,
     closedBy: "",
+    latencyUs: 0,
     tsNs: r.tsNs,
     startNs: q.tsNs,
     cgroupId: q.cgroupId,

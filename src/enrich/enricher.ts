@@ -98,7 +98,8 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     connId: r.connId,
     direction: r.inbound ? "inbound" : "outbound",
     status: r.status,
-    latencyUs: close ? 0 : sinceStartUs,
+    // A close's is its opening record's, kept with the connection in the kernel.
+    latencyUs: close ? r.latencyUs : sinceStartUs,
     durationMs: close ? Math.trunc(sinceStartUs / 1000) : 0,
     bytesSent: r.bytesSent,
     bytesReceived: r.bytesReceived,

@@ -31,12 +31,11 @@ export const MAX_PARKED = 4096;
 /**
  * What a close takes from a connect that went no further than NameOnlyConnects: the
  * words the connect would have had that the close cannot have itself (its peer's
- * name then, its handshake's latency, the process image then, which may have gone
- * from the process cache by the close).
+ * name then, and the process image then, which may have gone from the process cache
+ * by the close). Its latency the kernel keeps with the connection.
  */
 export interface Opening {
   dnsName: string;
-  latencyUs: number;
   proc: ProcInfo;
 }
 
@@ -127,7 +126,6 @@ function lend(from: Lent, to: ConnEvent): void {
 /** ... and from a connect that NameOnlyConnects kept: the rest, the close's own enrichment says alike. */
 function lendOpening(from: Opening, to: ConnEvent): void {
   to.dnsName = from.dnsName;
-  to.latencyUs = from.latencyUs;
   to.exe = from.proc.exe;
   to.args = from.proc.args;
   to.procSource = from.proc.source;
@@ -295,14 +293,12 @@ export class NameOnlyConnects {
     if (v.getUint8(CONN.status.offset) !== ESTABLISHED) return true; // no close follows
     const connId = v.getBigUint64(CONN.conn_id.offset, true);
     if (connId === 0n) return true; // not tracked: no close follows
-    const startNs = v.getBigUint64(CONN.start_ns.offset, true);
     this.#join.remember(connId, {
       dnsName: this.#names.lookup(v.getBigUint64(CONN.netns_cookie.offset, true), peerAddress(v)),
-      latencyUs: Math.trunc(Number(v.getBigUint64(CONN.ts_ns.offset, true) - startNs) / 1000),
       proc: this.#processes.lookup(
         v.getUint32(CONN.pid.offset, true),
         v.getBigUint64(CONN.proc_start_ns.offset, true),
-        startNs,
+        v.getBigUint64(CONN.start_ns.offset, true),
       ),
     });
     return true;

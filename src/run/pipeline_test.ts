@@ -78,6 +78,7 @@ function raw(status: RawConnect["status"], sport: number): RawConnect {
     retransmits: 0,
     srttUs: 0,
     closedBy: "",
+    latencyUs: 0,
     tsNs: 1n,
     startNs: 0n,
     cgroupId: 1n,

@@ -56,6 +56,8 @@ interface Conn {
   retransmits?: number;
   srtt?: number;
   closedBy?: number;
+  /** Close records: the opening's latency the kernel kept, µs. */
+  latency?: number;
 }
 
 function connect(c: Conn): DataView {
@@ -70,6 +72,7 @@ function connect(c: Conn): DataView {
   v.setUint32(CONN.retransmits.offset, c.retransmits ?? 0, true);
   v.setUint32(CONN.srtt_us.offset, c.srtt ?? 0, true);
   v.setUint8(CONN.closed_by.offset, c.closedBy ?? 0);
+  v.setUint32(CONN.latency_us.offset, c.latency ?? 0, true);
   v.setBigUint64(CONN.start_ns.offset, c.start ?? c.ts - 1_234_567n, true);
   v.setBigUint64(CONN.cgroup_id.offset, BigInt(c.pid) * 7n, true);
   v.setBigUint64(CONN.proc_start_ns.offset, c.procStart ?? BigInt(c.pid) * 1000n, true);
@@ -307,6 +310,7 @@ export function goldenRecords(): DataView[] {
       parent: "system.slice",
       connId: 12n,
       flags: FLAG_INBOUND,
+      latency: 40, // the accept's: established t(9) - 40 µs, accepted at t(9)
       sent: 5000n,
       received: 120n,
       srtt: 31,
@@ -324,6 +328,7 @@ export function goldenRecords(): DataView[] {
       dport: 8443,
       status: 11,
       connId: 11n,
+      latency: 1234, // the connect's handshake
       flags: FLAG_FIN_ACKED | FLAG_FIN_RECEIVED,
       sent: 1_048_578n, // SYN + 1 MiB + FIN
       received: 3_145_729n, // 3 MiB + FIN
