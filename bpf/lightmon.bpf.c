@@ -1340,25 +1340,27 @@ static __always_inline int peek_l4(struct __sk_buff *skb, struct l4_info *p)
 	const __u8 *data = (const __u8 *)(long)skb->data;
 	const __u8 *end = (const __u8 *)(long)skb->data_end;
 
-	if (data + 40 + sizeof(p->ports) > end) /* the fixed IPv6 header and the ports */
+	if (data + 1 > end)
 		return -1;
 	p->version = data[0] >> 4;
 	if (p->version == 4) {
-		if ((data[0] & 0xf) != 5) /* options */
+		/* The header without options and the ports: 24 bytes (a bare RST is 40). */
+		if ((data[0] & 0xf) != 5 || data + 20 + sizeof(p->ports) > end)
 			return -1;
 		p->l4 = 20;
 		p->proto = data[9];
 		__builtin_memcpy(&p->daddr4, data + 16, 4);
+		__builtin_memcpy(p->ports, data + 20, sizeof(p->ports));
 	} else if (p->version == 6) {
+		if (data + 40 + sizeof(p->ports) > end)
+			return -1;
 		p->l4 = 40;
 		p->proto = data[6];
+		__builtin_memcpy(p->ports, data + 40, sizeof(p->ports));
 	} else {
 		return 1;
 	}
-	if (p->proto != IPPROTO_UDP && p->proto != IPPROTO_TCP)
-		return 1;
-	__builtin_memcpy(p->ports, data + p->l4, sizeof(p->ports));
-	return 0;
+	return p->proto == IPPROTO_UDP || p->proto == IPPROTO_TCP ? 0 : 1;
 }
 
 static __always_inline bool parse_l4(struct __sk_buff *skb, struct l4_info *p)
