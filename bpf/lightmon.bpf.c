@@ -376,12 +376,13 @@ static __always_inline void read_cgroup_names(struct task_struct *task, char *le
 
 /*
  * The task's naming cgroup for a connection record: its key, with its names in
- * lm_cgroups. The ownership walk and the names are read once per cgroup, at its first
- * connection, not at every one. A cgroup root did not make stays in lm_cgroups too,
- * marked, and is counted at each record, as the names it would have had are left out.
- * Its names were root's when read: a cgroup cannot be renamed by anyone who could not
- * have named it (rename needs its parent, which was root's), and its children are
- * cgroups of their own, walked at theirs.
+ * lm_cgroups. The ownership walk and the names are read once per cgroup root made, at
+ * its first connection, not at every one. Its names were root's when read: a cgroup
+ * cannot be renamed by anyone who could not have named it (rename needs its parent,
+ * which was root's), and its children are cgroups of their own, walked at theirs. A
+ * cgroup root did not make takes no place in lm_cgroups (it is walked, and counted, at
+ * each connection): a user who may make cgroups (every systemd session may) cannot push
+ * the containers' names out of the table by connecting from thousands of its own.
  */
 static __always_inline void read_cgroup(struct task_struct *task, struct lm_conn_event *e)
 {
@@ -411,20 +412,15 @@ static __always_inline void read_cgroup(struct task_struct *task, struct lm_conn
 		n = bpf_map_lookup_elem(&lm_cgroup_scratch, &zero);
 		if (!n)
 			return;
-		__builtin_memset(n, 0, sizeof(*n));
 		if (!cgroup_roots(kn)) {
-			n->flags = LM_CGROUP_FOREIGN;
-		} else {
-			bpf_probe_read_kernel_str(n->cgroup, sizeof(n->cgroup), kn_name(kn));
-			if (BPF_CORE_READ(cg, level) > 1)
-				bpf_probe_read_kernel_str(n->cgroup_parent, sizeof(n->cgroup_parent),
-							  kn_name(kn_parent(kn)));
+			count(LM_CTR_CGROUP_FOREIGN);
+			return;
 		}
+		__builtin_memset(n, 0, sizeof(*n));
+		bpf_probe_read_kernel_str(n->cgroup, sizeof(n->cgroup), kn_name(kn));
+		if (BPF_CORE_READ(cg, level) > 1)
+			bpf_probe_read_kernel_str(n->cgroup_parent, sizeof(n->cgroup_parent), kn_name(kn_parent(kn)));
 		bpf_map_update_elem(&lm_cgroups, &key, n, BPF_ANY);
-	}
-	if (n->flags & LM_CGROUP_FOREIGN) {
-		count(LM_CTR_CGROUP_FOREIGN);
-		return;
 	}
 	e->cgroup_key = key.id;
 	e->cgroup_hierarchy = key.hierarchy;

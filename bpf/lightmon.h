@@ -87,12 +87,8 @@ struct lm_cgroup_key {
 	__u32 _pad;
 };
 
-/* lm_cgroups.flags */
-#define LM_CGROUP_FOREIGN 0x1 /* root did not make it (or one above it): no names */
-
 /* A cgroup's names, read once when a connection of one of its tasks is first seen. */
 struct lm_cgroup_names {
-	__u32 flags;				/* LM_CGROUP_* */
 	char cgroup[LM_CGROUP_NAME_LEN];	/* the leaf's name: carries the container id */
 	char cgroup_parent[LM_CGROUP_NAME_LEN]; /* its parent's: carries the pod uid */
 };
@@ -298,7 +294,7 @@ _Static_assert(sizeof(struct lm_exit_event) == 24, "lm_exit_event layout changed
 _Static_assert(sizeof(struct lm_fork_event) == 40, "lm_fork_event layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_conn_state) == 104, "lm_conn_state layout changed");
 _Static_assert(sizeof(struct lm_cgroup_key) == 16, "lm_cgroup_key layout changed: update src/capture/layout.ts");
-_Static_assert(sizeof(struct lm_cgroup_names) == 196, "lm_cgroup_names layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_cgroup_names) == 192, "lm_cgroup_names layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_config) == 28, "lm_config layout changed: update src/capture/layout.ts");
 
 #endif

@@ -49,6 +49,13 @@ async function blackhole(): Promise<{ port: number; close: () => Promise<void> }
   return { port: Number(l.first), close: () => end(l.child) };
 }
 
+/** The names in lightmon's kernel table of cgroups (lm_cgroups), as bpftool reads them with the map's BTF. */
+async function cgroupTable(): Promise<{ cgroup: string; cgroup_parent: string }[]> {
+  const out = await run("bpftool", ["-j", "map", "dump", "name", "lm_cgroups"]);
+  const entries = JSON.parse(out) as { formatted?: { value: { cgroup: string; cgroup_parent: string } } }[];
+  return entries.map((e) => e.formatted!.value);
+}
+
 bpfTest(
   "one user's 70,000 hanging handshakes hide nobody else's connects, and each of its own is reported",
   async () => {
@@ -200,6 +207,12 @@ dockerTest(
       // The real container connects too: still named.
       const mine = JSON.parse(await run("docker", ["exec", real, "/bin/connector", "127.0.0.1", String(l.port)]));
       await lm.until((o) => o.includes(`"sport":${mine.sport},`), 10_000, "the container's connect");
+      // nobody's cgroups took no place in the kernel's table of cgroup names, which the containers' depend on.
+      const table = await cgroupTable();
+      assert.ok(table.some((n) => n.cgroup === id), `the container's cgroup is there: ${JSON.stringify(table)}`);
+      // Only cgroups root made are there, each with its names: no entry for one of nobody's, named or not.
+      assert.ok(table.every((n) => n.cgroup !== ""), JSON.stringify(table));
+      assert.ok(!table.some((n) => n.cgroup_parent === `kubepods-pod${POD_UID}.slice`), JSON.stringify(table));
       const st = await lm.stop();
       assert.equal(st.code, 0);
       const events = lm.events();

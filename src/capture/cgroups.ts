@@ -6,7 +6,7 @@
  * cgroup costs one comparison per record.
  * @module
  */
-import { CGROUP_FOREIGN, CGROUP_NAMES, CGROUP_NAMES_SIZE } from "./layout.ts";
+import { CGROUP_NAMES, CGROUP_NAMES_SIZE } from "./layout.ts";
 
 /** A cgroup's leaf and parent names: the leaf carries a container's id, the parent a pod's uid. */
 export interface CgroupNames {
@@ -14,7 +14,7 @@ export interface CgroupNames {
   readonly cgroupParent: string;
 }
 
-/** No names: the host's root, or a cgroup root did not make. */
+/** No names: the host's root, or a cgroup root did not make (the kernel gives no key for one). */
 export const NO_NAMES: CgroupNames = Object.freeze({ cgroup: "", cgroupParent: "" });
 
 /** Reads a key's value (lm_cgroup_names) from the kernel's table into `value`; false when it is not there. */
@@ -91,8 +91,6 @@ export class CgroupCache {
       return NO_NAMES;
     }
     const b = this.#value;
-    // Not root's when read again (a key forgotten and re-read since its record was made): no names.
-    if (new DataView(b.buffer).getUint32(CGROUP_NAMES.flags.offset, true) & CGROUP_FOREIGN) return NO_NAMES;
     return {
       cgroup: cString(b, CGROUP_NAMES.cgroup.offset, CGROUP_NAMES.cgroup.size),
       cgroupParent: cString(b, CGROUP_NAMES.cgroup_parent.offset, CGROUP_NAMES.cgroup_parent.size),

@@ -58,14 +58,11 @@ export const CGROUP_KEY_SIZE = 16;
 
 /** struct lm_cgroup_names: lm_cgroups' value */
 export const CGROUP_NAMES = {
-  flags: { offset: 0, size: 4 },
-  cgroup: { offset: 4, size: 96 },
-  cgroup_parent: { offset: 100, size: 96 },
+  cgroup: { offset: 0, size: 96 },
+  cgroup_parent: { offset: 96, size: 96 },
 } as const satisfies Record<string, FieldPos>;
 /** sizeof(struct lm_cgroup_names) */
-export const CGROUP_NAMES_SIZE = 196;
-/** lm_cgroup_names.flags (LM_CGROUP_* in bpf/lightmon.h) */
-export const CGROUP_FOREIGN = 1;
+export const CGROUP_NAMES_SIZE = 192;
 
 /** lm_conn_event.flags */
 export const FLAG_INBOUND = 0x2;
