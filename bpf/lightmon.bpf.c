@@ -342,12 +342,11 @@ static __always_inline bool cgroup_roots(struct kernfs_node *kn)
 }
 
 /*
- * The task's cgroup leaf and parent names. Prefer the unified (v2) hierarchy; on a
- * v1 or hybrid host, where runtimes place containers in the v1 controllers and the
- * task sits at the v2 root, fall back to the memory controller's cgroup. Names of
- * a cgroup root did not make are left out (counted): the task is then the host's.
+ * The cgroup that names a task: prefer the unified (v2) hierarchy; on a v1 or hybrid
+ * host, where runtimes place containers in the v1 controllers and the task sits at
+ * the v2 root, fall back to the memory controller's cgroup. NULL at a root: the host's.
  */
-static __always_inline void read_cgroup_names(struct task_struct *task, char *leaf, char *parent)
+static __always_inline struct cgroup *naming_cgroup(struct task_struct *task)
 {
 	struct css_set *cs = BPF_CORE_READ(task, cgroups);
 	struct cgroup *cg = BPF_CORE_READ(cs, dfl_cgrp);
@@ -361,7 +360,26 @@ static __always_inline void read_cgroup_names(struct task_struct *task, char *le
 		if (css)
 			cg = BPF_CORE_READ(css, cgroup);
 	}
-	if (!cg || BPF_CORE_READ(cg, level) == 0)
+	return cg && BPF_CORE_READ(cg, level) > 0 ? cg : 0;
+}
+
+/* A cgroup's leaf name, and its parent's unless the parent is the root. */
+static __always_inline void read_names(struct cgroup *cg, struct kernfs_node *kn, char *leaf, char *parent)
+{
+	bpf_probe_read_kernel_str(leaf, LM_CGROUP_NAME_LEN, kn_name(kn));
+	if (BPF_CORE_READ(cg, level) > 1)
+		bpf_probe_read_kernel_str(parent, LM_CGROUP_NAME_LEN, kn_name(kn_parent(kn)));
+}
+
+/*
+ * The task's cgroup leaf and parent names (naming_cgroup's). Names of a cgroup root
+ * did not make are left out (counted): the task is then the host's.
+ */
+static __always_inline void read_cgroup_names(struct task_struct *task, char *leaf, char *parent)
+{
+	struct cgroup *cg = naming_cgroup(task);
+
+	if (!cg)
 		return;
 	struct kernfs_node *kn = BPF_CORE_READ(cg, kn);
 
@@ -369,9 +387,7 @@ static __always_inline void read_cgroup_names(struct task_struct *task, char *le
 		count(LM_CTR_CGROUP_FOREIGN);
 		return;
 	}
-	bpf_probe_read_kernel_str(leaf, LM_CGROUP_NAME_LEN, kn_name(kn));
-	if (BPF_CORE_READ(cg, level) > 1)
-		bpf_probe_read_kernel_str(parent, LM_CGROUP_NAME_LEN, kn_name(kn_parent(kn)));
+	read_names(cg, kn, leaf, parent);
 }
 
 /*
@@ -386,20 +402,10 @@ static __always_inline void read_cgroup_names(struct task_struct *task, char *le
  */
 static __always_inline void read_cgroup(struct task_struct *task, struct lm_conn_event *e)
 {
-	struct css_set *cs = BPF_CORE_READ(task, cgroups);
-	struct cgroup *cg = BPF_CORE_READ(cs, dfl_cgrp);
+	struct cgroup *cg = naming_cgroup(task);
 	__u32 zero = 0;
 
-	if (!cg || BPF_CORE_READ(cg, level) == 0) {
-		int mem = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
-		struct cgroup_subsys_state *css = 0;
-
-		if (mem >= 0 && mem < 14)
-			css = BPF_CORE_READ(cs, subsys[mem]);
-		if (css)
-			cg = BPF_CORE_READ(css, cgroup);
-	}
-	if (!cg || BPF_CORE_READ(cg, level) == 0)
+	if (!cg)
 		return;
 	struct kernfs_node *kn = BPF_CORE_READ(cg, kn);
 	struct lm_cgroup_key key = {
@@ -417,9 +423,7 @@ static __always_inline void read_cgroup(struct task_struct *task, struct lm_conn
 			return;
 		}
 		__builtin_memset(n, 0, sizeof(*n));
-		bpf_probe_read_kernel_str(n->cgroup, sizeof(n->cgroup), kn_name(kn));
-		if (BPF_CORE_READ(cg, level) > 1)
-			bpf_probe_read_kernel_str(n->cgroup_parent, sizeof(n->cgroup_parent), kn_name(kn_parent(kn)));
+		read_names(cg, kn, n->cgroup, n->cgroup_parent);
 		bpf_map_update_elem(&lm_cgroups, &key, n, BPF_ANY);
 	}
 	e->cgroup_key = key.id;

@@ -169,6 +169,12 @@ async function scrape(port: number): Promise<Map<string, PromFamily>> {
   return new Map((parsePrometheus(await r.text()) as PromFamily[]).map((f) => [f.name, f]));
 }
 
+/** The events the kernel filtered, as lightmon's metrics at `port` say. */
+async function kernelFiltered(port: number): Promise<number> {
+  const m = await scrape(port);
+  return Number(m.get("lightmon_events_filtered_total")!.metrics.find((x) => x.labels!.where === "kernel")!.value);
+}
+
 bpfTest("--metrics-addr serves Prometheus counts that match the events emitted", async () => {
   const port = closedPort();
   const l = listen("127.0.0.1");
@@ -277,10 +283,7 @@ bpfTest("dport exclusions dropped in the kernel leave exactly what the user-spac
       truths.push(...await connect("::1", c.port, { n: 2 }));
       await lm.until((out) => out.split("\n").filter((l) => l.includes(`"dport":${c.port},`)).length === 2, 5000);
       await new Promise((r) => setTimeout(r, 200));
-      const m = await scrape(mport);
-      kernel = Number(
-        m.get("lightmon_events_filtered_total")!.metrics.find((x) => x.labels!.where === "kernel")!.value,
-      );
+      kernel = await kernelFiltered(mport);
     } finally {
       await lm.stop();
     }
@@ -324,10 +327,7 @@ bpfTest("an -include of ports kept to in the kernel leaves exactly what the user
       // 4 connects and closes of a's clients, 3 accepts and closes of b's.
       await lm.until((out) => out.split("\n").filter((l) => l.includes(`"event":"close"`)).length === 7, 5000);
       await new Promise((r) => setTimeout(r, 200));
-      const m = await scrape(mport);
-      kernel = Number(
-        m.get("lightmon_events_filtered_total")!.metrics.find((x) => x.labels!.where === "kernel")!.value,
-      );
+      kernel = await kernelFiltered(mport);
     } finally {
       await lm.stop();
     }
