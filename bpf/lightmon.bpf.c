@@ -231,6 +231,57 @@ struct {
 	__type(value, struct lm_dns_query);
 } lm_query_scratch SEC(".maps");
 
+/*
+ * Flows: connection records counted per flow instead of sent (lm_flow_key). Two
+ * tables take turns: the programs count into the one lm_flow_gen names; user space
+ * turns it to the other, waits for the programs still counting into the first, then
+ * reads and empties it. Allocated per flow: a storm of one process's connections to
+ * one service is one entry.
+ */
+#define LM_FLOW_TABLE(name)                                  \
+	struct {                                             \
+		__uint(type, BPF_MAP_TYPE_HASH);             \
+		__uint(map_flags, BPF_F_NO_PREALLOC);        \
+		__uint(max_entries, LM_FLOWS_ENTRIES);       \
+		__type(key, struct lm_flow_key);             \
+		__type(value, struct lm_flow_stats);         \
+	} name SEC(".maps")
+
+LM_FLOW_TABLE(lm_flows_0);
+LM_FLOW_TABLE(lm_flows_1);
+
+/* Flows one owner may have in a table: a sixteenth of it. Beyond, its records are
+ * counted in one fold per owner and direction (no remote end), so that no one user
+ * can fill the table every other workload's flows are counted in. */
+#define LM_FLOWS_SHARE (LM_FLOWS_ENTRIES / 16)
+
+#define LM_FLOW_SHARES(name)                         \
+	struct {                                     \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH); \
+		__uint(max_entries, 8192);           \
+		__type(key, __u64);                  \
+		__type(value, __u32);                \
+	} name SEC(".maps")
+
+/* Each owner's entries in lm_flows_0 and lm_flows_1 (emptied with their table). */
+LM_FLOW_SHARES(lm_flows_share_0);
+LM_FLOW_SHARES(lm_flows_share_1);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	/* Which lm_flows_* table the programs count into: 0 or 1, turned by user space. */
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} lm_flow_gen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lm_flow_stats);
+} lm_flow_scratch SEC(".maps");
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&lm_counters, &idx);
@@ -288,21 +339,6 @@ static __always_inline void emit(void *data, __u64 size, __u32 lost)
 {
 	if (bpf_ringbuf_output(&lm_events, data, size, 0))
 		count(lost);
-}
-
-/*
- * Output a connection's opening record (`kind`: LM_OPEN_CONNECTS for a connect's
- * outcome or pending, LM_OPEN_ACCEPTS for an accept), unless user space needs no
- * such records (--events close without accepts): the opening still feeds lm_conns,
- * its close carries the opening's task, and it counts as filtered here, as user
- * space would have filtered it.
- */
-static __always_inline void emit_opening(struct lm_conn_event *e, __u32 kind)
-{
-	if (lm_cfg.openings & kind)
-		emit(e, sizeof(*e), LM_CTR_LOST);
-	else
-		count(LM_CTR_FILTERED);
 }
 
 static __always_inline const char *kn_name(struct kernfs_node *kn)
@@ -488,6 +524,170 @@ static __always_inline bool share_take(void *shares, __u64 owner, __u32 share)
 		return false;
 	__sync_fetch_and_add(n, 1);
 	return true;
+}
+
+/* A new entry for `k` in `flows`, from the record that opens it; false if there is none (full, or a race lost). */
+static __always_inline bool flow_insert(void *flows, const struct lm_flow_key *k, const struct lm_conn_event *e)
+{
+	__u32 zero = 0;
+	struct lm_flow_stats *v = bpf_map_lookup_elem(&lm_flow_scratch, &zero);
+
+	if (!v)
+		return false;
+	__builtin_memset(v, 0, sizeof(*v));
+	v->first_ns = e->ts_ns;
+	v->ppid = e->ppid;
+	v->gid = e->gid;
+	v->mntns = e->mntns;
+	__builtin_memcpy(v->comm, e->comm, sizeof(v->comm));
+	return bpf_map_update_elem(flows, k, v, BPF_NOEXIST) == 0;
+}
+
+/* What the sequence counters hold beyond payload: the SYN of a connection opened here, and FINs. */
+static __always_inline __u64 payload(__u64 counted, __u64 beyond)
+{
+	return counted > beyond ? counted - beyond : 0;
+}
+
+/*
+ * Count a connection record into its flow in the table lm_flow_gen names (`why`:
+ * 0, or LM_FLOW_OVERFLOW). An owner whose share is used up, or a full table, has
+ * the record counted in the owner's fold. False when not even that has room.
+ */
+static __always_inline bool count_flow(const struct lm_conn_event *e, __u8 why)
+{
+	__u32 zero = 0;
+	__u32 *gen = bpf_map_lookup_elem(&lm_flow_gen, &zero);
+
+	if (!gen)
+		return false;
+	void *flows = (*gen & 1) ? (void *)&lm_flows_1 : (void *)&lm_flows_0;
+	void *shares = (*gen & 1) ? (void *)&lm_flows_share_1 : (void *)&lm_flows_share_0;
+	bool inbound = e->flags & LM_FLAG_INBOUND;
+	struct lm_flow_key k;
+
+	__builtin_memset(&k, 0, sizeof(k));
+	k.cgroup_key = e->cgroup_key;
+	k.proc_start_ns = e->proc_start_ns;
+	k.netns_cookie = e->netns_cookie;
+	k.cgroup_id = e->cgroup_id;
+	k.cgroup_hierarchy = e->cgroup_hierarchy;
+	k.pid = e->pid;
+	k.uid = e->uid;
+	k.netns = e->netns;
+	__builtin_memcpy(k.addr, e->daddr, sizeof(k.addr));
+	k.port = inbound ? e->sport : e->dport;
+	k.family = e->family;
+	k.flags = (inbound ? LM_FLOW_INBOUND : 0) | why;
+	if (e->flags & LM_FLAG_EXISTING) {
+		k.flags |= LM_FLOW_EXISTING;
+		k.lport = e->sport;
+	}
+
+	struct lm_flow_stats *s = bpf_map_lookup_elem(flows, &k);
+
+	if (!s) {
+		__u64 owner = stash_owner(e);
+
+		if (share_take(shares, owner, LM_FLOWS_SHARE)) {
+			if (!flow_insert(flows, &k, e))
+				share_release(shares, owner); /* full, or another CPU made it first */
+			s = bpf_map_lookup_elem(flows, &k);
+		}
+	}
+	if (!s) {
+		/* The fold: the owner (uid, and root's cgroup), direction and why; no remote end, no process. */
+		__builtin_memset(k.addr, 0, sizeof(k.addr));
+		k.port = 0;
+		k.lport = 0;
+		k.pid = 0;
+		k.proc_start_ns = 0;
+		k.netns_cookie = 0;
+		k.netns = 0;
+		k.family = 0;
+		k.cgroup_key = 0;
+		k.cgroup_hierarchy = 0;
+		if (e->uid)
+			k.cgroup_id = 0;
+		k.flags = (k.flags & (LM_FLOW_INBOUND | LM_FLOW_OVERFLOW)) | LM_FLOW_FOLDED;
+		s = bpf_map_lookup_elem(flows, &k);
+		if (!s) {
+			flow_insert(flows, &k, e);
+			s = bpf_map_lookup_elem(flows, &k);
+		}
+		if (!s)
+			return false;
+		count(LM_CTR_FOLDED);
+	}
+	s->last_ns = e->ts_ns;
+	if (e->kind == LM_KIND_CLOSE) {
+		__u64 syn = (e->flags & (LM_FLAG_INBOUND | LM_FLAG_EXISTING)) ? 0 : 1;
+		__u64 took = e->ts_ns - e->start_ns;
+
+		__sync_fetch_and_add(&s->closes, 1);
+		__sync_fetch_and_add(&s->bytes_sent,
+				     payload(e->bytes_sent, syn + ((e->flags & LM_FLAG_FIN_ACKED) ? 1 : 0)));
+		__sync_fetch_and_add(&s->bytes_received,
+				     payload(e->bytes_received, (e->flags & LM_FLAG_FIN_RECEIVED) ? 1 : 0));
+		if (took > s->longest_ns) /* racing closes may keep the shorter: a bound, not a count */
+			s->longest_ns = took;
+		return true;
+	}
+	/* An outcome after its pending record counted its connection already. */
+	if (e->status == LM_STATUS_PENDING || !(e->flags & LM_FLAG_PENDING_SENT))
+		__sync_fetch_and_add(&s->connections, 1);
+	__sync_fetch_and_add(&s->statuses[e->status & (LM_FLOW_STATUSES - 1)], 1);
+	return true;
+}
+
+/* How a connection record goes out (emit_conn). */
+enum lm_send {
+	LM_SEND_OPENING, /* a new connection's: to its flow while the ring is busy */
+	LM_SEND_CLOSE,	 /* the close of one reported one by one: to the ring unless it is full */
+	LM_SEND_FLOW,	 /* the close of one whose opening went to its flow: there too */
+};
+
+/*
+ * Send a connection record, or count it into its flow: every record with --flows;
+ * otherwise a new connection's when the ring holds more than lm_config.overflow_at
+ * unread (user space is behind: what room is left goes to the closes of connections
+ * already reported, and to process records), and any record the ring has no room
+ * for. Returns whether it went to a flow. Only a record its flow has no room for
+ * either is lost, counted.
+ */
+static __always_inline bool emit_conn(struct lm_conn_event *e, enum lm_send how)
+{
+	if (lm_cfg.flows) {
+		if (!count_flow(e, 0))
+			count(LM_CTR_FLOWS_FULL);
+		return true;
+	}
+	if (how != LM_SEND_FLOW &&
+	    !(how == LM_SEND_OPENING && lm_cfg.overflow_at &&
+	      bpf_ringbuf_query(&lm_events, BPF_RB_AVAIL_DATA) > lm_cfg.overflow_at) &&
+	    !bpf_ringbuf_output(&lm_events, e, sizeof(*e), 0))
+		return false;
+	if (lm_cfg.overflow_at && count_flow(e, LM_FLOW_OVERFLOW)) {
+		count(LM_CTR_AS_FLOWS);
+		return true;
+	}
+	count(lm_cfg.overflow_at ? LM_CTR_FLOWS_FULL : LM_CTR_LOST);
+	return false;
+}
+
+/*
+ * Output a connection's opening record (`kind`: LM_OPEN_CONNECTS for a connect's
+ * outcome or pending, LM_OPEN_ACCEPTS for an accept), unless user space needs no
+ * such records (--events close without accepts): the opening still feeds lm_conns,
+ * its close carries the opening's task, and it counts as filtered here, as user
+ * space would have filtered it. Returns whether it was counted into its flow.
+ */
+static __always_inline bool emit_opening(struct lm_conn_event *e, __u32 kind)
+{
+	if (lm_cfg.openings & kind)
+		return emit_conn(e, LM_SEND_OPENING);
+	count(LM_CTR_FILTERED);
+	return false;
 }
 
 static __always_inline bool read_endpoints(const struct sock *sk, struct lm_conn_event *e);
@@ -794,7 +994,7 @@ static __always_inline void emit_close(const struct sock *sk, const struct lm_co
 	e->retransmits = BPF_CORE_READ(tp, total_retrans);
 	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
 	if (read_endpoints(sk, e))
-		emit(e, sizeof(*e), LM_CTR_LOST);
+		emit_conn(e, (st->flags & LM_CONN_AS_FLOW) ? LM_SEND_FLOW : LM_SEND_CLOSE);
 	else
 		count(LM_CTR_FILTERED); /* -v6=false: as its accept was */
 }
@@ -875,12 +1075,14 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 	e->status = status_of(newstate, e->sk_err);
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	if (read_endpoints(sk, e) && ports_included(e->sport, e->dport)) {
-		if (lm_cfg.track_conns && newstate == TCP_ESTABLISHED) {
-			struct lm_conn_state *st = track(sk, LM_CONN_REPORTED, e->ts_ns, true, e);
+		struct lm_conn_state *st = 0;
 
+		if (lm_cfg.track_conns && newstate == TCP_ESTABLISHED) {
+			st = track(sk, LM_CONN_REPORTED, e->ts_ns, true, e);
 			e->conn_id = st ? st->id : 0;
 		}
-		emit_opening(e, LM_OPEN_CONNECTS);
+		if (emit_opening(e, LM_OPEN_CONNECTS) && st)
+			st->flags |= LM_CONN_AS_FLOW;
 	} else {
 		count(LM_CTR_FILTERED);
 	}
@@ -1118,7 +1320,8 @@ static __always_inline int handle_accept(long ret)
 		task_of(&st->task, e); /* its close names the accepting task */
 		st->latency_us = (now - e->start_ns) / 1000; /* as the accept record says it */
 	}
-	emit_opening(e, LM_OPEN_ACCEPTS);
+	if (emit_opening(e, LM_OPEN_ACCEPTS) && st)
+		st->flags |= LM_CONN_AS_FLOW;
 	if (closed && st)
 		emit_close(sk, st);
 	else if (st && (st->flags & LM_CONN_CLOSED)) /* its close went out already */

@@ -23,6 +23,8 @@
 #define LM_CONNS_ENTRIES 262144 /* connections lm_conns tracks */
 #define LM_CGROUP_DEPTH 32     /* cgroup levels checked for root's ownership; deeper is not believed */
 #define LM_CGROUPS_ENTRIES 16384 /* cgroups whose names lm_cgroups keeps */
+#define LM_FLOWS_ENTRIES 65536 /* flows each of the two lm_flows_* tables holds */
+#define LM_FLOW_STATUSES 16	/* lm_flow_stats.statuses: by enum lm_status */
 
 /* The first 16 bytes of every ring buffer record. */
 enum lm_kind {
@@ -74,6 +76,7 @@ enum lm_closed_by {
 #define LM_CONN_REPORTED 0x10	/* its opening record was emitted: its close will be */
 #define LM_CONN_FIN_SENT 0x20	/* this side queued a FIN (FIN_WAIT1 or LAST_ACK) */
 #define LM_CONN_CLOSED 0x40	/* inbound, closed before it was accepted: kept for the accept */
+#define LM_CONN_AS_FLOW 0x80	/* its opening was counted into a flow (the ring was busy): so is its close */
 
 /*
  * A cgroup as lm_cgroups keys it: its kernfs node in its hierarchy (each cgroup v1
@@ -130,7 +133,10 @@ enum lm_counter {
 	LM_CTR_CONNS_FULL = 5,	  /* lm_conns, or its owner's share, full: that connection gets no close record */
 	LM_CTR_DNS_LOST = 6,	  /* a DNS response not copied: the ring was full, or half full */
 	LM_CTR_CGROUP_FOREIGN = 7, /* cgroup names not reported: the cgroup, or one above it, is not root's */
-	LM_CTR_MAX = 8,
+	LM_CTR_AS_FLOWS = 8,	  /* a connection record counted into its flow: the ring was busy (lm_config.overflow_at) */
+	LM_CTR_FLOWS_FULL = 9,	  /* a connection record neither sent nor counted: its flow had no room, nor its owner's fold */
+	LM_CTR_FOLDED = 10,	  /* a connection record counted into its owner's fold: its share of lm_flows_* was used up */
+	LM_CTR_MAX = 11,
 };
 
 /* One outbound TCP connection attempt (LM_KIND_CONNECT), accepted connection
@@ -264,6 +270,54 @@ struct lm_dns_query {
 	__u8 data[LM_DNS_QUERY_DATA]; /* the DNS message from its header (after TCP's length) */
 };
 
+/*
+ * A flow: who (the task's process and cgroup), in which network namespace, with
+ * which remote address, on which port (the peer's for an outbound connection, this
+ * host's for an inbound one). Connection records are counted into their flow's
+ * lm_flow_stats instead of the ring: all of them with --flows, and, otherwise, those
+ * the ring has no room for. Two tables take turns (lm_flow_gen): user space reads and
+ * empties the one the programs stopped writing.
+ */
+struct lm_flow_key {
+	__u64 cgroup_key;    /* lm_cgroup_key.id of the task's naming cgroup */
+	__u64 proc_start_ns; /* with pid, the process */
+	__u64 netns_cookie;  /* the socket's network namespace (the DNS names' key) */
+	__u64 cgroup_id;     /* cgroup v2 id */
+	__u32 cgroup_hierarchy;
+	__u32 pid;	     /* tgid; 0 in a fold, and for an inbound one closed before its accept */
+	__u32 uid;
+	__u32 netns;	     /* network namespace inum */
+	__u8 addr[16];	     /* the peer, network order; zero in a fold */
+	__u16 port;	     /* the peer's port (outbound), this host's (inbound); 0 in a fold */
+	__u16 lport;	     /* an existing connection's local port (its direction is user space's to tell) */
+	__u16 family;	     /* AF_INET or AF_INET6 as the socket has it */
+	__u8 flags;	     /* LM_FLOW_* */
+	__u8 _pad;
+};
+
+/* lm_flow_key.flags */
+#define LM_FLOW_INBOUND 0x1  /* accepted here */
+#define LM_FLOW_OVERFLOW 0x2 /* counted because the ring was busy: these connections were not reported one by one */
+#define LM_FLOW_FOLDED 0x4   /* the owner's share was used up: every remote end of theirs, in one entry */
+#define LM_FLOW_EXISTING 0x8 /* closes of connections open before lightmon started */
+
+/* What one interval of a flow counted. */
+struct lm_flow_stats {
+	__u64 first_ns;	      /* its first record's time */
+	__u64 last_ns;	      /* its last record's */
+	__u64 connections;    /* attempts opened: connects (reported at their outcome, or pending), accepts */
+	__u64 closes;
+	__u64 bytes_sent;     /* the closes' payload bytes: SYN and FIN taken off */
+	__u64 bytes_received;
+	__u64 longest_ns;     /* the longest closed connection's duration */
+	__u64 statuses[LM_FLOW_STATUSES]; /* records by enum lm_status: each outcome, each pending */
+	__u32 ppid;	      /* the first record's */
+	__u32 gid;
+	__u32 mntns;
+	__u32 _pad;
+	char comm[LM_COMM_LEN];
+};
+
 /* Set by the loader before load (the .rodata initial value). */
 /* lm_config.openings: connect outcomes (and pending), accepts. */
 #define LM_OPEN_CONNECTS 1
@@ -284,6 +338,8 @@ struct lm_config {
 	__u32 track_conns;    /* 1: keep lm_conns, emit accept and close records */
 	__u32 openings;	      /* LM_OPEN_*: which opening records to emit; the rest only feed lm_conns */
 	__u32 include_ports;  /* LM_INCL_*: 0, or keep only connections with a port lm_incl_port lists */
+	__u32 flows;	      /* 1: every connection record is counted into its flow, none is sent (--flows) */
+	__u32 overflow_at;    /* ring bytes: with more unread, new connections' records are counted into flows; 0: never */
 };
 
 _Static_assert(sizeof(struct lm_dns_query) == 792, "lm_dns_query layout changed: update src/capture/layout.ts");
@@ -295,6 +351,8 @@ _Static_assert(sizeof(struct lm_fork_event) == 40, "lm_fork_event layout changed
 _Static_assert(sizeof(struct lm_conn_state) == 104, "lm_conn_state layout changed");
 _Static_assert(sizeof(struct lm_cgroup_key) == 16, "lm_cgroup_key layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_cgroup_names) == 192, "lm_cgroup_names layout changed: update src/capture/layout.ts");
-_Static_assert(sizeof(struct lm_config) == 28, "lm_config layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_flow_key) == 72, "lm_flow_key layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_flow_stats) == 216, "lm_flow_stats layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_config) == 36, "lm_config layout changed: update src/capture/layout.ts");
 
 #endif

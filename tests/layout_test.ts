@@ -20,6 +20,10 @@ import {
   EXEC_SIZE,
   EXIT,
   EXIT_SIZE,
+  FLOW_KEY,
+  FLOW_KEY_SIZE,
+  FLOW_STATS,
+  FLOW_STATS_SIZE,
   FORK,
   FORK_SIZE,
 } from "../src/capture/layout.ts";
@@ -68,6 +72,8 @@ const CASES = [
   ["lm_config", CONFIG, CONFIG_SIZE],
   ["lm_cgroup_key", CGROUP_KEY, CGROUP_KEY_SIZE],
   ["lm_cgroup_names", CGROUP_NAMES, CGROUP_NAMES_SIZE],
+  ["lm_flow_key", FLOW_KEY, FLOW_KEY_SIZE],
+  ["lm_flow_stats", FLOW_STATS, FLOW_STATS_SIZE],
 ] as const;
 
 for (const [name, fields, size] of CASES) {

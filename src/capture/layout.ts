@@ -170,6 +170,8 @@ export const CONFIG = {
   track_conns: { offset: 16, size: 4 },
   openings: { offset: 20, size: 4 },
   include_ports: { offset: 24, size: 4 },
+  flows: { offset: 28, size: 4 },
+  overflow_at: { offset: 32, size: 4 },
 } as const satisfies Record<string, FieldPos>;
 /** lm_config.openings bits (LM_OPEN_* in bpf/lightmon.h): which opening records the kernel sends. */
 export const OPEN_CONNECTS = 1;
@@ -180,7 +182,49 @@ export const INCL_LOCAL = 2;
 export const PORT_REMOTE = 1 << 16;
 export const PORT_LOCAL = 2 << 16;
 /** sizeof(struct lm_config) */
-export const CONFIG_SIZE = 28;
+export const CONFIG_SIZE = 36;
+
+/** struct lm_flow_key: lm_flows_0/lm_flows_1's key */
+export const FLOW_KEY = {
+  cgroup_key: { offset: 0, size: 8 },
+  proc_start_ns: { offset: 8, size: 8 },
+  netns_cookie: { offset: 16, size: 8 },
+  cgroup_id: { offset: 24, size: 8 },
+  cgroup_hierarchy: { offset: 32, size: 4 },
+  pid: { offset: 36, size: 4 },
+  uid: { offset: 40, size: 4 },
+  netns: { offset: 44, size: 4 },
+  addr: { offset: 48, size: 16 },
+  port: { offset: 64, size: 2 },
+  lport: { offset: 66, size: 2 },
+  family: { offset: 68, size: 2 },
+  flags: { offset: 70, size: 1 },
+} as const satisfies Record<string, FieldPos>;
+/** sizeof(struct lm_flow_key) */
+export const FLOW_KEY_SIZE = 72;
+/** lm_flow_key.flags (LM_FLOW_* in bpf/lightmon.h) */
+export const FLOW_INBOUND = 0x1;
+export const FLOW_OVERFLOW = 0x2;
+export const FLOW_FOLDED = 0x4;
+export const FLOW_EXISTING = 0x8;
+
+/** struct lm_flow_stats: a flow's counts for one interval */
+export const FLOW_STATS = {
+  first_ns: { offset: 0, size: 8 },
+  last_ns: { offset: 8, size: 8 },
+  connections: { offset: 16, size: 8 },
+  closes: { offset: 24, size: 8 },
+  bytes_sent: { offset: 32, size: 8 },
+  bytes_received: { offset: 40, size: 8 },
+  longest_ns: { offset: 48, size: 8 },
+  statuses: { offset: 56, size: 128 },
+  ppid: { offset: 184, size: 4 },
+  gid: { offset: 188, size: 4 },
+  mntns: { offset: 192, size: 4 },
+  comm: { offset: 200, size: 16 },
+} as const satisfies Record<string, FieldPos>;
+/** sizeof(struct lm_flow_stats) */
+export const FLOW_STATS_SIZE = 216;
 
 /** enum lm_kind */
 export const KIND = { connect: 1, exec: 2, exit: 3, fork: 4, accept: 5, close: 6, dns: 7, dnsQuery: 8 } as const;
@@ -198,4 +242,7 @@ export const COUNTERS = [
   "connsFull",
   "dnsLost",
   "cgroupForeign",
+  "asFlows",
+  "flowsFull",
+  "folded",
 ] as const;
