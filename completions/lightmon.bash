@@ -56,12 +56,12 @@ _lightmon() {
   -log_path|--log_path|-log-path|--log-path|-docker_data|--docker_data|-docker-data|--docker-data)
     compopt -o filenames 2>/dev/null
     mapfile -t found < <(compgen -d -- "$cur") ;;
-  -log-keep|--log-keep|-metadata-wait|--metadata-wait|-duration|--duration|-count|--count|-stats|--stats|-metrics-addr|--metrics-addr)
+  -flows|--flows|-log-keep|--log-keep|-metadata-wait|--metadata-wait|-duration|--duration|-count|--count|-stats|--stats|-metrics-addr|--metrics-addr)
     return 0 ;;
   *)
     if [[ -z $lead ]]; then
-      mapfile -t found < <(compgen -W "--events --existing --dns --strategy --ebpf_type --ebpf-type --output --format --summary-format --log_path --log-path --log-keep --include --exclude --v6 --k8s --docker_runtime --docker-runtime --docker_data --docker-data --metadata-wait --baseline --learn --duration --count --stats --metrics-addr --config --verbose --help --version" -- "$cur")
-      [[ $cur == -* && $cur != --* ]] && mapfile -t found < <(compgen -W "-events -existing -dns -strategy -ebpf_type -ebpf-type -output -format -summary-format -log_path -log-path -log-keep -include -exclude -v6 -k8s -docker_runtime -docker-runtime -docker_data -docker-data -metadata-wait -baseline -learn -duration -count -stats -metrics-addr -config -verbose -help -version" -- "$cur")
+      mapfile -t found < <(compgen -W "--events --existing --dns --strategy --ebpf_type --ebpf-type --flows --output --format --summary-format --log_path --log-path --log-keep --include --exclude --v6 --k8s --docker_runtime --docker-runtime --docker_data --docker-data --metadata-wait --baseline --learn --duration --count --stats --metrics-addr --config --verbose --help --version" -- "$cur")
+      [[ $cur == -* && $cur != --* ]] && mapfile -t found < <(compgen -W "-events -existing -dns -strategy -ebpf_type -ebpf-type -flows -output -format -summary-format -log_path -log-path -log-keep -include -exclude -v6 -k8s -docker_runtime -docker-runtime -docker_data -docker-data -metadata-wait -baseline -learn -duration -count -stats -metrics-addr -config -verbose -help -version" -- "$cur")
     fi ;;
   esac
   _lightmon_reply "$lead$cur" "${found[@]/#/"$lead"}"
@@ -86,15 +86,16 @@ _lightmon_expr() {
     case $field in
     family) mapfile -t found < <(compgen -W "4 6 v4 v6 ipv4 ipv6 af_inet af_inet6" -- "$value") ;;
     direction) mapfile -t found < <(compgen -W "outbound inbound out in" -- "$value") ;;
-    event) mapfile -t found < <(compgen -W "connect accept close dns" -- "$value") ;;
+    event) mapfile -t found < <(compgen -W "connect accept close dns flow" -- "$value") ;;
     status) mapfile -t found < <(compgen -W "established refused reset timeout unreachable pending aborted error existing closed answered" -- "$value") ;;
     closedBy) mapfile -t found < <(compgen -W "local remote reset" -- "$value") ;;
+    flowCause) mapfile -t found < <(compgen -W "interval ring-busy" -- "$value") ;;
     novel) mapfile -t found < <(compgen -W "true false yes no" -- "$value") ;;
     esac
     found=("${found[@]/#/"$head${tail:0:${#tail}-${#value}}"}")
   else
     compopt -o nospace 2>/dev/null
-    mapfile -t found < <(compgen -W "dport= dip= keyword= container= pid= ppid= uid= user= comm= exe= family= sip= laddr= sport= lport= raddr= rport= dname= direction= event= status= durationMs= bytesSent= bytesReceived= retransmits= rttUs= closedBy= query= rcode= image= pod= namespace= novel=" -- "$tail")
+    mapfile -t found < <(compgen -W "dport= dip= keyword= container= pid= ppid= uid= user= comm= exe= family= sip= laddr= sport= lport= raddr= rport= dname= direction= event= status= durationMs= bytesSent= bytesReceived= retransmits= rttUs= closedBy= connections= closes= flowCause= query= rcode= image= pod= namespace= novel=" -- "$tail")
     found=("${found[@]/#/"$head"}")
   fi
 }

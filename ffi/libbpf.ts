@@ -70,6 +70,12 @@ const SYMBOLS = {
     parameters: ["i32", "buffer", "buffer", "u64"],
     result: "i32",
   },
+  // int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys,
+  //                                     void *values, __u32 *count, const struct bpf_map_batch_opts *opts);
+  bpf_map_lookup_and_delete_batch: {
+    parameters: ["i32", "buffer", "buffer", "buffer", "buffer", "buffer", "pointer"],
+    result: "i32",
+  },
   // int bpf_prog_load(enum bpf_prog_type prog_type, const char *prog_name, const char *license,
   //                   const struct bpf_insn *insns, size_t insn_cnt, const struct bpf_prog_load_opts *opts);
   bpf_prog_load: {
@@ -421,6 +427,51 @@ export class BpfObject implements Disposable {
   updateElem(name: string, key: Uint8Array<ArrayBuffer>, value: Uint8Array<ArrayBuffer>): void {
     const rc = bpf().bpf_map_update_elem(this.mapFd(name), key, value, 0n);
     if (rc < 0) throw new BpfError(`update map ${name}`, -rc);
+  }
+
+  /**
+   * Read and remove every element of a (non-per-CPU) hash map, in batches of at most
+   * `batch` entries: `onBatch` gets each batch's keys and values, packed, and their
+   * count. Exact for a map no program writes meanwhile; entries added during the
+   * drain may stay for the next one. Returns the number of entries read.
+   */
+  drainMap(
+    name: string,
+    keySize: number,
+    valueSize: number,
+    onBatch: (keys: Uint8Array, values: Uint8Array, n: number) => void,
+    batch = 4096,
+  ): number {
+    const s = bpf();
+    const fd = this.mapFd(name);
+    // The batch token: a bucket index for hash maps; a key's size is room for any map's.
+    const tokenIn = new Uint8Array(Math.max(8, keySize));
+    const tokenOut = new Uint8Array(Math.max(8, keySize));
+    let size = batch;
+    let keys = new Uint8Array(size * keySize);
+    let values = new Uint8Array(size * valueSize);
+    const count = new Uint32Array(1);
+    let first = true;
+    let total = 0;
+    for (;;) {
+      count[0] = size;
+      const rc = s.bpf_map_lookup_and_delete_batch(fd, first ? null : tokenIn, tokenOut, keys, values, count, null);
+      const err = rc < 0 ? -rc : 0;
+      if (err === 28 /* ENOSPC: one bucket holds more than the batch */) {
+        size *= 2;
+        keys = new Uint8Array(size * keySize);
+        values = new Uint8Array(size * valueSize);
+        continue;
+      }
+      if (err !== 0 && err !== 2 /* ENOENT: the last batch */) throw new BpfError(`drain map ${name}`, err);
+      if (count[0] > 0) {
+        onBatch(keys, values, count[0]);
+        total += count[0];
+      }
+      if (err === 2) return total;
+      tokenIn.set(tokenOut);
+      first = false;
+    }
   }
 
   /**

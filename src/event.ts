@@ -25,14 +25,39 @@ export const STATUSES = [
 /** A connection attempt's status. */
 export type Status = (typeof STATUSES)[number];
 
-/** What a record reports: a connection opened here, accepted here, or ended. */
-export type EventKind = "connect" | "accept" | "close" | "dns";
+/** What a record reports: a connection opened here, accepted here, or ended; a DNS answer; a flow's interval. */
+export type EventKind = "connect" | "accept" | "close" | "dns" | "flow";
 
-/** Every event kind, in the order `--events` lists them. */
+/** Every event kind `--events` selects, in its order (flow records come with `--flows`, or when the ring is busy). */
 export const EVENT_KINDS: readonly EventKind[] = ["connect", "accept", "close", "dns"];
 
 /** Who ended a connection: which side sent the first FIN (or aborted), or the peer's reset. */
 export type ClosedBy = "local" | "remote" | "reset";
+
+/**
+ * Why a flow record stands for connections: `interval` (`--flows`: counted in the
+ * kernel, reported once an interval), `ring-busy` (user space was behind: the
+ * kernel counted them instead of reporting them one by one).
+ */
+export type FlowCause = "interval" | "ring-busy";
+
+/** A flow record's own fields (event `flow`): what its interval counted. */
+export interface Flow {
+  /** Attempts opened in the interval: connects (at their outcome, or pending), accepts. */
+  connections: number;
+  /** Records by status, nonzero ones, most first: each outcome, each pending, each accept (`established`). */
+  statuses: readonly (readonly [Status, number])[];
+  closes: number;
+  /** Wall-clock ns of its first and last record in the interval. */
+  firstSeen: bigint;
+  lastSeen: bigint;
+  /** Wall-clock ns: the interval it counts, from the previous read to this one. */
+  intervalStart: bigint;
+  intervalEnd: bigint;
+  cause: FlowCause;
+  /** Its owner's share of the kernel's table was used up: all their remote ends in one record. */
+  folded: boolean;
+}
 
 /** Where the process fields (exe, args) came from. */
 export type ProcSource = "exec" | "proc" | "unknown";
@@ -96,6 +121,8 @@ export interface ConnEvent {
   netns: number;
   /** With `--baseline`: no rule of the baseline covers this connection's flow; undefined without one, and on DNS records. */
   novel: boolean | undefined;
+  /** Flow records only (event `flow`): its counts; `bytesSent`, `bytesReceived` are its closes' totals, `durationMs` the longest. */
+  flow: Flow | undefined;
 }
 
 /** Version of the JSON event schema; bumped on any incompatible change. */

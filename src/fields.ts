@@ -16,12 +16,12 @@ import { jsonString } from "./text/sanitize.ts";
 import { clockTime, rfc3339Nano, rfc3339Seconds } from "./text/time.ts";
 
 /** A field's value as its getter returns it. */
-export type Value = string | number | bigint | boolean | readonly string[];
+export type Value = string | number | bigint | boolean | readonly string[] | readonly (readonly [string, number])[];
 
 /** How a value is written into the JSON event. */
 export interface JsonEncoding {
   /** The JSON type, as the reference states it. */
-  readonly type: "string" | "number" | "string[]" | "boolean";
+  readonly type: "string" | "number" | "string[]" | "boolean" | "object";
   readonly encode: (v: Value) => string;
 }
 
@@ -40,6 +40,12 @@ export const STRINGS: JsonEncoding = {
 };
 /** true or false. */
 export const BOOL: JsonEncoding = { type: "boolean", encode: (v) => (v ? "true" : "false") };
+/** Counts by lightmon's own words (a flow's statuses): an object of numbers, most first. */
+export const COUNTS: JsonEncoding = {
+  type: "object",
+  encode: (v) =>
+    `{${(v as unknown as readonly (readonly [string, number])[]).map(([k, n]) => `"${k}":${n}`).join(",")}}`,
+};
 /** Wall-clock ns as RFC 3339 with the local offset and nine fractional digits. */
 export const TIME: JsonEncoding = { type: "string", encode: (v) => `"${rfc3339Nano(v as bigint)}"` };
 
@@ -61,7 +67,13 @@ export type FilterSpec =
     /** The value occurs in any of the strings. */
     | { kind: "substring"; anyOf?: readonly ((e: ConnEvent) => string)[] }
     /** One of a fixed set; `values` maps what may be typed (lower case) to what the getter returns. */
-    | { kind: "choice"; values: Readonly<Record<string, string>>; get?: (e: ConnEvent) => string }
+    | {
+      kind: "choice";
+      values: Readonly<Record<string, string>>;
+      get?: (e: ConnEvent) => string;
+      /** Whether the event has the value, when that is not `get(e) === value` (a flow has several statuses). */
+      has?: (e: ConnEvent, value: string) => boolean;
+    }
   );
 
 /** The field's column in the live table. */
@@ -127,6 +139,10 @@ export interface Field {
 const MAX_U32 = 2 ** 32 - 1;
 const isClose = (e: ConnEvent) => e.event === "close";
 const isDns = (e: ConnEvent) => e.event === "dns";
+const isFlow = (e: ConnEvent) => e.event === "flow";
+const notFlow = (e: ConnEvent) => e.event !== "flow";
+/** Close records, and flow records (their closes' totals, the longest duration). */
+const closeOrFlow = (e: ConnEvent) => e.event === "close" || e.event === "flow";
 /** Checked against a baseline (`--baseline`). */
 const hasVerdict = (e: ConnEvent) => e.novel !== undefined;
 /** Connections are tracked (`--events` accept or close): the log line says which record it is. */
@@ -138,6 +154,10 @@ const endpoint = (addr: string, port: number, family: 4 | 6) => family === 6 ? `
 const remoteEnd = (e: ConnEvent) =>
   e.event === "dns"
     ? `${e.query} ${e.qtype}`
+    : e.flow?.folded
+    ? "* (folded)"
+    : e.event === "flow" && e.direction === "inbound"
+    ? e.dnsName || (e.daddr === "" ? "*" : e.daddr) // its clients' ports vary: its port is the local one
     : e.dnsName
     ? `${e.dnsName}:${e.dport}`
     : endpoint(e.daddr, e.dport, e.family);
@@ -173,9 +193,17 @@ export function closeFigures(e: ConnEvent): string {
 /** The table's status cell: how a connect ended, an accept, how a connection closed, a DNS answer's code. */
 export function statusCell(e: ConnEvent): string {
   if (e.event === "dns") return e.rcode.toLowerCase();
+  if (e.flow) return flowStatusCell(e.flow);
   if (e.event === "accept") return e.status === "established" ? "accepted" : e.status;
   if (e.event !== "close") return e.status;
   return e.closedBy === "remote" ? "peer closed" : e.closedBy === "reset" ? "reset" : "closed";
+}
+/** A flow's: its connections (`120 conns`), how many of them did not succeed (`3/120 failed`), or its closes. */
+function flowStatusCell(f: NonNullable<ConnEvent["flow"]>): string {
+  if (f.connections === 0) return `${f.closes} closed`;
+  const ok = f.statuses.reduce((n, [s, k]) => (s === "established" ? n + k : n), 0);
+  const failed = f.statuses.reduce((n, [s, k]) => (s === "established" || s === "pending" ? n : n + k), 0);
+  return failed === 0 && ok > 0 ? `${f.connections} conns` : `${failed}/${f.connections} failed`;
 }
 const exeOrComm = (e: ConnEvent) => e.exe || e.comm;
 /** The port a flow is to: the destination port opened, or the local port accepted on. */
@@ -211,7 +239,7 @@ export const FIELDS: readonly Field[] = [
     column: { head: "PID", at: 2, priority: 3, min: 7, want: 7 },
     log: { key: "pid", value: (e) => String(e.pid) },
   },
-  { key: "tid", doc: "thread that called `connect()`", get: (e) => e.tid, json: NUMBER },
+  { key: "tid", doc: "thread that called `connect()`", get: (e) => e.tid, json: NUMBER, when: notFlow },
   {
     key: "ppid",
     doc: "parent tgid",
@@ -301,9 +329,10 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "saddr",
-    doc: "the real source address",
+    doc: "the real source address (not on `flow` records)",
     get: (e) => e.saddr,
     json: STRING,
+    when: notFlow,
     filter: [
       { name: "sip", kind: "address", doc: "source IP or CIDR, v4 or v6: this host's end of the connection" },
       { name: "laddr", kind: "address", doc: "the local address: `sip` by its other name" },
@@ -314,13 +343,14 @@ export const FIELDS: readonly Field[] = [
       priority: 7,
       min: 21,
       want: 22,
-      cell: (e) => endpoint(e.saddr, e.sport, e.family),
+      // A flow's local end is its port, when inbound: its connections' addresses vary.
+      cell: (e) => (e.event !== "flow" ? endpoint(e.saddr, e.sport, e.family) : e.sport ? `:${e.sport}` : ""),
     },
     log: { key: "sip" },
   },
   {
     key: "sport",
-    doc: "the real source port: this host's end (for `accept`, the port listened on)",
+    doc: "the real source port: this host's end (for `accept`, the port listened on; for a `flow`, 0 unless inbound)",
     get: (e) => e.sport,
     json: NUMBER,
     filter: [{ kind: "number", max: 65535 }, { name: "lport", kind: "number", max: 65535, doc: "the local port" }],
@@ -354,7 +384,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "dport",
-    doc: "destination port: the peer's",
+    doc: "destination port: the peer's (0 on an inbound `flow`: its port is `sport`)",
     get: (e) => e.dport,
     json: NUMBER,
     filter: [
@@ -397,10 +427,13 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "event",
-    doc: "`connect`, `accept`, `close` or `dns` (see `--events`)",
+    doc: "`connect`, `accept`, `close` or `dns` (see `--events`), or `flow` (see `--flows`)",
     get: (e) => e.event,
     json: WORD,
-    filter: { kind: "choice", values: { connect: "connect", accept: "accept", close: "close", dns: "dns" } },
+    filter: {
+      kind: "choice",
+      values: { connect: "connect", accept: "accept", close: "close", dns: "dns", flow: "flow" },
+    },
     log: { key: "event", when: isTracked },
   },
   {
@@ -414,10 +447,15 @@ export const FIELDS: readonly Field[] = [
   {
     key: "status",
     doc:
-      "`established`, `refused`, `reset`, `timeout`, `unreachable`, `aborted`, `error`, `pending`, `existing`; `closed` on close records",
+      "`established`, `refused`, `reset`, `timeout`, `unreachable`, `aborted`, `error`, `pending`, `existing`; `closed` on close records; on a `flow`, its commonest (all are in `statuses`)",
     get: (e) => e.status,
     json: WORD,
-    filter: { kind: "choice", values: STATUS_VALUES, doc: "how the attempt ended" },
+    filter: {
+      kind: "choice",
+      values: STATUS_VALUES,
+      doc: "how the attempt ended; a flow matches when any of its connections did",
+      has: (e, v) => e.flow ? e.flow.statuses.some(([s]) => s === v) : e.status === v,
+    },
     column: { head: "STATUS", at: 7, priority: 1, min: 11, want: 11, cell: statusCell },
     flow: { at: 6 },
   },
@@ -426,41 +464,43 @@ export const FIELDS: readonly Field[] = [
     doc: "`connect()` to this event, µs; for `accept`, the handshake to `accept()`; for `close`, its opening's",
     get: (e) => e.latencyUs,
     json: NUMBER,
+    when: notFlow,
   },
   {
     key: "durationMs",
-    doc: "close: the handshake (or lightmon's start, when `existing`) to the close, ms",
+    doc:
+      "close: the handshake (or lightmon's start, when `existing`) to the close, ms; flow: its longest closed connection's",
     get: (e) => e.durationMs,
     json: NUMBER,
-    when: isClose,
+    when: closeOrFlow,
     filter: closeNumber,
-    log: { key: "durationMs", when: isClose, value: (e) => e.durationMs },
+    log: { key: "durationMs", when: closeOrFlow, value: (e) => e.durationMs },
   },
   {
     key: "bytesSent",
-    doc: "close: payload bytes sent and acknowledged (tcp_sock.bytes_acked)",
+    doc: "close: payload bytes sent and acknowledged (tcp_sock.bytes_acked); flow: its closes' total",
     get: (e) => e.bytesSent,
     json: NUMBER,
-    when: isClose,
+    when: closeOrFlow,
     column: {
       head: "TX/RX DURATION",
       at: 8,
       priority: 5,
       min: 17,
       want: 17,
-      cell: (e) => (e.event === "close" ? closeFigures(e) : ""),
+      cell: (e) => (e.event === "close" || (e.flow && e.flow.closes > 0) ? closeFigures(e) : ""),
     },
     filter: closeNumber,
-    log: { key: "bytesSent", when: isClose, value: (e) => e.bytesSent },
+    log: { key: "bytesSent", when: closeOrFlow, value: (e) => e.bytesSent },
   },
   {
     key: "bytesReceived",
-    doc: "close: payload bytes received (tcp_sock.bytes_received)",
+    doc: "close: payload bytes received (tcp_sock.bytes_received); flow: its closes' total",
     get: (e) => e.bytesReceived,
     json: NUMBER,
-    when: isClose,
+    when: closeOrFlow,
     filter: closeNumber,
-    log: { key: "bytesReceived", when: isClose, value: (e) => e.bytesReceived },
+    log: { key: "bytesReceived", when: closeOrFlow, value: (e) => e.bytesReceived },
   },
   {
     key: "retransmits",
@@ -496,6 +536,84 @@ export const FIELDS: readonly Field[] = [
     json: BOOL,
     when: isClose,
     log: { key: "existing", when: isClose, value: (e) => (e.existing ? 1 : 0) },
+  },
+  {
+    key: "connections",
+    doc: "flow: connections opened in its interval (connects, at their outcome or pending; accepts)",
+    get: (e) => e.flow?.connections ?? 0,
+    json: NUMBER,
+    when: isFlow,
+    filter: closeNumber,
+    log: { key: "connections", when: isFlow, value: (e) => e.flow?.connections ?? 0 },
+  },
+  {
+    key: "statuses",
+    doc:
+      'flow: its records by status, most first (`{"established":120,"refused":3}`); a pending and its outcome count both',
+    get: (e) => e.flow?.statuses ?? [],
+    json: COUNTS,
+    when: isFlow,
+    log: {
+      key: "statuses",
+      when: isFlow,
+      value: (e) => (e.flow?.statuses ?? []).map(([s, n]) => `${s}=${n}`).join(" "),
+    },
+  },
+  {
+    key: "closes",
+    doc: "flow: connections that ended in its interval (with `--events close`)",
+    get: (e) => e.flow?.closes ?? 0,
+    json: NUMBER,
+    when: isFlow,
+    filter: closeNumber,
+    log: { key: "closes", when: isFlow, value: (e) => e.flow?.closes ?? 0 },
+  },
+  {
+    key: "firstSeen",
+    doc: "flow: its first record in the interval (RFC 3339)",
+    get: (e) => e.flow?.firstSeen ?? 0n,
+    json: TIME,
+    when: isFlow,
+  },
+  {
+    key: "lastSeen",
+    doc: "flow: its last record in the interval",
+    get: (e) => e.flow?.lastSeen ?? 0n,
+    json: TIME,
+    when: isFlow,
+  },
+  {
+    key: "intervalStart",
+    doc: "flow: the interval it counts, from the previous read of the kernel's table (or the start)",
+    get: (e) => e.flow?.intervalStart ?? 0n,
+    json: TIME,
+    when: isFlow,
+  },
+  {
+    key: "intervalEnd",
+    doc: "flow: to this read",
+    get: (e) => e.flow?.intervalEnd ?? 0n,
+    json: TIME,
+    when: isFlow,
+  },
+  {
+    key: "flowCause",
+    doc:
+      "flow: `interval` (`--flows`: counted in the kernel by design) or `ring-busy` (lightmon was behind: these connections were counted in the kernel instead of reported one by one)",
+    get: (e) => e.flow?.cause ?? "",
+    json: WORD,
+    when: isFlow,
+    filter: { kind: "choice", values: { interval: "interval", "ring-busy": "ring-busy" } },
+    log: { key: "flowCause", when: isFlow },
+  },
+  {
+    key: "folded",
+    doc:
+      "flow: its user's share of the kernel's flow table was full: their connections to every remote end in one record (no address, no process)",
+    get: (e) => e.flow?.folded === true,
+    json: BOOL,
+    when: isFlow,
+    log: { key: "folded", when: (e) => e.flow?.folded === true, value: () => true },
   },
   {
     key: "query",

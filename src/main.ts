@@ -83,8 +83,10 @@ async function main(argv: string[], signals: StopSignals): Promise<number> {
   // An opening record user space has no use for stays in the kernel, which keeps its task for the
   // close: accepts unless asked for; connects unless asked for or DNS names are on (a close takes
   // the name its connect had, which may have expired since).
+  // With --flows, each record counts into its flow in the kernel: those asked for, no more.
+  const flows = o.flowsMs > 0;
   const openings = {
-    connects: !trackConns || selected.has("connect") || o.dns,
+    connects: !trackConns || selected.has("connect") || (o.dns && !flows),
     accepts: !trackConns || selected.has("accept"),
   };
   requirePrivileges();
@@ -109,6 +111,7 @@ async function main(argv: string[], signals: StopSignals): Promise<number> {
     trackConns,
     openings,
     dns: o.dns,
+    flows,
     onFallback: (s, e) => {
       fallbacks.push(`${s}: ${"code" in e ? e.code : e.message}`);
       if (o.verbose) log(`lightmon: strategy ${s} failed: ${e.message}`);

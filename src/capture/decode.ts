@@ -4,6 +4,7 @@
  */
 import ipaddr from "ipaddr.js";
 import { type CgroupCache, noCgroups } from "./cgroups.ts";
+import type { RawFlow } from "./flows.ts";
 import { type Counters, Stage } from "../stage.ts";
 import type { ClosedBy, EventKind, Status } from "../event.ts";
 import {
@@ -76,6 +77,8 @@ export interface RawConnect {
   netnsCookie: bigint;
   /** A DNS response as an event (`--events dns`, made by the DNS stage). */
   dns?: { query: string; qtype: string; rcode: string; answers: string[] };
+  /** A flow record's counts (event `flow`, made from the kernel's flow tables). */
+  flow?: RawFlow;
 }
 
 /** A DNS response that arrived at a socket. */
@@ -166,7 +169,8 @@ const utf8 = new TextDecoder();
  * A NUL-terminated string. Short ASCII ones (comm) are cheapest built in a loop;
  * longer ones (cgroup names of ~80 bytes) are 4x cheaper through TextDecoder.
  */
-function cString(v: DataView, offset: number, max: number): string {
+/** A NUL-terminated string of at most `max` bytes at `offset`. */
+export function cString(v: DataView, offset: number, max: number): string {
   if (v.getUint8(offset) === 0) return ""; // e.g. no cgroup name on the host: no allocation
   if (max > 16) {
     const bytes = new Uint8Array(v.buffer, v.byteOffset + offset, max);
@@ -220,7 +224,7 @@ const V4_TEXT = new Map<number, string>();
 const MAX_V4_TEXT = 4096;
 
 /** Format 16 address bytes at `offset`; IPv4 uses the first 4. */
-function address(v: DataView, offset: number, family: 4 | 6, mapped: boolean): string {
+export function address(v: DataView, offset: number, family: 4 | 6, mapped: boolean): string {
   if (family === 4) {
     const at = offset + (mapped ? 12 : 0);
     const key = v.getUint32(at, false);
@@ -235,7 +239,8 @@ function address(v: DataView, offset: number, family: 4 | 6, mapped: boolean): s
   return ipaddr.fromByteArray(Array.from(new Uint8Array(v.buffer, v.byteOffset + offset, 16))).toString();
 }
 
-function isV4Mapped(v: DataView, offset: number): boolean {
+/** Whether 16 address bytes at `offset` are an IPv4-mapped IPv6 address. */
+export function isV4Mapped(v: DataView, offset: number): boolean {
   return v.getUint32(offset, true) === 0 && v.getUint32(offset + 4, true) === 0 &&
     v.getUint16(offset + 8, true) === 0 && v.getUint16(offset + 10, true) === 0xffff;
 }

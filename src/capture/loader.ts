@@ -51,6 +51,22 @@ export const TRACKING_RING_BYTES = 8 * 1024 * 1024;
  */
 export const CLOSES_RING_BYTES = 4 * 1024 * 1024;
 
+/** The object's own ring size (bpf/lightmon.bpf.c), when connections are not tracked. */
+export const DEFAULT_RING_BYTES = 4 * 1024 * 1024;
+
+/**
+ * How full the ring may be before new connections' records go to their flows
+ * instead: the last quarter stays for the closes of connections already reported
+ * one by one, and for the process records that name them.
+ */
+export const OVERFLOW_FILL = 0.75;
+
+/** The ring's size for what is asked. */
+export function ringBytes(o: { trackConns?: boolean; openings?: { connects: boolean; accepts: boolean } }): number {
+  if (!o.trackConns) return DEFAULT_RING_BYTES;
+  return !o.openings || o.openings.accepts ? TRACKING_RING_BYTES : CLOSES_RING_BYTES;
+}
+
 /** The start-up snapshot's iterator, loaded on its own (see snapshot.ts). */
 export const SNAPSHOT_PROGRAM = "lm_iter_tcp";
 
@@ -110,6 +126,12 @@ export interface LoadOptions {
   openings?: { connects: boolean; accepts: boolean };
   /** Capture DNS responses (a missing cgroup v2 or a refusal only costs the names). */
   dns?: boolean;
+  /**
+   * --flows: every connection record is counted into its flow in the kernel, none is
+   * sent. Otherwise records are sent, and counted into flows only while the ring is
+   * busy (more than OVERFLOW_FILL of it unread).
+   */
+  flows?: boolean;
   /** Called once per strategy that failed, with why. */
   onFallback?: (strategy: Strategy, error: Error) => void;
 }
@@ -179,6 +201,8 @@ function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Ui
   const incl = kernelInclude(o);
   const sides = !incl ? 0 : (incl.remote.length ? INCL_REMOTE : 0) | (incl.local.length ? INCL_LOCAL : 0);
   v.setUint32(CONFIG.include_ports.offset, sides, true);
+  v.setUint32(CONFIG.flows.offset, o.flows ? 1 : 0, true);
+  v.setUint32(CONFIG.overflow_at.offset, o.flows ? 0 : Math.floor(ringBytes(o) * OVERFLOW_FILL), true);
   return bytes;
 }
 
@@ -290,10 +314,7 @@ async function openWith(
     for (const p of ALL_PROGRAMS) object.setAutoload(p, wanted.has(p));
     object.setInitialValue(".rodata", configBytes(strategy, o));
     // Accepts and closes make four records of a connection: four times the ring (without accepts, two or three).
-    if (o.trackConns) {
-      const accepts = !o.openings || o.openings.accepts;
-      object.setMaxEntries("lm_events", accepts ? TRACKING_RING_BYTES : CLOSES_RING_BYTES);
-    }
+    if (o.trackConns) object.setMaxEntries("lm_events", ringBytes(o));
     await object.loadInBackground();
     for (const port of (o.excludedDports ?? []).slice(0, object.mapMaxEntries("lm_excl_dport"))) {
       object.updateElem("lm_excl_dport", new Uint8Array(new Uint16Array([port]).buffer), new Uint8Array([1]));

@@ -27,6 +27,8 @@ export interface Existing {
   found: RawConnect[];
   /** Established connections past the bounds, not listed. */
   skipped: number;
+  /** Local ports listened on, on any address (an existing connection's flow takes its direction from them). */
+  listenedPorts: ReadonlySet<number>;
 }
 
 /**
@@ -39,6 +41,7 @@ export interface Existing {
 class ExistingClassifier {
   #inbound: boolean;
   #listening = new Set<string>();
+  #ports = new Set<number>();
   #candidates: RawConnect[] = [];
   #seen = new Set<string>();
   #perUid = new Map<number, number>();
@@ -50,7 +53,10 @@ class ExistingClassifier {
 
   add(r: RawConnect): void {
     if (r.status === "listen") {
-      if (this.#listening.size < MAX_LISTENERS) this.#listening.add(`${r.saddr}|${r.sport}`);
+      if (this.#listening.size < MAX_LISTENERS) {
+        this.#listening.add(`${r.saddr}|${r.sport}`);
+        this.#ports.add(r.sport);
+      }
       return;
     }
     if (r.status !== "existing") return;
@@ -75,7 +81,7 @@ class ExistingClassifier {
       if (!listened(r)) found.push(r);
       else if (this.#inbound) found.push({ ...r, inbound: true, event: "accept" });
     }
-    return { found, skipped: this.#skipped };
+    return { found, skipped: this.#skipped, listenedPorts: this.#ports };
   }
 }
 

@@ -50,6 +50,8 @@ export interface Options {
   dockerData: string;
   strategy: StrategyChoice;
   durationMs: number;
+  /** --flows: one record per flow every this many ms, counted in the kernel; 0 reports each connection. */
+  flowsMs: number;
   count: number;
   statsIntervalMs: number;
   metadataWaitMs: number;
@@ -81,6 +83,7 @@ export const DEFAULTS: Options = {
   dockerData: "/var/lib/docker",
   strategy: "auto",
   durationMs: 0,
+  flowsMs: 0,
   count: 0,
   statsIntervalMs: 0,
   metadataWaitMs: 200,
@@ -146,6 +149,18 @@ function eventList(v: string, flag: string): EventKind[] {
 
 /** The longest duration any flag takes: a year (longer ones are typos, and past 2^53 ns precision ends). */
 const MAX_DURATION_MS = 366 * 24 * 3_600_000;
+
+/** The shortest and longest --flows interval: reading the kernel's table takes a pause of its own; past a day, nothing is live. */
+export const MIN_FLOWS_MS = 100;
+export const MAX_FLOWS_MS = 24 * 3_600_000;
+
+function flowsInterval(v: string, flag: string): number {
+  const ms = durationUpTo(MAX_FLOWS_MS, "a day (flows are counted in memory until then)")(v, flag);
+  if (ms < MIN_FLOWS_MS) {
+    throw new UsageError(`${flag}: '${v}' is shorter than ${MIN_FLOWS_MS}ms; give an interval such as 10s`);
+  }
+  return ms;
+}
 
 /** A duration converter; `max` (ms) where a longer value has no meaning. */
 function durationUpTo(max: number, why: string) {
@@ -233,6 +248,18 @@ export const FLAGS: readonly Flag[] = [
     value: "0|1",
     choices: ["0", "1"],
     help: "the original's choice: 0 = auto (fentry first), 1 = tracepoints only",
+  },
+  {
+    name: "flows",
+    kind: "string",
+    key: "flowsMs",
+    configKey: "flows",
+    convert: flowsInterval,
+    group: "Output",
+    value: "INTERVAL",
+    help: "one record per flow every INTERVAL (10s), counted in the kernel",
+    doc:
+      "Instead of a record per connection, one `flow` record every INTERVAL for each flow active in it: workload, process, direction, remote address and name, port, with its connections, their outcomes, and its closes' bytes. Counted in the kernel, at a cost that does not grow with the connection rate. At least 100ms, at most a day.",
   },
   {
     name: "output",

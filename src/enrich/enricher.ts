@@ -67,7 +67,8 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
   const close = r.event === "close";
   // A close names the task the kernel kept with its connection (ConnJoin lends the opening record's
   // too); one closed before it was accepted has none. A DNS response's is its query's, if a task sent it.
-  const noTask = (close || r.event === "dns") && r.pid === 0;
+  const flow = r.flow;
+  const noTask = (close || r.event === "dns" || flow !== undefined) && r.pid === 0;
   const proc = noTask ? NO_PROCESS : d.processes.lookup(r.pid, r.procStartNs, r.startNs);
   const cg = identifyCgroup(r.cgroup, r.cgroupParent);
   const meta = cg.containerId ? d.containers.get(cg.containerId) : undefined;
@@ -99,8 +100,8 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     direction: r.inbound ? "inbound" : "outbound",
     status: r.status,
     // A close's is its opening record's, kept with the connection in the kernel.
-    latencyUs: close ? r.latencyUs : sinceStartUs,
-    durationMs: close ? Math.trunc(sinceStartUs / 1000) : 0,
+    latencyUs: close ? r.latencyUs : flow ? 0 : sinceStartUs,
+    durationMs: close ? Math.trunc(sinceStartUs / 1000) : flow ? Number(flow.longestNs / 1_000_000n) : 0,
     bytesSent: r.bytesSent,
     bytesReceived: r.bytesReceived,
     retransmits: r.retransmits,
@@ -121,6 +122,17 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     mntns: r.mntns,
     netns: r.netns,
     novel: undefined,
+    flow: flow && {
+      connections: flow.connections,
+      statuses: flow.statuses,
+      closes: flow.closes,
+      firstSeen: d.clock.wallNs(flow.firstNs),
+      lastSeen: d.clock.wallNs(flow.lastNs),
+      intervalStart: d.clock.wallNs(flow.intervalStartNs),
+      intervalEnd: d.clock.wallNs(flow.intervalEndNs),
+      cause: flow.cause,
+      folded: flow.folded,
+    },
   };
 }
 

@@ -90,11 +90,16 @@ function substringField(gets: readonly ((e: ConnEvent) => string)[]): Matcher {
   return (v) => (e) => gets.some((get) => get(e).includes(v));
 }
 
-function choiceField(name: string, get: (e: ConnEvent) => string, choices: ReadonlyMap<string, string>): Matcher {
+function choiceField(
+  name: string,
+  get: (e: ConnEvent) => string,
+  choices: ReadonlyMap<string, string>,
+  has?: (e: ConnEvent, value: string) => boolean,
+): Matcher {
   return (v, col) => {
     const want = choices.get(v.toLowerCase());
     if (want === undefined) fail(`${name} is one of ${[...choices.keys()].join(", ")}, not '${v}'`, col);
-    return (e) => get(e) === want;
+    return has ? (e) => has(e, want!) : (e) => get(e) === want;
   };
 }
 
@@ -164,7 +169,7 @@ function matcherFor({ name, spec, field }: FilterField): Matcher {
     case "substring":
       return substringField(spec.anyOf ?? [asString]);
     case "choice":
-      return choiceField(name, spec.get ?? asString, new Map(Object.entries(spec.values)));
+      return choiceField(name, spec.get ?? asString, new Map(Object.entries(spec.values)), spec.has);
   }
 }
 

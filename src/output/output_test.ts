@@ -9,13 +9,54 @@ import { humanBytes, humanDuration } from "../fields.ts";
 
 Deno.test("JSON events carry the design's keys, spelled exactly, in order", () => {
   const e = JSON.parse(toJson(sampleEvent()));
-  assert.deepEqual(Object.keys(e), JSON_FIELDS.filter((f) => !f.when).map((f) => f.key));
+  const perConnection = ["tid", "saddr", "latencyUs"];
+  assert.deepEqual(
+    Object.keys(e),
+    JSON_FIELDS.filter((f) => !f.when || perConnection.includes(f.key)).map((f) => f.key),
+  );
   // A close record with a connection id, checked against a baseline, carries every key.
   const close = JSON.parse(
     toJson(sampleEvent({ event: "close", connId: 7n, status: "closed", closedBy: "local", novel: true })),
   );
   const dnsOnly = ["query", "qtype", "rcode", "answers"];
-  assert.deepEqual(Object.keys(close), JSON_FIELDS.map((f) => f.key).filter((k) => !dnsOnly.includes(k)));
+  const flowOnly = [
+    "connections",
+    "statuses",
+    "closes",
+    "firstSeen",
+    "lastSeen",
+    "intervalStart",
+    "intervalEnd",
+    "flowCause",
+    "folded",
+  ];
+  assert.deepEqual(
+    Object.keys(close),
+    JSON_FIELDS.map((f) => f.key).filter((k) => !dnsOnly.includes(k) && !flowOnly.includes(k)),
+  );
+  // A flow record: its own keys and the closes' totals, none of one connection's.
+  const flow = JSON.parse(toJson(sampleEvent({
+    event: "flow",
+    bytesSent: 10,
+    flow: {
+      connections: 3,
+      statuses: [["established", 2], ["refused", 1]],
+      closes: 2,
+      firstSeen: 1713334189162027869n,
+      lastSeen: 1713334189162027869n,
+      intervalStart: 1713334189000000000n,
+      intervalEnd: 1713334190000000000n,
+      cause: "ring-busy",
+      folded: false,
+    },
+  })));
+  for (const k of [...perConnection, "connId", ...dnsOnly, "retransmits", "rttUs", "closedBy"]) {
+    assert.ok(!(k in flow), `${k} is not on a flow record`);
+  }
+  assert.deepEqual(Object.keys(flow).filter((k) => flowOnly.includes(k)), flowOnly);
+  assert.deepEqual(flow.statuses, { established: 2, refused: 1 });
+  assert.equal(flow.flowCause, "ring-busy");
+  assert.equal(flow.bytesSent, 10);
   assert.equal(close.novel, true);
   const dns = JSON.parse(toJson(sampleEvent({ event: "dns", query: "a.test", qtype: "A", rcode: "NOERROR" })));
   assert.deepEqual(Object.keys(dns).filter((k) => dnsOnly.includes(k)), dnsOnly);

@@ -31,13 +31,15 @@ const FLOW_COLUMNS = FLOW_KEYS.flatMap((k) => COLUMNS.filter((c) => c.field === 
  * the client's address and the local port it came to (the client's port differs
  * from connection to connection).
  */
-function flowCell(c: (typeof FLOW_COLUMNS)[number], sample: ConnEvent): string {
+function flowCell(c: (typeof FLOW_COLUMNS)[number], sample: ConnEvent, status: string | number): string {
   if (c.field.key === "daddr" && sample.direction === "inbound") {
     const addr = sample.family === 6 ? `[${sample.daddr}]` : sample.daddr;
     return `${addr} → :${sample.sport}`;
   }
   // A flow of close records mixes who closed: the flow is "closed".
   if (c.field.key === "status" && sample.event === "close") return "closed";
+  // A flow record stands for records of several statuses: each has its row.
+  if (c.field.key === "status" && sample.event === "flow") return String(status);
   return cellText(c, sample);
 }
 
@@ -72,11 +74,13 @@ interface Overflow {
   last: bigint;
 }
 
-function widen(a: { count: number; first: bigint; last: bigint }, at: bigint): void {
-  a.count++;
-  if (at < a.first) a.first = at;
-  if (at > a.last) a.last = at;
+function widen(a: { count: number; first: bigint; last: bigint }, first: bigint, n = 1, last = first): void {
+  a.count += n;
+  if (first < a.first) a.first = first;
+  if (last > a.last) a.last = last;
 }
+
+const STATUS_AT = FLOW_KEYS.findIndex((k) => k.key === "status");
 
 /** Folds events into flows, at most `max` of them; the rest into one overflow row. */
 export class FlowTable {
@@ -94,20 +98,32 @@ export class FlowTable {
     return this.#flows.size + (this.overflow ? 1 : 0);
   }
 
+  /**
+   * One event; a flow record (`--flows`) adds what it counted: its records by
+   * status, and its closes (with their totals) as the close records they stand for.
+   */
   add(e: ConnEvent): void {
+    const f = e.flow;
+    if (!f) return this.#add(e, e.event === "close", 1, e.wallNs, e.wallNs);
+    for (const [status, n] of f.statuses) this.#add(e, false, n, f.firstSeen, f.lastSeen, status);
+    if (f.closes > 0) this.#add(e, true, f.closes, f.firstSeen, f.lastSeen, "closed");
+  }
+
+  #add(e: ConnEvent, close: boolean, n: number, first: bigint, last: bigint, status?: string): void {
     const values = FLOW_KEYS.map((k) => k.value(e));
+    if (status !== undefined) values[STATUS_AT] = status;
     const key = values.join("\0");
     let a = this.#flows.get(key);
-    if (a) widen(a, e.wallNs);
+    if (a) widen(a, first, n, last);
     else if (this.#flows.size >= this.#max) {
-      if (this.overflow) widen(this.overflow, e.wallNs);
-      else this.overflow = { count: 1, first: e.wallNs, last: e.wallNs };
+      if (this.overflow) widen(this.overflow, first, n, last);
+      else this.overflow = { count: n, first, last };
       return;
     } else {
-      a = { values, sample: e, count: 1, first: e.wallNs, last: e.wallNs };
+      a = { values, sample: e, count: n, first, last };
       this.#flows.set(key, a);
     }
-    if (e.event === "close") {
+    if (close) {
       const c = a.closes ??= { bytesSent: 0, bytesReceived: 0, maxDurationMs: 0 };
       c.bytesSent += e.bytesSent;
       c.bytesReceived += e.bytesReceived;
@@ -167,7 +183,7 @@ export class FlowTable {
   rows(): string[][] {
     const rows = this.#sorted().map((a) => [
       String(a.count),
-      ...FLOW_COLUMNS.map((c) => flowCell(c, a.sample)),
+      ...FLOW_COLUMNS.map((c) => flowCell(c, a.sample, a.values[STATUS_AT])),
       a.closes
         ? `${humanBytes(a.closes.bytesSent)}/${humanBytes(a.closes.bytesReceived)} ${
           humanDuration(a.closes.maxDurationMs)

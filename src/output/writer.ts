@@ -42,6 +42,12 @@ export const MAX_QUEUED_BYTES = 16 << 20;
 /** A write pending this long means the reader stopped reading (ms). */
 const STALLED_WRITE_MS = 1000;
 /**
+ * The most one write asks for: a pipe's buffer. A slow reader then completes a write
+ * now and then, so it counts as slow (lightmon holds back), not stalled (lines dropped):
+ * one write of a whole 1 MiB batch took five seconds at 200 KB/s.
+ */
+const MAX_WRITE = 64 << 10;
+/**
  * Written batch buffers kept for the next batches. A fresh buffer per batch cost
  * more than all the rendering: every page of it is faulted in, and given back,
  * once per batch (1.5 µs per event in bench/pipeline.ts on this machine).
@@ -191,7 +197,7 @@ export class LineWriter {
       try {
         while (off < chunk.bytes.length) {
           this.#writeSince = performance.now();
-          off += await this.#sink.write(chunk.bytes.subarray(off));
+          off += await this.#sink.write(chunk.bytes.subarray(off, off + MAX_WRITE));
         }
         // Said once the writes succeed again (failing) or the queue caught up (stalled).
         if (this.#failing || (this.#stalled && this.#queue.length === 1)) {

@@ -5,11 +5,12 @@
  * @module
  */
 import { RingConsumer } from "../../ffi/ring_consumer.ts";
-import { pageSize, releaseFreeMemory } from "../../ffi/libc.ts";
+import { CLOCK_BOOTTIME, clockNs, pageSize, releaseFreeMemory } from "../../ffi/libc.ts";
 import { DecodeStage } from "../capture/decode.ts";
 import { type IncludedPorts, type Loaded, readCounters, type Strategy } from "../capture/loader.ts";
 import { existingConnections, MAX_EXISTING, MAX_EXISTING_PER_UID } from "../capture/snapshot.ts";
 import { CgroupCache } from "../capture/cgroups.ts";
+import { FlowStage, FlowTables } from "../capture/flows.ts";
 import type { COUNTERS } from "../capture/layout.ts";
 import type { Counters, Stage, StageContext } from "../stage.ts";
 import { type Ledger, Pipeline } from "./pipeline.ts";
@@ -31,6 +32,12 @@ export interface RunOptions {
   excludedDports: readonly number[];
   durationMs: number;
   statsIntervalMs: number;
+  /**
+   * How often the kernel's flow tables are read: the --flows interval (every
+   * connection is counted there), or, reporting connections one by one, how soon
+   * those the ring had no room for come out as flow records.
+   */
+  flowsIntervalMs: number;
   /** Given each connect record before it is decoded; one it takes goes no further (NameOnlyConnects). */
   takeConnect?: (v: DataView) => boolean;
   /** The stages behind decode, in order, ending with the output. */
@@ -170,7 +177,10 @@ export async function runMonitor(o: RunOptions): Promise<number> {
   // Records name their task's cgroup by key; its names are read from the kernel's table once.
   const cgroups = new CgroupCache((key, value) => object.lookupElem("lm_cgroups", key, value));
   const decode = new DecodeStage(o.takeConnect, cgroups);
-  const pipeline = new Pipeline<DataView>([decode, ...o.stages], ctx);
+  const flowStage = new FlowStage();
+  const pipeline = new Pipeline<DataView>([decode, flowStage, ...o.stages], ctx);
+  let listened: ReadonlySet<number> = new Set();
+  const flows = new FlowTables(object, () => clockNs(CLOCK_BOOTTIME), cgroups, (port) => listened.has(port));
   let consumer: RingConsumer | undefined;
   const state = (): RunState => {
     const kernel = readCounters(object);
@@ -207,6 +217,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
       try {
         const existing = existingConnections(object, o.inboundExisting, cgroups);
         const found = existing.found.filter((r) => !(o.ipv4Only && r.family === 6));
+        listened = existing.listenedPorts;
         decode.inject(found);
         const more = existing.skipped > 0
           ? ` (${existing.skipped} more not listed: at most ${MAX_EXISTING} are, ${MAX_EXISTING_PER_UID} per user)`
@@ -240,6 +251,19 @@ export async function runMonitor(o: RunOptions): Promise<number> {
       timers.push(every(1000, tick));
     }
     timers.push(every(HOUSEKEEPING_MS, () => pipeline.housekeeping()));
+    let collecting = false;
+    timers.push(every(o.flowsIntervalMs, () => {
+      if (collecting || stopping) return; // a slow read is not overtaken
+      collecting = true;
+      flows.collect((ms) => new Promise((r) => setTimeout(r, ms)))
+        .then((found) => {
+          if (stopping) return flowStage.hold(found); // the final read sends them, after the ring's last records
+          flowStage.inject(found);
+          pipeline.flush();
+        })
+        .catch((e) => o.log(`lightmon: cannot read the kernel's flow table (${e instanceof Error ? e.message : e})`))
+        .finally(() => (collecting = false));
+    }));
     let lastLost = 0n;
     let lastLostProcess = 0n;
     timers.push(every(o.statsIntervalMs > 0 ? o.statsIntervalMs : 1000, () => {
@@ -263,6 +287,12 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     // Detach first so nothing new arrives, then drain what the ring still holds.
     object.detach();
     consumer?.stop();
+    try {
+      // What the programs counted since the last read (both tables: nothing writes them now).
+      flowStage.inject([...flowStage.held(), ...flows.collectAll()]);
+    } catch (e) {
+      o.log(`lightmon: cannot read the kernel's flow table (${e instanceof Error ? e.message : e})`);
+    }
     pipeline.drain();
     pipeline.close();
     await pipeline.settle(FINAL_WRITE_MS);

@@ -34,6 +34,11 @@ import { BaselineStage, DriftStage, Learner } from "../baseline/stage.ts";
 import type { StopSignals } from "./signals.ts";
 import { Progress, progressLine, wantsProgress } from "../output/progress.ts";
 
+/** How soon connections the ring had no room for come out as flow records, reporting one by one. */
+const OVERFLOW_INTERVAL_MS = 1000;
+/** How long an exited process's image is kept for the records that name it (ProcessCache's default). */
+const PROCESS_GRACE_MS = 30_000;
+
 /** What main.ts started before importing this module. */
 export interface Start {
   /** The capture being loaded; runMonitor takes it over. */
@@ -66,9 +71,10 @@ export async function monitor(o: Options, start: Start): Promise<number> {
     throw new UsageError("the novel filter field needs --baseline FILE (the flows that are not novel)");
   }
   // Everything asked for, or connects only (then nothing else arrives): no selection per event.
+  // Flow records stand for the kinds asked for: the kernel counted no others.
   const keep = o.events.length === EVENT_KINDS.length || (o.events.length === 1 && o.events[0] === "connect")
     ? userKeep
-    : (e: ConnEvent) => selected.has(e.event) && userKeep(e);
+    : (e: ConnEvent) => (selected.has(e.event) || e.event === "flow") && userKeep(e);
   // Both files are read before the run: a mistake in one is a usage error.
   const rules = o.baseline ? new Baseline() : undefined;
   const baselineFile = rules && await loadBaseline(o.baseline, rules, "--baseline", false);
@@ -96,7 +102,10 @@ export async function monitor(o: Options, start: Start): Promise<number> {
       sources.push(o.k8s ? "containerd CRI state" : "containerd CRI state when Docker is down");
     }
     const renderer = await makeRenderer(o, log);
-    const processes = new ProcessTracking(new ProcessCache());
+    // A flow names processes that may have exited an interval before it is read.
+    const processes = new ProcessTracking(
+      new ProcessCache(o.flowsMs > 0 ? { graceMs: Math.max(PROCESS_GRACE_MS, o.flowsMs + PROCESS_GRACE_MS) } : {}),
+    );
     const dns = o.dns ? new DnsStage(selected.has("dns")) : undefined;
     const holdback = new Holdback(o.metadataWaitMs, containers);
     docker.onUpdate = () => holdback.metadataArrived();
@@ -144,6 +153,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
       excludedDports: start.excludedDports,
       durationMs: o.durationMs,
       statsIntervalMs: o.statsIntervalMs,
+      flowsIntervalMs: o.flowsMs > 0 ? o.flowsMs : OVERFLOW_INTERVAL_MS,
       stages,
       takeConnect: nameOnly && ((v) => nameOnly.take(v)),
       onRunning: metrics && ((state) =>
@@ -182,7 +192,9 @@ export async function monitor(o: Options, start: Start): Promise<number> {
         })),
       describe: `${o.configRead ? `config ${o.configRead}; ` : ""}containers: ${sources.join(", ")}; output ${
         o.output === "log" ? `log to ${o.logPath}` : o.output
-      }${metrics ? `; metrics on http://${o.metricsAddr}/metrics` : ""}${drifting.map((d) => `; ${d}`).join("")}`,
+      }${o.flowsMs > 0 ? `; flows every ${intervalText(o.flowsMs)}, counted in the kernel` : ""}${
+        metrics ? `; metrics on http://${o.metricsAddr}/metrics` : ""
+      }${drifting.map((d) => `; ${d}`).join("")}`,
       log,
       signals: start.signals,
       progress: progress && {
@@ -283,6 +295,14 @@ function existsDir(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** An interval as it is typed: `500ms`, `10s`, `5m`, `1h`, or in ms when it is none of these. */
+function intervalText(ms: number): string {
+  for (const [unit, n] of [["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+    if (ms % n === 0) return `${ms / n}${unit}`;
+  }
+  return `${ms}ms`;
 }
 
 /** Write all of `b`, as a terminal takes it (a short write continues). */

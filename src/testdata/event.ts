@@ -51,6 +51,7 @@ export function sampleEvent(over: Partial<ConnEvent> = {}): ConnEvent {
     mntns: 4026532178,
     netns: 4026531833,
     novel: undefined,
+    flow: undefined,
     ...over,
   };
 }
