@@ -162,3 +162,198 @@ bpfTest("bad --flows values are one line and exit 2", async () => {
     assert.match(lines[0], why);
   }
 });
+
+/** The flow records of one identity (direction, remote end, port, pid), summed over their intervals. */
+function flowOf(events: Ev[], m: { pid: number; direction: string; daddr?: string; dport?: number; sport?: number }) {
+  const mine = events.filter((e) =>
+    e.event === "flow" && e.pid === m.pid && e.direction === m.direction &&
+    (m.daddr === undefined || e.daddr === m.daddr) && (m.dport === undefined || e.dport === m.dport) &&
+    (m.sport === undefined || e.sport === m.sport)
+  );
+  assert.ok(mine.length > 0, `no flow for ${JSON.stringify(m)} in ${JSON.stringify(events).slice(0, 1500)}`);
+  const statuses: Record<string, number> = {};
+  for (const e of mine) {
+    for (const [s, n] of Object.entries(e.statuses as Record<string, number>)) statuses[s] = (statuses[s] ?? 0) + n;
+  }
+  const sum = (k: string) => mine.reduce((n, e) => n + (e[k] as number), 0);
+  return {
+    connections: sum("connections"),
+    closes: sum("closes"),
+    bytesSent: sum("bytesSent"),
+    bytesReceived: sum("bytesReceived"),
+    statuses,
+    names: new Set(mine.map((e) => e.dnsName)),
+    containers: new Set(mine.map((e) => e.container)),
+    exes: new Set(mine.map((e) => e.exe)),
+    families: new Set(mine.map((e) => e.addressFamily)),
+  };
+}
+
+const SEND = 1000; // client to server, per connection
+const REPLY = 3000; // server to client
+
+/** flow_peer's server in a netns (or on the host), until ended. */
+async function server(host: string, ns?: string) {
+  const cmd = ["run", "-A", `${ROOT}tests/helpers/flow_peer.ts`, "serve", host, String(SEND), String(REPLY)];
+  const s = ns ? await spawn("ip", ["netns", "exec", ns, DENO, ...cmd]) : await spawn(DENO, cmd);
+  return { ...JSON.parse(s.first) as { port: number; pid: number }, child: s.child };
+}
+
+/** flow_peer's client in a netns: n connections with bytes each way, then m refused ones. */
+async function client(ns: string, name: string, port: number, n: number, closed: number, m: number) {
+  const out = await run("ip", [
+    "netns",
+    "exec",
+    ns,
+    DENO,
+    "run",
+    "-A",
+    `${ROOT}tests/helpers/flow_peer.ts`,
+    "client",
+    name,
+    String(port),
+    String(n),
+    String(SEND),
+    String(REPLY),
+    String(closed),
+    String(m),
+  ]);
+  return JSON.parse(out.trim()) as { pid: number; address: string; established: number; refused: number };
+}
+
+bpfTest(
+  "--flows names v4 and v6 flows by the DNS answer, with exact outcomes, closes and bytes both ways",
+  async () => {
+    const ns = await netns();
+    const dns = await dnsmasq("127.0.0.1", "127.0.0.2 v4.lightmon.test\n::1 v6.lightmon.test\n", {
+      netns: ns.name,
+    });
+    const s4 = await server("0.0.0.0", ns.name);
+    const s6 = await server("::1", ns.name);
+    const closed = 1; // tcpmux: nobody listens there in a fresh netns
+    const lm = new Lightmon(["--flows", "1s", "--events", "all", "--output", "json"]);
+    try {
+      await lm.ready();
+      const v4 = await client(ns.name, "v4.lightmon.test", s4.port, 7, closed, 3);
+      const v6 = await client(ns.name, "v6.lightmon.test", s6.port, 5, closed, 2);
+      assert.deepEqual([v4.address, v4.established, v4.refused], ["127.0.0.2", 7, 3]);
+      assert.deepEqual([v6.address, v6.established, v6.refused], ["::1", 5, 2]);
+      await new Promise((r) => setTimeout(r, 500)); // the servers' closes
+      const st = await lm.stop("SIGINT");
+      assert.equal(st.code, 0, lm.stderr);
+      const events = lm.events();
+      for (
+        const [c, s, addr, name, n, m, family] of [
+          [v4, s4, "127.0.0.2", "v4.lightmon.test", 7, 3, "AF_INET"],
+          [v6, s6, "::1", "v6.lightmon.test", 5, 2, "AF_INET6"],
+        ] as const
+      ) {
+        const out = flowOf(events, { pid: c.pid, direction: "outbound", daddr: addr, dport: s.port });
+        assert.deepEqual(out.statuses, { established: n });
+        assert.equal(out.connections, n);
+        assert.equal(out.closes, n);
+        assert.equal(out.bytesSent, n * SEND);
+        assert.equal(out.bytesReceived, n * REPLY);
+        assert.deepEqual([...out.names], [name]);
+        assert.deepEqual([...out.families], [family]);
+        assert.deepEqual([...out.exes], [DENO]);
+        const refused = flowOf(events, { pid: c.pid, direction: "outbound", daddr: addr, dport: closed });
+        assert.deepEqual(refused.statuses, { refused: m });
+        assert.equal(refused.connections, m);
+        assert.equal(refused.closes, 0);
+        assert.deepEqual([...refused.names], [name]);
+        // The server's side: accepted on its port, bytes the other way round.
+        const inbound = flowOf(events, { pid: s.pid, direction: "inbound", sport: s.port });
+        assert.deepEqual(inbound.statuses, { established: n });
+        assert.equal(inbound.connections, n);
+        assert.equal(inbound.closes, n);
+        assert.equal(inbound.bytesSent, n * REPLY);
+        assert.equal(inbound.bytesReceived, n * SEND);
+      }
+      // Per connection, nothing: the kernel counted them all.
+      const ours = new Set([v4.pid, v6.pid, s4.pid, s6.pid]);
+      assert.deepEqual(events.filter((e) => ours.has(e.pid as number) && e.event !== "flow"), []);
+    } finally {
+      await lm.stop("SIGKILL").catch(() => {});
+      for (const c of [s4.child, s6.child, dns.child]) await end(c);
+      await Deno.remove(dns.hostsFile);
+      await ns.close();
+    }
+  },
+);
+
+dockerTest("--flows names a container's flows: its name, the name it resolved, exact outcomes and bytes", async () => {
+  await ensureCiImage();
+  const gateway = (await run("docker", ["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "bridge"]))
+    .trim();
+  const dns = await dnsmasq(gateway, `${gateway} c4.lightmon.test\n`);
+  const s = await server("0.0.0.0");
+  const closedListener = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+  const closed = (closedListener.addr as Deno.NetAddr).port;
+  closedListener.close();
+  const name = uniqueName("lm-flows");
+  const lm = new Lightmon(["--flows", "1s", "--events", "all", "--output", "json"]);
+  try {
+    await lm.ready();
+    const out = await run("docker", [
+      "run",
+      "--rm",
+      "--name",
+      name,
+      "--dns",
+      gateway,
+      "-v",
+      "/usr:/usr:ro",
+      "-v",
+      `${ROOT}tests/helpers:/helpers:ro`,
+      "-v",
+      `${DENO}:/deno:ro`,
+      "-e",
+      "DENO_DIR=/tmp/deno",
+      CI_IMAGE,
+      "/deno",
+      "run",
+      "-A",
+      "/helpers/flow_peer.ts",
+      "client",
+      "c4.lightmon.test",
+      String(s.port),
+      "6",
+      String(SEND),
+      String(REPLY),
+      String(closed),
+      "4",
+    ]);
+    const c = JSON.parse(out.trim().split("\n").pop()!) as { pid: number; established: number; refused: number };
+    assert.deepEqual([c.established, c.refused], [6, 4]);
+    await new Promise((r) => setTimeout(r, 500));
+    const st = await lm.stop("SIGINT");
+    assert.equal(st.code, 0, lm.stderr);
+    const events = lm.events();
+    // The container's pid is its own namespace's: the flow is found by its container and port.
+    const mine = events.filter((e) => e.event === "flow" && e.container === name && e.direction === "outbound");
+    const pid = mine.find((e) => e.dport === s.port)?.pid as number;
+    const est = flowOf(events, { pid, direction: "outbound", daddr: gateway, dport: s.port });
+    assert.deepEqual(est.statuses, { established: 6 });
+    assert.deepEqual([est.connections, est.closes, est.bytesSent, est.bytesReceived], [6, 6, 6 * SEND, 6 * REPLY]);
+    assert.deepEqual([...est.names], ["c4.lightmon.test"]);
+    assert.deepEqual([...est.containers], [name]);
+    assert.deepEqual([...est.exes], ["/deno"]);
+    const refused = flowOf(events, { pid, direction: "outbound", daddr: gateway, dport: closed });
+    assert.deepEqual(refused.statuses, { refused: 4 });
+    assert.deepEqual([...refused.containers], [name]);
+    // The host's server accepted them: an inbound flow on its port, the bytes the other way round.
+    const inbound = flowOf(events, { pid: s.pid, direction: "inbound", sport: s.port });
+    assert.deepEqual([inbound.connections, inbound.closes, inbound.bytesSent, inbound.bytesReceived], [
+      6,
+      6,
+      6 * REPLY,
+      6 * SEND,
+    ]);
+    assert.deepEqual([...inbound.containers], [""]);
+  } finally {
+    await lm.stop("SIGKILL").catch(() => {});
+    for (const ch of [s.child, dns.child]) await end(ch);
+    await Deno.remove(dns.hostsFile);
+  }
+}, { inContainer: () => "runs dnsmasq on the host's bridge" });

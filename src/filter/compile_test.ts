@@ -313,3 +313,26 @@ Deno.test("lifecycle fields: event, direction, local and remote ports, who close
   assert.deepEqual(keep("closedBy=reset"), [false, true]);
   assert.deepEqual(keep("status=closed"), [false, true]);
 });
+
+Deno.test("status= keeps a flow record when any of its connections had that status", () => {
+  const flow = (statuses: [string, number][]) => ({
+    event: "flow" as const,
+    status: statuses[0][0] as ConnEvent["status"],
+    flow: {
+      connections: 4,
+      statuses: statuses as never,
+      closes: 0,
+      firstSeen: 0n,
+      lastSeen: 0n,
+      intervalStart: 0n,
+      intervalEnd: 0n,
+      cause: "interval" as const,
+      folded: false,
+    },
+  });
+  assert.equal(matches("status=refused", flow([["established", 3], ["refused", 1]])), true);
+  assert.equal(matches("status=timeout", flow([["established", 3], ["refused", 1]])), false);
+  assert.equal(matches("status!=refused", flow([["established", 4]])), true);
+  assert.equal(matches("event=flow && connections>3", flow([["established", 4]])), true);
+  assert.equal(matches("flowCause=ring-busy", flow([["established", 4]])), false);
+});

@@ -83,3 +83,33 @@ Deno.test("inbound flows group by client and local port; close records add bytes
   assert.ok(rows[0].includes("10.0.0.9 → :8080"), rows[0].join("|"));
   assert.ok(rows[1].includes("1.0K/12B 900ms"), rows[1].join("|"));
 });
+
+Deno.test("a flow record adds what it counted: a row per status, and its closes with their totals", () => {
+  const t = new FlowTable();
+  const flow = (connections: number, statuses: [string, number][], closes: number, bytesSent: number) =>
+    sampleEvent({
+      event: "flow",
+      status: statuses[0][0] as never,
+      bytesSent,
+      durationMs: 40,
+      flow: {
+        connections,
+        statuses: statuses as never,
+        closes,
+        firstSeen: 1n,
+        lastSeen: 2n,
+        intervalStart: 0n,
+        intervalEnd: 3n,
+        cause: "interval",
+        folded: false,
+      },
+    });
+  t.add(flow(10, [["established", 9], ["refused", 1]], 9, 900));
+  t.add(flow(5, [["established", 5]], 5, 500));
+  // The same flow reported one by one adds to the same rows.
+  t.add(sampleEvent({}));
+  assert.deepEqual(
+    t.flows().map((f) => [f.status, f.count, f.bytesSent, f.maxDurationMs]),
+    [["established", 15, undefined, undefined], ["closed", 14, 1400, 40], ["refused", 1, undefined, undefined]],
+  );
+});
