@@ -27,6 +27,8 @@ interface Tracer {
   count(stdout: string, port: number): number;
   /** Events it reports per storm connection (1 unless it reports accepts and closes too). */
   perConnect?: number;
+  /** How long after the storm its last events may take to come out (ms): a flow's interval. */
+  lagMs?: number;
 }
 
 function which(cmd: string): string | undefined {
@@ -51,7 +53,7 @@ tracepoint:sock:inet_sock_set_state /args->protocol == 6 && args->dport == ${por
 }`;
 
 /** What a lightmon row reports of each storm connection. */
-type Mode = "connect" | "all" | "close" | "table";
+type Mode = "connect" | "all" | "close" | "table" | "flows";
 
 /**
  * lightmon from `path`, under `name`. `connect`: the client's connect. `all`: four
@@ -59,7 +61,8 @@ type Mode = "connect" | "all" | "close" | "table";
  * accept and close). `close`: the client's close record alone, what `tcplife -D`
  * reports (tcplife's job; every record of the connection still reaches lightmon).
  * `table`: connects as the table (160 columns, as when not on a terminal): one
- * row per event under a three-line header.
+ * row per event under a three-line header. `flows`: `--flows 1s`, the storm's
+ * connections counted in the kernel, one record per client process a second.
  */
 function lightmonTracer(name: string, path: string, mode: Mode = "connect"): Tracer {
   const select = {
@@ -67,11 +70,13 @@ function lightmonTracer(name: string, path: string, mode: Mode = "connect"): Tra
     table: `--include 'dport=${port0}'`,
     all: `--events all --include 'dport=${port0} || lport=${port0}'`,
     close: `--events close --include 'rport=${port0}'`,
+    flows: `--flows 1s --include 'dport=${port0}'`,
   }[mode];
   return {
     name,
     missing: () => undefined,
     perConnect: mode === "all" ? 4 : 1,
+    lagMs: mode === "flows" ? 1500 : 0,
     start: (port, out) =>
       new Deno.Command("sh", {
         args: [
@@ -83,7 +88,11 @@ function lightmonTracer(name: string, path: string, mode: Mode = "connect"): Tra
         stderr: "piped",
       }).spawn(),
     ready: (err) => err.includes("lightmon: capture "),
-    count: mode === "table"
+    count: mode === "flows"
+      ? (text) =>
+        text.split("\n").filter((l) => l.includes('"event":"flow"'))
+          .reduce((n, l) => n + Number(/"connections":(\d+)/.exec(l)?.[1] ?? 0), 0)
+      : mode === "table"
       ? (text) =>
         text.split("\n").filter((l) => l.startsWith("│ ") && !l.startsWith("│ TIME") && !/│ pending/.test(l)).length
       : (text) => text.split("\n").length - 1 - (text.match(/"status":"pending"/g)?.length ?? 0),
@@ -102,6 +111,7 @@ const TRACERS: Tracer[] = [
   lightmonTracer("lightmon `--events close`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, "close"),
   lightmonTracer("lightmon `--events all`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, "all"),
   lightmonTracer("lightmon `--output table`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, "table"),
+  lightmonTracer("lightmon `--flows 1s`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, "flows"),
   ...(LIGHTMON_B
     ? [
       lightmonTracer(`lightmon B (${LIGHTMON_B})`, LIGHTMON_B),
@@ -169,6 +179,7 @@ async function traced(t: Tracer, port: number, clients: number): Promise<Sample 
   const c0 = cpuSeconds(child.pid);
   const s = await storm(port, clients);
   // Let the tracer write out what it has (bounded), then read its CPU.
+  if (t.lagMs) await new Promise((r) => setTimeout(r, t.lagMs));
   let seen = -1;
   for (let i = 0; i < 50; i++) {
     const now = t.count(Deno.readTextFileSync(out), port);

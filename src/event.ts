@@ -57,6 +57,8 @@ export interface Flow {
   cause: FlowCause;
   /** Its owner's share of the kernel's table was used up: all their remote ends in one record. */
   folded: boolean;
+  /** Processes of one program in one workload whose connections it counts; `pid` and `args` are the busiest one's. */
+  processes: number;
 }
 
 /** Where the process fields (exe, args) came from. */

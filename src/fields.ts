@@ -560,6 +560,15 @@ export const FIELDS: readonly Field[] = [
     },
   },
   {
+    key: "processes",
+    doc:
+      "flow: processes of one program in one workload whose connections it counts (each `wget` of a loop is one); `pid`, `args` are the busiest one's",
+    get: (e) => e.flow?.processes ?? 0,
+    json: NUMBER,
+    when: isFlow,
+    log: { key: "processes", when: isFlow, value: (e) => e.flow?.processes ?? 0 },
+  },
+  {
     key: "closes",
     doc: "flow: connections that ended in its interval (with `--events close`)",
     get: (e) => e.flow?.closes ?? 0,

@@ -332,3 +332,41 @@ bpfTest("one user's 1,000 listeners shared by 300 processes do not make start-up
     await end(sharer.child); // its children die with it (PR_SET_PDEATHSIG)
   }
 });
+
+bpfTest(
+  "a user's flows to thousands of remote ends take at most their share of the flow table, folded and counted",
+  async () => {
+    const l = listen("127.0.0.1");
+    const lm = new Lightmon(["--flows", "30s", "--output", "json", "-existing=false"]);
+    try {
+      await lm.ready();
+      // nobody: 5,000 refused connects, each to another loopback address (a flow each), from one process.
+      const script = "n=0; for i in $(seq 0 19); do for j in $(seq 1 250); do " +
+        "true 2>/dev/null <>/dev/tcp/127.1.$i.$j/9 && :; n=$((n+1)); done; done; echo $n";
+      const out = await new Deno.Command("setpriv", { args: [...NOBODY, "bash", "-c", script], stdout: "piped" })
+        .output();
+      assert.equal(new TextDecoder().decode(out.stdout).trim(), "5000");
+      const truth = await connect("127.0.0.1", l.port, { n: 50 });
+      const st = await lm.stop();
+      assert.equal(st.code, 0, lm.stderr);
+      const events = lm.events();
+      const nobody = events.filter((e) => e.event === "flow" && e.uid === 65534 && e.direction === "outbound");
+      const folded = nobody.filter((e) => e.folded === true);
+      const own = nobody.filter((e) => e.folded !== true && e.dport === 9);
+      // Every attempt is counted, none twice: those past the share in one record with no remote end.
+      assert.equal(nobody.reduce((n, e) => n + (e.connections as number), 0), 5000);
+      assert.ok(own.length <= 65536 / 16, `nobody holds ${own.length} entries`);
+      console.error(`nobody: ${own.length} flows, ${folded[0]?.connections} connections folded`);
+      assert.equal(folded.length, 1);
+      assert.deepEqual([folded[0].daddr, folded[0].dport, folded[0].pid], ["", 0, 0]);
+      assert.equal(folded[0].connections, 5000 - own.length);
+      assert.match(lm.stderr, /flows .*folded 1\b/);
+      // root's flow is whole, whatever nobody did.
+      const root = events.filter((e) => e.event === "flow" && e.pid === truth[0].pid && e.dport === l.port);
+      assert.equal(root.reduce((n, e) => n + (e.connections as number), 0), 50);
+    } finally {
+      await lm.stop("SIGKILL").catch(() => {});
+      l.close();
+    }
+  },
+);

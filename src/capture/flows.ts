@@ -46,6 +46,8 @@ export interface RawFlow {
   cause: FlowCause;
   /** The owner's share of the table was used up: every remote end of theirs, counted in one. */
   folded: boolean;
+  /** Processes whose connections it counts (records of one program in one workload merge). */
+  processes: number;
 }
 
 const STATUS_COUNT = FLOW_STATS.statuses.size / 8;
@@ -134,6 +136,7 @@ export function decodeFlow(
       longestNs: stats.getBigUint64(FLOW_STATS.longest_ns.offset, true),
       cause: flags & FLOW_OVERFLOW ? "ring-busy" : "interval",
       folded,
+      processes: 1,
     },
   };
 }
@@ -191,38 +194,64 @@ export class FlowTables {
       this.#object.drainMap(`lm_flows_share_${t}`, 8, 4, () => {});
     }
     // Entries of one flow from both tables (the last read): one record.
-    return tables.length > 1 ? merged(out) : out;
+    return tables.length > 1 ? mergeFlows(out, kernelKey) : out;
   }
 }
 
-/** Flow records of one kernel key read from both tables, merged. */
-function merged(flows: RawConnect[]): RawConnect[] {
-  const byKey = new Map<string, RawConnect>();
+/** What makes flow records one: the kernel's key (the same flow read from both tables). */
+const kernelKey = (f: RawConnect) =>
+  [
+    f.pid,
+    f.procStartNs,
+    f.cgroupId,
+    f.uid,
+    f.netnsCookie,
+    f.family,
+    f.daddr,
+    f.sport,
+    f.dport,
+    f.inbound,
+    f.existing,
+    f.flow!.cause,
+    f.flow!.folded,
+  ]
+    .join("|");
+
+/**
+ * Flow records with the same `key`, merged into one: counts added, the earliest
+ * first record, the latest last one, the longest close. The busiest process names
+ * the merged record (its pid, comm, args); `processes` says how many there were.
+ */
+export function mergeFlows(flows: readonly RawConnect[], key: (f: RawConnect) => string): RawConnect[] {
+  const byKey = new Map<string, { f: RawConnect; procs: Set<string>; top: number }>();
   for (const f of flows) {
-    const k = [
-      f.pid,
-      f.procStartNs,
-      f.cgroupId,
-      f.uid,
-      f.netnsCookie,
-      f.daddr,
-      f.sport,
-      f.dport,
-      f.inbound,
-      f.existing,
-      f.flow!.cause,
-      f.flow!.folded,
-    ].join("|");
+    const k = key(f);
+    const proc = `${f.pid}|${f.procStartNs}`;
     const had = byKey.get(k);
     if (!had) {
-      byKey.set(k, f);
+      byKey.set(k, { f: { ...f, flow: { ...f.flow! } }, procs: new Set([proc]), top: f.flow!.connections });
       continue;
     }
-    const a = had.flow!, b = f.flow!;
+    had.procs.add(proc);
+    const into = had.f;
+    const a = into.flow!, b = f.flow!;
     const statuses = new Map(a.statuses);
     for (const [s, n] of b.statuses) statuses.set(s, (statuses.get(s) ?? 0) + n);
     const list = [...statuses].sort((x, y) => y[1] - x[1]);
-    had.flow = {
+    if (b.connections > had.top) {
+      // The busiest process names the record.
+      had.top = b.connections;
+      // Its startNs too: the process cache's answer is the image it had then.
+      Object.assign(into, {
+        pid: f.pid,
+        procStartNs: f.procStartNs,
+        startNs: f.startNs,
+        ppid: f.ppid,
+        comm: f.comm,
+        gid: f.gid,
+      });
+    }
+    into.flow = {
       ...a,
       connections: a.connections + b.connections,
       statuses: list,
@@ -230,14 +259,20 @@ function merged(flows: RawConnect[]): RawConnect[] {
       firstNs: a.firstNs < b.firstNs ? a.firstNs : b.firstNs,
       lastNs: a.lastNs > b.lastNs ? a.lastNs : b.lastNs,
       longestNs: a.longestNs > b.longestNs ? a.longestNs : b.longestNs,
+      processes: 0,
     };
-    had.bytesSent += f.bytesSent;
-    had.bytesReceived += f.bytesReceived;
-    had.status = list[0]?.[0] ?? had.status;
-    had.startNs = had.flow.firstNs;
+    into.bytesSent += f.bytesSent;
+    into.bytesReceived += f.bytesReceived;
+    into.status = list[0]?.[0] ?? into.status;
   }
-  return [...byKey.values()];
+  return [...byKey.values()].map(({ f, procs }) => {
+    f.flow!.processes = procs.size;
+    return f;
+  });
 }
+
+/** A process's program, as the process cache knows it ("" when it does not). */
+export type ExeOf = (pid: number, procStartNs: bigint, atNs: bigint) => string;
 
 /**
  * Where flow records enter the pipeline (after decode; every other record passes
@@ -247,6 +282,7 @@ function merged(flows: RawConnect[]): RawConnect[] {
  */
 export class FlowStage extends Stage<RawRecord> {
   readonly name = "flows";
+  #exeOf: ExeOf | undefined;
   override readonly notable: ReadonlySet<string> = new Set(["connections.interval", "connections.ring-busy", "folded"]);
   #records = 0;
   #connections: Record<FlowCause, number> = { interval: 0, "ring-busy": 0 };
@@ -270,8 +306,39 @@ export class FlowStage extends Stage<RawRecord> {
     return h;
   }
 
+  /**
+   * @param exeOf the process cache's program of a process: records of one program in
+   *   one workload (user, cgroup, network namespace), to one remote end, merge into one
+   *   (short-lived processes would otherwise make a flow record each). Without it, none merge.
+   */
+  constructor(exeOf?: ExeOf) {
+    super();
+    this.#exeOf = exeOf;
+  }
+
   /** Put flow records in, as if decoded. */
-  inject(flows: readonly RawConnect[]): void {
+  inject(read: readonly RawConnect[]): void {
+    const exeOf = this.#exeOf;
+    const flows = !exeOf ? read : mergeFlows(read, (f) =>
+      [
+        f.flow!.intervalEndNs,
+        f.flow!.cause,
+        f.flow!.folded,
+        f.cgroup,
+        f.cgroupParent,
+        f.cgroupId,
+        f.uid,
+        f.netnsCookie,
+        f.netns,
+        f.family,
+        f.daddr,
+        f.sport,
+        f.dport,
+        f.inbound,
+        f.existing,
+        // A process the cache does not know merges only with itself.
+        exeOf(f.pid, f.procStartNs, f.startNs) || `${f.pid}|${f.procStartNs}`,
+      ].join("|"));
     for (const f of flows) {
       const flow = f.flow!;
       this.#records++;

@@ -120,3 +120,21 @@ Deno.test("the flow stage counts what its records stand for, by cause, and passe
     folded: 1,
   });
 });
+
+Deno.test("flow records of one program in one workload merge: counts add up, the busiest process names it", () => {
+  const stage = new FlowStage((pid) => (pid === 9 ? "" : "/usr/bin/wget"));
+  const out: RawConnect[] = [];
+  stage.connect((r) => out.push(r as RawConnect), { log: () => {}, stop: () => {}, flushSoon: () => {} });
+  stage.inject([
+    decode({ pid: 1, connections: 1, statuses: { established: 1 }, closes: 1, sent: 10, comm: "wget" }),
+    decode({ pid: 2, connections: 3, statuses: { established: 2, refused: 1 }, closes: 2, sent: 20, comm: "wget2" }),
+    decode({ pid: 3, connections: 1, statuses: { established: 1 }, port: 80 }), // another port: its own
+    decode({ pid: 9, connections: 1 }), // unknown to the process cache: its own
+  ]);
+  assert.equal(out.length, 3);
+  const merged = out.find((r) => r.dport === 443 && r.pid !== 9)!;
+  assert.deepEqual([merged.pid, merged.comm, merged.flow!.processes], [2, "wget2", 2]);
+  assert.deepEqual([merged.flow!.connections, merged.flow!.closes, merged.bytesSent], [4, 3, 30]);
+  assert.deepEqual(merged.flow!.statuses, [["established", 3], ["refused", 1]]);
+  assert.equal(stage.counters()["connections.interval"], 6);
+});

@@ -132,6 +132,7 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
       intervalEnd: d.clock.wallNs(flow.intervalEndNs),
       cause: flow.cause,
       folded: flow.folded,
+      processes: flow.processes,
     },
   };
 }

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import type { ConnEvent } from "../event.ts";
+import type { ConnEvent, Flow } from "../event.ts";
 import { compileFilter } from "./compile.ts";
 import { kernelExcludedDports, kernelIncludedPorts } from "./kernel_ports.ts";
 import { keepPredicate } from "./select.ts";
-import { sampleEvent } from "../testdata/event.ts";
+import { sampleEvent, sampleFlow } from "../testdata/event.ts";
 import { FilterSyntaxError } from "./parse.ts";
 
 const base: ConnEvent = sampleEvent({
@@ -318,17 +318,7 @@ Deno.test("status= keeps a flow record when any of its connections had that stat
   const flow = (statuses: [string, number][]) => ({
     event: "flow" as const,
     status: statuses[0][0] as ConnEvent["status"],
-    flow: {
-      connections: 4,
-      statuses: statuses as never,
-      closes: 0,
-      firstSeen: 0n,
-      lastSeen: 0n,
-      intervalStart: 0n,
-      intervalEnd: 0n,
-      cause: "interval" as const,
-      folded: false,
-    },
+    flow: sampleFlow({ statuses: statuses as Flow["statuses"] }),
   });
   assert.equal(matches("status=refused", flow([["established", 3], ["refused", 1]])), true);
   assert.equal(matches("status=timeout", flow([["established", 3], ["refused", 1]])), false);

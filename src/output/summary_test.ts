@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { sampleEvent } from "../testdata/event.ts";
+import { sampleEvent, sampleFlow } from "../testdata/event.ts";
 import { FlowTable, SummaryRenderer } from "./summary.ts";
 import { LineWriter } from "./writer.ts";
 
@@ -92,17 +92,7 @@ Deno.test("a flow record adds what it counted: a row per status, and its closes 
       status: statuses[0][0] as never,
       bytesSent,
       durationMs: 40,
-      flow: {
-        connections,
-        statuses: statuses as never,
-        closes,
-        firstSeen: 1n,
-        lastSeen: 2n,
-        intervalStart: 0n,
-        intervalEnd: 3n,
-        cause: "interval",
-        folded: false,
-      },
+      flow: sampleFlow({ connections, statuses: statuses as never, closes, firstSeen: 1n, lastSeen: 2n }),
     });
   t.add(flow(10, [["established", 9], ["refused", 1]], 9, 900));
   t.add(flow(5, [["established", 5]], 5, 500));

@@ -10,7 +10,7 @@ import { DecodeStage } from "../capture/decode.ts";
 import { type IncludedPorts, type Loaded, readCounters, type Strategy } from "../capture/loader.ts";
 import { existingConnections, MAX_EXISTING, MAX_EXISTING_PER_UID } from "../capture/snapshot.ts";
 import { CgroupCache } from "../capture/cgroups.ts";
-import { FlowStage, FlowTables } from "../capture/flows.ts";
+import { type ExeOf, FlowStage, FlowTables } from "../capture/flows.ts";
 import type { COUNTERS } from "../capture/layout.ts";
 import type { Counters, Stage, StageContext } from "../stage.ts";
 import { type Ledger, Pipeline } from "./pipeline.ts";
@@ -38,6 +38,8 @@ export interface RunOptions {
    * those the ring had no room for come out as flow records.
    */
   flowsIntervalMs: number;
+  /** A process's program, for flow records of one program in one workload to merge. */
+  exeOf?: ExeOf;
   /** Given each connect record before it is decoded; one it takes goes no further (NameOnlyConnects). */
   takeConnect?: (v: DataView) => boolean;
   /** The stages behind decode, in order, ending with the output. */
@@ -72,7 +74,9 @@ export interface RunState {
  * The user-space ledger joined with the kernel's: events the kernel filtered are
  * seen and filtered; connection events the ring had no room for (`ring-full`) and
  * close records the kernel's connection table had no room to track (`conns-full`)
- * are seen and dropped. So `seen = emitted + filtered + dropped` holds for the whole
+ * are seen and dropped, as are connection records that neither the ring nor the
+ * flow tables had room for (`flows-full`; a record counted into a flow is in the
+ * flow record's counts, which is in the ledger). So `seen = emitted + filtered + dropped` holds for the whole
  * run, and each attempt counts once: a connect with no room in the stash is
  * reported at connect() (`unstashed`), and the outcome that then finds no entry
  * (`stashMiss`, as one begun before the start) is not another attempt.
@@ -81,6 +85,7 @@ export function runLedger(user: Ledger, kernel: Record<(typeof COUNTERS)[number]
   const kernelDropped = {
     "ring-full": Number(kernel.lost),
     "conns-full": Number(kernel.connsFull),
+    "flows-full": Number(kernel.flowsFull),
   };
   const kernelFiltered = Number(kernel.kernelFiltered);
   const dropped = { ...kernelDropped, ...user.dropped };
@@ -108,8 +113,10 @@ export function ledgerLine(l: Ledger, notable: readonly [string, number][] = [])
 /**
  * The kernel's counters that are not in the ledger but say something was not as
  * it should be: connects reported at connect() for want of stash room, outcomes of
- * connects lightmon did not see begin, process records and DNS packets lost, and
- * events whose cgroup names were left out because root did not make that cgroup.
+ * connects lightmon did not see begin, process records and DNS packets lost,
+ * events whose cgroup names were left out because root did not make that cgroup,
+ * connection records counted into flows because the ring was busy, and records
+ * counted into their owner's fold because its share of the flow table was used up.
  */
 const KERNEL_NOTABLE = {
   unstashed: "unstashed",
@@ -117,6 +124,8 @@ const KERNEL_NOTABLE = {
   lostProcess: "process-lost",
   dnsLost: "dns-lost",
   cgroupForeign: "cgroup-not-roots",
+  asFlows: "as-flows",
+  folded: "flows-folded",
 } as const;
 
 function kernelNotable(kernel: Record<(typeof COUNTERS)[number], bigint>): [string, number][] {
@@ -177,7 +186,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
   // Records name their task's cgroup by key; its names are read from the kernel's table once.
   const cgroups = new CgroupCache((key, value) => object.lookupElem("lm_cgroups", key, value));
   const decode = new DecodeStage(o.takeConnect, cgroups);
-  const flowStage = new FlowStage();
+  const flowStage = new FlowStage(o.exeOf);
   const pipeline = new Pipeline<DataView>([decode, flowStage, ...o.stages], ctx);
   let listened: ReadonlySet<number> = new Set();
   const flows = new FlowTables(object, () => clockNs(CLOCK_BOOTTIME), cgroups, (port) => listened.has(port));
@@ -266,16 +275,26 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     }));
     let lastLost = 0n;
     let lastLostProcess = 0n;
+    let lastAsFlows = 0n;
     timers.push(every(o.statsIntervalMs > 0 ? o.statsIntervalMs : 1000, () => {
       if (o.statsIntervalMs > 0) return o.log(statsLine());
-      const { lost, lostProcess } = readCounters(object);
-      if (lost > lastLost) o.log(`lightmon: ${lost - lastLost} events lost (ring buffer full)`);
+      const { lost, lostProcess, asFlows, flowsFull } = readCounters(object);
+      const gone = lost + flowsFull;
+      if (gone > lastLost) o.log(`lightmon: ${gone - lastLost} events lost (ring buffer full, and the flow table)`);
+      if (asFlows > lastAsFlows) {
+        o.log(
+          `lightmon: ${
+            asFlows - lastAsFlows
+          } connection records counted into flows (lightmon is behind): they come out as flow records`,
+        );
+      }
+      lastAsFlows = asFlows;
       if (lostProcess > lastLostProcess) {
         o.log(
           `lightmon: ${lostProcess - lastLostProcess} process records lost (ring buffer full): names may be missing`,
         );
       }
-      lastLost = lost;
+      lastLost = gone;
       lastLostProcess = lostProcess;
     }));
 

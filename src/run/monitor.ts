@@ -154,6 +154,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
       durationMs: o.durationMs,
       statsIntervalMs: o.statsIntervalMs,
       flowsIntervalMs: o.flowsMs > 0 ? o.flowsMs : OVERFLOW_INTERVAL_MS,
+      exeOf: (pid, start, at) => (pid === 0 ? "" : processes.cache.lookup(pid, start, at).exe),
       stages,
       takeConnect: nameOnly && ((v) => nameOnly.take(v)),
       onRunning: metrics && ((state) =>

@@ -2,7 +2,7 @@
  * A complete ConnEvent for unit tests; override what a test is about.
  * @module
  */
-import type { ConnEvent } from "../event.ts";
+import type { ConnEvent, Flow } from "../event.ts";
 
 /** An event with every field set to a plausible value. */
 export function sampleEvent(over: Partial<ConnEvent> = {}): ConnEvent {
@@ -52,6 +52,23 @@ export function sampleEvent(over: Partial<ConnEvent> = {}): ConnEvent {
     netns: 4026531833,
     novel: undefined,
     flow: undefined,
+    ...over,
+  };
+}
+
+/** A flow record's counts, for unit tests; override what a test is about. */
+export function sampleFlow(over: Partial<Flow> = {}): Flow {
+  return {
+    connections: 4,
+    statuses: [["established", 4]],
+    closes: 0,
+    firstSeen: 1713334189162027869n,
+    lastSeen: 1713334189162027869n,
+    intervalStart: 1713334189000000000n,
+    intervalEnd: 1713334190000000000n,
+    cause: "interval",
+    folded: false,
+    processes: 1,
     ...over,
   };
 }
