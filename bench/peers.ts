@@ -5,7 +5,8 @@
  * is compared with the untraced storms on either side of it. Prints one table of
  * medians and ranges: throughput ratio at 1 and 2 clients, the tracer's own CPU
  * per event (its process's user+system time, all threads, over the storm's
- * connects) and completeness. Peers that are not installed are skipped with a note.
+ * connects) and completeness (for lightmon, records and what its flow records
+ * stand for, when the ring was busy). Peers that are not installed are skipped with a note.
  *
  * Every storm is bounded in time (BENCH_STORM_SECONDS, 3) and goes to a loopback
  * listener this script starts.
@@ -95,8 +96,19 @@ function lightmonTracer(name: string, path: string, mode: Mode = "connect"): Tra
       : mode === "table"
       ? (text) =>
         text.split("\n").filter((l) => l.startsWith("│ ") && !l.startsWith("│ TIME") && !/│ pending/.test(l)).length
-      : (text) => text.split("\n").length - 1 - (text.match(/"status":"pending"/g)?.length ?? 0),
+      // Records, and what flow records (the ring was busy) stand for: their connections and closes.
+      : (text) => text.split("\n").length - 1 - (text.match(/"status":"pending"/g)?.length ?? 0) + flowEvents(text),
   };
+}
+
+/** What the flow records in `text` stand for (beyond themselves): their connections and closes, one record each. */
+function flowEvents(text: string): number {
+  let n = 0;
+  for (const l of text.split("\n")) {
+    if (!l.includes('"event":"flow"')) continue;
+    n += Number(/"connections":(\d+)/.exec(l)?.[1] ?? 0) + Number(/"closes":(\d+)/.exec(l)?.[1] ?? 0) - 1;
+  }
+  return n;
 }
 
 // BENCH_LIGHTMON=path measures another build; BENCH_LIGHTMON_B=path adds a second

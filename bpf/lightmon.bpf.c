@@ -653,7 +653,7 @@ enum lm_send {
  * unread (user space is behind: what room is left goes to the closes of connections
  * already reported, and to process records), and any record the ring has no room
  * for. Returns whether it went to a flow. Only a record its flow has no room for
- * either is lost, counted.
+ * either is lost: LM_CTR_LOST (`ring-full`), or with --flows LM_CTR_FLOWS_FULL.
  */
 static __always_inline bool emit_conn(struct lm_conn_event *e, enum lm_send how)
 {
@@ -671,7 +671,7 @@ static __always_inline bool emit_conn(struct lm_conn_event *e, enum lm_send how)
 		count(LM_CTR_AS_FLOWS);
 		return true;
 	}
-	count(lm_cfg.overflow_at ? LM_CTR_FLOWS_FULL : LM_CTR_LOST);
+	count(LM_CTR_LOST); /* no room in the ring, nor in the flow table */
 	return false;
 }
 

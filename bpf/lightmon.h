@@ -125,7 +125,7 @@ struct lm_conn_state {
 
 /* Counters in the per-CPU array lm_counters, by index. */
 enum lm_counter {
-	LM_CTR_LOST = 0,	  /* a connection event lost: the ring was full */
+	LM_CTR_LOST = 0,	  /* a connection event lost: the ring was full, and its flow had no room either */
 	LM_CTR_STASH_MISS = 1,	  /* outcome for a socket with no stash entry (begun before the start, or unstashed) */
 	LM_CTR_UNSTASHED = 2,	  /* a connect reported at connect(): its owner's stash share, or the stash, was full */
 	LM_CTR_FILTERED = 3,	  /* dropped in the kernel by the loader's config */
@@ -134,7 +134,7 @@ enum lm_counter {
 	LM_CTR_DNS_LOST = 6,	  /* a DNS response not copied: the ring was full, or half full */
 	LM_CTR_CGROUP_FOREIGN = 7, /* cgroup names not reported: the cgroup, or one above it, is not root's */
 	LM_CTR_AS_FLOWS = 8,	  /* a connection record counted into its flow: the ring was busy (lm_config.overflow_at) */
-	LM_CTR_FLOWS_FULL = 9,	  /* a connection record neither sent nor counted: its flow had no room, nor its owner's fold */
+	LM_CTR_FLOWS_FULL = 9,	  /* --flows: a connection record not counted: its flow had no room, nor its owner's fold */
 	LM_CTR_FOLDED = 10,	  /* a connection record counted into its owner's fold: its share of lm_flows_* was used up */
 	LM_CTR_MAX = 11,
 };

@@ -50,11 +50,17 @@ export class DnsCache {
   shareEvictions = 0;
   /** Names were learned with netns 0 (per host). */
   #hostWide = false;
+  #graceS: number;
 
-  constructor(max = MAX_ENTRIES, now = () => performance.now(), share = SHARE) {
+  /**
+   * @param graceS how long an entry outlives its TTL: longer with --flows, whose
+   *   records are named at the end of an interval the connections were made in
+   */
+  constructor(max = MAX_ENTRIES, now = () => performance.now(), share = SHARE, graceS = GRACE_S) {
     this.#max = max;
     this.#now = now;
     this.#share = share;
+    this.#graceS = graceS;
   }
 
   get size(): number {
@@ -82,7 +88,7 @@ export class DnsCache {
         this.evictions++;
       }
       const ttl = Math.min(Math.max(a.ttl, 0), MAX_TTL_S);
-      this.#entries.set(key, { name, until: now + (ttl + GRACE_S) * 1000, shares });
+      this.#entries.set(key, { name, until: now + (ttl + this.#graceS) * 1000, shares });
       for (const s of shares) this.#shares.add(s, key);
     }
   }

@@ -74,9 +74,9 @@ export interface RunState {
  * The user-space ledger joined with the kernel's: events the kernel filtered are
  * seen and filtered; connection events the ring had no room for (`ring-full`) and
  * close records the kernel's connection table had no room to track (`conns-full`)
- * are seen and dropped, as are connection records that neither the ring nor the
- * flow tables had room for (`flows-full`; a record counted into a flow is in the
- * flow record's counts, which is in the ledger). So `seen = emitted + filtered + dropped` holds for the whole
+ * are seen and dropped; so are connection records --flows had no room for in the
+ * flow table (`flows-full`). A record counted into a flow is in that flow record's
+ * counts, and the flow record is in the ledger. So `seen = emitted + filtered + dropped` holds for the whole
  * run, and each attempt counts once: a connect with no room in the stash is
  * reported at connect() (`unstashed`), and the outcome that then finds no entry
  * (`stashMiss`, as one begun before the start) is not another attempt.
@@ -280,7 +280,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
       if (o.statsIntervalMs > 0) return o.log(statsLine());
       const { lost, lostProcess, asFlows, flowsFull } = readCounters(object);
       const gone = lost + flowsFull;
-      if (gone > lastLost) o.log(`lightmon: ${gone - lastLost} events lost (ring buffer full, and the flow table)`);
+      if (gone > lastLost) o.log(`lightmon: ${gone - lastLost} events lost (ring buffer and flow table full)`);
       if (asFlows > lastAsFlows) {
         o.log(
           `lightmon: ${

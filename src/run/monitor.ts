@@ -19,6 +19,7 @@ import { EnrichStage } from "../enrich/enricher.ts";
 import { Holdback } from "../enrich/holdback.ts";
 import { ConnJoin, NameOnlyConnects } from "../enrich/join.ts";
 import { DnsStage } from "../dns/stage.ts";
+import { DnsCache, GRACE_S } from "../dns/cache.ts";
 import { ProcessCache, ProcessTracking } from "../enrich/process_cache.ts";
 import { UserNames } from "../enrich/users.ts";
 import { FilterStage } from "../filter/select.ts";
@@ -106,7 +107,13 @@ export async function monitor(o: Options, start: Start): Promise<number> {
     const processes = new ProcessTracking(
       new ProcessCache(o.flowsMs > 0 ? { graceMs: Math.max(PROCESS_GRACE_MS, o.flowsMs + PROCESS_GRACE_MS) } : {}),
     );
-    const dns = o.dns ? new DnsStage(selected.has("dns")) : undefined;
+    // A flow is named at its interval's end: an answer its connections used outlives its TTL by an interval.
+    const dns = o.dns
+      ? new DnsStage(
+        selected.has("dns"),
+        new DnsCache(undefined, undefined, undefined, GRACE_S + Math.ceil(o.flowsMs / 1000)),
+      )
+      : undefined;
     const holdback = new Holdback(o.metadataWaitMs, containers);
     docker.onUpdate = () => holdback.metadataArrived();
     const output = new RenderStage(renderer);
