@@ -409,7 +409,7 @@ export const FIELDS: readonly Field[] = [
     doc: "`outbound` (opened here) or `inbound` (accepted here)",
     get: (e) => e.direction,
     json: WORD,
-    log: { key: "direction", when: isTracked },
+    log: { key: "direction", when: (e) => isTracked(e) || isFlow(e) },
     filter: {
       kind: "choice",
       values: { outbound: "outbound", inbound: "inbound", out: "outbound", in: "inbound" },
@@ -434,7 +434,7 @@ export const FIELDS: readonly Field[] = [
       kind: "choice",
       values: { connect: "connect", accept: "accept", close: "close", dns: "dns", flow: "flow" },
     },
-    log: { key: "event", when: isTracked },
+    log: { key: "event", when: (e) => isTracked(e) || isFlow(e) },
   },
   {
     key: "connId",

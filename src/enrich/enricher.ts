@@ -83,7 +83,8 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     uid: r.uid,
     gid: r.gid,
     // Names from the host's passwd only for host processes: a container has its own.
-    user: cg.containerId || noTask ? "" : d.users.name(r.uid),
+    // A flow folded for want of room has no process, but its user: who had it.
+    user: cg.containerId || (noTask && !flow) ? "" : d.users.name(r.uid),
     comm: r.comm,
     exe: proc.exe,
     args: proc.args,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { sampleEvent } from "../testdata/event.ts";
+import { sampleEvent, sampleFlow } from "../testdata/event.ts";
 import { logFileName, logLine, prepareLogDir, RotatingLog } from "./logfile.ts";
 
 Deno.test("log lines carry the original's keys, spelling and value types", () => {
@@ -254,6 +254,18 @@ Deno.test("log lines: a plain connect keeps the original's keys only; tracked an
   assert.equal(close.closedBy, "remote");
   assert.equal(close.existing, 0);
   assert.deepEqual(Object.keys(close), [...Object.keys(close)].sort());
+  // A flow record says it is one, and what it counted.
+  const flow = JSON.parse(logLine(sampleEvent({
+    event: "flow",
+    bytesSent: 30,
+    flow: sampleFlow({ connections: 3, statuses: [["established", 2], ["refused", 1]], closes: 2, processes: 2 }),
+  })));
+  assert.deepEqual(
+    [flow.event, flow.direction, flow.connections, flow.statuses, flow.closes, flow.processes, flow.bytesSent],
+    ["flow", "outbound", 3, "established=2 refused=1", 2, 2, 30],
+  );
+  assert.equal(flow.flowCause, "interval");
+  assert.ok(!("folded" in flow) && !("connId" in flow), JSON.stringify(flow));
 });
 
 Deno.test("reopen (SIGHUP) starts a new file where logrotate moved the old one away", async () => {

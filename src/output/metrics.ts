@@ -59,6 +59,8 @@ export function parseListenAddr(addr: string): { hostname: string; port: number 
 /** Close records as they are written: the connection's duration and bytes (`--events close`). */
 export interface CloseObserver {
   observeClose(durationMs: number, bytesSent: number, bytesReceived: number): void;
+  /** A flow record's closes: their bytes (their durations are not known one by one). */
+  observeBytes(bytesSent: number, bytesReceived: number): void;
 }
 
 /** Duration buckets, seconds: a loopback request to a day-long session. */
@@ -80,6 +82,9 @@ function closeMetrics(r: Registry): CloseObserver {
   return {
     observeClose(durationMs, sent, received) {
       duration.observe(durationMs / 1000);
+      this.observeBytes(sent, received);
+    },
+    observeBytes(sent, received) {
       bytes.inc({ direction: "sent" }, sent);
       bytes.inc({ direction: "received" }, received);
     },
@@ -324,6 +329,10 @@ export class MetricsServer implements CloseObserver {
   /** The port listened on. */
   get port(): number {
     return (this.#server.address() as AddressInfo).port;
+  }
+
+  observeBytes(bytesSent: number, bytesReceived: number): void {
+    this.#closes.observeBytes(bytesSent, bytesReceived);
   }
 
   observeClose(durationMs: number, bytesSent: number, bytesReceived: number): void {

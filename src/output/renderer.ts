@@ -142,6 +142,8 @@ export class RenderStage extends Stage<ConnEvent, void> {
   #byStatus = new Map<string, [number, number]>();
   /** Told of every close record handed to the output (the metrics' duration and bytes). */
   onClose: ((e: ConnEvent) => void) | undefined;
+  /** Told of every flow record handed to the output (the metrics' bytes: its closes' totals). */
+  onFlow: ((e: ConnEvent) => void) | undefined;
 
   constructor(renderer: Renderer) {
     super();
@@ -155,13 +157,25 @@ export class RenderStage extends Stage<ConnEvent, void> {
       this.#fault(err);
     }
     this.#taken++;
-    let n = this.#byStatus.get(e.status);
-    if (!n) this.#byStatus.set(e.status, n = [0, 0]);
-    n[e.family === 6 ? 1 : 0]++;
+    const f = e.flow;
+    if (f) {
+      // What a flow record stands for counts as its records would have.
+      for (const [status, k] of f.statuses) this.#count(status, e.family, k);
+      if (f.closes > 0) this.#count("closed", e.family, f.closes);
+      this.onFlow?.(e);
+      return;
+    }
+    this.#count(e.status, e.family, 1);
     if (e.event === "close") this.onClose?.(e);
   }
 
-  /** Events handed to the output by `${status} ${family}`, for the metrics. */
+  #count(status: string, family: 4 | 6, k: number): void {
+    let n = this.#byStatus.get(status);
+    if (!n) this.#byStatus.set(status, n = [0, 0]);
+    n[family === 6 ? 1 : 0] += k;
+  }
+
+  /** Events handed to the output by `${status} ${family}` (a flow record's by what it counted), for the metrics. */
   get byStatus(): Map<string, number> {
     const out = new Map<string, number>();
     for (const [status, [v4, v6]] of this.#byStatus) {

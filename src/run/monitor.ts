@@ -120,7 +120,10 @@ export async function monitor(o: Options, start: Start): Promise<number> {
     const drift = rules || learner ? new DriftStage({ baselinePath: rules && o.baseline, learner }) : undefined;
     const marker = rules ? new BaselineStage(rules) : undefined;
     start.signals.onReload(() => reload(o, { marker, learner, renderer, log }));
-    if (metrics) output.onClose = (e) => metrics.observeClose(e.durationMs, e.bytesSent, e.bytesReceived);
+    if (metrics) {
+      output.onClose = (e) => metrics.observeClose(e.durationMs, e.bytesSent, e.bytesReceived);
+      output.onFlow = (e) => metrics.observeBytes(e.bytesSent, e.bytesReceived);
+    }
     const join = trackConns ? new ConnJoin(undefined, undefined, start.openings.accepts) : undefined;
     // Connects sent only for the names their closes take (--events close): kept short of enrichment.
     const nameOnly = join && dns && start.openings.connects && !selected.has("connect")

@@ -6,7 +6,7 @@ import { CountLimit } from "../output/limit.ts";
 import { JsonRenderer, type Renderer, RenderStage } from "../output/renderer.ts";
 import { LineWriter } from "../output/writer.ts";
 import { type Counters, Stage, type StageContext } from "../stage.ts";
-import { sampleEvent } from "../testdata/event.ts";
+import { sampleEvent, sampleFlow } from "../testdata/event.ts";
 import { harness } from "../testdata/stage.ts";
 import { Pipeline } from "./pipeline.ts";
 import { ledgerLine } from "./controller.ts";
@@ -207,4 +207,27 @@ Deno.test("notable counters reach the exit line when they are not zero; every co
   );
   assert.equal(ledgerLine(p.ledger()), "lightmon: seen 0 emitted 1 filtered 0 dropped 0");
   assert.deepEqual(p.counters().forgetful, { forgotten: 2, evicted: 0, size: 7 });
+});
+
+Deno.test("the output stage counts a flow record by what it stands for, and tells its bytes", () => {
+  const out = new RenderStage(failing(new Error("unused")));
+  harness(out);
+  const bytes: number[][] = [];
+  out.onFlow = (e) => bytes.push([e.bytesSent, e.bytesReceived]);
+  out.onClose = () => assert.fail("a flow record is not a close record");
+  out.push(sampleEvent({
+    event: "flow",
+    family: 6,
+    bytesSent: 7,
+    bytesReceived: 9,
+    flow: sampleFlow({ connections: 5, statuses: [["established", 4], ["refused", 1]], closes: 4 }),
+  }));
+  out.push(sampleEvent());
+  assert.deepEqual([...out.byStatus].sort(), [
+    ["closed 6", 4],
+    ["established 4", 1],
+    ["established 6", 4],
+    ["refused 6", 1],
+  ]);
+  assert.deepEqual(bytes, [[7, 9]]);
 });
