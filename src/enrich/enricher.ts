@@ -84,7 +84,7 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     gid: r.gid,
     // Names from the host's passwd only for host processes: a container has its own.
     // A flow folded for want of room has no process, but its user: who had it.
-    user: cg.containerId || (noTask && !flow) ? "" : d.users.name(r.uid),
+    user: cg.containerId || (noTask && !flow?.folded) ? "" : d.users.name(r.uid),
     comm: r.comm,
     exe: proc.exe,
     args: proc.args,

@@ -289,6 +289,34 @@ async function lifecycle(strategy: string): Promise<void> {
   }
 }
 
+/** `--flows` on a strategy the kernel allows: every connection counted in the kernel, none lost between reads. */
+async function flows(strategy: string): Promise<void> {
+  const l = listener(["127.0.0.1", "0"]);
+  const port = await l.port;
+  const r = new Run(["--output", "json", "--strategy", strategy, "--flows", "1s", "--events", "all"]);
+  try {
+    const started = await r.until(() => /lightmon: capture (\w+)/.test(r.err) || r.child.pid === 0, 60_000);
+    if (!started) return report(strategy, "--flows starts", false, r.err.trim().slice(0, 300));
+    await connector(["-n", "5", "127.0.0.1", String(port)]);
+    await new Promise((res) => setTimeout(res, 1500)); // across a read of the tables
+    await connector(["-n", "4", "127.0.0.1", String(port)]);
+    const st = await r.finish("SIGINT");
+    const ev = r.events().filter((e) => e.event === "flow");
+    const sum = (dir: string, k: string) =>
+      ev.filter((e) => e.direction === dir && (dir === "outbound" ? e.dport : e.sport) === port)
+        .reduce((n, e) => n + (e[k] as number), 0);
+    const got = [sum("outbound", "connections"), sum("outbound", "closes"), sum("inbound", "connections")];
+    report(
+      strategy,
+      "--flows: 9 connections counted in the kernel, with their accepts and closes",
+      st.code === 0 && got.join() === "9,9,9",
+      `${JSON.stringify(got)} ${r.err.trim().split("\n").pop()}`,
+    );
+  } finally {
+    await endAll([l], r);
+  }
+}
+
 const kernel = Deno.osRelease();
 const available: string[] = [];
 let auto: string | undefined;
@@ -299,6 +327,7 @@ for (const s of STRATEGIES) {
     else if (chosen) {
       available.push(s);
       await lifecycle(s);
+      await flows(s);
     }
   } catch (e) {
     report(s, "runs", false, e instanceof Error ? e.message : String(e));
