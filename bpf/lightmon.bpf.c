@@ -275,13 +275,6 @@ struct {
 	__type(value, __u32);
 } lm_flow_gen SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct lm_flow_stats);
-} lm_flow_scratch SEC(".maps");
-
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&lm_counters, &idx);
@@ -526,21 +519,30 @@ static __always_inline bool share_take(void *shares, __u64 owner, __u32 share)
 	return true;
 }
 
-/* A new entry for `k` in `flows`, from the record that opens it; false if there is none (full, or a race lost). */
-static __always_inline bool flow_insert(void *flows, const struct lm_flow_key *k, const struct lm_conn_event *e)
-{
-	__u32 zero = 0;
-	struct lm_flow_stats *v = bpf_map_lookup_elem(&lm_flow_scratch, &zero);
+/* What a new flow entry starts from: zero, read-only (no scratch another program on this CPU could overwrite). */
+static const struct lm_flow_stats lm_flow_zero SEC(".rodata.flows");
 
+/*
+ * A new entry for `k` in `flows`, from the record that opens it; NULL if there is
+ * none (the table is full). Another CPU may make the same entry first: then it is
+ * that one, and the first record's words are whichever was written last.
+ */
+static __always_inline struct lm_flow_stats *flow_insert(void *flows, const struct lm_flow_key *k,
+							 const struct lm_conn_event *e)
+{
+	struct lm_flow_stats *v;
+
+	if (bpf_map_update_elem(flows, k, &lm_flow_zero, BPF_NOEXIST) != 0)
+		return 0; /* full, or made by another CPU first (found by the caller's next lookup) */
+	v = bpf_map_lookup_elem(flows, k);
 	if (!v)
-		return false;
-	__builtin_memset(v, 0, sizeof(*v));
+		return 0;
 	v->first_ns = e->ts_ns;
 	v->ppid = e->ppid;
 	v->gid = e->gid;
 	v->mntns = e->mntns;
 	__builtin_memcpy(v->comm, e->comm, sizeof(v->comm));
-	return bpf_map_update_elem(flows, k, v, BPF_NOEXIST) == 0;
+	return v;
 }
 
 /* What the sequence counters hold beyond payload: the SYN of a connection opened here, and FINs. */
@@ -590,9 +592,11 @@ static __always_inline bool count_flow(const struct lm_conn_event *e, __u8 why)
 		__u64 owner = stash_owner(e);
 
 		if (share_take(shares, owner, LM_FLOWS_SHARE)) {
-			if (!flow_insert(flows, &k, e))
+			s = flow_insert(flows, &k, e);
+			if (!s) {
 				share_release(shares, owner); /* full, or another CPU made it first */
-			s = bpf_map_lookup_elem(flows, &k);
+				s = bpf_map_lookup_elem(flows, &k);
+			}
 		}
 	}
 	if (!s) {
@@ -611,10 +615,10 @@ static __always_inline bool count_flow(const struct lm_conn_event *e, __u8 why)
 			k.cgroup_id = 0;
 		k.flags = (k.flags & (LM_FLOW_INBOUND | LM_FLOW_OVERFLOW)) | LM_FLOW_FOLDED;
 		s = bpf_map_lookup_elem(flows, &k);
-		if (!s) {
-			flow_insert(flows, &k, e);
-			s = bpf_map_lookup_elem(flows, &k);
-		}
+		if (!s)
+			s = flow_insert(flows, &k, e);
+		if (!s)
+			s = bpf_map_lookup_elem(flows, &k); /* another CPU's, made meanwhile */
 		if (!s)
 			return false;
 		count(LM_CTR_FOLDED);
@@ -643,6 +647,7 @@ static __always_inline bool count_flow(const struct lm_conn_event *e, __u8 why)
 /* How a connection record goes out (emit_conn). */
 enum lm_send {
 	LM_SEND_OPENING, /* a new connection's: to its flow while the ring is busy */
+	LM_SEND_NAMES,	 /* a connect sent only for its name: while the ring is busy, not at all */
 	LM_SEND_CLOSE,	 /* the close of one reported one by one: to the ring unless it is full */
 	LM_SEND_FLOW,	 /* the close of one whose opening went to its flow: there too */
 };
@@ -662,11 +667,16 @@ static __always_inline bool emit_conn(struct lm_conn_event *e, enum lm_send how)
 			count(LM_CTR_FLOWS_FULL);
 		return true;
 	}
-	if (how != LM_SEND_FLOW &&
-	    !(how == LM_SEND_OPENING && lm_cfg.overflow_at &&
-	      bpf_ringbuf_query(&lm_events, BPF_RB_AVAIL_DATA) > lm_cfg.overflow_at) &&
-	    !bpf_ringbuf_output(&lm_events, e, sizeof(*e), 0))
+	bool busy = (how == LM_SEND_OPENING || how == LM_SEND_NAMES) && lm_cfg.overflow_at &&
+		    bpf_ringbuf_query(&lm_events, BPF_RB_AVAIL_DATA) > lm_cfg.overflow_at;
+
+	if (how != LM_SEND_FLOW && !busy && !bpf_ringbuf_output(&lm_events, e, sizeof(*e), 0))
 		return false;
+	if (how == LM_SEND_NAMES) {
+		/* Nobody asked for it: its close goes out without its connect's name, as user space would have it. */
+		count(LM_CTR_FILTERED);
+		return false;
+	}
 	if (lm_cfg.overflow_at && count_flow(e, LM_FLOW_OVERFLOW)) {
 		count(LM_CTR_AS_FLOWS);
 		return true;
@@ -680,12 +690,15 @@ static __always_inline bool emit_conn(struct lm_conn_event *e, enum lm_send how)
  * outcome or pending, LM_OPEN_ACCEPTS for an accept), unless user space needs no
  * such records (--events close without accepts): the opening still feeds lm_conns,
  * its close carries the opening's task, and it counts as filtered here, as user
- * space would have filtered it. Returns whether it was counted into its flow.
+ * space would have filtered it. Connects sent only for their names are not counted
+ * into flows: the ring busy, they are not sent (user space filters them anyway).
+ * Returns whether it was counted into its flow.
  */
 static __always_inline bool emit_opening(struct lm_conn_event *e, __u32 kind)
 {
 	if (lm_cfg.openings & kind)
-		return emit_conn(e, LM_SEND_OPENING);
+		return emit_conn(e, kind == LM_OPEN_CONNECTS && (lm_cfg.openings & LM_OPEN_NAMES_ONLY) ? LM_SEND_NAMES
+											   : LM_SEND_OPENING);
 	count(LM_CTR_FILTERED);
 	return false;
 }

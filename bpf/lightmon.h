@@ -322,6 +322,7 @@ struct lm_flow_stats {
 /* lm_config.openings: connect outcomes (and pending), accepts. */
 #define LM_OPEN_CONNECTS 1
 #define LM_OPEN_ACCEPTS 2
+#define LM_OPEN_NAMES_ONLY 4 /* connects are sent only for the DNS names their closes take (--events close) */
 
 /* lm_config.include_ports: which sides' ports lm_incl_port lists (an -include that is
  * only port alternatives: a connection with none of them is dropped in the kernel). */

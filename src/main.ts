@@ -88,6 +88,7 @@ async function main(argv: string[], signals: StopSignals): Promise<number> {
   const openings = {
     connects: !trackConns || selected.has("connect") || (o.dns && !flows),
     accepts: !trackConns || selected.has("accept"),
+    namesOnly: trackConns && !selected.has("connect") && o.dns && !flows,
   };
   requirePrivileges();
   requireBtf();

@@ -176,6 +176,8 @@ export const CONFIG = {
 /** lm_config.openings bits (LM_OPEN_* in bpf/lightmon.h): which opening records the kernel sends. */
 export const OPEN_CONNECTS = 1;
 export const OPEN_ACCEPTS = 2;
+/** Connects are sent only for the DNS names their closes take: with the ring busy, not at all (never as flows). */
+export const OPEN_NAMES_ONLY = 4;
 /** lm_config.include_ports bits and lm_incl_port's keys (LM_INCL_*, LM_PORT_* in bpf/lightmon.h). */
 export const INCL_REMOTE = 1;
 export const INCL_LOCAL = 2;

@@ -20,6 +20,7 @@ import {
   INCL_REMOTE,
   OPEN_ACCEPTS,
   OPEN_CONNECTS,
+  OPEN_NAMES_ONLY,
   PORT_LOCAL,
   PORT_REMOTE,
 } from "./layout.ts";
@@ -123,7 +124,7 @@ export interface LoadOptions {
    * accepts (both by default). One user space has no use for feeds only the
    * kernel's connection table, whose close records carry the opening's task.
    */
-  openings?: { connects: boolean; accepts: boolean };
+  openings?: { connects: boolean; accepts: boolean; namesOnly?: boolean };
   /** Capture DNS responses (a missing cgroup v2 or a refusal only costs the names). */
   dns?: boolean;
   /**
@@ -197,7 +198,12 @@ function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Ui
   v.setUint32(CONFIG.track_conns.offset, o.trackConns ? 1 : 0, true);
   // Untracked, every connect outcome is the event itself.
   const open = (o.trackConns && o.openings) || { connects: true, accepts: true };
-  v.setUint32(CONFIG.openings.offset, (open.connects ? OPEN_CONNECTS : 0) | (open.accepts ? OPEN_ACCEPTS : 0), true);
+  const names = "namesOnly" in open && open.namesOnly ? OPEN_NAMES_ONLY : 0;
+  v.setUint32(
+    CONFIG.openings.offset,
+    (open.connects ? OPEN_CONNECTS : 0) | (open.accepts ? OPEN_ACCEPTS : 0) | names,
+    true,
+  );
   const incl = kernelInclude(o);
   const sides = !incl ? 0 : (incl.remote.length ? INCL_REMOTE : 0) | (incl.local.length ? INCL_LOCAL : 0);
   v.setUint32(CONFIG.include_ports.offset, sides, true);
