@@ -12,6 +12,9 @@ import {
 } from "./layout.ts";
 import type { RawConnect } from "./decode.ts";
 import { STATUSES } from "../event.ts";
+import { enrich } from "../enrich/enricher.ts";
+import { ProcessCache } from "../enrich/process_cache.ts";
+import { UserNames } from "../enrich/users.ts";
 
 const AF_INET6 = 10;
 const AF_INET = 2;
@@ -137,4 +140,27 @@ Deno.test("flow records of one program in one workload merge: counts add up, the
   assert.deepEqual([merged.flow!.connections, merged.flow!.closes, merged.bytesSent], [4, 3, 30]);
   assert.deepEqual(merged.flow!.statuses, [["established", 3], ["refused", 1]]);
   assert.equal(stage.counters()["connections.interval"], 6);
+});
+
+Deno.test("a flow record enriched: its times on the wall clock, a folded one named by its user, no process", async () => {
+  const passwd = await Deno.makeTempFile();
+  await Deno.writeTextFile(passwd, "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n");
+  try {
+    const deps = {
+      clock: { wallNs: (ns: bigint) => ns + 1_000_000_000n },
+      users: new UserNames(passwd),
+      processes: new ProcessCache({ proc: { startNs: () => undefined, read: () => undefined } as never }),
+      containers: { get: () => undefined },
+    };
+    const raw = decode({ flags: FLOW_FOLDED, pid: 0, addr: [], port: 0, connections: 9, comm: "" });
+    raw.uid = 1000;
+    const folded = enrich(raw, deps);
+    assert.deepEqual([folded.event, folded.user, folded.pid, folded.exe], ["flow", "alice", 0, ""]);
+    assert.deepEqual([folded.flow!.firstSeen, folded.flow!.intervalEnd], [1_000_001_000n, 1_000_003_000n]);
+    // An inbound connection closed before its accept has no task: no user either, whatever uid 0 says.
+    const unaccepted = enrich(decode({ flags: FLOW_INBOUND, pid: 0, closes: 1 }), deps);
+    assert.deepEqual([unaccepted.user, unaccepted.pid, unaccepted.latencyUs], ["", 0, 0]);
+  } finally {
+    await Deno.remove(passwd);
+  }
 });
