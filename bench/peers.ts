@@ -75,7 +75,8 @@ function lightmonTracer(name: string, path: string, mode: Mode = "connect"): Tra
   }[mode];
   return {
     name,
-    missing: () => undefined,
+    // An older build (an A/B's A) may not have the flag.
+    missing: () => mode === "flows" && !helps(path, "-flows") ? `${path} has no --flows` : undefined,
     perConnect: mode === "all" ? 4 : 1,
     lagMs: mode === "flows" ? 1500 : 0,
     start: (port, out) =>
@@ -99,6 +100,12 @@ function lightmonTracer(name: string, path: string, mode: Mode = "connect"): Tra
       // Records, and what flow records (the ring was busy) stand for: their connections and closes.
       : (text) => text.split("\n").length - 1 - (text.match(/"status":"pending"/g)?.length ?? 0) + flowEvents(text),
   };
+}
+
+/** Whether `path --help` mentions `flag`. */
+function helps(path: string, flag: string): boolean {
+  const out = new Deno.Command(path, { args: ["--help"], stdout: "piped", stderr: "null" }).outputSync();
+  return dec.decode(out.stdout).includes(flag);
 }
 
 /** What the flow records in `text` stand for (beyond themselves): their connections and closes, one record each. */
@@ -130,6 +137,7 @@ const TRACERS: Tracer[] = [
       lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--events close\``, LIGHTMON_B, "close"),
       lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--events all\``, LIGHTMON_B, "all"),
       lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--output table\``, LIGHTMON_B, "table"),
+      lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--flows 1s\``, LIGHTMON_B, "flows"),
     ]
     : []),
   {

@@ -41,12 +41,21 @@ const NEWLINE = 0x0a;
 export const MAX_QUEUED_BYTES = 16 << 20;
 /** A write pending this long means the reader stopped reading (ms). */
 const STALLED_WRITE_MS = 1000;
+/** The least and the most one write asks for: a pipe's buffer, and a batch. */
+export const MIN_WRITE = 64 << 10;
+export const MAX_WRITE = 1 << 20;
+
 /**
- * The most one write asks for: a pipe's buffer. A slow reader then completes a write
- * now and then, so it counts as slow (lightmon holds back), not stalled (lines dropped):
- * one write of a whole 1 MiB batch took five seconds at 200 KB/s.
+ * How much the next write asks for, after one that wrote `n` bytes in `ms`: twice as
+ * much after a fast one, at most what the reader takes in a quarter of a second. A
+ * slow reader then completes a write now and then, so it counts as slow (lightmon
+ * holds back), not stalled (lines dropped): one write of a whole 1 MiB batch took five
+ * seconds at 200 KB/s. A fast one gets few, large writes (each costs a thread hop).
  */
-const MAX_WRITE = 64 << 10;
+export function nextWriteSize(size: number, n: number, ms: number): number {
+  const quarterSecond = (n / Math.max(ms, 0.01)) * 250;
+  return Math.max(MIN_WRITE, Math.min(MAX_WRITE, size * 2, quarterSecond));
+}
 /**
  * Written batch buffers kept for the next batches. A fresh buffer per batch cost
  * more than all the rendering: every page of it is faulted in, and given back,
@@ -77,6 +86,8 @@ export class LineWriter {
   #failing = false;
   #stalled = false;
   #drops: WriteDrops = { "output-stalled": 0, "output-failed": 0, "output-closed": 0 };
+  /** What the next write asks for (nextWriteSize). */
+  #writeSize = MIN_WRITE;
   /** When the write in flight began (performance.now()). */
   #writeSince = 0;
 
@@ -196,8 +207,10 @@ export class LineWriter {
       let off = 0;
       try {
         while (off < chunk.bytes.length) {
-          this.#writeSince = performance.now();
-          off += await this.#sink.write(chunk.bytes.subarray(off, off + MAX_WRITE));
+          const since = this.#writeSince = performance.now();
+          const n = await this.#sink.write(chunk.bytes.subarray(off, off + this.#writeSize));
+          off += n;
+          this.#writeSize = nextWriteSize(this.#writeSize, n, performance.now() - since);
         }
         // Said once the writes succeed again (failing) or the queue caught up (stalled).
         if (this.#failing || (this.#stalled && this.#queue.length === 1)) {

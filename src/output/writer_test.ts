@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LineWriter } from "./writer.ts";
+import { LineWriter, MAX_WRITE, MIN_WRITE, nextWriteSize } from "./writer.ts";
 
 function collector() {
   const chunks: Uint8Array[] = [];
@@ -119,4 +119,15 @@ Deno.test("batch buffers are reused only once written: a write given up on keeps
   // Written batches share buffers: eight batches, far fewer buffers.
   assert.ok(new Set(held.slice(1).map((p) => p.buffer)).size < 8);
   assert.ok(!held.slice(1).some((p) => p.buffer === held[0].buffer));
+});
+
+Deno.test("writes grow to a batch for a fast reader and shrink to a pipe's buffer for a slow one", () => {
+  let size = MIN_WRITE;
+  for (let i = 0; i < 10; i++) size = nextWriteSize(size, size, 0.05); // a fast reader takes each at once
+  assert.equal(size, MAX_WRITE);
+  // A reader at 200 KB/s: a write takes what it takes; the next one asks for a quarter second of it, or a pipe's buffer.
+  size = nextWriteSize(size, 128 << 10, 650);
+  assert.equal(size, MIN_WRITE);
+  // A pipe's buffer fills at once even for a slow reader: doubling, not jumping, keeps the next write short.
+  assert.equal(nextWriteSize(MIN_WRITE, MIN_WRITE, 0.05), 2 * MIN_WRITE);
 });
