@@ -198,14 +198,13 @@ export class FlowTables {
   }
 }
 
-/** What makes flow records one: the kernel's key (the same flow read from both tables). */
-const kernelKey = (f: RawConnect) =>
+/** What a flow is besides its process: who (cgroup, user), where (network namespace), to whom, why it was counted. */
+const flowEnd = (f: RawConnect) =>
   [
-    f.pid,
-    f.procStartNs,
     f.cgroupId,
     f.uid,
     f.netnsCookie,
+    f.netns,
     f.family,
     f.daddr,
     f.sport,
@@ -214,8 +213,10 @@ const kernelKey = (f: RawConnect) =>
     f.existing,
     f.flow!.cause,
     f.flow!.folded,
-  ]
-    .join("|");
+  ].join("|");
+
+/** What makes flow records one: the kernel's key (the same flow read from both tables). */
+const kernelKey = (f: RawConnect) => `${f.pid}|${f.procStartNs}|${flowEnd(f)}`;
 
 /**
  * Flow records with the same `key`, merged into one: counts added, the earliest
@@ -319,26 +320,11 @@ export class FlowStage extends Stage<RawRecord> {
   /** Put flow records in, as if decoded. */
   inject(read: readonly RawConnect[]): void {
     const exeOf = this.#exeOf;
-    const flows = !exeOf ? read : mergeFlows(read, (f) =>
-      [
-        f.flow!.intervalEndNs,
-        f.flow!.cause,
-        f.flow!.folded,
-        f.cgroup,
-        f.cgroupParent,
-        f.cgroupId,
-        f.uid,
-        f.netnsCookie,
-        f.netns,
-        f.family,
-        f.daddr,
-        f.sport,
-        f.dport,
-        f.inbound,
-        f.existing,
-        // A process the cache does not know merges only with itself.
-        exeOf(f.pid, f.procStartNs, f.startNs) || `${f.pid}|${f.procStartNs}`,
-      ].join("|"));
+    // A process the cache does not know merges only with itself.
+    const program = (f: RawConnect) => exeOf!(f.pid, f.procStartNs, f.startNs) || `${f.pid}|${f.procStartNs}`;
+    const flows = !exeOf
+      ? read
+      : mergeFlows(read, (f) => `${f.flow!.intervalEndNs}|${f.cgroup}|${f.cgroupParent}|${flowEnd(f)}|${program(f)}`);
     for (const f of flows) {
       const flow = f.flow!;
       this.#records++;

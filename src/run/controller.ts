@@ -270,7 +270,10 @@ export async function runMonitor(o: RunOptions): Promise<number> {
           flowStage.inject(found);
           pipeline.flush();
         })
-        .catch((e) => o.log(`lightmon: cannot read the kernel's flow table (${e instanceof Error ? e.message : e})`))
+        .catch((e) => {
+          // Stopping, the final read (both tables, the programs detached) takes what this one did not.
+          if (!stopping) o.log(`lightmon: cannot read the kernel's flow table (${e instanceof Error ? e.message : e})`);
+        })
         .finally(() => (collecting = false));
     }));
     let lastLost = 0n;
