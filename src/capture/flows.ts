@@ -7,7 +7,8 @@
  * turns lm_flow_gen to the other table, waits for programs still counting into the
  * first (they run for microseconds; the wait is GRACE_MS), then reads and empties
  * it with batch operations, and its owners' shares with it. Nothing a program
- * counts is read twice or lost between two reads.
+ * counts is read twice, or lost between two reads unless the program was held off
+ * its CPU for longer than the wait between finding its entry and adding to it.
  * @module
  */
 import type { BpfObject } from "../../ffi/libbpf.ts";
