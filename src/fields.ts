@@ -454,7 +454,8 @@ export const FIELDS: readonly Field[] = [
       kind: "choice",
       values: STATUS_VALUES,
       doc: "how the attempt ended; a flow matches when any of its connections did",
-      has: (e, v) => e.flow ? e.flow.statuses.some(([s]) => s === v) : e.status === v,
+      has: (e, v) =>
+        e.flow ? e.flow.statuses.some(([s]) => s === v) || (v === "closed" && e.flow.closes > 0) : e.status === v,
     },
     column: { head: "STATUS", at: 7, priority: 1, min: 11, want: 11, cell: statusCell },
     flow: { at: 6 },

@@ -325,4 +325,6 @@ Deno.test("status= keeps a flow record when any of its connections had that stat
   assert.equal(matches("status!=refused", flow([["established", 4]])), true);
   assert.equal(matches("event=flow && connections>3", flow([["established", 4]])), true);
   assert.equal(matches("flowCause=ring-busy", flow([["established", 4]])), false);
+  assert.equal(matches("status=closed", flow([["established", 4]])), false);
+  assert.equal(matches("status=closed", { ...flow([["established", 4]]), flow: sampleFlow({ closes: 2 }) }), true);
 });
