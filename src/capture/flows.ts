@@ -194,8 +194,8 @@ export class FlowTables {
       // The owners' shares go with their table: each interval starts with every share whole.
       this.#object.drainMap(`lm_flows_share_${t}`, 8, 4, () => {});
     }
-    // Entries of one flow from both tables (the last read): one record.
-    return tables.length > 1 ? mergeFlows(out, kernelKey) : out;
+    // Entries of one flow from both tables (the last read) share an interval: FlowStage merges them.
+    return out;
   }
 }
 
@@ -215,9 +215,6 @@ const flowEnd = (f: RawConnect) =>
     f.flow!.cause,
     f.flow!.folded,
   ].join("|");
-
-/** What makes flow records one: the kernel's key (the same flow read from both tables). */
-const kernelKey = (f: RawConnect) => `${f.pid}|${f.procStartNs}|${flowEnd(f)}`;
 
 /**
  * Flow records with the same `key`, merged into one: counts added, the earliest
@@ -311,7 +308,8 @@ export class FlowStage extends Stage<RawRecord> {
   /**
    * @param exeOf the process cache's program of a process: records of one program in
    *   one workload (user, cgroup, network namespace), to one remote end, merge into one
-   *   (short-lived processes would otherwise make a flow record each). Without it, none merge.
+   *   (short-lived processes would otherwise make a flow record each). Without it, only a
+   *   process's own records of one interval merge (the same flow read from both tables).
    */
   constructor(exeOf?: ExeOf) {
     super();
@@ -322,10 +320,11 @@ export class FlowStage extends Stage<RawRecord> {
   inject(read: readonly RawConnect[]): void {
     const exeOf = this.#exeOf;
     // A process the cache does not know merges only with itself.
-    const program = (f: RawConnect) => exeOf!(f.pid, f.procStartNs, f.startNs) || `${f.pid}|${f.procStartNs}`;
-    const flows = !exeOf
-      ? read
-      : mergeFlows(read, (f) => `${f.flow!.intervalEndNs}|${f.cgroup}|${f.cgroupParent}|${flowEnd(f)}|${program(f)}`);
+    const program = (f: RawConnect) => exeOf?.(f.pid, f.procStartNs, f.startNs) || `${f.pid}|${f.procStartNs}`;
+    const flows = mergeFlows(
+      read,
+      (f) => `${f.flow!.intervalEndNs}|${f.cgroup}|${f.cgroupParent}|${flowEnd(f)}|${program(f)}`,
+    );
     for (const f of flows) {
       const flow = f.flow!;
       this.#records++;
