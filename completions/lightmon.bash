@@ -45,7 +45,7 @@ _lightmon() {
   -ebpf_type|--ebpf_type|-ebpf-type|--ebpf-type)
     mapfile -t found < <(compgen -W "0 1" -- "$cur") ;;
   -f|--f|-output|--output|-format|--format)
-    mapfile -t found < <(compgen -W "table json log summary logfile" -- "$cur") ;;
+    mapfile -t found < <(compgen -W "table json log summary otlp logfile" -- "$cur") ;;
   -summary-format|--summary-format)
     mapfile -t found < <(compgen -W "table json" -- "$cur") ;;
   -include|--include|-exclude|--exclude)
@@ -56,12 +56,12 @@ _lightmon() {
   -log_path|--log_path|-log-path|--log-path|-docker_data|--docker_data|-docker-data|--docker-data)
     compopt -o filenames 2>/dev/null
     mapfile -t found < <(compgen -d -- "$cur") ;;
-  -flows|--flows|-log-keep|--log-keep|-metadata-wait|--metadata-wait|-duration|--duration|-count|--count|-stats|--stats|-metrics-addr|--metrics-addr)
+  -flows|--flows|-otlp-endpoint|--otlp-endpoint|-log-keep|--log-keep|-metadata-wait|--metadata-wait|-duration|--duration|-count|--count|-stats|--stats|-metrics-addr|--metrics-addr)
     return 0 ;;
   *)
     if [[ -z $lead ]]; then
-      mapfile -t found < <(compgen -W "--events --existing --dns --strategy --ebpf_type --ebpf-type --flows --output --format --summary-format --log_path --log-path --log-keep --include --exclude --v6 --k8s --docker_runtime --docker-runtime --docker_data --docker-data --metadata-wait --baseline --learn --duration --count --stats --metrics-addr --config --verbose --help --version" -- "$cur")
-      [[ $cur == -* && $cur != --* ]] && mapfile -t found < <(compgen -W "-events -existing -dns -strategy -ebpf_type -ebpf-type -flows -output -format -summary-format -log_path -log-path -log-keep -include -exclude -v6 -k8s -docker_runtime -docker-runtime -docker_data -docker-data -metadata-wait -baseline -learn -duration -count -stats -metrics-addr -config -verbose -help -version" -- "$cur")
+      mapfile -t found < <(compgen -W "--events --existing --dns --strategy --ebpf_type --ebpf-type --flows --output --format --otlp-endpoint --summary-format --log_path --log-path --log-keep --include --exclude --v6 --k8s --docker_runtime --docker-runtime --docker_data --docker-data --metadata-wait --baseline --learn --duration --count --stats --metrics-addr --config --verbose --help --version" -- "$cur")
+      [[ $cur == -* && $cur != --* ]] && mapfile -t found < <(compgen -W "-events -existing -dns -strategy -ebpf_type -ebpf-type -flows -output -format -otlp-endpoint -summary-format -log_path -log-path -log-keep -include -exclude -v6 -k8s -docker_runtime -docker-runtime -docker_data -docker-data -metadata-wait -baseline -learn -duration -count -stats -metrics-addr -config -verbose -help -version" -- "$cur")
     fi ;;
   esac
   _lightmon_reply "$lead$cur" "${found[@]/#/"$lead"}"

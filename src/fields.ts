@@ -117,10 +117,26 @@ export interface FlowSpec {
   value?: (e: ConnEvent) => string | number;
 }
 
+/** An OTLP attribute's value: what the exporter's encoder takes. */
+export type OtelValue = string | number | boolean | readonly string[] | Readonly<Record<string, number>>;
+
+/** The field as an attribute of an OTLP log record. */
+export interface OtelSpec {
+  /** The attribute name: the OpenTelemetry semantic convention's, where there is one. */
+  key: string;
+  /** Its value, when it is not the JSON value's (a number as a string, a word of the convention's). */
+  value?: (e: ConnEvent) => string | number;
+}
+
 /** One field of the event. */
 export interface Field {
   /** The JSON key, and the name the other specs default to. */
   key: string;
+  /**
+   * The OTLP attribute (`--output otlp`): a semantic-convention name, or the spec; `lightmon.`
+   * and the key in snake case when omitted; false for none (the record's own time).
+   */
+  otel?: string | OtelSpec | false;
   /** One line of documentation. */
   doc: string;
   get: (e: ConnEvent) => Value;
@@ -224,6 +240,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "time",
+    otel: false,
     doc: "RFC 3339, local offset, nanoseconds (the original's `goTime`)",
     get: (e) => e.wallNs,
     json: TIME,
@@ -232,6 +249,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "pid",
+    otel: "process.pid",
     doc: "process (tgid) that called `connect()`, host pid namespace",
     get: (e) => e.pid,
     json: NUMBER,
@@ -239,9 +257,17 @@ export const FIELDS: readonly Field[] = [
     column: { head: "PID", at: 2, priority: 3, min: 7, want: 7 },
     log: { key: "pid", value: (e) => String(e.pid) },
   },
-  { key: "tid", doc: "thread that called `connect()`", get: (e) => e.tid, json: NUMBER, when: notFlow },
+  {
+    key: "tid",
+    otel: "thread.id",
+    doc: "thread that called `connect()`",
+    get: (e) => e.tid,
+    json: NUMBER,
+    when: notFlow,
+  },
   {
     key: "ppid",
+    otel: "process.parent_pid",
     doc: "parent tgid",
     get: (e) => e.ppid,
     json: NUMBER,
@@ -250,6 +276,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "uid",
+    otel: { key: "user.id", value: (e) => String(e.uid) },
     doc: "user id at connect time",
     get: (e) => e.uid,
     json: NUMBER,
@@ -259,6 +286,7 @@ export const FIELDS: readonly Field[] = [
   { key: "gid", doc: "group id at connect time", get: (e) => e.gid, json: NUMBER, group: "process" },
   {
     key: "user",
+    otel: "process.owner",
     doc: 'host user name of `uid`; `""` inside containers (their passwd is their own) or for uids without a name',
     get: (e) => e.user,
     json: STRING,
@@ -270,6 +298,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "comm",
+    otel: "thread.name",
     doc: "the thread's name at connect time",
     get: (e) => e.comm,
     json: STRING,
@@ -278,6 +307,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "exe",
+    otel: "process.executable.path",
     doc: 'absolute executable path; `""` when unknown',
     get: (e) => e.exe,
     json: STRING,
@@ -298,6 +328,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "args",
+    otel: "process.command_args",
     doc: "argv, at most 512 bytes of it (read in the kernel at exec, or from /proc, bounded alike)",
     get: (e) => e.args,
     json: STRINGS,
@@ -314,6 +345,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "addressFamily",
+    otel: { key: "network.type", value: (e) => (e.family === 6 ? "ipv6" : "ipv4") },
     doc: "`AF_INET` or `AF_INET6`; a v4-mapped IPv6 connect is `AF_INET` with plain addresses",
     get: (e) => (e.family === 6 ? "AF_INET6" : "AF_INET"),
     json: WORD,
@@ -329,6 +361,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "saddr",
+    otel: "network.local.address",
     doc: "the real source address (not on `flow` records)",
     get: (e) => e.saddr,
     json: STRING,
@@ -350,6 +383,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "sport",
+    otel: "network.local.port",
     doc: "the real source port: this host's end (for `accept`, the port listened on; for a `flow`, 0 unless inbound)",
     get: (e) => e.sport,
     json: NUMBER,
@@ -358,6 +392,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "daddr",
+    otel: "network.peer.address",
     doc: "destination address: the peer's end (for `accept`, the client)",
     get: (e) => e.daddr,
     json: STRING,
@@ -384,6 +419,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "dport",
+    otel: "network.peer.port",
     doc: "destination port: the peer's (0 on an inbound `flow`: its port is `sport`)",
     get: (e) => e.dport,
     json: NUMBER,
@@ -403,7 +439,7 @@ export const FIELDS: readonly Field[] = [
     filter: { name: "dname", kind: "text", doc: "the DNS name of the remote end (`*.example.com`)" },
     log: { key: "dnsName", when: (e) => e.dnsName !== "" },
   },
-  { key: "protocol", doc: "`tcp`", get: () => "tcp", json: WORD },
+  { key: "protocol", otel: "network.transport", doc: "`tcp`", get: () => "tcp", json: WORD },
   {
     key: "direction",
     doc: "`outbound` (opened here) or `inbound` (accepted here)",
@@ -627,6 +663,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "query",
+    otel: "dns.question.name",
     doc: "dns: the name asked (lower case, no final dot)",
     get: (e) => e.query,
     json: STRING,
@@ -661,6 +698,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "container",
+    otel: "container.name",
     doc: 'container name; `""` on the host',
     get: (e) => e.container,
     json: STRING,
@@ -672,6 +710,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "containerId",
+    otel: "container.id",
     doc: 'the container\'s 64-hex id; `""` on the host',
     get: (e) => e.containerId,
     json: STRING,
@@ -679,6 +718,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "containerRuntime",
+    otel: "container.runtime.name",
     doc: '`docker`, `containerd`, `crio`, `podman` as the cgroup\'s name says, or `""`',
     get: (e) => e.containerRuntime,
     json: WORD,
@@ -686,15 +726,25 @@ export const FIELDS: readonly Field[] = [
   },
   {
     key: "image",
+    otel: "container.image.name",
     doc: 'the container\'s image; `""` on the host',
     get: (e) => e.image,
     json: STRING,
     group: "container",
     filter: { kind: "text" },
   },
-  { key: "pod", doc: "Kubernetes pod", get: (e) => e.pod, json: STRING, group: "container", filter: { kind: "text" } },
+  {
+    key: "pod",
+    otel: "k8s.pod.name",
+    doc: "Kubernetes pod",
+    get: (e) => e.pod,
+    json: STRING,
+    group: "container",
+    filter: { kind: "text" },
+  },
   {
     key: "namespace",
+    otel: "k8s.namespace.name",
     doc: "Kubernetes namespace",
     get: (e) => e.namespace,
     json: STRING,
@@ -769,3 +819,37 @@ export const COLUMNS: readonly (ColumnSpec & { field: Field })[] = FIELDS
 export function cellText(c: ColumnSpec & { field: Field }, e: ConnEvent): string {
   return c.cell ? c.cell(e) : String(c.field.get(e));
 }
+
+/** A field as an OTLP attribute: its name, and how its value is had. */
+export interface OtelField {
+  key: string;
+  field: Field & { json: JsonEncoding };
+  get: (e: ConnEvent) => OtelValue;
+}
+
+/** `bytesSent` to `bytes_sent`. */
+const snakeCase = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** The OTLP value of a JSON encoding's value: 64-bit numbers and times as strings (exact), counts as a map. */
+function otelValueOf(enc: JsonEncoding, get: (e: ConnEvent) => Value): (e: ConnEvent) => OtelValue {
+  if (enc === BIG) return (e) => String(get(e));
+  if (enc === TIME) return (e) => rfc3339Nano(get(e) as bigint);
+  if (enc === COUNTS) {
+    return (e) => Object.fromEntries(get(e) as readonly (readonly [string, number])[]);
+  }
+  return get as (e: ConnEvent) => OtelValue;
+}
+
+/**
+ * Every field with a JSON key as an OTLP log record attribute, in registry order
+ * (the record's time is the log record's own): semantic-convention names where
+ * OpenTelemetry has one, `lightmon.` and the key in snake case otherwise.
+ */
+export const OTEL_FIELDS: readonly OtelField[] = FIELDS.flatMap((f): OtelField[] => {
+  if (f.json === false || f.otel === false) return [];
+  const spec: OtelSpec = typeof f.otel === "string"
+    ? { key: f.otel }
+    : f.otel ?? { key: `lightmon.${snakeCase(f.key)}` };
+  const field = f as Field & { json: JsonEncoding };
+  return [{ key: spec.key, field, get: spec.value ?? otelValueOf(f.json, f.get) }];
+});

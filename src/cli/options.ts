@@ -14,7 +14,7 @@ import { UsageError } from "../usage_error.ts";
 import { VERSION } from "../version.ts";
 
 /** Output formats. `logfile` is the original's name for `log`. */
-export const OUTPUTS = ["table", "json", "log", "summary"] as const;
+export const OUTPUTS = ["table", "json", "log", "summary", "otlp"] as const;
 /** An output format. */
 export type Output = (typeof OUTPUTS)[number];
 
@@ -56,6 +56,8 @@ export interface Options {
   statsIntervalMs: number;
   metadataWaitMs: number;
   metricsAddr: string;
+  /** --output otlp's collector, over OTEL_EXPORTER_OTLP_ENDPOINT; "" for the environment's. */
+  otlpEndpoint: string;
   verbose: boolean;
   help: boolean;
   version: boolean;
@@ -88,6 +90,7 @@ export const DEFAULTS: Options = {
   statsIntervalMs: 0,
   metadataWaitMs: 200,
   metricsAddr: "",
+  otlpEndpoint: "",
   verbose: false,
   help: false,
   version: false,
@@ -272,9 +275,20 @@ export const FLAGS: readonly Flag[] = [
     group: "Output",
     value: "FORMAT",
     choices: [...OUTPUTS, "logfile"],
-    help: "table, json, log (hourly files; alias logfile) or summary",
+    help: "table, json, log (hourly files), summary or otlp",
     doc:
-      "`table`: bordered rows fitted to the terminal. `json`: one JSON object per line on standard output. `log` (alias `logfile`): the original tool's log lines in hourly files under `-log_path`. `summary`: unique flows with counts, printed at the end of the run.",
+      "`table`: bordered rows fitted to the terminal. `json`: one JSON object per line on standard output. `log` (alias `logfile`): the original tool's log lines in hourly files under `-log_path`. `summary`: unique flows with counts, printed at the end of the run. `otlp`: OTLP log records sent over OTLP/HTTP to an OpenTelemetry Collector (see `-otlp-endpoint` and the `OTEL_EXPORTER_OTLP_*` variables).",
+  },
+  {
+    name: "otlp-endpoint",
+    kind: "string",
+    key: "otlpEndpoint",
+    configKey: "otlpEndpoint",
+    group: "Output",
+    value: "URL",
+    help: "the collector -output otlp sends to (http://collector:4318)",
+    doc:
+      "The OpenTelemetry Collector's OTLP/HTTP endpoint; `/v1/logs` is added unless the URL ends with it. Over `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` and `OTEL_EXPORTER_OTLP_ENDPOINT`; the default is `http://localhost:4318`. Protocol, headers, compression, timeout, certificates and resource attributes come from the standard `OTEL_*` variables.",
   },
   {
     name: "summary-format",

@@ -103,7 +103,7 @@ Deno.test("bad flags are one line naming the problem", () => {
   assert.equal(usageError(["-output"]), "-output needs a value; see --help");
   assert.equal(
     usageError(["-output", "xml"]),
-    "-output: unknown value 'xml'; choose one of " + "table, json, log, summary",
+    "-output: unknown value 'xml'; choose one of " + "table, json, log, summary, otlp",
   );
   assert.equal(usageError(["-v6=maybe"]), "-v6: 'maybe' is not a boolean; use true or false");
   assert.equal(usageError(["--count", "-3"]), "-count: '-3' is not a whole number");

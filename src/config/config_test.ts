@@ -79,7 +79,7 @@ Deno.test("LIGHTMON_STRATEGY picks the strategy unless a flag does", async () =>
 Deno.test("config errors name the file, line and key", () => {
   assert.equal(
     configError("ipv6: true\nformat: json\nbogus: 1\n"),
-    "config.yaml:3: unknown key 'bogus'; known keys: events, existing, dns, strategy, ebpfType, flows, format, logPath, logKeep, include, exclude, ipv6, k8s, docker_runtime, docker_data, metadataWait, baseline, learn, metricsAddr",
+    "config.yaml:3: unknown key 'bogus'; known keys: events, existing, dns, strategy, ebpfType, flows, format, otlpEndpoint, logPath, logKeep, include, exclude, ipv6, k8s, docker_runtime, docker_data, metadataWait, baseline, learn, metricsAddr",
   );
   assert.equal(configError('\n\nipv6: "yes"\n'), 'config.yaml:3: ipv6: expected true or false, got "yes"');
   assert.equal(
@@ -88,7 +88,7 @@ Deno.test("config errors name the file, line and key", () => {
   );
   assert.equal(
     configError("format: xml\n"),
-    "config.yaml:1: format: unknown value 'xml'; choose one of table, json, log, summary",
+    "config.yaml:1: format: unknown value 'xml'; choose one of table, json, log, summary, otlp",
   );
   assert.match(configError("ipv6: [\n"), /^config\.yaml:2: invalid YAML: /);
   assert.equal(configError("- a\n- b\n"), "config.yaml:1: expected a mapping of keys to values");

@@ -76,8 +76,13 @@ function encodeRun(seg: Segment, values: Value[]): string {
  * fragment by fragment, without building a string.
  */
 export class JsonBytes {
-  buf = new Uint8Array(4096);
+  buf: Uint8Array;
   pos = 0;
+
+  /** `size`: the first buffer's bytes (it grows as needed). */
+  constructor(size = 4096) {
+    this.buf = new Uint8Array(size);
+  }
 
   /** Make room for `n` more bytes. */
   ensure(n: number): void {

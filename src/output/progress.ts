@@ -98,7 +98,8 @@ export class Progress {
 
 /**
  * Whether a run shows progress: bounded, stderr a terminal, and nothing else
- * drawn on it meanwhile: a summary (written at the end), or a run that learns
+ * drawn on it meanwhile: a summary (written at the end), an export (nothing on
+ * the terminal), or a run that learns
  * while its events go elsewhere (log files, or a stdout that is not a terminal).
  */
 export function wantsProgress(
@@ -106,6 +107,7 @@ export function wantsProgress(
   stderrIsTerminal: boolean,
   stdoutIsTerminal: boolean,
 ): boolean {
-  const quiet = o.output === "summary" || (o.learn !== "" && (o.output === "log" || !stdoutIsTerminal));
+  const quiet = o.output === "summary" || o.output === "otlp" ||
+    (o.learn !== "" && (o.output === "log" || !stdoutIsTerminal));
   return stderrIsTerminal && o.durationMs > 0 && quiet;
 }

@@ -26,6 +26,9 @@ export interface Renderer {
   flowCount?(): number;
   /** SIGHUP: reopen what it writes to by name (a log file rotated away), if it does. */
   reopen?(): void;
+  /** Its own counters beside its drops (an exporter's requests and retries), and which are notable. */
+  counters?(): Counters;
+  readonly notable?: ReadonlySet<string>;
 }
 
 /** What every renderer on a LineWriter shares: flushing, settling, drops. */
@@ -148,7 +151,10 @@ export class RenderStage extends Stage<ConnEvent, void> {
   constructor(renderer: Renderer) {
     super();
     this.#renderer = renderer;
+    this.notable = renderer.notable ?? new Set();
   }
+
+  override readonly notable: ReadonlySet<string>;
 
   push(e: ConnEvent): void {
     try {
@@ -222,7 +228,7 @@ export class RenderStage extends Stage<ConnEvent, void> {
   }
 
   override counters(): Counters {
-    const c: Counters = {};
+    const c: Counters = { ...this.#renderer.counters?.() };
     let dropped = 0;
     for (const [cause, n] of Object.entries(this.#renderer.drops())) {
       c[`dropped.${cause}`] = n;

@@ -102,7 +102,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
     if (existsDir(CONTAINERD_TASKS)) {
       sources.push(o.k8s ? "containerd CRI state" : "containerd CRI state when Docker is down");
     }
-    const renderer = await makeRenderer(o, log);
+    const { renderer, describe: outputText } = await makeRenderer(o, log);
     // A flow names processes that may have exited an interval before it is read.
     const processes = new ProcessTracking(
       new ProcessCache(o.flowsMs > 0 ? { graceMs: Math.max(PROCESS_GRACE_MS, o.flowsMs + PROCESS_GRACE_MS) } : {}),
@@ -201,9 +201,9 @@ export async function monitor(o: Options, start: Start): Promise<number> {
             kernel: s.kernel,
           };
         })),
-      describe: `${o.configRead ? `config ${o.configRead}; ` : ""}containers: ${sources.join(", ")}; output ${
-        o.output === "log" ? `log to ${o.logPath}` : o.output
-      }${o.flowsMs > 0 ? `; flows every ${intervalText(o.flowsMs)}, counted in the kernel` : ""}${
+      describe: `${o.configRead ? `config ${o.configRead}; ` : ""}containers: ${
+        sources.join(", ")
+      }; output ${outputText}${o.flowsMs > 0 ? `; flows every ${intervalText(o.flowsMs)}, counted in the kernel` : ""}${
         metrics ? `; metrics on http://${o.metricsAddr}/metrics` : ""
       }${drifting.map((d) => `; ${d}`).join("")}`,
       log,
@@ -233,26 +233,38 @@ export async function monitor(o: Options, start: Start): Promise<number> {
 }
 
 /**
- * The renderer for -output; table, summary and log code (cli-table3, node:fs) load
- * only when used: each costs start-up time.
+ * The renderer for -output, and how the start-up line names it; table, summary, log
+ * and OTLP code (cli-table3, node:fs, the OpenTelemetry transformer) load only when
+ * used: each costs start-up time.
  */
-async function makeRenderer(o: Options, log: (line: string) => void): Promise<Renderer> {
+async function makeRenderer(
+  o: Options,
+  log: (line: string) => void,
+): Promise<{ renderer: Renderer; describe: string }> {
   const out = new LineWriter(Deno.stdout, log);
   switch (o.output) {
     case "json":
-      return new JsonRenderer(out);
+      return { renderer: new JsonRenderer(out), describe: "json" };
     case "table": {
       const { TableOutput } = await import("../output/table.ts");
-      return new TableOutput(out, terminalWidth(), o.baseline !== "", o.events.includes("close"));
+      const renderer = new TableOutput(out, terminalWidth(), o.baseline !== "", o.events.includes("close"));
+      return { renderer, describe: "table" };
     }
     case "log": {
       const { LogRenderer, prepareLogDir, RotatingLog } = await import("../output/logfile.ts");
       prepareLogDir(o.logPath);
-      return new LogRenderer(new RotatingLog(o.logPath, o.logKeep, log));
+      return { renderer: new LogRenderer(new RotatingLog(o.logPath, o.logKeep, log)), describe: `log to ${o.logPath}` };
     }
     case "summary": {
       const { SummaryRenderer } = await import("../output/summary.ts");
-      return new SummaryRenderer(out, o.summaryFormat, log, undefined, o.baseline !== "");
+      return {
+        renderer: new SummaryRenderer(out, o.summaryFormat, log, undefined, o.baseline !== ""),
+        describe: "summary",
+      };
+    }
+    case "otlp": {
+      const { openOtlp } = await import("../output/otlp_open.ts");
+      return await openOtlp(o.otlpEndpoint, log);
     }
   }
 }
