@@ -133,7 +133,7 @@ Deno.test("help is grouped, one line per flag with its default, three examples, 
   }
   assert.ok(
     lines.includes(
-      "  -f, -output FORMAT       table, json, log (hourly files; alias logfile) or summary (default table)",
+      "  -f, -output FORMAT       table, json, log (hourly files), summary or otlp (default table)",
     ),
   );
   assert.match(helpText(), /-metadata-wait DURATION +.* \(default 200ms\)$/m);

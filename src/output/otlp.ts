@@ -283,7 +283,10 @@ export class OtlpRenderer implements Renderer {
         : e instanceof Error
         ? e.message
         : String(e);
-      return { kind: "retry", why: msg.split("\n")[0] };
+      // fetch's message nests its causes (`error sending request for url (...): client error (Connect):
+      // tcp connect error: Connection refused (os error 111)`): the last is the one that says it.
+      const first = msg.split("\n")[0];
+      return { kind: "retry", why: first.slice(first.lastIndexOf(": ") + 1).trim() || first };
     } finally {
       clearTimeout(timer);
       this.#inFlight = undefined;

@@ -84,6 +84,8 @@ export async function monitor(o: Options, start: Start): Promise<number> {
   const metrics = o.metricsAddr
     ? await (await import("../output/metrics.ts")).MetricsServer.open(o.metricsAddr)
     : undefined;
+  // Before Docker's list: a mistake in the output's settings is the only line said.
+  const { renderer, describe: outputText } = await makeRenderer(o, log);
   const docker = new DockerSource(o.dockerRuntime, log);
   try {
     await docker.start();
@@ -102,7 +104,6 @@ export async function monitor(o: Options, start: Start): Promise<number> {
     if (existsDir(CONTAINERD_TASKS)) {
       sources.push(o.k8s ? "containerd CRI state" : "containerd CRI state when Docker is down");
     }
-    const { renderer, describe: outputText } = await makeRenderer(o, log);
     // A flow names processes that may have exited an interval before it is read.
     const processes = new ProcessTracking(
       new ProcessCache(o.flowsMs > 0 ? { graceMs: Math.max(PROCESS_GRACE_MS, o.flowsMs + PROCESS_GRACE_MS) } : {}),

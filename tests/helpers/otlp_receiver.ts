@@ -42,9 +42,13 @@ export class OtlpReceiver {
   #server: Deno.HttpServer;
   readonly url: string;
 
-  constructor() {
-    this.#server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => this.#take(req));
-    this.url = `http://127.0.0.1:${(this.#server.addr as Deno.NetAddr).port}`;
+  /** `tls`: serve https with this certificate and key (PEM). */
+  constructor(tls?: { cert: string; key: string }) {
+    this.#server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {}, ...tls },
+      (req) => this.#take(req),
+    );
+    this.url = `${tls ? "https" : "http"}://127.0.0.1:${(this.#server.addr as Deno.NetAddr).port}`;
   }
 
   async #take(r: Request): Promise<Response> {
