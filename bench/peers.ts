@@ -54,7 +54,68 @@ tracepoint:sock:inet_sock_set_state /args->protocol == 6 && args->dport == ${por
 }`;
 
 /** What a lightmon row reports of each storm connection. */
-type Mode = "connect" | "all" | "close" | "table" | "flows";
+type Mode = "connect" | "all" | "close" | "table" | "flows" | "otlp";
+
+/** Fields of one protobuf message: (field number, bytes of a length-delimited one). */
+function* delimitedFields(b: Uint8Array): Generator<[number, Uint8Array]> {
+  let p = 0;
+  const varint = () => {
+    let n = 0;
+    for (let mul = 1;; mul *= 128) {
+      const c = b[p++];
+      n += (c & 0x7f) * mul;
+      if (c < 0x80) return n;
+    }
+  };
+  while (p < b.length) {
+    const tag = varint();
+    const type = tag & 7;
+    if (type === 0) varint();
+    else if (type === 1) p += 8;
+    else if (type === 5) p += 4;
+    else if (type === 2) {
+      const len = varint();
+      yield [Math.floor(tag / 8), b.subarray(p, p + len)];
+      p += len;
+    } else return;
+  }
+}
+
+/**
+ * An OTLP/HTTP sink in this process, as a collector would take lightmon's records
+ * (it runs on the same two cores): it counts the log records of each request
+ * (ExportLogsServiceRequest.resource_logs = 1, ResourceLogs.scope_logs = 2,
+ * ScopeLogs.log_records = 2) and answers 200.
+ */
+const otlpSink = (() => {
+  const sink = { records: 0 };
+  let server: Deno.HttpServer | undefined;
+  return {
+    get records() {
+      return sink.records;
+    },
+    reset() {
+      sink.records = 0;
+    },
+    url(): string {
+      server ??= Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+        const body = new Uint8Array(await req.arrayBuffer());
+        for (const [f, rl] of delimitedFields(body)) {
+          if (f !== 1) continue;
+          for (const [g, sl] of delimitedFields(rl)) {
+            if (g !== 2) continue;
+            for (const [h] of delimitedFields(sl)) if (h === 2) sink.records++;
+          }
+        }
+        return new Response(new Uint8Array(0), { headers: { "content-type": "application/x-protobuf" } });
+      });
+      return `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}`;
+    },
+    async close() {
+      await server?.shutdown();
+    },
+  };
+})();
 
 /**
  * lightmon from `path`, under `name`. `connect`: the client's connect. `all`: four
@@ -64,6 +125,7 @@ type Mode = "connect" | "all" | "close" | "table" | "flows";
  * `table`: connects as the table (160 columns, as when not on a terminal): one
  * row per event under a three-line header. `flows`: `--flows 1s`, the storm's
  * connections counted in the kernel, one record per client process a second.
+ * `otlp`: connects as OTLP log records (protobuf) to a sink in this process.
  */
 function lightmonTracer(name: string, path: string, mode: Mode = "connect"): Tracer {
   const select = {
@@ -72,25 +134,32 @@ function lightmonTracer(name: string, path: string, mode: Mode = "connect"): Tra
     all: `--events all --include 'dport=${port0} || lport=${port0}'`,
     close: `--events close --include 'rport=${port0}'`,
     flows: `--flows 1s --include 'dport=${port0}'`,
+    otlp: `--include 'dport=${port0}'`,
   }[mode];
+  const output = mode === "table" ? "table" : mode === "otlp" ? "otlp" : "json";
   return {
     name,
     // An older build (an A/B's A) may not have the flag.
-    missing: () => mode === "flows" && !helps(path, "-flows") ? `${path} has no --flows` : undefined,
+    missing: () =>
+      mode === "flows" && !helps(path, "-flows")
+        ? `${path} has no --flows`
+        : mode === "otlp" && !helps(path, "-otlp-endpoint")
+        ? `${path} has no --output otlp`
+        : undefined,
     perConnect: mode === "all" ? 4 : 1,
     lagMs: mode === "flows" ? 1500 : 0,
-    start: (port, out) =>
-      new Deno.Command("sh", {
-        args: [
-          "-c",
-          `exec "${path}" --output ${mode === "table" ? "table" : "json"} ${
-            select.replaceAll(port0, String(port))
-          } >"${out}"`,
-        ],
+    start: (port, out) => {
+      const to = mode === "otlp" ? ` --otlp-endpoint ${otlpSink.url()}` : "";
+      otlpSink.reset();
+      return new Deno.Command("sh", {
+        args: ["-c", `exec "${path}" --output ${output}${to} ${select.replaceAll(port0, String(port))} >"${out}"`],
         stderr: "piped",
-      }).spawn(),
+      }).spawn();
+    },
     ready: (err) => err.includes("lightmon: capture "),
-    count: mode === "flows"
+    count: mode === "otlp"
+      ? () => otlpSink.records
+      : mode === "flows"
       ? (text) =>
         text.split("\n").filter((l) => l.includes('"event":"flow"'))
           .reduce((n, l) => n + Number(/"connections":(\d+)/.exec(l)?.[1] ?? 0), 0)
@@ -131,6 +200,7 @@ const TRACERS: Tracer[] = [
   lightmonTracer("lightmon `--events all`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, "all"),
   lightmonTracer("lightmon `--output table`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, "table"),
   lightmonTracer("lightmon `--flows 1s`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, "flows"),
+  lightmonTracer("lightmon `--output otlp`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, "otlp"),
   ...(LIGHTMON_B
     ? [
       lightmonTracer(`lightmon B (${LIGHTMON_B})`, LIGHTMON_B),
@@ -138,6 +208,7 @@ const TRACERS: Tracer[] = [
       lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--events all\``, LIGHTMON_B, "all"),
       lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--output table\``, LIGHTMON_B, "table"),
       lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--flows 1s\``, LIGHTMON_B, "flows"),
+      lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--output otlp\``, LIGHTMON_B, "otlp"),
     ]
     : []),
   {
@@ -261,6 +332,7 @@ if (import.meta.main) {
   } finally {
     listener.child.kill("SIGTERM");
     await listener.child.status;
+    await otlpSink.close();
   }
   console.log(
     `\nconnect storm side by side: ${STORM_SECONDS}-second loopback storms closing with RST, ${ROUNDS} interleaved ` +

@@ -1,5 +1,5 @@
 /**
- * Per-event user-space CPU cost (all threads) of each stage (decode, enrich, filter, JSON, a table row), on
+ * Per-event user-space CPU cost (all threads) of each stage (decode, enrich, filter, JSON, an OTLP record, a table row), on
  * synthetic records, without the kernel: where the µs per event go.
  * Usage: deno run -A bench/pipeline.ts
  * @module
@@ -15,6 +15,7 @@ import { UserNames } from "../src/enrich/users.ts";
 import { compileFilter } from "../src/filter/compile.ts";
 import { JsonBytes, writeJson } from "../src/output/json.ts";
 import { LineWriter } from "../src/output/writer.ts";
+import { ProtoLogBatch } from "../src/output/otlp_encode.ts";
 import { TableRenderer } from "../src/output/table.ts";
 import process from "node:process";
 
@@ -74,6 +75,15 @@ const bytes = new JsonBytes();
 await time("json (bytes, as written)", () => {
   bytes.pos = 0;
   writeJson(ev, bytes);
+});
+const otlp = new ProtoLogBatch({ "service.name": "lightmon", "host.name": "bench" }, {
+  name: "lightmon",
+  version: "0",
+});
+let records = 0;
+await time("otlp record (protobuf bytes)", () => {
+  otlp.add(ev, ev.wallNs);
+  if (++records % 512 === 0) otlp.take();
 });
 const table = new TableRenderer(160);
 table.render(ev); // the header
