@@ -147,7 +147,8 @@ function lightmonTracer(name: string, path: string, mode: Mode = "connect"): Tra
         ? `${path} has no --output otlp`
         : undefined,
     perConnect: mode === "all" ? 4 : 1,
-    lagMs: mode === "flows" ? 1500 : 0,
+    // A flow comes out after its interval; an OTLP batch up to a second after its first record.
+    lagMs: mode === "flows" || mode === "otlp" ? 1500 : 0,
     start: (port, out) => {
       const to = mode === "otlp" ? ` --otlp-endpoint ${otlpSink.url()}` : "";
       otlpSink.reset();

@@ -7,7 +7,19 @@
  * Usage: deno run -A scripts/gen_docs.ts
  * @module
  */
-import { FIELDS, FILTER_FIELDS, type FilterSpec } from "../src/fields.ts";
+import {
+  BIG,
+  BOOL,
+  COUNTS,
+  FIELDS,
+  FILTER_FIELDS,
+  type FilterSpec,
+  NUMBER,
+  OTEL_FIELDS,
+  type OtelField,
+  STRINGS,
+  TIME,
+} from "../src/fields.ts";
 import {
   CONFIG_KEYS,
   defaultText,
@@ -24,7 +36,29 @@ import { RELEASED, VERSION } from "../src/version.ts";
 export const TABLES = {
   json: { file: "docs/events.md", markers: ["<!-- fields:json -->", "<!-- /fields:json -->"] },
   filter: { file: "docs/filters.md", markers: ["<!-- fields:filter -->", "<!-- /fields:filter -->"] },
+  otlp: { file: "docs/otlp.md", markers: ["<!-- fields:otlp -->", "<!-- /fields:otlp -->"] },
 } as const;
+
+/** An OTLP attribute's value type, from its JSON encoding (and the fields whose value is their own). */
+function otelType(f: OtelField): string {
+  if (f.ownValue) return "string";
+  switch (f.field.json) {
+    case NUMBER:
+      return "int";
+    case BOOL:
+      return "bool";
+    case STRINGS:
+      return "string[]";
+    case COUNTS:
+      return "map of int";
+    case BIG:
+      return "string (decimal)";
+    case TIME:
+      return "string (RFC 3339)";
+    default:
+      return "string";
+  }
+}
 
 /** What a filter kind matches, in words. */
 function matches(spec: FilterSpec): string {
@@ -48,6 +82,10 @@ export function tableRows(): Record<keyof typeof TABLES, string[][]> {
     json: [
       ["key", "type", "meaning"],
       ...FIELDS.filter((f) => f.json).map((f) => [`\`${f.key}\``, f.json ? f.json.type : "", f.doc]),
+    ],
+    otlp: [
+      ["attribute", "type", "JSON key"],
+      ...OTEL_FIELDS.map((f) => [`\`${f.key}\``, otelType(f), `\`${f.field.key}\``]),
     ],
     filter: [
       ["field", "matches", "meaning"],

@@ -825,6 +825,8 @@ export interface OtelField {
   key: string;
   field: Field & { json: JsonEncoding };
   get: (e: ConnEvent) => OtelValue;
+  /** The value is the field's own for OTLP (`OtelSpec.value`), not its JSON value's. */
+  ownValue: boolean;
 }
 
 /** `bytesSent` to `bytes_sent`. */
@@ -851,5 +853,5 @@ export const OTEL_FIELDS: readonly OtelField[] = FIELDS.flatMap((f): OtelField[]
     ? { key: f.otel }
     : f.otel ?? { key: `lightmon.${snakeCase(f.key)}` };
   const field = f as Field & { json: JsonEncoding };
-  return [{ key: spec.key, field, get: spec.value ?? otelValueOf(f.json, f.get) }];
+  return [{ key: spec.key, field, get: spec.value ?? otelValueOf(f.json, f.get), ownValue: spec.value !== undefined }];
 });

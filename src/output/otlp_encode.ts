@@ -224,7 +224,7 @@ function stringPrefix(key: Uint8Array, n: number): Uint8Array {
 
 /** The writer of one field's attribute: fast paths for numbers, recurring strings and booleans. */
 function fieldWriter(f: OtelField): Writer {
-  const custom = f.get !== f.field.get;
+  const custom = f.ownValue;
   const get = f.field.get;
   const enc = f.field.json;
   const when = f.field.when;
@@ -282,7 +282,9 @@ function groupWriter(fields: readonly OtelField[], group: NonNullable<Field["gro
   return (w, e) => {
     const k = keyOf(e);
     let h = cache.get(k);
-    if (h === undefined || !gets.every((get, i) => h!.values[i] === get(e))) {
+    let same = h !== undefined;
+    for (let i = 0; same && i < gets.length; i++) same = h!.values[i] === gets[i](e);
+    if (!same) {
       const values = gets.map((get) => get(e));
       const bytes = encoded((b) => fields.forEach((f) => b.bytes(recordAttribute(f.key, f.get(e)))));
       if (cache.size >= MAX_CACHED) cache.clear();
