@@ -282,9 +282,8 @@ function groupWriter(fields: readonly OtelField[], group: NonNullable<Field["gro
   return (w, e) => {
     const k = keyOf(e);
     let h = cache.get(k);
-    let same = h !== undefined;
-    for (let i = 0; same && i < gets.length; i++) same = h!.values[i] === gets[i](e);
-    if (!same) {
+    for (let i = 0; h !== undefined && i < gets.length; i++) if (h.values[i] !== gets[i](e)) h = undefined;
+    if (h === undefined) {
       const values = gets.map((get) => get(e));
       const bytes = encoded((b) => fields.forEach((f) => b.bytes(recordAttribute(f.key, f.get(e)))));
       if (cache.size >= MAX_CACHED) cache.clear();
