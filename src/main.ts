@@ -62,6 +62,17 @@ function defaultObjectPath(): string {
 }
 
 async function main(argv: string[], signals: StopSignals): Promise<number> {
+  if (argv[0] === "baseline") {
+    const { baselineCommand } = await import("./baseline/cli.ts");
+    const enc = new TextEncoder();
+    return await baselineCommand(argv.slice(1), {
+      out: (text) => {
+        const b = enc.encode(text);
+        for (let off = 0; off < b.length;) off += Deno.stdout.writeSync(b.subarray(off));
+      },
+      log,
+    });
+  }
   const o = await resolveOptions(argv);
   if (o.help) {
     console.log(helpText());

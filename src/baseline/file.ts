@@ -10,7 +10,12 @@
 import { CORE_SCHEMA, load, YAMLException } from "js-yaml";
 import { UsageError } from "../usage_error.ts";
 import { readTrustedText } from "../config/trusted_file.ts";
-import { Baseline, parseRule, RuleError } from "./rules.ts";
+import { type Baseline, parseRule, type Rule, RuleError } from "./rules.ts";
+
+/** Where parsed rules go: a Baseline, or a merge that wants each line as written too. */
+export interface RuleSink {
+  add(workload: string, rule: Rule, line: string): void;
+}
 
 /** The largest baseline read: 100,000 flows of 300 bytes. */
 export const MAX_BASELINE_BYTES = 32 << 20;
@@ -47,7 +52,7 @@ class Misplaced extends Error {
  * Parse baseline text into `into`'s rules; `file` names it in errors (UsageError
  * with the line). Returns the number of flows.
  */
-export async function parseBaseline(text: string, file: string, into: Baseline): Promise<number> {
+export async function parseBaseline(text: string, file: string, into: RuleSink): Promise<number> {
   let data: unknown;
   try {
     // No aliases: a baseline has no use for them, and a few KB of them expand to gigabytes.
@@ -72,7 +77,7 @@ export async function parseBaseline(text: string, file: string, into: Baseline):
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
-function addAll(data: unknown, into: Baseline): number {
+function addAll(data: unknown, into: RuleSink): number {
   if (data === null || data === undefined) return 0;
   if (!isRecord(data)) throw new Misplaced([], `expected a mapping with '${VERSION_KEY}: 1' and 'workloads'`);
   let flows = 0;
@@ -93,7 +98,7 @@ function addAll(data: unknown, into: Baseline): number {
   return flows;
 }
 
-function addWorkload(name: string, lines: unknown, into: Baseline): number {
+function addWorkload(name: string, lines: unknown, into: RuleSink): number {
   const at = ["workloads", name];
   const workload = name.trim();
   if (workload === "") throw new Misplaced(at, "a workload is a name ('host', 'image busybox')");
@@ -107,7 +112,7 @@ function addWorkload(name: string, lines: unknown, into: Baseline): number {
       );
     }
     try {
-      into.add(workload, parseRule(line));
+      into.add(workload, parseRule(line), line.trim());
     } catch (e) {
       if (e instanceof RuleError) throw new Misplaced([...at, i], `${e.message}: '${line}'`);
       throw e;

@@ -104,20 +104,30 @@ export function parseRule(line: string): Rule {
   return rule;
 }
 
-type Check = (e: ConnEvent) => boolean;
+/** A flow as the rules see it: what an event's flow, or a flow line of another baseline, is. */
+interface FlowKey {
+  program: string;
+  /** The DNS name of the remote end, or "". */
+  name: string;
+  /** Its address, or "" (a flow line that names the remote end by name). */
+  addr: string;
+  port: number;
+  inbound: boolean;
+}
+
+type Check = (f: FlowKey) => boolean;
 
 /** A rule with patterns, compiled. */
 function compile(r: Rule): Check {
   const program = r.program === "*" ? undefined : globMatcher(r.program);
   const addr = r.remote === "*" ? undefined : addressMatcher(r.remote);
   const name = r.remote === "*" || addr ? undefined : globMatcher(r.remote);
-  return (e) => {
-    if ((e.direction === "inbound") !== r.inbound) return false;
-    const port = servicePort(e);
-    if (port < r.portLo || port > r.portHi) return false;
-    if (program && !program(programOf(e))) return false;
-    if (addr) return addr(e.daddr);
-    if (name) return e.dnsName !== "" && name(e.dnsName);
+  return (f) => {
+    if (f.inbound !== r.inbound) return false;
+    if (f.port < r.portLo || f.port > r.portHi) return false;
+    if (program && !program(f.program)) return false;
+    if (addr) return f.addr !== "" && addr(f.addr);
+    if (name) return f.name !== "" && name(f.name);
     return true;
   };
 }
@@ -208,26 +218,47 @@ export class Baseline {
 
   /** Whether a rule covers the event's flow (its workload, program, remote end, port, direction). */
   covers(e: ConnEvent): boolean {
-    const w = workloadOf(e);
-    const program = programOf(e);
     // The name as it is: one that is not plain cannot be in a rule (parseRule refuses it), and misses.
-    const name = e.dnsName;
-    const pd = portDir(servicePort(e), e.direction === "inbound");
+    return this.#coversFlow(workloadOf(e), programOf(e), e.dnsName, e.daddr, servicePort(e), e.direction === "inbound");
+  }
+
+  /**
+   * Whether a rule covers the flow of a rule without patterns listed under a
+   * workload that is a name (merging baselines: such a line adds nothing); false
+   * for a rule with patterns or a glob workload, which only the same line covers.
+   */
+  coversRule(workload: string, rule: Rule): boolean {
+    if (!rule.exact || workload.includes("*")) return false;
+    const remote = rule.exact.remote;
+    const isAddr = ipaddr.isValid(remote);
+    return this.#coversFlow(
+      workload,
+      rule.program,
+      isAddr ? "" : remote,
+      isAddr ? remote : "",
+      rule.portLo,
+      rule.inbound,
+    );
+  }
+
+  #coversFlow(w: string, program: string, name: string, addr: string, port: number, inbound: boolean): boolean {
+    const pd = portDir(port, inbound);
     const x = this.#exact.get(w);
     // A flow learned by address (before its name was known, or with names off) covers it by name too.
-    if (x && hasExact(x, program, name, e.daddr, pd)) return true;
+    if (x && hasExact(x, program, name, addr, pd)) return true;
     if (this.#patterns === 0) return false;
     const extra = this.#extraFor(w);
-    for (const g of extra.exacts) if (hasExact(g, program, name, e.daddr, pd)) return true;
+    for (const g of extra.exacts) if (hasExact(g, program, name, addr, pd)) return true;
     const checks = extra.checks;
+    const flow: FlowKey = { program, name, addr, port, inbound };
     if (checks.length <= REMEMBER_PAST) {
-      for (const c of checks) if (c(e)) return true;
+      for (const c of checks) if (c(flow)) return true;
       return false;
     }
-    const key = `${w}\0${program}\0${name}\0${e.daddr}\0${pd}`;
+    const key = `${w}\0${program}\0${name}\0${addr}\0${pd}`;
     const known = this.#verdicts.get(key);
     if (known !== undefined) return known;
-    const verdict = checks.some((c) => c(e));
+    const verdict = checks.some((c) => c(flow));
     if (this.#verdicts.size >= MAX_VERDICTS) {
       this.#verdicts.clear();
       this.verdictResets++;

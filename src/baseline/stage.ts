@@ -32,14 +32,30 @@ export class BaselineStage extends Stage<ConnEvent> {
     this.emit(e);
   }
 
-  /** Judge by these rules from now on (SIGHUP re-read the file). */
+  #reloads = 0;
+  #reloadFailures = 0;
+
+  /** Judge by these rules from now on (the file changed, or SIGHUP re-read it). */
   replace(rules: Baseline): void {
     this.#rules = rules;
+    this.#reloads++;
+  }
+
+  /** The file changed but could not be used: the rules stay as they were. */
+  reloadFailed(): void {
+    this.#reloadFailures++;
   }
 
   override counters(): Counters {
-    return { checked: this.#checked, "verdict-resets": this.#rules.verdictResets };
+    return {
+      checked: this.#checked,
+      "verdict-resets": this.#rules.verdictResets,
+      reloads: this.#reloads,
+      "reload-failures": this.#reloadFailures,
+    };
   }
+
+  override readonly notable: ReadonlySet<string> = new Set(["reload-failures"]);
 }
 
 /** New flows learned in one run at most; the rest are counted, not kept. */

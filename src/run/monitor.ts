@@ -8,7 +8,7 @@
 import type { Options } from "../cli/options.ts";
 import type { Loaded } from "../capture/loader.ts";
 import { UsageError } from "../usage_error.ts";
-import { dirOf, untrustedDirBecause } from "../config/trusted_file.ts";
+import { dirOf, fileVersion, untrustedDirBecause } from "../config/trusted_file.ts";
 import { keepPredicate, mentionsField } from "../filter/select.ts";
 import { type ConnEvent, EVENT_KINDS, type EventKind } from "../event.ts";
 import { runMonitor } from "./controller.ts";
@@ -37,6 +37,8 @@ import { Progress, progressLine, wantsProgress } from "../output/progress.ts";
 
 /** How soon connections the ring had no room for come out as flow records, reporting one by one. */
 const OVERFLOW_INTERVAL_MS = 1000;
+/** How often the baseline file is looked at for a new version (a ConfigMap's swap, an edit). */
+const BASELINE_POLL_MS = 1000;
 /** How long an exited process's image is kept for the records that name it (ProcessCache's default). */
 const PROCESS_GRACE_MS = 30_000;
 
@@ -78,6 +80,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
     : (e: ConnEvent) => (selected.has(e.event) || e.event === "flow") && userKeep(e);
   // Both files are read before the run: a mistake in one is a usage error.
   const rules = o.baseline ? new Baseline() : undefined;
+  const baselineVersion = { now: rules ? fileVersion(o.baseline) : "" };
   const baselineFile = rules && await loadBaseline(o.baseline, rules, "--baseline", false);
   const learner = o.learn ? await Learner.open(o.learn) : undefined;
   if (learner) checkWritableDir(o.learn);
@@ -87,6 +90,8 @@ export async function monitor(o: Options, start: Start): Promise<number> {
   // Before Docker's list: a mistake in the output's settings is the only line said.
   const { renderer, describe: outputText } = await makeRenderer(o, log);
   const docker = new DockerSource(o.dockerRuntime, log);
+  let baselineWatch: ReturnType<typeof setInterval> | undefined;
+  let reading = false;
   try {
     await docker.start();
     const containers = new Containers(docker, {
@@ -121,6 +126,21 @@ export async function monitor(o: Options, start: Start): Promise<number> {
     const drift = rules || learner ? new DriftStage({ baselinePath: rules && o.baseline, learner }) : undefined;
     const marker = rules ? new BaselineStage(rules) : undefined;
     start.signals.onReload(() => reload(o, { marker, learner, renderer, log }));
+    // A long-running agent has no restart to pick up a new baseline: a new version of the file
+    // (kubelet swapping a ConfigMap's ..data, an edit renamed into place) is read as SIGHUP reads it.
+    if (marker) {
+      baselineWatch = setInterval(async () => {
+        const v = fileVersion(o.baseline);
+        if (v === baselineVersion.now || v === "" || reading) return;
+        baselineVersion.now = v;
+        reading = true;
+        try {
+          log(`lightmon: baseline ${o.baseline} changed: ${await reloadBaseline(o.baseline, marker)}`);
+        } finally {
+          reading = false;
+        }
+      }, BASELINE_POLL_MS);
+    }
     if (metrics) {
       output.onClose = (e) => metrics.observeClose(e.durationMs, e.bytesSent, e.bytesReceived);
       output.onFlow = (e) => metrics.observeBytes(e.bytesSent, e.bytesReceived);
@@ -228,6 +248,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
     if (rules && drift && drift.novelFlows > 0 && (o.durationMs > 0 || o.count > 0)) return 3;
     return 0;
   } finally {
+    clearInterval(baselineWatch);
     await docker.close();
     await metrics?.close();
   }
@@ -279,16 +300,7 @@ async function reload(
   r: { marker?: BaselineStage; learner?: Learner; renderer: Renderer; log: (line: string) => void },
 ): Promise<void> {
   const did: string[] = [];
-  if (r.marker) {
-    try {
-      const fresh = new Baseline();
-      const file = await loadBaseline(o.baseline, fresh, "--baseline", false);
-      r.marker.replace(fresh);
-      did.push(`baseline ${o.baseline} re-read (${file?.flows ?? 0} flows)`);
-    } catch (e) {
-      did.push(`baseline not re-read, the previous one stays (${e instanceof Error ? e.message : e})`);
-    }
-  }
+  if (r.marker) did.push(`baseline ${o.baseline} ${await reloadBaseline(o.baseline, r.marker)}`);
   if (r.learner) {
     try {
       const n = r.learner.pending;
@@ -303,6 +315,23 @@ async function reload(
     did.push(`log file reopened in ${o.logPath}`);
   }
   r.log(`lightmon: SIGHUP: ${did.length ? did.join("; ") : "nothing to re-read"}`);
+}
+
+/**
+ * Read the baseline again and judge by it from now on; a file that cannot be used
+ * (a mistake, an untrusted owner or mode) leaves the previous rules, counted.
+ * Says what was done.
+ */
+async function reloadBaseline(path: string, marker: BaselineStage): Promise<string> {
+  try {
+    const fresh = new Baseline();
+    const file = await loadBaseline(path, fresh, "--baseline", false);
+    marker.replace(fresh);
+    return `re-read (${file?.flows ?? 0} flows)`;
+  } catch (e) {
+    marker.reloadFailed();
+    return `not re-read, the previous one stays (${e instanceof Error ? e.message : e})`;
+  }
 }
 
 /** The directory a --learn file is replaced in must exist: said at start, not after an hour of learning. */
