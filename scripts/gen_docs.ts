@@ -150,6 +150,12 @@ export function manPage(): string {
     ".SH SYNOPSIS",
     ".B sudo lightmon",
     "[\\fIflags\\fR]",
+    ".br",
+    ".B lightmon baseline merge",
+    "\\fIFILE\\fR... [\\fB-o\\fR \\fIOUT\\fR]",
+    ".br",
+    ".B lightmon baseline check",
+    "\\fIFILE\\fR...",
     ".SH DESCRIPTION",
     roff(
       "lightmon reports, live, every TCP connection any process on the host opens (and, with `-events`, accepts and closes): who (pid, user, executable, arguments), from which container or Kubernetes pod, from where to where (IPv4 and IPv6), how it ended, and the DNS name the workload resolved for the address. It loads a CO-RE BPF object through libbpf, reads its ring buffer, and writes a table, JSON lines, hourly log files or an end-of-run summary of flows.",

@@ -92,6 +92,64 @@ Deno.test("the DaemonSet runs on every node with host pids and the mounts lightm
 // deno-lint-ignore no-explicit-any
 type Manifest = any;
 
+/** The DaemonSet with its "drift {" ... "drift }" blocks uncommented, as the manifest says to turn drift on. */
+function withDrift(text: string): string {
+  let on = false;
+  return text.split("\n").map((l) => {
+    if (/^\s*# drift \{$/.test(l)) return (on = true, "");
+    if (/^\s*# drift \}$/.test(l)) return (on = false, "");
+    return on ? l.replace(/^(\s*)# /, "$1") : l;
+  }).join("\n");
+}
+
+Deno.test("the DaemonSet's drift blocks mount the baseline ConfigMap read-only where -baseline reads it, and its baseline checks", async () => {
+  const text = Deno.readTextFileSync(`${ROOT}deploy/daemonset.yaml`);
+  const plain = parse(text) as Manifest;
+  assert.equal(plain.spec.template.spec.containers[0].args.includes("-baseline"), false, "drift is off as shipped");
+  const ds = parse(withDrift(text)) as Manifest;
+  const pod = ds.spec.template.spec;
+  const c = pod.containers[0];
+  const file = c.args[c.args.indexOf("-baseline") + 1];
+  assert.ok(c.args.includes("-metrics-addr"), "drift metrics");
+  const mount = c.volumeMounts.find((m: Manifest) => file.startsWith(`${m.mountPath}/`));
+  assert.ok(mount, `a mount holds ${file}`);
+  assert.equal(mount.readOnly, true);
+  const volume = pod.volumes.find((v: Manifest) => v.name === mount.name);
+  const cm = parse(Deno.readTextFileSync(`${ROOT}deploy/baseline-configmap.yaml`)) as Manifest;
+  assert.deepEqual([cm.kind, cm.metadata.name, cm.metadata.namespace], [
+    "ConfigMap",
+    volume.configMap.name,
+    ds.metadata.namespace,
+  ]);
+  const key = file.slice(mount.mountPath.length + 1);
+  assert.ok(typeof cm.data[key] === "string", `the ConfigMap has ${key}`);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/${key}`, cm.data[key]);
+    const out = await new Deno.Command(`${ROOT}lightmon`, {
+      args: ["baseline", "check", `${dir}/${key}`],
+      stderr: "piped",
+    })
+      .output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the collector snippet receives OTLP/HTTP where the DaemonSet sends it, into a logs pipeline", () => {
+  const col = parse(Deno.readTextFileSync(`${ROOT}deploy/otel-collector.yaml`)) as Manifest;
+  assert.match(col.receivers.otlp.protocols.http.endpoint, /:4318$/);
+  assert.ok(col.service.pipelines.logs.receivers.includes("otlp"));
+  for (const p of col.service.pipelines.logs.processors) assert.ok(p in col.processors, p);
+  for (const e of col.service.pipelines.logs.exporters) assert.ok(e in col.exporters, e);
+  const ds = parse(Deno.readTextFileSync(`${ROOT}deploy/daemonset.yaml`)) as Manifest;
+  const env = ds.spec.template.spec.containers[0].env;
+  const endpoint = env.find((e: Manifest) => e.name === "OTEL_EXPORTER_OTLP_ENDPOINT").value;
+  assert.match(endpoint, /^http:\/\/[^/]+:4318$/);
+  assert.equal(env.find((e: Manifest) => e.name === "OTEL_RESOURCE_ATTRIBUTES").value, "k8s.node.name=$(NODE_NAME)");
+});
+
 /** Capability numbers of the names the manifests use. */
 const CAP_NUMBER: Record<string, number> = { SYS_PTRACE: 19, SYS_ADMIN: 21, SYS_RESOURCE: 24, PERFMON: 38, BPF: 39 };
 
@@ -133,7 +191,15 @@ function dockerRunArgs(ds: Manifest, name: string, dist: string, image: string):
   }
   if (c.resources?.limits?.memory) args.push("--memory", dockerMemory(c.resources.limits.memory));
   if (c.resources?.limits?.cpu) args.push("--cpus", String(c.resources.limits.cpu));
-  for (const e of c.env ?? []) args.push("-e", `${e.name}=${e.value}`);
+  // kubelet's env: a node's name from the downward API, $(VAR) expanded from the ones before.
+  const env = new Map<string, string>();
+  for (const e of c.env ?? []) {
+    const value = e.valueFrom?.fieldRef?.fieldPath === "spec.nodeName"
+      ? "node-under-test"
+      : String(e.value).replace(/\$\((\w+)\)/g, (_: string, v: string) => env.get(v) ?? `$(${v})`);
+    env.set(e.name, value);
+    args.push("-e", `${e.name}=${value}`);
+  }
   const volumes = new Map(pod.volumes.map((v: Manifest) => [v.name, v]));
   for (const m of c.volumeMounts) {
     const v = volumes.get(m.name) as Manifest;

@@ -609,7 +609,7 @@ export function helpText(): string {
     `lightmon ${VERSION} - container-aware TCP connection monitor (eBPF)`,
     "",
     "Usage: sudo lightmon [flags]    (-flag or --flag; a value after a space or '=')",
-    "       lightmon baseline merge FILE... [-o OUT] | baseline check FILE...   (one baseline for a fleet)",
+    "       lightmon baseline merge FILE... [-o OUT]  |  lightmon baseline check FILE...",
   ];
   for (const g of GROUPS) {
     lines.push("", `${g}:`);

@@ -187,6 +187,7 @@ export class OtlpRenderer implements Renderer {
     const body = this.#batch.take();
     if (this.#queued + records > this.#c.maxQueue) {
       this.#drops["export-queue-full"] += records;
+      this.#batch.recycle(body);
     } else {
       this.#queue.push({ body, records, attempts: 0 });
       this.#queued += records;
@@ -213,6 +214,7 @@ export class OtlpRenderer implements Renderer {
         }
         this.#queue.shift();
         this.#queued -= item.records;
+        this.#batch.recycle(item.body);
         if (outcome.kind === "final") {
           this.#drops["export-rejected"] += item.records;
           this.#log(`lightmon: the collector refused ${item.records} records (${outcome.why}); they are dropped`);

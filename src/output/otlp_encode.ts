@@ -349,11 +349,19 @@ export interface LogBatch {
   add(e: ConnEvent, observedNs: bigint): void;
   /** The ExportLogsServiceRequest of the records added since the last take, and start anew. */
   take(): Uint8Array;
+  /** A request `take` returned is no longer needed (sent, or dropped): its memory may be used again. */
+  recycle(body: Uint8Array): void;
 }
+
+/** Spare batch buffers kept for the next batches: a fresh one per batch left the GC hundreds of MB behind. */
+const MAX_SPARES = 4;
 
 /** ExportLogsServiceRequest in protobuf, written record by record. */
 export class ProtoLogBatch implements LogBatch {
-  #w = new JsonBytes();
+  #w = new JsonBytes(1 << 16);
+  /** Bytes kept before the records for the request's head (written at take, right before them). */
+  #headRoom: number;
+  #spares: Uint8Array[] = [];
   #count = 0;
   #attributes = compileAttributes();
   /** `0x0a len Resource` and `0x0a len InstrumentationScope`, once. */
@@ -376,6 +384,9 @@ export class ProtoLogBatch implements LogBatch {
         }),
       )
     );
+    // resource_logs tag and length, the resource, scope_logs tag and length, the scope.
+    this.#headRoom = 1 + 5 + this.#resource.length + 1 + 5 + this.#scope.length;
+    this.#w.pos = this.#headRoom;
     for (const [n, text] of [[INFO, "INFO"], [WARN, "WARN"]] as const) {
       this.#severity.set(
         n,
@@ -429,9 +440,10 @@ export class ProtoLogBatch implements LogBatch {
   }
 
   take(): Uint8Array {
-    const records = this.#w.buf.subarray(0, this.#w.pos);
+    const w = this.#w;
+    const recordsLen = w.pos - this.#headRoom;
     // ResourceLogs { resource = 1; scope_logs = 2 { scope = 1; log_records = 2 ... } }
-    const scopeLogsLen = this.#scope.length + records.length;
+    const scopeLogsLen = this.#scope.length + recordsLen;
     const resourceLogsLen = this.#resource.length + 1 + varintSize(scopeLogsLen) + scopeLogsLen;
     const head = scratch;
     head.pos = 0;
@@ -443,12 +455,21 @@ export class ProtoLogBatch implements LogBatch {
     head.buf[head.pos++] = 0x12;
     varint(head, scopeLogsLen);
     head.bytes(this.#scope);
-    const out = new Uint8Array(head.pos + records.length);
-    out.set(head.buf.subarray(0, head.pos));
-    out.set(records, head.pos);
-    this.#w.pos = 0;
+    // The head goes right before the records: the request is a view of the buffer, which the
+    // request keeps; the batch goes on in a spare one.
+    const start = this.#headRoom - head.pos;
+    w.buf.set(head.buf.subarray(0, head.pos), start);
+    const out = w.buf.subarray(start, w.pos);
+    w.buf = this.#spares.pop() ?? new Uint8Array(w.buf.length);
+    w.pos = this.#headRoom;
     this.#count = 0;
     return out;
+  }
+
+  recycle(body: Uint8Array): void {
+    if (this.#spares.length < MAX_SPARES && body.byteOffset < this.#headRoom) {
+      this.#spares.push(new Uint8Array(body.buffer));
+    }
   }
 }
 
@@ -505,4 +526,6 @@ export class JsonLogBatch implements LogBatch {
     // deno-lint-ignore no-explicit-any
     return JsonLogsSerializer.serializeRequest(records as any) ?? new Uint8Array(0);
   }
+
+  recycle(): void {}
 }
