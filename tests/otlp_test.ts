@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { bpfTest, closedPort, connect, Lightmon, listen, type Truth } from "./harness.ts";
 import { OtlpReceiver, type Received } from "./helpers/otlp_receiver.ts";
 import { OTEL_FIELDS } from "../src/fields.ts";
+import { dockerTest, IMAGE, runContainer, uniqueName } from "./docker.ts";
 import { VERSION } from "../src/version.ts";
 
 type Ev = Record<string, unknown>;
@@ -330,3 +331,36 @@ bpfTest("otlp: a bad OTEL_* value or endpoint is one line and exit 2", async () 
   }
   await Deno.remove(writable);
 });
+
+dockerTest(
+  "otlp: a container's connect carries its container.id, container.name and container.image.name",
+  async () => {
+    const rx = new OtlpReceiver();
+    const l = listen("127.0.0.1");
+    const lm = new Lightmon(["--output", "otlp", "--otlp-endpoint", rx.url, "--include", `dport=${l.port}`]);
+    try {
+      await lm.ready();
+      const name = uniqueName("lightmon-otlp");
+      const { id, stdout } = await runContainer(name, ["/bin/connector", "127.0.0.1", String(l.port)]);
+      const truth = JSON.parse(stdout.trim().split("\n")[0]);
+      await lm.until(
+        () => rx.records.some((r) => r.attributes["container.id"] === id),
+        15_000,
+        "the container's record",
+      );
+      const st = await lm.stop();
+      assert.equal(st.code, 0, lm.stderr);
+      const r = rx.records.find((x) => x.attributes["container.id"] === id)!;
+      assert.equal(r.attributes["container.name"], name);
+      assert.equal(r.attributes["container.image.name"], IMAGE);
+      assert.equal(r.attributes["container.runtime.name"], "docker");
+      assert.equal(r.attributes["process.executable.path"], "/bin/connector");
+      assert.equal(r.attributes["network.local.port"], truth.sport);
+      assert.equal(r.attributes["network.peer.port"], l.port);
+    } finally {
+      await lm.stop().catch(() => {});
+      l.close();
+      await rx.close();
+    }
+  },
+);

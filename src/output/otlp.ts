@@ -126,6 +126,36 @@ export function rejectedIn(body: Uint8Array, json: boolean): number {
   return typeof n === "number" ? n : 0;
 }
 
+/** A response body is read up to this much (a partial success, an error's text); the rest is not read. */
+const MAX_ANSWER_BYTES = 64 << 10;
+
+/** The response's body, at most MAX_ANSWER_BYTES of it. */
+async function boundedBody(res: Response): Promise<Uint8Array> {
+  if (!res.body) return new Uint8Array(0);
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  try {
+    while (n < MAX_ANSWER_BYTES) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      n += value.length;
+    }
+  } finally {
+    if (n >= MAX_ANSWER_BYTES) await reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+  const out = new Uint8Array(Math.min(n, MAX_ANSWER_BYTES));
+  let off = 0;
+  for (const p of parts) {
+    const take = Math.min(p.length, out.length - off);
+    out.set(p.subarray(0, take), off);
+    off += take;
+  }
+  return out;
+}
+
 /** gzip, off the main thread's synchronous path. */
 async function gzip(body: Uint8Array): Promise<Uint8Array> {
   const stream = new Blob([body as BlobPart]).stream().pipeThrough(new CompressionStream("gzip"));
@@ -217,7 +247,13 @@ export class OtlpRenderer implements Renderer {
         this.#batch.recycle(item.body);
         if (outcome.kind === "final") {
           this.#drops["export-rejected"] += item.records;
-          this.#log(`lightmon: the collector refused ${item.records} records (${outcome.why}); they are dropped`);
+          // Said once until it takes records again: a collector refusing every batch must not flood stderr.
+          if (this.#down !== outcome.why) {
+            this.#down = outcome.why;
+            this.#log(
+              `lightmon: the collector at ${this.#c.url} refuses records (${outcome.why}); they are dropped and counted (export-rejected)`,
+            );
+          }
         } else {
           this.#sent += item.records - outcome.rejected;
           this.#drops["export-rejected"] += outcome.rejected;
@@ -266,7 +302,7 @@ export class OtlpRenderer implements Renderer {
       const body = this.#c.gzip ? await gzip(item.body) : item.body;
       if (item.records > 0) this.#requests++;
       const res = await this.#post(body, ac.signal);
-      const answer = new Uint8Array(await res.arrayBuffer());
+      const answer = await boundedBody(res);
       if (res.ok) {
         return { kind: "ok", rejected: Math.min(item.records, rejectedIn(answer, this.#c.protocol === "http/json")) };
       }

@@ -5,7 +5,8 @@ import { LOGS_REQUEST as REQUEST, plainAttributes } from "../testdata/otlp.ts";
 import { sampleEvent, sampleFlow } from "../testdata/event.ts";
 import { VERSION } from "../version.ts";
 import { JsonLogBatch, otelAttributes, ProtoLogBatch } from "./otlp_encode.ts";
-import { logsUrl, otlpConfig, parsePairs } from "./otlp_config.ts";
+import { logsUrl, type OtlpConfig, otlpConfig, parsePairs } from "./otlp_config.ts";
+import { backoffMs, OtlpRenderer, rejectedIn, retryAfterMs } from "./otlp.ts";
 import { UsageError } from "../usage_error.ts";
 
 /** The protobuf request decoded with the official definitions. */
@@ -203,4 +204,68 @@ Deno.test("header names from the environment never reach a prototype", () => {
   assert.equal(Object.getPrototypeOf(h), Object.prototype);
   assert.deepEqual(Object.keys(h), ["__proto__", "constructor"]);
   assert.equal(h["__proto__" as keyof typeof h], "x");
+});
+
+/** A config for the exporter's own tests: batches of `maxBatch`, sent at once. */
+function testConfig(over: Partial<OtlpConfig> = {}): OtlpConfig {
+  return { ...otlpConfig("http://127.0.0.1:9/", {}, "h"), maxBatch: 2, batchDelayMs: 10, ...over };
+}
+
+Deno.test("a collector that refuses every batch for good: all counted as export-rejected, said once", async () => {
+  const lines: string[] = [];
+  let posts = 0;
+  const r = new OtlpRenderer(
+    testConfig(),
+    () => (posts++, Promise.resolve(new Response("no", { status: 401, statusText: "Unauthorized" }))),
+    (l) => lines.push(l),
+    SCOPE,
+  );
+  for (let i = 0; i < 10; i++) r.event(sampleEvent({ sport: i }));
+  r.close();
+  await r.settle(1000);
+  assert.equal(posts, 5);
+  assert.deepEqual(r.drops(), { "export-queue-full": 0, "export-rejected": 10, "export-unsent": 0 });
+  assert.equal(lines.filter((l) => /refuses records \(HTTP 401 Unauthorized\)/.test(l)).length, 1, lines.join("\n"));
+  assert.equal(r.counters()["export.sent"], 0);
+});
+
+Deno.test("a partial success's rejected records are counted; the rest are sent", async () => {
+  // ExportLogsServiceResponse { partial_success (1) { rejected_log_records (1): 1 } }
+  const partial = new Uint8Array([0x0a, 0x02, 0x08, 0x01]);
+  assert.equal(rejectedIn(partial, false), 1);
+  assert.equal(rejectedIn(new TextEncoder().encode('{"partialSuccess":{"rejectedLogRecords":"2"}}'), true), 2);
+  const r = new OtlpRenderer(testConfig(), () => Promise.resolve(new Response(partial)), () => {}, SCOPE);
+  for (let i = 0; i < 4; i++) r.event(sampleEvent({ sport: i }));
+  r.close();
+  await r.settle(1000);
+  assert.equal(r.counters()["export.sent"], 2);
+  assert.equal(r.drops()["export-rejected"], 2);
+});
+
+Deno.test("past the queue's bound, batches are dropped and counted while the collector hangs; the rest are unsent at stop", async () => {
+  const r = new OtlpRenderer(
+    testConfig({ maxQueue: 4, timeoutMs: 60_000 }),
+    (_b, signal) => new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))),
+    () => {},
+    SCOPE,
+  );
+  for (let i = 0; i < 10; i++) r.event(sampleEvent({ sport: i }));
+  r.close();
+  const t0 = performance.now();
+  await r.settle(0);
+  assert.ok(performance.now() - t0 < 6000, "the final flush is bounded");
+  assert.deepEqual(r.drops(), { "export-queue-full": 6, "export-rejected": 0, "export-unsent": 4 });
+});
+
+Deno.test("Retry-After in seconds or as a date, bounded; backoff doubles from 250 ms to 5 s with jitter", () => {
+  assert.equal(retryAfterMs("3"), 3000);
+  assert.equal(retryAfterMs("86400"), 60_000);
+  assert.equal(retryAfterMs(new Date(10_000).toUTCString(), 8000), 2000);
+  assert.equal(retryAfterMs("soon"), undefined);
+  assert.equal(retryAfterMs(null), undefined);
+  assert.equal(backoffMs(1, () => 0.5), 250);
+  assert.equal(backoffMs(3, () => 0.5), 1000);
+  assert.equal(backoffMs(30, () => 0.5), 5000);
+  assert.equal(backoffMs(1, () => 0), 200);
+  assert.equal(backoffMs(1, () => 1), 300);
 });
