@@ -84,11 +84,11 @@ export async function monitor(o: Options, start: Start): Promise<number> {
   const baselineFile = rules && await loadBaseline(o.baseline, rules, "--baseline", false);
   const learner = o.learn ? await Learner.open(o.learn) : undefined;
   if (learner) checkWritableDir(o.learn);
+  // Before Docker's list and the metrics server: a mistake in the output's settings is the only line said.
+  const { renderer, describe: outputText } = await makeRenderer(o, log);
   const metrics = o.metricsAddr
     ? await (await import("../output/metrics.ts")).MetricsServer.open(o.metricsAddr)
     : undefined;
-  // Before Docker's list: a mistake in the output's settings is the only line said.
-  const { renderer, describe: outputText } = await makeRenderer(o, log);
   const docker = new DockerSource(o.dockerRuntime, log);
   let baselineWatch: ReturnType<typeof setInterval> | undefined;
   let reading = false;
