@@ -21,7 +21,6 @@ import type { Counters } from "../stage.ts";
 import type { Renderer } from "./renderer.ts";
 import type { OtlpConfig } from "./otlp_config.ts";
 import { JsonLogBatch, type LogBatch, ProtoLogBatch, type Scope } from "./otlp_encode.ts";
-import { CLOCK_REALTIME, clockNs } from "../../ffi/libc.ts";
 
 /** Why records were not delivered, as the ledger names the causes. */
 export interface ExportDrops {
@@ -183,7 +182,7 @@ export class OtlpRenderer implements Renderer {
   #retries = 0;
   /** Whether the last attempt failed, and why (said once per outage). */
   #down = "";
-  /** Wall clock per flush: the observed time of the records of one batch of events. */
+  /** Wall clock (ms precision) once per batch of events: the observed time of its records. */
   #now = 0n;
 
   constructor(c: OtlpConfig, post: Post, log: (line: string) => void, scope: Scope) {
@@ -196,7 +195,7 @@ export class OtlpRenderer implements Renderer {
   }
 
   event(e: ConnEvent): void {
-    if (this.#now === 0n) this.#now = clockNs(CLOCK_REALTIME);
+    if (this.#now === 0n) this.#now = BigInt(Date.now()) * 1_000_000n;
     this.#batch.add(e, this.#now);
     if (this.#batch.count >= this.#c.maxBatch) this.#seal();
     else if (this.#batchTimer === undefined) {

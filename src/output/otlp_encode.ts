@@ -185,28 +185,13 @@ class AttributeCache<K> {
 
 type Writer = (w: JsonBytes, e: ConnEvent) => void;
 
-/** Bytes before a number's varint, by the varint's size: `0x32 len 0x0a len key 0x12 len 0x18`. */
-function numberPrefixes(key: string): Uint8Array[] {
-  const k = UTF8.encode(key);
-  return Array.from({ length: 11 }, (_, size) => {
-    const anyLen = 1 + size;
-    const kvLen = 1 + varintSize(k.length) + k.length + 1 + 1 + anyLen;
-    return encoded((w) => {
-      w.ensure(1);
-      w.buf[w.pos++] = 0x32;
-      varint(w, kvLen);
-      delimited(w, 0x0a, k);
-      w.ensure(2);
-      w.buf[w.pos++] = 0x12;
-      w.buf[w.pos++] = anyLen;
-      w.buf[w.pos++] = 0x18;
-    });
-  });
-}
-
-/** Bytes before a string's bytes, by its (ASCII) length: `0x32 len 0x0a len key 0x12 len 0x0a len`. */
-function stringPrefix(key: Uint8Array, n: number): Uint8Array {
-  const anyLen = 1 + varintSize(n) + n;
+/**
+ * A record attribute's bytes (LogRecord.attributes, field 6) up to its value's payload:
+ * `0x32 len 0x0a len KEY 0x12 len TAG`, then `varint(length)` when the value is
+ * length-delimited. `payload` is the bytes that follow: a varint's, or a string's.
+ */
+function attributeHead(key: Uint8Array, tag: number, payload: number, length?: number): Uint8Array {
+  const anyLen = 1 + (length === undefined ? 0 : varintSize(length)) + payload;
   const kvLen = 1 + varintSize(key.length) + key.length + 1 + varintSize(anyLen) + anyLen;
   return encoded((w) => {
     w.ensure(1);
@@ -217,8 +202,8 @@ function stringPrefix(key: Uint8Array, n: number): Uint8Array {
     w.buf[w.pos++] = 0x12;
     varint(w, anyLen);
     w.ensure(1);
-    w.buf[w.pos++] = 0x0a;
-    varint(w, n);
+    w.buf[w.pos++] = tag;
+    if (length !== undefined) varint(w, length);
   });
 }
 
@@ -230,7 +215,9 @@ function fieldWriter(f: OtelField): Writer {
   const when = f.field.when;
   let write: Writer;
   if (!custom && enc === NUMBER) {
-    const prefixes = numberPrefixes(f.key);
+    // By the varint's size: an int AnyValue (0x18) and the varint.
+    const key = UTF8.encode(f.key);
+    const prefixes = Array.from({ length: 11 }, (_, size) => attributeHead(key, 0x18, size));
     write = (w, e) => {
       const n = get(e) as number;
       if (Number.isSafeInteger(n) && n >= 0) {
@@ -241,7 +228,8 @@ function fieldWriter(f: OtelField): Writer {
   } else if (!custom && enc === BIG) {
     // A 64-bit number as its decimal string: digits written in place, no string made.
     const key = UTF8.encode(f.key);
-    const prefixes = Array.from({ length: 17 }, (_, n) => stringPrefix(key, n));
+    // By the number of digits: a string AnyValue (0x0a), its length and the (ASCII) digits.
+    const prefixes = Array.from({ length: 17 }, (_, n) => attributeHead(key, 0x0a, n, n));
     write = (w, e) => {
       const n = Number(get(e) as bigint);
       if (Number.isSafeInteger(n) && n >= 0) {
