@@ -182,10 +182,20 @@ export class OtlpRenderer implements Renderer {
   #retries = 0;
   /** Whether the last attempt failed, and why (said once per outage). */
   #down = "";
-  /** Wall clock (ms precision) once per batch of events: the observed time of its records. */
+  /** Wall clock once per batch of events: the observed time of its records. */
   #now = 0n;
 
-  constructor(c: OtlpConfig, post: Post, log: (line: string) => void, scope: Scope) {
+  readonly #clock: () => bigint;
+
+  /** `clock`: wall-clock ns now (the run's CLOCK_REALTIME, the clock the events' times are on). */
+  constructor(
+    c: OtlpConfig,
+    post: Post,
+    log: (line: string) => void,
+    scope: Scope,
+    clock = () => BigInt(Date.now()) * 1_000_000n,
+  ) {
+    this.#clock = clock;
     this.#c = c;
     this.#post = post;
     this.#log = log;
@@ -195,7 +205,7 @@ export class OtlpRenderer implements Renderer {
   }
 
   event(e: ConnEvent): void {
-    if (this.#now === 0n) this.#now = BigInt(Date.now()) * 1_000_000n;
+    if (this.#now === 0n) this.#now = this.#clock();
     this.#batch.add(e, this.#now);
     if (this.#batch.count >= this.#c.maxBatch) this.#seal();
     else if (this.#batchTimer === undefined) {

@@ -28,6 +28,7 @@ async function pem(path: string, what: string): Promise<string> {
 export async function openOtlp(
   endpoint: string,
   log: (line: string) => void,
+  clock: () => bigint,
   env: Record<string, string | undefined> = Deno.env.toObject(),
 ): Promise<{ renderer: OtlpRenderer; describe: string }> {
   const c = otlpConfig(endpoint, env, Deno.hostname());
@@ -47,7 +48,7 @@ export async function openOtlp(
       throw new UsageError(`the OTLP certificates cannot be used: ${e instanceof Error ? e.message : e}`);
     }
   }
-  const renderer = new OtlpRenderer(c, httpPost(c, client), log, { name: "lightmon", version: VERSION });
+  const renderer = new OtlpRenderer(c, httpPost(c, client), log, { name: "lightmon", version: VERSION }, clock);
   const down = await renderer.probe();
   const how = `${c.protocol}${c.gzip ? ", gzip" : ""}`;
   const state = down ? `; the collector is not answering (${down}): records wait in the queue until it does` : "";

@@ -286,7 +286,7 @@ async function makeRenderer(
     }
     case "otlp": {
       const { openOtlp } = await import("../output/otlp_open.ts");
-      return await openOtlp(o.otlpEndpoint, log);
+      return await openOtlp(o.otlpEndpoint, log, () => clockNs(CLOCK_REALTIME));
     }
   }
 }
