@@ -696,11 +696,14 @@ static __always_inline bool emit_conn(struct lm_conn_event *e, enum lm_send how)
  */
 static __always_inline bool emit_opening(struct lm_conn_event *e, __u32 kind)
 {
-	if (lm_cfg.openings & kind)
-		return emit_conn(e, kind == LM_OPEN_CONNECTS && (lm_cfg.openings & LM_OPEN_NAMES_ONLY) ? LM_SEND_NAMES
-											   : LM_SEND_OPENING);
-	count(LM_CTR_FILTERED);
-	return false;
+	if (!(lm_cfg.openings & kind)) {
+		count(LM_CTR_FILTERED);
+		return false;
+	}
+	if (kind == LM_OPEN_CONNECTS && (lm_cfg.openings & LM_OPEN_NAMES_ONLY))
+		return emit_conn(e, LM_SEND_NAMES);
+	/* A connection counted into its flow at its pending is not also reported one by one at its outcome. */
+	return emit_conn(e, (e->flags & LM_FLAG_PENDING_FLOW) ? LM_SEND_FLOW : LM_SEND_OPENING);
 }
 
 static __always_inline bool read_endpoints(const struct sock *sk, struct lm_conn_event *e);
@@ -1117,10 +1120,12 @@ static __always_inline int handle_retransmit(const struct sock *sk, int state)
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	if (!read_endpoints(sk, e))
 		return 0;
-	if (ports_included(e->sport, e->dport))
-		emit_opening(e, LM_OPEN_CONNECTS);
-	else
+	if (ports_included(e->sport, e->dport)) {
+		if (emit_opening(e, LM_OPEN_CONNECTS))
+			e->flags |= LM_FLAG_PENDING_FLOW; /* the stashed entry: its outcome follows it there */
+	} else {
 		count(LM_CTR_FILTERED);
+	}
 	return 0;
 }
 

@@ -60,6 +60,7 @@ enum lm_status {
 #define LM_FLAG_FIN_ACKED 0x8	 /* close: bytes_sent counts our acknowledged FIN */
 #define LM_FLAG_FIN_RECEIVED 0x10 /* close: bytes_received counts the peer's FIN */
 #define LM_FLAG_UNSTASHED 0x20	 /* reported at connect(): no stash room for its owner, no outcome follows */
+#define LM_FLAG_PENDING_FLOW 0x40 /* its pending went to its flow: so do its outcome and its close */
 
 /* lm_conn_event.closed_by */
 enum lm_closed_by {

@@ -105,18 +105,52 @@ function slowlyRead(args: string[], slowBps: number, slowMs: number) {
   };
 }
 
+/**
+ * The connections to `port` that connect records report: a handshake that hung is
+ * reported twice, pending and at its outcome (the same pid, source port and
+ * connect() time), and is one connection.
+ */
+function connectionsReported(events: Ev[], port: number): number {
+  const pending = new Map<string, number>();
+  let n = 0;
+  for (const e of events) {
+    if (e.event !== "connect" || e.dport !== port) continue;
+    const at = Number(e.kernelTime) - (e.latencyUs as number) * 1000;
+    const key = `${e.pid}/${e.sport}`;
+    if (e.status === "pending") {
+      pending.set(key, at);
+      n++;
+    } else if (Math.abs((pending.get(key) ?? -Infinity) - at) < 1e6) {
+      pending.delete(key);
+    } else {
+      n++;
+    }
+  }
+  return n;
+}
+
 bpfTest(
   "a reader at 200 KB/s during a storm: what the ring has no room for comes out as flows, nothing is lost",
   async () => {
     const listener = await spawn(CONNECTOR, ["-L", "-T", "60", "127.0.0.1", "0"]);
     const port = Number(listener.first);
+    // A handshake held by a DROP rule: pending while the ring is busy, aborted after lightmon caught up.
+    const held = await spawn(CONNECTOR, ["-L", "-T", "60", "127.0.0.1", "0"]);
+    const heldPort = Number(held.first);
+    const rule = ["OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", String(heldPort), "-j", "DROP"];
+    await run("iptables", ["-I", ...rule]);
     const lm = slowlyRead(["--events", "all", "--output", "json"], 200_000, 12_000);
     try {
       const end = Date.now() + 20_000;
       while (!/lightmon: capture /.test(lm.stderr()) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
       assert.match(lm.stderr(), /lightmon: capture /);
       await new Promise((r) => setTimeout(r, 1000));
+      const hung = new Promise((r) => setTimeout(r, 1000)).then(() =>
+        new Deno.Command(CONNECTOR, { args: ["-t", "17000", "127.0.0.1", String(heldPort)], stdout: "piped" }).output()
+      );
       const made = await storm(port, 2, 3);
+      const heldTruth = JSON.parse(dec.decode((await hung).stdout));
+      assert.equal(heldTruth.status, "pending");
       // The slow reading ends 12 s after the start; then lightmon catches up.
       const caughtUp = Date.now() + 30_000;
       await new Promise((r) => setTimeout(r, 10_000));
@@ -130,7 +164,7 @@ bpfTest(
       }
       const { code, events, err } = await lm.stop();
       assert.equal(code, 0, err);
-      const connects = events.filter((e) => e.event === "connect" && e.dport === port).length;
+      const connects = connectionsReported(events, port);
       const asFlows = flowConnections(events, port);
       console.error(`slow reader: ${made} connects: ${connects} records, ${asFlows} in flows`);
       assert.ok(asFlows > 0, `no connection became a flow: the reader never fell behind (${connects} connects)`);
@@ -139,12 +173,23 @@ bpfTest(
       for (const f of events.filter((e) => e.event === "flow" && e.dport === port)) {
         assert.equal(f.flowCause, "ring-busy");
       }
+      // The held one's pending went to its flow: so did its outcome, though the ring had room by then.
+      const heldFlows = events.filter((e) => e.event === "flow" && e.dport === heldPort);
+      assert.deepEqual(events.filter((e) => e.event === "connect" && e.dport === heldPort), []);
+      assert.equal(flowConnections(events, heldPort), 1, JSON.stringify(heldFlows));
+      const statuses: Record<string, number> = {};
+      for (const f of heldFlows) {
+        for (const [k, v] of Object.entries(f.statuses as Record<string, number>)) statuses[k] = (statuses[k] ?? 0) + v;
+      }
+      assert.deepEqual(statuses, { pending: 1, aborted: 1 });
       // Nothing was dropped: neither by the ring nor by the output.
       assert.match(err, /lightmon: seen \d+ emitted \d+ filtered \d+ dropped 0\b/, err);
       assert.match(err, /flows connections\.ring-busy \d+/);
     } finally {
+      await run("iptables", ["-D", ...rule]).catch(() => {});
       await lm.stop().catch(() => {});
       await end(listener.child);
+      await end(held.child);
     }
   },
 );
