@@ -4,7 +4,7 @@ DENO := node_modules/deno/deno
 DENO_RUN := $(DENO) run --quiet --allow-all
 BUILD := build
 APT_PACKAGES := clang llvm libbpf1 libbpf-dev bpftool libc6-dev iptables iproute2 busybox-static docker.io systemd \
-	qemu-system-x86 dnsmasq-base man-db openssl
+	qemu-system-x86 dnsmasq-base man-db openssl graphviz containernetworking-plugins containerd
 
 .PHONY: setup deps bpf helpers dist test check unit e2e bench vmtest clean
 

@@ -95,7 +95,7 @@ _lightmon_expr() {
     found=("${found[@]/#/"$head${tail:0:${#tail}-${#value}}"}")
   else
     compopt -o nospace 2>/dev/null
-    mapfile -t found < <(compgen -W "dport= dip= keyword= container= pid= ppid= uid= user= comm= exe= family= sip= laddr= sport= lport= raddr= rport= dname= direction= event= status= durationMs= bytesSent= bytesReceived= retransmits= rttUs= closedBy= connections= closes= flowCause= query= rcode= image= pod= namespace= novel=" -- "$tail")
+    mapfile -t found < <(compgen -W "dport= dip= keyword= container= pid= ppid= uid= user= comm= exe= family= sip= laddr= sport= lport= raddr= rport= dname= direction= event= status= durationMs= bytesSent= bytesReceived= retransmits= rttUs= closedBy= connections= closes= flowCause= query= rcode= image= pod= namespace= peerContainer= peerImage= peerPod= peerNamespace= novel=" -- "$tail")
     found=("${found[@]/#/"$head"}")
   fi
 }

@@ -61,6 +61,19 @@ export interface Flow {
   processes: number;
 }
 
+/**
+ * The workload on this host at a connection's remote address (a container, a
+ * pod's sandbox), as its runtime named the address at the connection's time.
+ */
+export interface PeerName {
+  container: string;
+  /** The runtime's id for it: a container's 64-hex id, a pod sandbox's id. */
+  containerId: string;
+  image: string;
+  pod: string;
+  namespace: string;
+}
+
 /** Where the process fields (exe, args) came from. */
 export type ProcSource = "exec" | "proc" | "unknown";
 
@@ -121,6 +134,8 @@ export interface ConnEvent {
   cgroupId: bigint;
   mntns: number;
   netns: number;
+  /** The local container or pod at `daddr` when the connection was made; undefined when none is. */
+  peer: PeerName | undefined;
   /** With `--baseline`: no rule of the baseline covers this connection's flow; undefined without one, and on DNS records. */
   novel: boolean | undefined;
   /** Flow records only (event `flow`): its counts; `bytesSent`, `bytesReceived` are its closes' totals, `durationMs` the longest. */

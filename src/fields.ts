@@ -166,14 +166,26 @@ const isTracked = (e: ConnEvent) => e.connId !== 0n;
 /** A number filter on a close record's counter. */
 const closeNumber = { kind: "number", max: Number.MAX_SAFE_INTEGER } as const;
 const endpoint = (addr: string, port: number, family: 4 | 6) => family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
-/** The remote end in the table: the name the workload resolved, when known, else the address. */
+/** The remote end's workload on this host, when there is one: `NAMESPACE/POD`, or the container. */
+export function peerLabel(e: ConnEvent): string {
+  const p = e.peer;
+  if (p === undefined) return "";
+  return p.pod ? `${p.namespace}/${p.pod}` : p.container || p.containerId.slice(0, 12);
+}
+const hasPeer = (e: ConnEvent) => e.peer !== undefined;
+/**
+ * The remote end in the table: the local workload at the address, else the name the workload
+ * resolved, when known, else the address.
+ */
 const remoteEnd = (e: ConnEvent) =>
   e.event === "dns"
     ? `${e.query} ${e.qtype}`
     : e.flow?.folded
     ? "* (folded)"
     : e.event === "flow" && e.direction === "inbound"
-    ? e.dnsName || (e.daddr === "" ? "*" : e.daddr) // its clients' ports vary: its port is the local one
+    ? peerLabel(e) || e.dnsName || (e.daddr === "" ? "*" : e.daddr) // its clients' ports vary: its port is the local one
+    : e.peer
+    ? `${peerLabel(e)}:${e.dport}`
     : e.dnsName
     ? `${e.dnsName}:${e.dport}`
     : endpoint(e.daddr, e.dport, e.family);
@@ -414,8 +426,8 @@ export const FIELDS: readonly Field[] = [
       cell: remoteEnd,
     },
     log: { key: "dip" },
-    // Flows to one service group by its name, whatever address it had each time.
-    flow: { at: 4, value: (e) => e.dnsName || e.daddr },
+    // Flows to one service group by its workload or name, whatever address it had each time.
+    flow: { at: 4, value: (e) => peerLabel(e) || e.dnsName || e.daddr },
   },
   {
     key: "dport",
@@ -750,6 +762,49 @@ export const FIELDS: readonly Field[] = [
     json: STRING,
     group: "container",
     filter: { kind: "text" },
+  },
+  {
+    key: "peerContainer",
+    doc:
+      "the container on this host at `daddr` when the connection was made (the server of a connect, the client of an accept), as its runtime named the address; only when there is one",
+    get: (e) => e.peer?.container ?? "",
+    json: STRING,
+    when: hasPeer,
+    filter: { kind: "text", doc: "the remote end's container on this host (`db`, `web-*`)" },
+    log: { key: "peerContainer", when: hasPeer },
+  },
+  {
+    key: "peerContainerId",
+    doc: "its id (a pod's: its sandbox's)",
+    get: (e) => e.peer?.containerId ?? "",
+    json: STRING,
+    when: hasPeer,
+  },
+  {
+    key: "peerImage",
+    doc: "its image",
+    get: (e) => e.peer?.image ?? "",
+    json: STRING,
+    when: hasPeer,
+    filter: { kind: "text", doc: "the remote end's image on this host" },
+  },
+  {
+    key: "peerPod",
+    doc: "the Kubernetes pod at `daddr`, a pod on this node",
+    get: (e) => e.peer?.pod ?? "",
+    json: STRING,
+    when: hasPeer,
+    filter: { kind: "text", doc: "the remote end's pod on this node" },
+    log: { key: "peerPod", when: (e) => (e.peer?.pod ?? "") !== "" },
+  },
+  {
+    key: "peerNamespace",
+    doc: "its namespace",
+    get: (e) => e.peer?.namespace ?? "",
+    json: STRING,
+    when: hasPeer,
+    filter: { kind: "text", doc: "the remote end's pod's namespace" },
+    log: { key: "peerNamespace", when: (e) => (e.peer?.namespace ?? "") !== "" },
   },
   { key: "cgroupId", doc: "cgroup v2 id", get: (e) => e.cgroupId, json: BIG, group: "container" },
   { key: "mntns", doc: "mount namespace of the process", get: (e) => e.mntns, json: NUMBER, group: "container" },

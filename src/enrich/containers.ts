@@ -3,8 +3,10 @@
  * runtimes' state files, each file looked up once per container.
  * @module
  */
+import type { PeerName } from "../event.ts";
 import type { DockerSource } from "./docker.ts";
 import type { ContainerMeta, ContainerSource } from "./enricher.ts";
+import type { PeerAddresses } from "./peers.ts";
 import { fromContainerdBundle, fromDockerData } from "./state_files.ts";
 
 /** A negative answer from the files is retried after this long. */
@@ -24,10 +26,22 @@ export class Containers implements ContainerSource {
   #docker: DockerSource | undefined;
   #paths: ContainerPaths;
   #files = new Map<string, ContainerMeta | number>();
+  #peers: PeerAddresses | undefined;
 
-  constructor(docker: DockerSource | undefined, paths: ContainerPaths) {
+  constructor(docker: DockerSource | undefined, paths: ContainerPaths, peers?: PeerAddresses) {
     this.#docker = docker;
     this.#paths = paths;
+    this.#peers = peers;
+  }
+
+  /** Who held an address at wall-clock `wallNs`, as a runtime claimed it. */
+  peer(address: string, wallNs: bigint): PeerName | undefined {
+    return this.#peers?.lookup(address, wallNs);
+  }
+
+  /** Whether dockerd is being asked for a container's addresses. */
+  peersExpected(): boolean {
+    return this.#docker?.addressesPending === true;
   }
 
   /** Known metadata, without waiting. */

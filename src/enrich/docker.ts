@@ -7,13 +7,28 @@
  * for it at most START_WAIT_MS.
  * @module
  */
+import type { PeerName } from "../event.ts";
 import type { ContainerMeta } from "./enricher.ts";
+import type { PeerAddresses } from "./peers.ts";
+
+/** A container's addresses on each network, as the list and inspect say them. */
+interface NetworkSettings {
+  Networks?: Record<string, { IPAddress?: string; GlobalIPv6Address?: string } | null> | null;
+}
 
 interface ListedContainer {
   Id: string;
   Names?: string[];
   Image?: string;
   Labels?: Record<string, string> | null;
+  State?: string;
+  NetworkSettings?: NetworkSettings | null;
+}
+
+interface InspectedContainer {
+  Name?: string;
+  Config?: { Image?: string; Labels?: Record<string, string> | null };
+  NetworkSettings?: NetworkSettings | null;
 }
 
 interface DockerEvent {
@@ -21,6 +36,7 @@ interface DockerEvent {
   Action?: string;
   id?: string;
   time?: number;
+  timeNano?: number;
   Actor?: { ID?: string; Attributes?: Record<string, string> };
 }
 
@@ -96,10 +112,28 @@ export class DockerSource {
   #running: Promise<void> | undefined;
   /** Ends the wait between reconnects early (at close). */
   #wake: () => void = () => {};
+  /** Where containers' addresses are claimed; absent when nobody asks. */
+  #peers: PeerAddresses | undefined;
+  /** Each container's one PeerName, shared by its claims (a rename renames them all). */
+  #peerNames = new Map<string, PeerName>();
+  /** Each container's networks with a claim: their owners in #peers are `ID/NETWORK`. */
+  #networks = new Map<string, Set<string>>();
+  /** When a container joined each network (its `network connect` event), before it could start. */
+  #joinedAt = new Map<string, Map<string, number>>();
+  /** When a container last died: an inspect that answered after it says addresses it no longer holds. */
+  #diedAt = new Map<string, number>();
+  /** Inspects for addresses in flight. */
+  #addressing = 0;
 
-  constructor(socket: string, log: (line: string) => void) {
+  constructor(socket: string, log: (line: string) => void, peers?: PeerAddresses) {
     this.#socket = socket;
     this.#log = log;
+    this.#peers = peers;
+  }
+
+  /** Whether a container's addresses are being asked for: a record to it may be named soon. */
+  get addressesPending(): boolean {
+    return this.#addressing > 0;
   }
 
   /** Whether the event stream is up: only then is waiting for metadata worthwhile. */
@@ -137,6 +171,75 @@ export class DockerSource {
     this.#meta.delete(id);
     if (this.#meta.size >= MAX_CONTAINERS) this.#meta.delete(this.#meta.keys().next().value!);
     this.#meta.set(id, meta);
+  }
+
+  /** The container's PeerName, made once and renamed in place. */
+  #peerName(id: string, meta: ContainerMeta): PeerName {
+    let p = this.#peerNames.get(id);
+    if (!p) {
+      if (this.#peerNames.size >= MAX_CONTAINERS) this.#peerNames.delete(this.#peerNames.keys().next().value!);
+      this.#peerNames.set(id, p = { container: "", containerId: id, image: "", pod: "", namespace: "" });
+    }
+    p.container = meta.name;
+    p.image = meta.image;
+    p.pod = meta.pod;
+    p.namespace = meta.namespace;
+    return p;
+  }
+
+  /**
+   * Claim the addresses a list or an inspect says a running container has, each
+   * from when it joined that network (or `sinceMs`). Only dockerd's answers claim:
+   * what a container says of itself (its labels, its own interfaces) never does.
+   */
+  #claim(id: string, meta: ContainerMeta, settings: NetworkSettings | null | undefined, sinceMs: number): void {
+    const peers = this.#peers;
+    const networks = settings?.Networks;
+    if (!peers || !networks || typeof networks !== "object") return;
+    const peer = this.#peerName(id, meta);
+    const joined = this.#joinedAt.get(id);
+    for (const [net, n] of Object.entries(networks)) {
+      if (!n || typeof n !== "object") continue;
+      const since = joined?.get(net) ?? sinceMs;
+      for (const a of [n.IPAddress, n.GlobalIPv6Address]) {
+        if (typeof a === "string" && a !== "") peers.claim(a, `${id}/${net}`, peer, since);
+      }
+      let nets = this.#networks.get(id);
+      if (!nets) this.#networks.set(id, nets = new Set());
+      nets.add(net);
+    }
+  }
+
+  /** Ask dockerd for a container's addresses (it started, or joined a network at `atMs`). */
+  #inspectAddresses(id: string, atMs: number): void {
+    if (!this.#peers || !this.#connected) return;
+    this.#addressing++;
+    this.#get<InspectedContainer>(`/containers/${id}/json`)
+      .then((c) => {
+        const meta = metaFrom(c.Name ?? "", c.Config?.Image ?? "", c.Config?.Labels ?? {});
+        this.#remember(id, meta);
+        this.#claim(id, meta, c.NetworkSettings, atMs);
+        // It died before the answer came (a client that connects and exits at once): its
+        // addresses were its until then, and no longer are.
+        const died = this.#diedAt.get(id);
+        if (died !== undefined && died >= atMs) this.#leave(id, died);
+      })
+      .catch(() => {}) // the session reports a dockerd that stopped answering
+      .finally(() => {
+        this.#addressing--;
+        this.#onUpdate();
+      });
+  }
+
+  /** A container left `net` (or every network, when it died) at `atMs`. */
+  #leave(id: string, atMs: number, net?: string): void {
+    const nets = this.#networks.get(id);
+    if (!this.#peers || !nets) return;
+    for (const n of net === undefined ? [...nets] : [net]) {
+      this.#peers.release(`${id}/${n}`, atMs);
+      nets.delete(n);
+    }
+    if (nets.size === 0) this.#networks.delete(id);
   }
 
   /** Known metadata for a container id. */
@@ -269,7 +372,10 @@ export class DockerSource {
   }
 
   async #session(connected: () => void): Promise<void> {
-    const filters = encodeURIComponent(JSON.stringify({ type: ["container"] }));
+    // Network events move addresses: a container joining or leaving a network while it runs.
+    const filters = encodeURIComponent(
+      JSON.stringify({ type: this.#peers ? ["container", "network"] : ["container"] }),
+    );
     const since = this.#lastEventTime ? `&since=${this.#lastEventTime}` : "";
     // Subscribe before listing, so no container falls between the two.
     const events = await this.#deadline(
@@ -278,7 +384,12 @@ export class DockerSource {
     );
     if (!events.ok || !events.body) throw new Error(`HTTP ${events.status} for /events`);
     const list = await this.#get<ListedContainer[]>("/containers/json?all=1");
-    for (const c of list) this.#remember(c.Id, metaFrom(c.Names?.[0] ?? "", c.Image ?? "", c.Labels ?? {}));
+    for (const c of list) {
+      const meta = metaFrom(c.Names?.[0] ?? "", c.Image ?? "", c.Labels ?? {});
+      this.#remember(c.Id, meta);
+      // Running before we looked: its addresses are its since before anything we will see.
+      if (c.State === "running") this.#claim(c.Id, meta, c.NetworkSettings, 0);
+    }
     const wasLost = this.#lostAt !== 0;
     this.#connected = true;
     this.#everConnected = true;
@@ -303,20 +414,55 @@ export class DockerSource {
     }
   }
 
+  /** A network event: a container joined or left a network (Actor is the network). */
+  #networkEvent(ev: DockerEvent, atMs: number): void {
+    const attrs = ev.Actor?.Attributes ?? {};
+    const id = label(attrs, "container");
+    const net = label(attrs, "name");
+    if (!id || !net) return;
+    if (ev.Action === "connect") {
+      let joined = this.#joinedAt.get(id);
+      if (!joined) {
+        if (this.#joinedAt.size >= MAX_CONTAINERS) this.#joinedAt.delete(this.#joinedAt.keys().next().value!);
+        this.#joinedAt.set(id, joined = new Map());
+      }
+      joined.set(net, atMs);
+      // Asked now, before the container's process starts (its start event comes later): a
+      // client that connects and exits at once is still running when dockerd answers.
+      this.#inspectAddresses(id, atMs);
+    } else if (ev.Action === "disconnect") {
+      this.#joinedAt.get(id)?.delete(net);
+      this.#leave(id, atMs, net);
+    }
+  }
+
   #event(ev: DockerEvent): void {
+    if (ev.time) this.#lastEventTime = ev.time;
+    const atMs = ev.timeNano ? ev.timeNano / 1e6 : (ev.time ?? 0) * 1000;
+    if (ev.Type === "network") return this.#networkEvent(ev, atMs);
     const id = ev.Actor?.ID ?? ev.id;
     if (!id) return;
-    if (ev.time) this.#lastEventTime = ev.time;
     const attrs = ev.Actor?.Attributes ?? {};
     switch (ev.Action) {
       case "create":
       case "start":
-      case "rename":
+      case "rename": {
         // Attributes carry the name, the image and every label.
-        this.#remember(id, metaFrom(attrs.name ?? "", attrs.image ?? "", attrs));
+        const meta = metaFrom(attrs.name ?? "", attrs.image ?? "", attrs);
+        this.#remember(id, meta);
+        if (this.#peerNames.has(id)) this.#peerName(id, meta);
         this.#destroyed.delete(id);
         this.#notDocker.delete(id);
+        if (ev.Action === "start") this.#inspectAddresses(id, atMs);
         this.#onUpdate();
+        break;
+      }
+      case "die":
+        if (this.#diedAt.size >= MAX_CONTAINERS) this.#diedAt.delete(this.#diedAt.keys().next().value!);
+        this.#diedAt.delete(id);
+        this.#diedAt.set(id, atMs);
+        this.#joinedAt.delete(id);
+        this.#leave(id, atMs);
         break;
       case "destroy": {
         const now = Date.now();
@@ -325,6 +471,8 @@ export class DockerSource {
           if (now - at < KEEP_AFTER_DESTROY_MS) break;
           this.#meta.delete(old);
           this.#destroyed.delete(old);
+          this.#peerNames.delete(old);
+          this.#diedAt.delete(old);
         }
         break;
       }

@@ -4,7 +4,7 @@
  * @module
  */
 import type { RawConnect } from "../capture/decode.ts";
-import type { ConnEvent } from "../event.ts";
+import type { ConnEvent, PeerName } from "../event.ts";
 import { type Counters, Stage } from "../stage.ts";
 import { identifyCgroup } from "./cgroup.ts";
 import type { ProcessCache } from "./process_cache.ts";
@@ -45,6 +45,11 @@ export interface NameSource {
   lookup(netnsCookie: bigint, address: string): string;
 }
 
+/** Who held an address when: the local workloads' addresses (PeerAddresses). */
+export interface PeerSource {
+  lookup(address: string, wallNs: bigint): PeerName | undefined;
+}
+
 /** Everything the enricher reads from. */
 export interface EnrichDeps {
   clock: WallClock;
@@ -53,6 +58,8 @@ export interface EnrichDeps {
   containers: ContainerSource;
   /** Absent when DNS capture is off. */
   names?: NameSource;
+  /** Absent when no runtime names addresses. */
+  peers?: PeerSource;
 }
 
 const NO_ANSWERS: string[] = [];
@@ -74,9 +81,10 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
   const meta = cg.containerId ? d.containers.get(cg.containerId) : undefined;
   // The differences are small: one bigint subtraction, then plain numbers (no bigint division per event).
   const sinceStartUs = Math.trunc(Number(r.tsNs - r.startNs) / 1000);
+  const wallNs = d.clock.wallNs(r.tsNs);
   return {
     kernelTime: r.tsNs,
-    wallNs: d.clock.wallNs(r.tsNs),
+    wallNs,
     pid: r.pid,
     tid: r.tid,
     ppid: r.ppid,
@@ -122,6 +130,8 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
     cgroupId: r.cgroupId,
     mntns: r.mntns,
     netns: r.netns,
+    // Who was at the remote address then (a DNS record's is the resolver, a folded flow's is nobody).
+    peer: r.event === "dns" || !d.peers || r.daddr === "" ? undefined : d.peers.lookup(r.daddr, wallNs),
     novel: undefined,
     flow: flow && {
       connections: flow.connections,

@@ -7,7 +7,7 @@
  * the output keeps the kernel's order. Nothing else ever blocks the stream.
  * @module
  */
-import type { ConnEvent } from "../event.ts";
+import type { ConnEvent, PeerName } from "../event.ts";
 import { type Counters, Stage } from "../stage.ts";
 import { type ContainerMeta, fillContainer } from "./enricher.ts";
 
@@ -17,6 +17,10 @@ export interface ContainerLookup {
   get(id: string): ContainerMeta | undefined;
   /** Whether metadata for `id` may still arrive (a runtime was asked and will answer). */
   expect(id: string, runtime: string): boolean;
+  /** Whether a workload's addresses are being asked for: an unnamed remote end may be named soon. */
+  peersExpected?(): boolean;
+  /** Who held an address at a time (a remote end named after the record was made). */
+  peer?(address: string, wallNs: bigint): PeerName | undefined;
 }
 
 interface Held {
@@ -49,17 +53,22 @@ export class Holdback extends Stage<ConnEvent> {
     return this.#queue.length;
   }
 
-  /** Whether an event's metadata is complete, or not worth waiting for. */
+  /** Whether an event's metadata is complete, or not worth waiting for: its own container, then its peer's. */
   #ready(e: ConnEvent): boolean {
-    return !e.containerId || e.container !== "" || this.#containers.get(e.containerId) !== undefined ||
-      !this.#containers.expect(e.containerId, e.containerRuntime);
+    return (!e.containerId || e.container !== "" || this.#containers.get(e.containerId) !== undefined ||
+      !this.#containers.expect(e.containerId, e.containerRuntime)) &&
+      (e.peer !== undefined || e.event === "dns" || this.#containers.peersExpected?.() !== true);
   }
 
   /** Out it goes, with whatever metadata arrived while it waited. */
-  #release(e: ConnEvent): void {
+  #release(e: ConnEvent, waited: boolean): void {
     if (e.containerId && !e.container) {
       fillContainer(e, this.#containers.get(e.containerId));
       if (!e.container) this.#unnamed++;
+    }
+    // An address claimed while it waited names its remote end as of the record's own time.
+    if (waited && e.peer === undefined && e.event !== "dns" && e.daddr !== "") {
+      e.peer = this.#containers.peer?.(e.daddr, e.wallNs);
     }
     this.emit(e);
   }
@@ -67,7 +76,7 @@ export class Holdback extends Stage<ConnEvent> {
   /** Take an event: out at once if nothing waits and it is ready. */
   push(e: ConnEvent): void {
     if (this.#queue.length === 0 && (this.#waitMs <= 0 || this.#ready(e))) {
-      this.#release(e);
+      this.#release(e, false);
       return;
     }
     this.#held++;
@@ -90,7 +99,7 @@ export class Holdback extends Stage<ConnEvent> {
       const h = this.#queue[n];
       if (h.deadline > now && !this.#ready(h.e)) break;
       if (h.deadline <= now) this.#timedOut++;
-      this.#release(h.e);
+      this.#release(h.e, true);
       n++;
     }
     if (n > 0) this.#queue.splice(0, n);
@@ -115,7 +124,7 @@ export class Holdback extends Stage<ConnEvent> {
     this.#timer = undefined;
     const queue = this.#queue;
     this.#queue = [];
-    for (const h of queue) this.#release(h.e);
+    for (const h of queue) this.#release(h.e, true);
   }
 
   override counters(): Counters {

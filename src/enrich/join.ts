@@ -4,7 +4,7 @@
  * with the connection in the kernel, so a close never loses its process however
  * many connections are open). The connection's opening record (connect, accept,
  * or the start-up snapshot's) is kept here by `connId` until its close arrives,
- * and lends the close its process, user, container and DNS name as they were
+ * and lends the close its process, user, container, DNS name and peer as they were
  * said then (a name's answer may have expired since); a close whose opening was
  * forgotten keeps what the kernel gave it.
  * @module
@@ -63,6 +63,7 @@ type Lent = Pick<
   | "mntns"
   | "direction"
   | "dnsName"
+  | "peer"
 >;
 
 /**
@@ -93,6 +94,7 @@ function kept(e: ConnEvent): Lent {
     mntns: e.mntns,
     direction: e.direction,
     dnsName: e.dnsName,
+    peer: e.peer,
   };
 }
 
@@ -118,6 +120,8 @@ function lend(from: Lent, to: ConnEvent): void {
   to.mntns = from.mntns;
   to.direction = from.direction;
   to.dnsName = from.dnsName;
+  // Who was at the address when it opened; the close's own is as of its end, when no opening named one.
+  to.peer = from.peer ?? to.peer;
   // An active opener's count of acknowledged sequence space starts with its SYN;
   // the kernel knew whether it had opened the connection unless it was existing.
   if (to.existing && from.direction === "outbound" && to.bytesSent > 0) to.bytesSent--;

@@ -14,9 +14,10 @@ Deno.test("JSON events carry the design's keys, spelled exactly, in order", () =
     Object.keys(e),
     JSON_FIELDS.filter((f) => !f.when || perConnection.includes(f.key)).map((f) => f.key),
   );
-  // A close record with a connection id, checked against a baseline, carries every key.
+  // A close record with a connection id, to a local container, checked against a baseline, carries every key.
+  const peer = { container: "db", containerId: "c0ffee", image: "postgres:16", pod: "", namespace: "" };
   const close = JSON.parse(
-    toJson(sampleEvent({ event: "close", connId: 7n, status: "closed", closedBy: "local", novel: true })),
+    toJson(sampleEvent({ event: "close", connId: 7n, status: "closed", closedBy: "local", novel: true, peer })),
   );
   const dnsOnly = ["query", "qtype", "rcode", "answers"];
   const flowOnly = [
@@ -49,6 +50,8 @@ Deno.test("JSON events carry the design's keys, spelled exactly, in order", () =
   assert.equal(flow.flowCause, "ring-busy");
   assert.equal(flow.bytesSent, 10);
   assert.equal(close.novel, true);
+  assert.equal(close.peerContainer, "db");
+  assert.equal(close.peerImage, "postgres:16");
   const dns = JSON.parse(toJson(sampleEvent({ event: "dns", query: "a.test", qtype: "A", rcode: "NOERROR" })));
   assert.deepEqual(Object.keys(dns).filter((k) => dnsOnly.includes(k)), dnsOnly);
   assert.deepEqual(dns.answers, []);

@@ -26,6 +26,7 @@ import { FilterStage } from "../filter/select.ts";
 import { CountLimit } from "../output/limit.ts";
 import { Containers } from "../enrich/containers.ts";
 import { DockerSource } from "../enrich/docker.ts";
+import { PeerAddresses } from "../enrich/peers.ts";
 import { CONTAINERD_TASKS } from "../enrich/state_files.ts";
 import { JsonRenderer, type Renderer, RenderStage, terminalWidth } from "../output/renderer.ts";
 import { LineWriter } from "../output/writer.ts";
@@ -39,6 +40,8 @@ import { Progress, progressLine, wantsProgress } from "../output/progress.ts";
 const OVERFLOW_INTERVAL_MS = 1000;
 /** How often the baseline file is looked at for a new version (a ConfigMap's swap, an edit). */
 const BASELINE_POLL_MS = 1000;
+/** How often ended address claims are forgotten (they are kept KEEP_ENDED_MS). */
+const PEER_EXPIRE_MS = 10_000;
 /** How long an exited process's image is kept for the records that name it (ProcessCache's default). */
 const PROCESS_GRACE_MS = 30_000;
 
@@ -89,8 +92,11 @@ export async function monitor(o: Options, start: Start): Promise<number> {
   const metrics = o.metricsAddr
     ? await (await import("../output/metrics.ts")).MetricsServer.open(o.metricsAddr)
     : undefined;
-  const docker = new DockerSource(o.dockerRuntime, log);
+  // The remote end's name: who held the address then, as Docker (and CNI) gave it out.
+  const peers = new PeerAddresses();
+  const docker = new DockerSource(o.dockerRuntime, log, peers);
   let baselineWatch: ReturnType<typeof setInterval> | undefined;
+  const peerWatch = setInterval(() => peers.expire(Date.now()), PEER_EXPIRE_MS);
   let reading = false;
   try {
     await docker.start();
@@ -98,7 +104,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
       dockerData: o.dockerData,
       containerdTasks: CONTAINERD_TASKS,
       k8s: o.k8s,
-    });
+    }, peers);
     const sources = [
       docker.connected
         ? `docker (${docker.size} containers)`
@@ -161,6 +167,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
         processes: processes.cache,
         containers,
         names: dns?.cache,
+        peers,
       }),
       holdback,
       ...(join ? [join] : []),
@@ -249,6 +256,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
     return 0;
   } finally {
     clearInterval(baselineWatch);
+    clearInterval(peerWatch);
     await docker.close();
     await metrics?.close();
   }

@@ -50,6 +50,7 @@ export function sampleEvent(over: Partial<ConnEvent> = {}): ConnEvent {
     cgroupId: 42n,
     mntns: 4026532178,
     netns: 4026531833,
+    peer: undefined,
     novel: undefined,
     flow: undefined,
     ...over,
