@@ -385,3 +385,38 @@ Deno.test("the stages mark events, count novel flows and connections by status, 
   assert.deepEqual([...drift.novelByStatus], [["established", 1], ["refused", 1]]);
   assert.deepEqual(h.logs, ["lightmon: baseline b.yaml: 1 novel flow in 3 events"]);
 });
+
+Deno.test("a flow to a local container is its workload's: a new address of it is the same flow", () => {
+  const db = { container: "db-1", containerId: "d".repeat(64), image: "postgres:16", pod: "", namespace: "" };
+  const toDb = (daddr: string, peer = db) => host({ exe: "/app/web", daddr, dport: 5432, dnsName: "db", peer });
+  assert.equal(eventLine(toDb("172.17.0.5")), "/app/web -> image postgres:16:5432");
+  const api = { ...db, containerId: "e".repeat(64), image: "", pod: "api-7f9c6d5b8-x2kq4", namespace: "shop" };
+  assert.equal(
+    eventLine(host({ direction: "inbound", exe: "/usr/sbin/nginx", sport: 80, peer: api })),
+    "/usr/sbin/nginx :80 <- pod shop/api",
+  );
+  assert.deepEqual(parseRule("/app/web -> image postgres:16:5432"), {
+    inbound: false,
+    program: "/app/web",
+    remote: "image postgres:16",
+    portLo: 5432,
+    portHi: 5432,
+    exact: { remote: "image postgres:16" },
+  });
+  assert.throws(() => parseRule("/app/web -> image a b:5432"), /a workload's name has no spaces/);
+  const rules = new Baseline();
+  rules.add("host", parseRule("/app/web -> image postgres:16:5432"));
+  rules.add("host", parseRule("/app/web -> pod shop/a*:8080"));
+  // The database restarted with another address: still covered; an address it never had, without it, is not.
+  assert.equal(rules.covers(toDb("172.17.0.9")), true);
+  assert.equal(rules.covers(host({ exe: "/app/web", daddr: "172.17.0.9", dport: 5432 })), false);
+  assert.equal(rules.covers(toDb("172.17.0.9", { ...db, image: "mysql:8" })), false);
+  assert.equal(rules.covers(host({ exe: "/app/web", dport: 8080, peer: api })), true, "the glob names the pod");
+  assert.equal(rules.covers(host({ exe: "/app/web", dport: 8080, peer: { ...api, pod: "billing-x2kq4" } })), false);
+  // Learned, it is written by workload, and a baseline of it covers the flow.
+  const learned = new Baseline();
+  const line = eventLine(toDb("172.17.0.5"));
+  learned.add("host", parseRule(line));
+  assert.equal(learned.covers(toDb("10.1.2.3")), true);
+  assert.equal(learned.coversRule("host", parseRule(line)), true);
+});

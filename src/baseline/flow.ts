@@ -8,7 +8,8 @@
  *
  * In the baseline file a flow is one line under its workload:
  * `PROGRAM -> REMOTE:PORT` for a connection opened here, `PROGRAM :PORT <- REMOTE`
- * for one accepted on PORT.
+ * for one accepted on PORT. REMOTE is a workload on this host when one held the
+ * address (`image db`, `pod web/api`), else a DNS name or an address.
  * @module
  */
 import type { ConnEvent } from "../event.ts";
@@ -52,27 +53,38 @@ interface Known {
 const byContainer = new Map<string, Known>();
 const MAX_CONTAINERS = 4096;
 
+/**
+ * The workload of a container with this metadata: `pod NAMESPACE/OWNER`, `image IMAGE` or
+ * `container NAME`, remembered by id.
+ */
+function containerWorkload(id: string, pod: string, namespace: string, image: string, container: string): string {
+  const k = byContainer.get(id);
+  if (k && k.pod === pod && k.namespace === namespace && k.image === image && k.container === container) {
+    return k.workload;
+  }
+  const workload = pod ? `pod ${namespace || "default"}/${podOwner(pod)}` : image
+    ? `image ${image}`
+    // No metadata: the name is the best guess there is (a new container of it will look new).
+    : `container ${container || id.slice(0, 12)}`;
+  if (byContainer.size >= MAX_CONTAINERS) byContainer.clear();
+  byContainer.set(id, { pod, namespace, image, container, workload });
+  return workload;
+}
+
 /** The workload an event belongs to: `pod NAMESPACE/OWNER`, `image IMAGE`, `container NAME` or `host`. */
 export function workloadOf(e: ConnEvent): string {
   if (!e.containerId) return "host";
-  const k = byContainer.get(e.containerId);
-  if (k && k.pod === e.pod && k.namespace === e.namespace && k.image === e.image && k.container === e.container) {
-    return k.workload;
-  }
-  const workload = e.pod ? `pod ${e.namespace || "default"}/${podOwner(e.pod)}` : e.image
-    ? `image ${e.image}`
-    // No metadata: the name is the best guess there is (a new container of it will look new).
-    : `container ${e.container || e.containerId.slice(0, 12)}`;
-  if (byContainer.size >= MAX_CONTAINERS) byContainer.clear();
-  byContainer.set(e.containerId, {
-    pod: e.pod,
-    namespace: e.namespace,
-    image: e.image,
-    container: e.container,
-    workload,
-  });
-  return workload;
+  return containerWorkload(e.containerId, e.pod, e.namespace, e.image, e.container);
 }
+
+/** The workload at the remote end, when it is a container or pod on this host; "" otherwise. */
+export function peerWorkloadOf(e: ConnEvent): string {
+  const p = e.peer;
+  return p === undefined ? "" : containerWorkload(p.containerId, p.pod, p.namespace, p.image, p.container);
+}
+
+/** The workload kinds a flow line's remote end may name (`-> image db:5432`, `:80 <- pod web/api`). */
+export const PEER_WORKLOAD = /^(?:pod|image|container) \S/;
 
 /** The program of a flow: the executable's path, or the thread's name when the path is unknown. */
 export function programOf(e: ConnEvent): string {
@@ -102,9 +114,13 @@ export function addressEnd(addr: string, family: 4 | 6): string {
   return family === 6 ? `[${addr}]` : addr;
 }
 
-/** The remote end as a flow line names it: the DNS name when the event has a plain one, else the address. */
+/**
+ * The remote end as a flow line names it: the local workload at its address (a
+ * restarted container with a new address is the same flow), else the DNS name when
+ * the event has a plain one, else the address.
+ */
 export function remoteOf(e: ConnEvent): string {
-  return flowName(e) || addressEnd(e.daddr, e.family);
+  return peerWorkloadOf(e) || flowName(e) || addressEnd(e.daddr, e.family);
 }
 
 /** The port a flow is to: the remote port of a connect, the local port of an accept. */

@@ -10,7 +10,7 @@
 import ipaddr from "ipaddr.js";
 import type { ConnEvent } from "../event.ts";
 import { addressMatcher, globMatcher } from "../filter/compile.ts";
-import { programOf, servicePort, workloadOf } from "./flow.ts";
+import { PEER_WORKLOAD, peerWorkloadOf, programOf, servicePort, workloadOf } from "./flow.ts";
 
 /** A rule line that does not parse: the message says what is wrong with it. */
 export class RuleError extends Error {}
@@ -19,7 +19,7 @@ export class RuleError extends Error {}
 export interface Rule {
   inbound: boolean;
   program: string;
-  /** `*`, a DNS name or glob (lower case), an address or a CIDR. */
+  /** `*`, a workload on this host (`image db`, a glob of one), a DNS name or glob (lower case), an address or a CIDR. */
   remote: string;
   portLo: number;
   portHi: number;
@@ -45,6 +45,11 @@ function parsePort(v: string): [number, number] {
 /** The remote end in its canonical form, and whether it is one literal value. */
 function parseRemote(v: string): { remote: string; literal?: boolean } {
   if (v === "*") return { remote: v };
+  if (PEER_WORKLOAD.test(v)) {
+    // A workload's name is its runtime's text: as it is, spaces and all past the kind's.
+    if (/\s/.test(v.slice(v.indexOf(" ") + 1))) fail(`'${v}': a workload's name has no spaces`);
+    return { remote: v, literal: !v.includes("*") };
+  }
   const bare = v.startsWith("[") && v.endsWith("]") ? v.slice(1, -1) : v;
   // Only what could be an address goes to ipaddr: its refusals are exceptions, slow by the ten thousand.
   if (!bare.includes(":") && !/^[\d.]+(?:\/\d+)?$/.test(bare)) return parseName(v, bare);
@@ -107,6 +112,8 @@ export function parseRule(line: string): Rule {
 /** A flow as the rules see it: what an event's flow, or a flow line of another baseline, is. */
 interface FlowKey {
   program: string;
+  /** The workload on this host at the remote end (`image db`), or "". */
+  peer: string;
   /** The DNS name of the remote end, or "". */
   name: string;
   /** Its address, or "" (a flow line that names the remote end by name). */
@@ -120,12 +127,14 @@ type Check = (f: FlowKey) => boolean;
 /** A rule with patterns, compiled. */
 function compile(r: Rule): Check {
   const program = r.program === "*" ? undefined : globMatcher(r.program);
-  const addr = r.remote === "*" ? undefined : addressMatcher(r.remote);
-  const name = r.remote === "*" || addr ? undefined : globMatcher(r.remote);
+  const peer = PEER_WORKLOAD.test(r.remote) ? globMatcher(r.remote) : undefined;
+  const addr = r.remote === "*" || peer ? undefined : addressMatcher(r.remote);
+  const name = r.remote === "*" || addr || peer ? undefined : globMatcher(r.remote);
   return (f) => {
     if (f.inbound !== r.inbound) return false;
     if (f.port < r.portLo || f.port > r.portHi) return false;
     if (program && !program(f.program)) return false;
+    if (peer) return f.peer !== "" && peer(f.peer);
     if (addr) return f.addr !== "" && addr(f.addr);
     if (name) return f.name !== "" && name(f.name);
     return true;
@@ -146,11 +155,12 @@ function addExact(x: Exact, program: string, remote: string, pd: number): void {
   else byRemote.set(remote, new Set([pd]));
 }
 
-/** Whether `x` has the flow by the event's name (when it has one) or by its address. */
-function hasExact(x: Exact, program: string, name: string, addr: string, pd: number): boolean {
+/** Whether `x` has the flow by the remote end's workload or name (when it has them) or by its address. */
+function hasExact(x: Exact, program: string, peer: string, name: string, addr: string, pd: number): boolean {
   const byRemote = x.get(program);
   if (!byRemote) return false;
-  return (name !== "" && byRemote.get(name)?.has(pd) === true) || byRemote.get(addr)?.has(pd) === true;
+  return (peer !== "" && byRemote.get(peer)?.has(pd) === true) ||
+    (name !== "" && byRemote.get(name)?.has(pd) === true) || byRemote.get(addr)?.has(pd) === true;
 }
 
 /** What applies to one workload besides its own exact rules. */
@@ -219,7 +229,15 @@ export class Baseline {
   /** Whether a rule covers the event's flow (its workload, program, remote end, port, direction). */
   covers(e: ConnEvent): boolean {
     // The name as it is: one that is not plain cannot be in a rule (parseRule refuses it), and misses.
-    return this.#coversFlow(workloadOf(e), programOf(e), e.dnsName, e.daddr, servicePort(e), e.direction === "inbound");
+    return this.#coversFlow(
+      workloadOf(e),
+      programOf(e),
+      peerWorkloadOf(e),
+      e.dnsName,
+      e.daddr,
+      servicePort(e),
+      e.direction === "inbound",
+    );
   }
 
   /**
@@ -231,31 +249,41 @@ export class Baseline {
     if (!rule.exact || workload.includes("*")) return false;
     const remote = rule.exact.remote;
     const isAddr = ipaddr.isValid(remote);
+    const isPeer = PEER_WORKLOAD.test(remote);
     return this.#coversFlow(
       workload,
       rule.program,
-      isAddr ? "" : remote,
+      isPeer ? remote : "",
+      isAddr || isPeer ? "" : remote,
       isAddr ? remote : "",
       rule.portLo,
       rule.inbound,
     );
   }
 
-  #coversFlow(w: string, program: string, name: string, addr: string, port: number, inbound: boolean): boolean {
+  #coversFlow(
+    w: string,
+    program: string,
+    peer: string,
+    name: string,
+    addr: string,
+    port: number,
+    inbound: boolean,
+  ): boolean {
     const pd = portDir(port, inbound);
     const x = this.#exact.get(w);
     // A flow learned by address (before its name was known, or with names off) covers it by name too.
-    if (x && hasExact(x, program, name, addr, pd)) return true;
+    if (x && hasExact(x, program, peer, name, addr, pd)) return true;
     if (this.#patterns === 0) return false;
     const extra = this.#extraFor(w);
-    for (const g of extra.exacts) if (hasExact(g, program, name, addr, pd)) return true;
+    for (const g of extra.exacts) if (hasExact(g, program, peer, name, addr, pd)) return true;
     const checks = extra.checks;
-    const flow: FlowKey = { program, name, addr, port, inbound };
+    const flow: FlowKey = { program, peer, name, addr, port, inbound };
     if (checks.length <= REMEMBER_PAST) {
       for (const c of checks) if (c(flow)) return true;
       return false;
     }
-    const key = `${w}\0${program}\0${name}\0${addr}\0${pd}`;
+    const key = `${w}\0${program}\0${peer}\0${name}\0${addr}\0${pd}`;
     const known = this.#verdicts.get(key);
     if (known !== undefined) return known;
     const verdict = checks.some((c) => c(flow));

@@ -9,7 +9,7 @@
  */
 import type { ConnEvent } from "../event.ts";
 import { type Counters, Stage } from "../stage.ts";
-import { eventLine, flowName, isFlowEvent, programOf, servicePort, workloadOf } from "./flow.ts";
+import { eventLine, flowName, isFlowEvent, peerWorkloadOf, programOf, servicePort, workloadOf } from "./flow.ts";
 import { Baseline } from "./rules.ts";
 import { type BaselineFile, currentStamp, loadBaseline } from "./file.ts";
 
@@ -101,7 +101,13 @@ export class Learner {
     }
     const w = workloadOf(e);
     const line = eventLine(e);
-    this.#rules.addFlow(w, programOf(e), flowName(e) || e.daddr, servicePort(e), e.direction === "inbound");
+    this.#rules.addFlow(
+      w,
+      programOf(e),
+      peerWorkloadOf(e) || flowName(e) || e.daddr,
+      servicePort(e),
+      e.direction === "inbound",
+    );
     this.#learned++;
     const list = this.#pending.get(w);
     if (list) list.push(line);
