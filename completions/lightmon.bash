@@ -47,7 +47,7 @@ _lightmon() {
   -f|--f|-output|--output|-format|--format)
     mapfile -t found < <(compgen -W "table json log summary otlp logfile" -- "$cur") ;;
   -summary-format|--summary-format)
-    mapfile -t found < <(compgen -W "table json" -- "$cur") ;;
+    mapfile -t found < <(compgen -W "table json dot mermaid" -- "$cur") ;;
   -include|--include|-exclude|--exclude)
     _lightmon_expr ;;
   -docker_runtime|--docker_runtime|-docker-runtime|--docker-runtime|-baseline|--baseline|-learn|--learn|-c|--c|-config|--config)

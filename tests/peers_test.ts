@@ -87,8 +87,22 @@ dockerTest(
       "--include",
       `peerContainer=${names.bridgeSrv}`,
     ]);
+    // The map, and a baseline learned from the same connections.
+    const learned = `${await Deno.makeTempDir()}/learned.yaml`;
+    const map = new Lightmon([
+      "--output",
+      "summary",
+      "--summary-format",
+      "dot",
+      "--events",
+      "all",
+      "--include",
+      `rport=${PORT} || lport=${PORT}`,
+      "--learn",
+      learned,
+    ]);
     try {
-      await Promise.all([lm.ready(), picky.ready()]);
+      await Promise.all([lm.ready(), picky.ready(), map.ready()]);
       // Both servers start after lightmon: their addresses are learned from the event stream.
       const bridgeSrv = await server(names.bridgeSrv, "bridge");
       const netSrv = await server(names.netSrv, net);
@@ -110,6 +124,8 @@ dockerTest(
       await picky.until((o) => o.split("\n").filter((l) => l.includes(`"dport":${PORT}`)).length >= 3, 10_000, "picky");
       assert.equal((await lm.stop()).code, 0, lm.stderr);
       assert.equal((await picky.stop()).code, 0, picky.stderr);
+      await new Promise((r) => setTimeout(r, 500)); // the map's run has had the same records
+      assert.equal((await map.stop()).code, 0, map.stderr);
       const events = lm.events();
 
       for (const c of clients) {
@@ -150,9 +166,45 @@ dockerTest(
         JSON.stringify(kept),
       );
       for (const e of kept) assert.equal(e.peerContainer, names.bridgeSrv);
+
+      // The map renders, and draws each client's connections to its server as one edge.
+      const dot = new Deno.Command("dot", { args: ["-Tsvg"], stdin: "piped", stdout: "piped", stderr: "piped" })
+        .spawn();
+      const w = dot.stdin.getWriter();
+      await w.write(new TextEncoder().encode(map.stdout));
+      await w.close();
+      const svg = await dot.output();
+      assert.ok(svg.success, new TextDecoder().decode(svg.stderr) + map.stdout);
+      const svgText = new TextDecoder().decode(svg.stdout);
+      for (const n of [names.bridgeSrv, names.netSrv, ...clients.map((c) => c.name)]) {
+        // Graphviz writes a hyphen as its character reference.
+        assert.ok(
+          svgText.includes(`>${n.replaceAll("-", "&#45;")}</text>`),
+          `${n} is a node of the map\n${map.stdout}`,
+        );
+      }
+      const nodeOf = (name: string) => new RegExp(`(n\\d+) \\[shape=box, label="${name}\\\\n`).exec(map.stdout)?.[1];
+      for (const c of clients) {
+        const edge = `${nodeOf(c.name)} -> ${nodeOf(c.srv)} [label=":${PORT}\\n1 conn"];`;
+        assert.ok(map.stdout.includes(edge), `${edge}\n${map.stdout}`);
+      }
+
+      // The host program's connections, seen at both ends, are each one edge from the program.
+      const hostNode = /(n\d+) \[shape=box, style=rounded, label="[^"]*connector\\nhost"\]/.exec(map.stdout)?.[1];
+      for (const h of host) {
+        assert.ok(map.stdout.includes(`${hostNode} -> ${nodeOf(h.srv)} [label=":${PORT}\\n1 conn"];`));
+      }
+      assert.ok(!map.stdout.includes("shape=ellipse"), `every end here is a local workload\n${map.stdout}`);
+
+      // The baseline learned them by workload, not by the addresses they had.
+      const baseline = await Deno.readTextFile(learned);
+      assert.match(baseline, new RegExp(`/bin/connector -> image ${IMAGE}:${PORT}`));
+      assert.match(baseline, new RegExp(`/bin/connector :${PORT} <- image ${IMAGE}`));
+      assert.ok(!baseline.includes(bridgeSrv.v4), baseline);
     } finally {
       await lm.stop("SIGKILL").catch(() => {});
       await picky.stop("SIGKILL").catch(() => {});
+      await map.stop("SIGKILL").catch(() => {});
       await run("docker", ["rm", "-f", names.bridgeSrv, names.netSrv]).catch(() => {});
       await run("docker", ["network", "rm", net]).catch(() => {});
     }

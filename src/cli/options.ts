@@ -26,7 +26,7 @@ export type StrategyChoice = (typeof STRATEGY_CHOICES)[number];
 /** Everything that shapes a run. */
 export interface Options {
   output: Output;
-  summaryFormat: "table" | "json";
+  summaryFormat: "table" | "json" | "dot" | "mermaid";
   config: string;
   configGiven: boolean;
   /** The config file that was read, or "" (set by main's resolveOptions). */
@@ -294,11 +294,13 @@ export const FLAGS: readonly Flag[] = [
     name: "summary-format",
     kind: "string",
     key: "summaryFormat",
-    convert: oneOf(["table", "json"] as const),
+    convert: oneOf(["table", "json", "dot", "mermaid"] as const),
     group: "Output",
     value: "FORMAT",
-    choices: ["table", "json"],
-    help: "how -output summary prints: table or json",
+    choices: ["table", "json", "dot", "mermaid"],
+    help: "how -output summary prints: table, json, dot or mermaid",
+    doc:
+      "`table` and `json`: the unique flows with their counts. `dot` (Graphviz) and `mermaid` (a flowchart GitHub and GitLab render): a map of who talks to whom, one node per container, pod, host program and remote end, one edge per flow with its port, connections and bytes (`lightmon --duration 60s --output summary --summary-format dot | dot -Tsvg > map.svg`).",
   },
   {
     name: "log_path",

@@ -1,12 +1,14 @@
 /**
  * `-output summary`: an audit snapshot. Events are folded into unique flows (the
  * registry's flow fields: process, user, container, destination, status) with a
- * count and the first and last time seen, printed once at the end as a table or JSON.
+ * count and the first and last time seen, printed once at the end as a table or JSON,
+ * or drawn as a map of who talks to whom (map.ts).
  * @module
  */
 import Table from "cli-table3";
 import type { ConnEvent } from "../event.ts";
 import { cellText, COLUMNS, FIELDS, humanBytes, humanDuration } from "../fields.ts";
+import { FlowMap, type MapFormat } from "./map.ts";
 import { LineRenderer } from "./renderer.ts";
 import { forTerminal, jsonString } from "../text/sanitize.ts";
 import { rfc3339Nano } from "../text/time.ts";
@@ -216,17 +218,22 @@ export const SUMMARY_HEAD = [
   "LAST SEEN",
 ];
 
+/** How `-output summary` prints: a table or JSON lines of flows, or a map of them. */
+export type SummaryFormat = "table" | "json" | MapFormat;
+
 /** The summary output: nothing until close(). */
 export class SummaryRenderer extends LineRenderer {
-  #format: "table" | "json";
+  #format: SummaryFormat;
   #table: FlowTable;
+  #map: FlowMap | undefined;
   #log: (line: string) => void;
   #novelOnly: boolean;
+  #max: number;
 
   /** @param novelOnly list only the flows a baseline does not cover (`--baseline`) */
   constructor(
     out: LineWriter,
-    format: "table" | "json",
+    format: SummaryFormat,
     log: (line: string) => void = () => {},
     max = MAX_FLOWS,
     novelOnly = false,
@@ -234,29 +241,42 @@ export class SummaryRenderer extends LineRenderer {
     super(out);
     this.#format = format;
     this.#log = log;
+    this.#max = max;
     this.#table = new FlowTable(max);
+    if (format === "dot" || format === "mermaid") this.#map = new FlowMap(max);
     this.#novelOnly = novelOnly;
   }
 
   event(e: ConnEvent): void {
     if (this.#novelOnly && e.novel !== true) return;
+    const map = this.#map;
+    if (map) {
+      const full = map.overflow > 0;
+      map.add(e);
+      if (!full && map.overflow > 0) {
+        this.#log(`lightmon: summary: more than ${this.#max} edges; the rest are counted in a comment of the map`);
+      }
+      return;
+    }
     const full = this.#table.overflow !== undefined;
     this.#table.add(e);
     if (!full && this.#table.overflow) {
-      this.#log(`lightmon: summary: more than ${MAX_FLOWS} flows; the rest are counted in one overflow row`);
+      this.#log(`lightmon: summary: more than ${this.#max} flows; the rest are counted in one overflow row`);
     }
   }
 
   override flush(): void {}
 
-  /** Flows listed so far (the overflow row counts as one). */
+  /** Flows listed so far (the overflow row counts as one; a map's edges). */
   flowCount(): number {
-    return this.#table.size;
+    return this.#map ? this.#map.size : this.#table.size;
   }
 
   /** The flows; their lines carry no event each (every event was counted into a flow). */
   override close(): void {
-    if (this.#format === "json") {
+    if (this.#map) {
+      this.out.line(this.#map.text(this.#format as MapFormat), 0);
+    } else if (this.#format === "json") {
       for (const line of this.#table.jsonLines()) this.out.line(line, 0);
     } else {
       const t = new Table({ head: SUMMARY_HEAD, style: { head: [], border: [] } });
