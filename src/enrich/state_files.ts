@@ -6,13 +6,20 @@
  */
 import { metaFrom } from "./docker.ts";
 import type { ContainerMeta } from "./enricher.ts";
+import { readRootFile } from "./root_file.ts";
 
 /** containerd's runtime v2 task root. */
 export const CONTAINERD_TASKS = "/run/containerd/io.containerd.runtime.v2.task";
 
+/** The largest state file read: an OCI spec or a container's config is tens of KB. */
+const MAX_STATE_BYTES = 4 << 20;
+
+/** A runtime's JSON state file, read as root's only, bounded (root_file.ts). */
 function readJson(path: string): unknown {
+  const text = readRootFile(path, MAX_STATE_BYTES);
+  if (text === undefined) return undefined;
   try {
-    return JSON.parse(Deno.readTextFileSync(path));
+    return JSON.parse(text);
   } catch {
     return undefined;
   }
@@ -36,6 +43,32 @@ export function fromContainerdBundle(root: string, id: string): ContainerMeta | 
       pod: a["io.kubernetes.cri.sandbox-name"] ?? "",
       namespace: a["io.kubernetes.cri.sandbox-namespace"] ?? "",
     };
+  }
+  return undefined;
+}
+
+/** An own annotation's value: annotations are the pod's author's text, never an object's prototype. */
+const annotation = (a: Record<string, unknown>, key: string): string =>
+  Object.hasOwn(a, key) && typeof a[key] === "string" ? a[key] as string : "";
+
+/**
+ * The pod of a CRI pod sandbox, from its containerd bundle's annotations (the
+ * sandbox id is what the CNI plugins were given as the container id).
+ */
+export function sandboxPod(root: string, id: string): { pod: string; namespace: string } | undefined {
+  if (!/^[\w.-]{1,128}$/.test(id)) return undefined;
+  let namespaces: string[];
+  try {
+    namespaces = [...Deno.readDirSync(root)].filter((d) => d.isDirectory).map((d) => d.name);
+  } catch {
+    return undefined;
+  }
+  for (const ns of namespaces) {
+    const spec = readJson(`${root}/${ns}/${id}/config.json`) as { annotations?: Record<string, unknown> } | undefined;
+    const a = spec?.annotations;
+    if (!a || typeof a !== "object" || annotation(a, "io.kubernetes.cri.container-type") !== "sandbox") continue;
+    const pod = annotation(a, "io.kubernetes.cri.sandbox-name");
+    if (pod) return { pod, namespace: annotation(a, "io.kubernetes.cri.sandbox-namespace") };
   }
   return undefined;
 }

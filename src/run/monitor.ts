@@ -27,6 +27,7 @@ import { CountLimit } from "../output/limit.ts";
 import { Containers } from "../enrich/containers.ts";
 import { DockerSource } from "../enrich/docker.ts";
 import { PeerAddresses } from "../enrich/peers.ts";
+import { CniReservations } from "../enrich/cni.ts";
 import { CONTAINERD_TASKS } from "../enrich/state_files.ts";
 import { JsonRenderer, type Renderer, RenderStage, terminalWidth } from "../output/renderer.ts";
 import { LineWriter } from "../output/writer.ts";
@@ -40,8 +41,10 @@ import { Progress, progressLine, wantsProgress } from "../output/progress.ts";
 const OVERFLOW_INTERVAL_MS = 1000;
 /** How often the baseline file is looked at for a new version (a ConfigMap's swap, an edit). */
 const BASELINE_POLL_MS = 1000;
-/** How often ended address claims are forgotten (they are kept KEEP_ENDED_MS). */
-const PEER_EXPIRE_MS = 10_000;
+/** How often the CNI plugins' address reservations are read for changes. */
+const CNI_SCAN_MS = 1000;
+/** Every how many scans ended address claims are forgotten (they are kept KEEP_ENDED_MS). */
+const PEER_EXPIRE_TICKS = 10;
 /** How long an exited process's image is kept for the records that name it (ProcessCache's default). */
 const PROCESS_GRACE_MS = 30_000;
 
@@ -96,7 +99,15 @@ export async function monitor(o: Options, start: Start): Promise<number> {
   const peers = new PeerAddresses();
   const docker = new DockerSource(o.dockerRuntime, log, peers);
   let baselineWatch: ReturnType<typeof setInterval> | undefined;
-  const peerWatch = setInterval(() => peers.expire(Date.now()), PEER_EXPIRE_MS);
+  // Pods' addresses on a node without Docker: the CNI plugins' reservations, rescanned each second.
+  const cni = new CniReservations(peers, log);
+  cni.scan(Date.now());
+  let peerTicks = 0;
+  const peerWatch = setInterval(() => {
+    const now = Date.now();
+    cni.scan(now);
+    if (++peerTicks % PEER_EXPIRE_TICKS === 0) peers.expire(now);
+  }, CNI_SCAN_MS);
   let reading = false;
   try {
     await docker.start();
@@ -112,6 +123,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
         ? `docker (no socket at ${o.dockerRuntime})`
         : "docker (not answering)",
     ];
+    if (cni.size > 0) sources.push(`cni (${cni.size} addresses)`);
     if (existsDir(CONTAINERD_TASKS)) {
       sources.push(o.k8s ? "containerd CRI state" : "containerd CRI state when Docker is down");
     }
