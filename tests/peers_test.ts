@@ -211,3 +211,222 @@ dockerTest(
   },
   { inContainer: () => "creates docker networks and containers on the host's dockerd" },
 );
+
+/** containerd's socket: the node's own, started for the test when it is not running. */
+const CONTAINERD_SOCK = "/run/containerd/containerd.sock";
+
+/** A containerd of the node's (state under /run/containerd, where lightmon reads bundles), ours if we start it. */
+async function nodeContainerd(): Promise<Deno.ChildProcess | undefined> {
+  try {
+    if (Deno.statSync(CONTAINERD_SOCK).isSocket) return undefined;
+  } catch { /* not running */ }
+  const config = `${await Deno.makeTempDir()}/config.toml`;
+  // No CRI plugin: the test plays kubelet's part by hand, as CRI would.
+  await Deno.writeTextFile(config, 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n');
+  const child = new Deno.Command("containerd", { args: ["-c", config], stdout: "null", stderr: "null" }).spawn();
+  for (let i = 0; i < 100; i++) {
+    try {
+      if (Deno.statSync(CONTAINERD_SOCK).isSocket) return child;
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill("SIGTERM");
+  throw new Error("containerd did not start within 10 s");
+}
+
+const ctr = (args: string[]) => run("ctr", ["-a", CONTAINERD_SOCK, "-n", "k8s.io", ...args]);
+
+/** A CNI network of the bridge plugin with host-local IPAM, v4 and v6: what a node's CNI config says. */
+function cniConfig(name: string, bridge: string, v4: string, v6: string): string {
+  return JSON.stringify({
+    cniVersion: "0.4.0",
+    name,
+    type: "bridge",
+    bridge,
+    isGateway: true,
+    ipMasq: false,
+    ipam: { type: "host-local", ranges: [[{ subnet: v4 }], [{ subnet: v6 }]] },
+  });
+}
+
+/** Run a CNI plugin as the runtime does (the sandbox id is its container id); its result. */
+async function cni(command: "ADD" | "DEL", config: string, id: string, netns: string): Promise<string> {
+  const p = new Deno.Command("/usr/lib/cni/bridge", {
+    env: {
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: id,
+      CNI_NETNS: `/var/run/netns/${netns}`,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: "/usr/lib/cni",
+    },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = p.stdin.getWriter();
+  await w.write(new TextEncoder().encode(config));
+  await w.close();
+  const out = await p.output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) throw new Error(`CNI ${command}: ${text}${new TextDecoder().decode(out.stderr)}`);
+  return text;
+}
+
+const hexId = () =>
+  Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0")).join("");
+
+/** Stop and delete a ctr container of ours, by its id. */
+async function ctrRemove(id: string): Promise<void> {
+  await ctr(["task", "kill", "-s", "SIGKILL", id]).catch(() => {});
+  for (let i = 0; i < 50; i++) {
+    if (await ctr(["task", "delete", id]).then(() => true, () => false)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await ctr(["container", "delete", id]).catch(() => {});
+}
+
+/**
+ * A pod as CRI makes one: its network namespace set up by CNI (given the sandbox's
+ * id), the sandbox container in it, then the pod's container beside it, each with
+ * the annotations CRI writes. The app runs detached, or to its end (its output).
+ */
+async function pod(config: string, name: string, namespace: string, app: string, cmd: string[], detach: boolean) {
+  const id = hexId();
+  const appId = hexId();
+  const netns = `lm-pod-${id.slice(0, 8)}`;
+  await run("ip", ["netns", "add", netns]);
+  const result = JSON.parse(await cni("ADD", config, id, netns)) as { ips: { address: string }[] };
+  const [v4, v6] = result.ips.map((i) => i.address.split("/")[0]);
+  // Until duplicate address detection ends, the pod's v6 address (and the bridge's) answer nothing.
+  for (let i = 0; i < 50; i++) {
+    const tentative = await run("ip", ["-n", netns, "-6", "addr", "show", "tentative"]) +
+      await run("ip", ["-6", "addr", "show", "tentative"]);
+    if (tentative.trim() === "") break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const annotate = (type: string, more: string[]) =>
+    [
+      `io.kubernetes.cri.container-type=${type}`,
+      `io.kubernetes.cri.sandbox-id=${id}`,
+      `io.kubernetes.cri.sandbox-name=${name}`,
+      `io.kubernetes.cri.sandbox-namespace=${namespace}`,
+      ...more,
+    ].flatMap((a) => ["--annotation", a]);
+  const inPod = ["--with-ns", `network:/var/run/netns/${netns}`];
+  const image = `docker.io/library/${IMAGE}`;
+  const started: string[] = [];
+  const remove = async () => {
+    for (const c of started.reverse()) await ctrRemove(c);
+    await cni("DEL", config, id, netns).catch(() => {});
+    await run("ip", ["netns", "delete", netns]).catch(() => {});
+  };
+  try {
+    await ctr(["run", "-d", ...inPod, ...annotate("sandbox", []), image, id, "sleep", "120"]);
+    started.push(id);
+    const appAnnotations = annotate("container", [
+      `io.kubernetes.cri.container-name=${app}`,
+      `io.kubernetes.cri.image-name=${IMAGE}`,
+    ]);
+    if (detach) started.push(appId);
+    const out = await ctr(["run", detach ? "-d" : "--rm", ...inPod, ...appAnnotations, image, appId, ...cmd]);
+    return { id, v4, v6, out, remove };
+  } catch (e) {
+    await remove();
+    throw e;
+  }
+}
+
+dockerTest(
+  "without Docker's word: pods on a CNI bridge are named from the node's host-local reservations and their sandboxes",
+  async () => {
+    const started = await nodeContainerd();
+    const tag = (Deno.pid & 0xffff).toString(16);
+    const net = `lm-cni-${tag}`;
+    const bridge = `lmcni${tag}`;
+    const config = cniConfig(net, bridge, `10.199.${Deno.pid & 0xff}.0/24`, `fd00:199:${tag}::/64`);
+    const pods: { remove: () => Promise<void> }[] = [];
+    // Docker is told to be absent: what names the pods is what the node's CNI plugin and containerd wrote.
+    const lm = new Lightmon([
+      "--output",
+      "json",
+      "--events",
+      "all",
+      "--include",
+      `rport=${PORT} || lport=${PORT}`,
+      "--docker-runtime",
+      "/nonexistent/docker.sock",
+    ]);
+    try {
+      await run("sh", ["-c", `docker save ${IMAGE} | ctr -a ${CONTAINERD_SOCK} -n k8s.io images import - >/dev/null`]);
+      // Docker's FORWARD policy drops bridged traffic; a node's CNI chain would allow its pods' (the firewall plugin).
+      await run("iptables", ["-I", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]);
+      await lm.ready();
+      const db = await pod(
+        config,
+        "db-0",
+        "shop",
+        "postgres",
+        ["connector", "-L", "-T", "60", "::", String(PORT)],
+        true,
+      );
+      pods.push(db);
+      // The web pod's one connect, at once: no time for a periodic scan to see its address.
+      const web = await pod(
+        config,
+        "web-7f9c6d5b8-x2kq4",
+        "shop",
+        "web",
+        ["connector", "-n", "1", db.v4, String(PORT)],
+        false,
+      );
+      pods.push(web);
+      const podTruth = JSON.parse(web.out.trim()) as Truth;
+      assert.equal(podTruth.status, "established", web.out);
+      const host = [
+        (await connect(db.v4, PORT, { timeoutMs: 3000 }))[0],
+        (await connect(db.v6, PORT, { timeoutMs: 3000 }))[0],
+      ];
+      await lm.until((o) => (o.match(/"event":"close"/g) ?? []).length >= 6, 15_000, "the closes");
+      assert.equal((await lm.stop()).code, 0, lm.stderr);
+      const events = lm.events();
+      assert.match(lm.stderr, /containers: docker \(no socket at \/nonexistent\/docker\.sock\)/);
+
+      // The web pod's connect names the db pod; the db pod's accept names the web pod; so do their closes.
+      const conn = one(events, "connect", (e) => e.sport === podTruth.sport && e.dport === PORT, "pod connect");
+      assert.equal(conn.saddr, web.v4);
+      assert.equal(conn.peerPod, "db-0");
+      assert.equal(conn.peerNamespace, "shop");
+      assert.equal(conn.peerContainerId, db.id);
+      // Its own end, from its container's bundle: both ends by name.
+      assert.equal(conn.pod, "web-7f9c6d5b8-x2kq4", JSON.stringify(conn));
+      assert.equal(conn.container, "web");
+      assert.equal(
+        one(events, "close", (e) => e.sport === podTruth.sport && e.dport === PORT, "pod close").peerPod,
+        "db-0",
+      );
+      for (const kind of ["accept", "close"]) {
+        const e = one(events, kind, (e) => e.daddr === web.v4 && e.dport === podTruth.sport, `db's ${kind}`);
+        assert.equal(e.peerPod, "web-7f9c6d5b8-x2kq4", JSON.stringify(e));
+        assert.equal(e.peerNamespace, "shop");
+        assert.equal(e.pod, "db-0");
+      }
+      // A host process's connects to the pod, v4 and v6.
+      for (const h of host) {
+        const e = one(events, "connect", (e) => e.sport === h.sport && e.dport === PORT, "host connect");
+        assert.equal(e.peerPod, "db-0", JSON.stringify(e));
+      }
+      assert.equal(one(events, "connect", (e) => e.sport === host[1].sport, "v6").addressFamily, "AF_INET6");
+    } finally {
+      await lm.stop("SIGKILL").catch(() => {});
+      for (const p of pods.reverse()) await p.remove();
+      await run("ip", ["link", "delete", bridge]).catch(() => {});
+      await Deno.remove(`/var/lib/cni/networks/${net}`, { recursive: true }).catch(() => {});
+      await run("iptables", ["-D", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]).catch(() => {});
+      if (started) {
+        started.kill("SIGTERM"); // ours, by its pid
+        await started.status;
+      }
+    }
+  },
+  { inContainer: () => "starts containerd and makes network namespaces on the host" },
+);

@@ -4,10 +4,12 @@
  * holding the container id the plugin was given, for CRI the pod sandbox's id,
  * then the interface), and the sandbox's pod from containerd's bundle. Only a
  * directory and files root owns and only root may write are read; a file is read
- * through its checked descriptor, bounded. Rescanned every second: a new
- * reservation claims its address from the file's time, a removed one ends the
- * claim when the scan sees it gone (a record in that second, if another pod took
- * the address at once, sees two holders and names nobody).
+ * through its checked descriptor, bounded. Rescanned as soon as inotify says a
+ * directory changed (the plugin writes a reservation before the runtime starts
+ * the pod, so the pod's first connection finds it), and every second besides: a
+ * new reservation claims its address from the file's time, a removed one ends the
+ * claim when the scan sees it gone (a record in between, if another pod took the
+ * address at once, sees two holders and names nobody).
  * @module
  */
 import { untrustedDirBecause } from "../config/trusted_file.ts";
@@ -29,6 +31,9 @@ interface Reservation {
   address: string;
 }
 
+/** Directories watched through inotify at most; past it, the every-second scan alone. */
+export const MAX_WATCHED = 64;
+
 /** How long a sandbox's bundle is looked for after its reservation (a sandbox no CRI made has none). */
 const POD_LOOKUP_MS = 30_000;
 
@@ -43,6 +48,10 @@ export class CniReservations {
   #names = new Map<string, { peer: PeerName; lookUntil: number }>();
   #refused = new Set<string>();
   #log: (line: string) => void;
+  /** inotify watches, by directory: a change there rescans at once. */
+  #watches = new Map<string, Deno.FsWatcher>();
+  #watching = false;
+  #soon: ReturnType<typeof setTimeout> | undefined;
 
   constructor(peers: PeerAddresses, log: (line: string) => void, root = CNI_NETWORKS, tasks = CONTAINERD_TASKS) {
     this.#peers = peers;
@@ -71,13 +80,30 @@ export class CniReservations {
     return why === undefined;
   }
 
+  /** Rescan whenever the reservations' directories change, from now until close(). */
+  watch(): void {
+    this.#watching = true;
+    this.scan(Date.now());
+  }
+
+  /** Stop watching. */
+  close(): void {
+    this.#watching = false;
+    clearTimeout(this.#soon);
+    for (const w of this.#watches.values()) w.close();
+    this.#watches.clear();
+  }
+
   /** Read what changed since the last scan; `nowMs` ends the claims of reservations gone. */
   scan(nowMs: number): void {
     const seen = new Set<string>();
+    const dirs = new Set<string>();
     if (this.#trusted(this.#root)) {
+      dirs.add(this.#root);
       for (const net of this.#list(this.#root)) {
         const dir = `${this.#root}/${net}`;
         if (!this.#trusted(dir)) continue;
+        dirs.add(dir);
         for (const name of this.#list(dir)) {
           if (seen.size >= MAX_RESERVATIONS) break;
           const address = canonicalAddress(name);
@@ -93,6 +119,52 @@ export class CniReservations {
       this.#peers.release(r.owner, nowMs, r.address);
       this.#known.delete(path);
     }
+    if (!this.#watching) return;
+    // A sandbox's bundle comes after its reservation and before its pod's containers: a new
+    // bundle directory rescans, and the reservation waiting for its pod finds it.
+    if (this.#known.size > 0 && this.#trusted(this.#tasks)) {
+      for (const ns of this.#list(this.#tasks)) {
+        const dir = `${this.#tasks}/${ns}`;
+        if (this.#trusted(dir)) dirs.add(dir);
+      }
+    }
+    this.#watchDirs(dirs);
+  }
+
+  /** Watch the directories a scan found trusted (checked just now, so not a link), and no others. */
+  #watchDirs(dirs: Set<string>): void {
+    for (const [dir, w] of this.#watches) {
+      if (dirs.has(dir)) continue;
+      w.close();
+      this.#watches.delete(dir);
+    }
+    for (const dir of dirs) {
+      if (this.#watches.has(dir) || this.#watches.size >= MAX_WATCHED) continue;
+      let w: Deno.FsWatcher;
+      try {
+        w = Deno.watchFs(dir, { recursive: false });
+      } catch {
+        continue; // out of inotify watches: the every-second scan still sees it
+      }
+      this.#watches.set(dir, w);
+      this.#follow(dir, w);
+    }
+  }
+
+  async #follow(dir: string, w: Deno.FsWatcher): Promise<void> {
+    try {
+      for await (const e of w) {
+        if (e.kind === "access") continue; // a read; a write says create or modify first
+        // A reservation is written, then renamed or synced: one scan for the burst.
+        this.#soon ??= setTimeout(() => {
+          this.#soon = undefined;
+          if (this.#watching) this.scan(Date.now());
+        }, 5);
+      }
+    } catch {
+      // The directory went away; the next scan drops it.
+    }
+    if (this.#watches.get(dir) === w) this.#watches.delete(dir);
   }
 
   #list(dir: string): string[] {

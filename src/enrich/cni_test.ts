@@ -119,3 +119,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "cni: watched, a reservation and the sandbox's bundle after it are read as they appear, not at the next scan",
+  ignore: !isRoot,
+  fn: async () => {
+    const n = node();
+    const cni = new CniReservations(new PeerAddresses(), () => {}, n.root, n.tasks);
+    const peers = new PeerAddresses();
+    const watched = new CniReservations(peers, () => {}, n.root, n.tasks);
+    const until = async (what: string, ok: () => boolean) => {
+      for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(ok(), what);
+    };
+    try {
+      watched.watch();
+      cni.scan(Date.now()); // an unwatched one, to show the watch is what reads
+      Deno.mkdirSync(`${n.root}/cbr0`, { mode: 0o755 }); // a network made after the start
+      await new Promise((r) => setTimeout(r, 50));
+      Deno.writeTextFileSync(`${n.root}/cbr0/10.88.0.9`, "sb9\r\neth0");
+      const t = Date.now();
+      await until("the reservation", () => peers.lookup("10.88.0.9", ns(t)) !== undefined);
+      assert.equal(peers.lookup("10.88.0.9", ns(t))?.pod, "", "no bundle yet");
+      assert.equal(cni.size, 0);
+      sandbox(n.tasks, "sb9", "api-1", "shop");
+      // The bundle's directory, then its file: a later change in the namespace (the pod's own container) reads it.
+      Deno.mkdirSync(`${n.tasks}/k8s.io/app9`);
+      await until("the pod", () => peers.lookup("10.88.0.9", ns(t))?.pod === "api-1");
+      Deno.removeSync(`${n.root}/cbr0/10.88.0.9`);
+      await until("the release", () => peers.lookup("10.88.0.9", ns(Date.now() + 10)) === undefined);
+    } finally {
+      watched.close();
+      cni.close();
+      n.close();
+    }
+  },
+});

@@ -25,6 +25,10 @@ function readJson(path: string): unknown {
   }
 }
 
+/** An own annotation's value: annotations are the pod's author's text, never an object's prototype. */
+const annotation = (a: Record<string, unknown>, key: string): string =>
+  Object.hasOwn(a, key) && typeof a[key] === "string" ? a[key] as string : "";
+
 /** Metadata from a containerd bundle's config.json, if it has CRI annotations. */
 export function fromContainerdBundle(root: string, id: string): ContainerMeta | undefined {
   let namespaces: string[];
@@ -34,22 +38,20 @@ export function fromContainerdBundle(root: string, id: string): ContainerMeta | 
     return undefined;
   }
   for (const ns of namespaces) {
-    const spec = readJson(`${root}/${ns}/${id}/config.json`) as { annotations?: Record<string, string> } | undefined;
+    const spec = readJson(`${root}/${ns}/${id}/config.json`) as { annotations?: Record<string, unknown> } | undefined;
     const a = spec?.annotations;
-    if (!a?.["io.kubernetes.cri.container-name"]) continue;
+    if (!a || typeof a !== "object") continue;
+    const name = annotation(a, "io.kubernetes.cri.container-name");
+    if (!name) continue;
     return {
-      name: a["io.kubernetes.cri.container-name"],
-      image: a["io.kubernetes.cri.image-name"] ?? "",
-      pod: a["io.kubernetes.cri.sandbox-name"] ?? "",
-      namespace: a["io.kubernetes.cri.sandbox-namespace"] ?? "",
+      name,
+      image: annotation(a, "io.kubernetes.cri.image-name"),
+      pod: annotation(a, "io.kubernetes.cri.sandbox-name"),
+      namespace: annotation(a, "io.kubernetes.cri.sandbox-namespace"),
     };
   }
   return undefined;
 }
-
-/** An own annotation's value: annotations are the pod's author's text, never an object's prototype. */
-const annotation = (a: Record<string, unknown>, key: string): string =>
-  Object.hasOwn(a, key) && typeof a[key] === "string" ? a[key] as string : "";
 
 /**
  * The pod of a CRI pod sandbox, from its containerd bundle's annotations (the

@@ -99,9 +99,9 @@ export async function monitor(o: Options, start: Start): Promise<number> {
   const peers = new PeerAddresses();
   const docker = new DockerSource(o.dockerRuntime, log, peers);
   let baselineWatch: ReturnType<typeof setInterval> | undefined;
-  // Pods' addresses on a node without Docker: the CNI plugins' reservations, rescanned each second.
+  // Pods' addresses on a node without Docker: the CNI plugins' reservations, as they change.
   const cni = new CniReservations(peers, log);
-  cni.scan(Date.now());
+  cni.watch();
   let peerTicks = 0;
   const peerWatch = setInterval(() => {
     const now = Date.now();
@@ -269,6 +269,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
   } finally {
     clearInterval(baselineWatch);
     clearInterval(peerWatch);
+    cni.close();
     await docker.close();
     await metrics?.close();
   }
