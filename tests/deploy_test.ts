@@ -73,6 +73,7 @@ Deno.test("the DaemonSet runs on every node with host pids and the mounts lightm
     ["/sys/fs/cgroup", "/sys/fs/cgroup", true],
     ["/run/containerd", "/run/containerd", true],
     ["/host/run", "/run", true],
+    ["/var/lib/cni/networks", "/var/lib/cni/networks", true],
   ];
   for (const [path, hostPath, ro] of need) {
     const m = mounts.get(path) as { name: string; readOnly?: boolean } | undefined;
