@@ -204,7 +204,7 @@ const TRACERS: Tracer[] = [
   lightmonTracer("lightmon `--output otlp`", Deno.env.get("BENCH_LIGHTMON") ?? LIGHTMON, "otlp"),
   ...(LIGHTMON_B
     ? [
-      lightmonTracer(`lightmon B (${LIGHTMON_B})`, LIGHTMON_B),
+      lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--output json\``, LIGHTMON_B),
       lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--events close\``, LIGHTMON_B, "close"),
       lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--events all\``, LIGHTMON_B, "all"),
       lightmonTracer(`lightmon B (${LIGHTMON_B}) \`--output table\``, LIGHTMON_B, "table"),
@@ -302,9 +302,9 @@ if (import.meta.main) {
     console.error("bench: run as root (the tracers load BPF programs)");
     Deno.exit(2);
   }
-  // BENCH_ONLY=lightmon (a name prefix) runs only the tracers so named.
-  const only = Deno.env.get("BENCH_ONLY");
-  const tracers = TRACERS.filter((t) => !only || t.name.startsWith(only)).filter((t) => {
+  // BENCH_ONLY=lightmon (name prefixes, separated by |) runs only the tracers so named.
+  const only = Deno.env.get("BENCH_ONLY")?.split("|");
+  const tracers = TRACERS.filter((t) => !only || only.some((p) => t.name.startsWith(p))).filter((t) => {
     const why = t.missing();
     if (why) console.error(`bench: skipping ${t.name}: ${why}`);
     return !why;

@@ -17,6 +17,7 @@ import { JsonBytes, writeJson } from "../src/output/json.ts";
 import { LineWriter } from "../src/output/writer.ts";
 import { ProtoLogBatch } from "../src/output/otlp_encode.ts";
 import { TableRenderer } from "../src/output/table.ts";
+import { PeerAddresses } from "../src/enrich/peers.ts";
 import process from "node:process";
 
 const N = 200_000;
@@ -70,11 +71,26 @@ const raw = decodeRecord(v) as RawConnect;
 const ev = enrich(raw, deps);
 await time("decode", () => decodeRecord(v));
 await time("enrich", () => enrich(raw, deps));
+// Naming the remote end: one Map get by the address, against a book of 10,000 workload addresses.
+const peers = new PeerAddresses();
+for (let i = 0; i < 10_000; i++) {
+  const peer = { container: `c${i}`, containerId: i.toString(16).padStart(64, "0"), image: "img", pod: "", namespace: "" };
+  peers.claim(`10.88.${i >> 8}.${i & 255}`, `docker/${i}`, peer, 0);
+}
+const withPeers = { ...deps, peers };
+const toPeer = { ...raw, daddr: "10.88.7.7" };
+await time("enrich, peer miss (10,000)", () => enrich(raw, withPeers));
+await time("enrich, peer hit (10,000)", () => enrich(toPeer, withPeers));
 await time("filter", () => keep(ev));
 const bytes = new JsonBytes();
 await time("json (bytes, as written)", () => {
   bytes.pos = 0;
   writeJson(ev, bytes);
+});
+const named = enrich(toPeer, withPeers);
+await time("json with its peer's name", () => {
+  bytes.pos = 0;
+  writeJson(named, bytes);
 });
 const otlp = new ProtoLogBatch({ "service.name": "lightmon", "host.name": "bench" }, {
   name: "lightmon",
