@@ -48,6 +48,8 @@ export interface NameSource {
 /** Who held an address when: the local workloads' addresses (PeerAddresses). */
 export interface PeerSource {
   lookup(address: string, wallNs: bigint): PeerName | undefined;
+  /** Addresses forgotten for want of room: their records go unnamed. */
+  readonly forgotten?: number;
 }
 
 /** Everything the enricher reads from. */
@@ -151,6 +153,7 @@ export function enrich(r: RawConnect, d: EnrichDeps): ConnEvent {
 /** The stage that turns raw connects into events: every connection event is seen here. */
 export class EnrichStage extends Stage<RawConnect, ConnEvent> {
   readonly name = "enrich";
+  override readonly notable: ReadonlySet<string> = new Set(["peerAddressesForgotten"]);
   #deps: EnrichDeps;
   #seen = 0;
 
@@ -169,6 +172,6 @@ export class EnrichStage extends Stage<RawConnect, ConnEvent> {
   }
 
   override counters(): Counters {
-    return { seen: this.#seen };
+    return { seen: this.#seen, peerAddressesForgotten: this.#deps.peers?.forgotten ?? 0 };
   }
 }

@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import type { PeerName } from "../event.ts";
+import { EnrichStage } from "./enricher.ts";
+import { ProcessCache } from "./process_cache.ts";
+import { UserNames } from "./users.ts";
 import { canonicalAddress, KEEP_ENDED_MS, MAX_ADDRESSES, MAX_CLAIMS, PeerAddresses } from "./peers.ts";
 
 const name = (container: string): PeerName => ({
@@ -81,4 +84,20 @@ Deno.test("peers: bounded in addresses, claims per address, and ended claims' li
   assert.equal(p.forgotten, 1);
   assert.equal(p.lookup("10.0.0.0", ns(1)), undefined, "the longest-known address went");
   assert.equal(p.holding("o").size, MAX_ADDRESSES);
+});
+
+Deno.test("peers: addresses forgotten for want of room are the enrich stage's notable counter", () => {
+  const p = new PeerAddresses();
+  const stage = new EnrichStage({
+    clock: { wallNs: (b: bigint) => b },
+    users: new UserNames(),
+    processes: new ProcessCache({ proc: { startNs: () => 0n, exe: () => "", cwd: () => "/", args: () => [] } }),
+    containers: { get: () => undefined },
+    peers: p,
+  });
+  for (let i = 0; i <= MAX_ADDRESSES + 2; i++) {
+    p.claim(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, "o", name("o"), 0);
+  }
+  assert.equal(stage.counters().peerAddressesForgotten, 3);
+  assert.ok(stage.notable.has("peerAddressesForgotten"));
 });
