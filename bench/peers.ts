@@ -15,6 +15,8 @@
 import { CONNECTOR, cpuSeconds, LIGHTMON, peakRssMb, startListener } from "./lib.ts";
 const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
 const STORM_SECONDS = Number(Deno.env.get("BENCH_STORM_SECONDS") ?? 3);
+/** The client counts of each round (BENCH_CLIENTS=1 for a quick A/B). */
+const CLIENTS = (Deno.env.get("BENCH_CLIENTS") ?? "1,2").split(",").map(Number);
 const dec = new TextDecoder();
 
 /** A tracer under test: how to start it, when it is ready, how many storm events it reported. */
@@ -311,10 +313,10 @@ if (import.meta.main) {
   });
   const listener = await startListener();
   const port = listener.port;
-  const samples = new Map<string, Sample[]>(tracers.flatMap((t) => [1, 2].map((c) => [`${t.name}/${c}`, []])));
+  const samples = new Map<string, Sample[]>(tracers.flatMap((t) => CLIENTS.map((c) => [`${t.name}/${c}`, []])));
   try {
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const clients of [1, 2]) {
+      for (const clients of CLIENTS) {
         // Each traced storm is compared with the untraced storms just before and just after it.
         let before = (await storm(port, clients)).rate;
         for (const t of tracers) {
@@ -339,16 +341,14 @@ if (import.meta.main) {
     `\nconnect storm side by side: ${STORM_SECONDS}-second loopback storms closing with RST, ${ROUNDS} interleaved ` +
       "rounds, median (range)\n",
   );
-  console.log(
-    "| | throughput ratio, 1 client | 2 clients | tracer's own CPU per event | complete | peak RSS MB |",
-  );
-  console.log("|---|---|---|---|---|---|");
+  const ratios = CLIENTS.map((c) => `throughput ratio, ${c} client${c === 1 ? "" : "s"}`);
+  console.log(`| | ${ratios.join(" | ")} | tracer's own CPU per event | complete | peak RSS MB |`);
+  console.log(`|---|${ratios.map(() => "---|").join("")}---|---|---|`);
   for (const t of tracers) {
-    const one = samples.get(`${t.name}/1`)!;
-    const two = samples.get(`${t.name}/2`)!;
-    const all = [...one, ...two];
+    const each = CLIENTS.map((c) => samples.get(`${t.name}/${c}`)!);
+    const all = each.flat();
     console.log(
-      `| ${t.name} | ${range(one.map((s) => s.ratio), 2)} | ${range(two.map((s) => s.ratio), 2)} | ${
+      `| ${t.name} | ${each.map((s) => range(s.map((x) => x.ratio), 2)).join(" | ")} | ${
         range(all.map((s) => s.cpuUs), 1, " µs")
       } | ${range(all.map((s) => 100 * s.complete), 1, "%")} | ${range(all.map((s) => s.rssMb), 0)} |`,
     );

@@ -74,7 +74,13 @@ await time("enrich", () => enrich(raw, deps));
 // Naming the remote end: one Map get by the address, against a book of 10,000 workload addresses.
 const peers = new PeerAddresses();
 for (let i = 0; i < 10_000; i++) {
-  const peer = { container: `c${i}`, containerId: i.toString(16).padStart(64, "0"), image: "img", pod: "", namespace: "" };
+  const peer = {
+    container: `c${i}`,
+    containerId: i.toString(16).padStart(64, "0"),
+    image: "img",
+    pod: "",
+    namespace: "",
+  };
   peers.claim(`10.88.${i >> 8}.${i & 255}`, `docker/${i}`, peer, 0);
 }
 const withPeers = { ...deps, peers };

@@ -44,6 +44,13 @@ interface Edge {
   in: Side;
 }
 
+/** A node before it is kept: its key, kind and lines. */
+interface NodeSpec {
+  key: string;
+  kind: Kind;
+  lines: string[];
+}
+
 const newSide = (): Side => ({ opens: 0, closes: 0, forth: 0, back: 0 });
 
 /** A workload's node key and lines, from its container fields (the local end's, or the peer's). */
@@ -67,7 +74,7 @@ export class FlowMap {
   #nodes = new Map<string, MapNode>();
   #edges = new Map<string, Edge>();
   /** Who opened each connection opened here, by its addresses and ports (opener's first). */
-  #openers = new Map<string, MapNode>();
+  #openers = new Map<string, NodeSpec>();
   #max: number;
   /** Records of edges past the cap. */
   overflow = 0;
@@ -81,32 +88,32 @@ export class FlowMap {
     return this.#edges.size;
   }
 
-  #node(key: string, kind: Kind, lines: string[]): MapNode {
-    let n = this.#nodes.get(key);
-    if (!n) this.#nodes.set(key, n = { id: `n${this.#nodes.size}`, kind, lines });
+  #node(spec: NodeSpec): MapNode {
+    let n = this.#nodes.get(spec.key);
+    if (!n) this.#nodes.set(spec.key, n = { id: `n${this.#nodes.size}`, kind: spec.kind, lines: spec.lines });
     return n;
   }
 
   /** The event's own end. */
-  #local(e: ConnEvent): MapNode {
-    if (!e.containerId) return this.#node(`host\0${e.exe || e.comm}`, "host", [e.exe || e.comm, "host"]);
+  #local(e: ConnEvent): NodeSpec {
+    if (!e.containerId) return { key: `host\0${e.exe || e.comm}`, kind: "host", lines: [e.exe || e.comm, "host"] };
     const [key, lines] = workloadNode(e.pod, e.namespace, e.container, e.containerId, e.image);
-    return this.#node(key, "container", lines);
+    return { key, kind: "container", lines };
   }
 
   /** The other end: a local workload's node when one held the address, else its name or address. */
-  #remote(e: ConnEvent): MapNode {
+  #remote(e: ConnEvent): NodeSpec {
     const p = e.peer;
     if (p) {
       const [key, lines] = workloadNode(p.pod, p.namespace, p.container, p.containerId, p.image);
-      return this.#node(key, "container", lines);
+      return { key, kind: "container", lines };
     }
-    if (e.flow?.folded) return this.#node("remote\0*", "remote", ["* (folded)"]);
+    if (e.flow?.folded) return { key: "remote\0*", kind: "remote", lines: ["* (folded)"] };
     const name = e.dnsName || e.daddr;
-    return this.#node(`remote\0${name}`, "remote", [name]);
+    return { key: `remote\0${name}`, kind: "remote", lines: [name] };
   }
 
-  #opened(tuple: string, by: MapNode): void {
+  #opened(tuple: string, by: NodeSpec): void {
     if (this.#openers.size >= MAX_OPENERS && !this.#openers.has(tuple)) {
       this.#openers.delete(this.#openers.keys().next().value!);
     }
@@ -118,7 +125,7 @@ export class FlowMap {
     if (e.event === "dns" || e.status === "pending") return;
     const inbound = e.direction === "inbound";
     const local = this.#local(e);
-    let remote: MapNode | undefined;
+    let remote: NodeSpec | undefined;
     if (!e.flow) {
       // Both ends on this host (a host program calling a container through its bridge's address): the
       // accepting end's record finds the opener's node by the connection's addresses and ports.
@@ -128,14 +135,18 @@ export class FlowMap {
     remote ??= this.#remote(e);
     const [from, to] = inbound ? [remote, local] : [local, remote];
     const port = inbound ? e.sport : e.dport;
-    const key = `${from.id} ${to.id} ${port}`;
+    const key = `${from.key}\x01${to.key}\x01${port}`;
     let edge = this.#edges.get(key);
     if (!edge) {
+      // Past the cap nothing new is kept, nodes included: a peer cannot grow the map by new addresses.
       if (this.#edges.size >= this.#max) {
         this.overflow++;
         return;
       }
-      this.#edges.set(key, edge = { from, to, port, out: newSide(), in: newSide() });
+      // The record's own end is numbered first, as it is met.
+      const [l, r] = [this.#node(local), this.#node(remote)];
+      const [f, t] = inbound ? [r, l] : [l, r];
+      this.#edges.set(key, edge = { from: f, to: t, port, out: newSide(), in: newSide() });
     }
     const side = inbound ? edge.in : edge.out;
     // The opener sends what the acceptor receives.

@@ -111,3 +111,15 @@ Deno.test("map: a host program's connection to a container, seen at both ends, i
   assert.match(dot, /n2 -> n1 \[label=":5432\\n1 conn"\]/);
   assert.equal(m.size, 2);
 });
+
+Deno.test("map: past its cap of edges it keeps no new node either, however many peers call", () => {
+  const m = new FlowMap(2);
+  for (let i = 0; i < 1000; i++) {
+    m.add(sampleEvent({ direction: "inbound", event: "accept", daddr: `10.0.${i >> 8}.${i & 255}`, sport: 22 }));
+  }
+  assert.equal(m.size, 2);
+  assert.equal(m.overflow, 998);
+  const dot = m.text("dot");
+  assert.equal(dot.match(/ \[shape=/g)?.length, 3, dot); // sshd's node and two callers
+  assert.match(dot, /998 records of flows past the first 2 are not drawn/);
+});
