@@ -71,20 +71,28 @@ const raw = decodeRecord(v) as RawConnect;
 const ev = enrich(raw, deps);
 await time("decode", () => decodeRecord(v));
 await time("enrich", () => enrich(raw, deps));
-// Naming the remote end: one Map get by the address, against a book of 10,000 workload addresses.
-const peers = new PeerAddresses();
-for (let i = 0; i < 10_000; i++) {
-  const peer = {
-    container: `c${i}`,
-    containerId: i.toString(16).padStart(64, "0"),
-    image: "img",
-    pod: "",
-    namespace: "",
-  };
-  peers.claim(`10.88.${i >> 8}.${i & 255}`, `docker/${i}`, peer, 0);
-}
-const withPeers = { ...deps, peers };
-const toPeer = { ...raw, daddr: "10.88.7.7" };
+// Naming the remote end: one Map get by the address. The same deps shape in each row (one
+// deps object per run, as lightmon has), an empty book against one of 10,000 addresses.
+const book = (n: number) => {
+  const peers = new PeerAddresses();
+  for (let i = 0; i < n; i++) {
+    const peer = {
+      container: `c${i}`,
+      containerId: i.toString(16).padStart(64, "0"),
+      image: "img",
+      pod: "",
+      namespace: "",
+    };
+    peers.claim(`10.88.${i >> 8}.${i & 255}`, `docker/${i}`, peer, 0);
+  }
+  return { ...deps, peers };
+};
+const noPeers = book(0);
+const withPeers = book(10_000);
+const v2 = new DataView(v.buffer.slice(0));
+[10, 88, 7, 7].forEach((b, i) => v2.setUint8(CONN.daddr.offset + i, b));
+const toPeer = decodeRecord(v2) as RawConnect;
+await time("enrich, no address known", () => enrich(raw, noPeers));
 await time("enrich, peer miss (10,000)", () => enrich(raw, withPeers));
 await time("enrich, peer hit (10,000)", () => enrich(toPeer, withPeers));
 await time("filter", () => keep(ev));
