@@ -53,17 +53,17 @@ interface NodeSpec {
 
 const newSide = (): Side => ({ opens: 0, closes: 0, forth: 0, back: 0 });
 
-/** A workload's node key and lines, from its container fields (the local end's, or the peer's). */
+/** A workload's node, from its container fields (the local end's, or the peer's). */
 function workloadNode(
   pod: string,
   namespace: string,
   container: string,
   id: string,
   image: string,
-): [string, string[]] {
-  if (pod) return [`pod\0${namespace}/${pod}`, [`${namespace}/${pod}`, "pod"]];
+): NodeSpec {
+  if (pod) return { key: `pod\0${namespace}/${pod}`, kind: "container", lines: [`${namespace}/${pod}`, "pod"] };
   const name = container || id.slice(0, 12);
-  return [`container\0${id}`, image ? [name, image] : [name]];
+  return { key: `container\0${id}`, kind: "container", lines: image ? [name, image] : [name] };
 }
 
 /** Connections opened here remembered at most, for the accepting end's records to find their opener. */
@@ -97,16 +97,14 @@ export class FlowMap {
   /** The event's own end. */
   #local(e: ConnEvent): NodeSpec {
     if (!e.containerId) return { key: `host\0${e.exe || e.comm}`, kind: "host", lines: [e.exe || e.comm, "host"] };
-    const [key, lines] = workloadNode(e.pod, e.namespace, e.container, e.containerId, e.image);
-    return { key, kind: "container", lines };
+    return workloadNode(e.pod, e.namespace, e.container, e.containerId, e.image);
   }
 
   /** The other end: a local workload's node when one held the address, else its name or address. */
   #remote(e: ConnEvent): NodeSpec {
     const p = e.peer;
     if (p) {
-      const [key, lines] = workloadNode(p.pod, p.namespace, p.container, p.containerId, p.image);
-      return { key, kind: "container", lines };
+      return workloadNode(p.pod, p.namespace, p.container, p.containerId, p.image);
     }
     if (e.flow?.folded) return { key: "remote\0*", kind: "remote", lines: ["* (folded)"] };
     const name = e.dnsName || e.daddr;
