@@ -283,6 +283,17 @@ static __always_inline void count(__u32 idx)
 		*v += 1;
 }
 
+/*
+ * A field of a socket a program was given. Where `btf` says the pointer is BTF-typed (a
+ * tp_btf or fentry argument, or a pointer read from one) it is a plain load, which the
+ * verifier checks and makes fault-safe; where it is a plain number (a classic
+ * tracepoint's, a kprobe's, one read out of another object) it is bpf_probe_read_kernel,
+ * a helper call. Every program passes a constant, so the other branch is compiled out of
+ * it. Only struct sock's own fields: the verifier types the pointer as the program's
+ * argument has it, so a field of the inet_sock or tcp_sock around it is read the slow way.
+ */
+#define LM_FIELD(btf, p, field) ((btf) ? (p)->field : BPF_CORE_READ(p, field))
+
 /* Whether -include can keep a connection with these ports (host order). */
 static __always_inline bool ports_included(__u16 sport, __u16 dport)
 {
@@ -298,12 +309,12 @@ static __always_inline bool ports_included(__u16 sport, __u16 dport)
 }
 
 /* Whether -include can keep this socket's connection, by its ports now. */
-static __always_inline bool sock_included(const struct sock *sk)
+static __always_inline bool sock_included(const struct sock *sk, bool btf)
 {
 	if (!lm_cfg.include_ports)
 		return true;
 	return ports_included(bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport)),
-			      bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)));
+			      bpf_ntohs(LM_FIELD(btf, sk, __sk_common.skc_dport)));
 }
 
 /*
@@ -312,17 +323,17 @@ static __always_inline bool sock_included(const struct sock *sk)
  * the source port is bound; at CLOSE->SYN_SENT (the tracepoints) it is not yet, and
  * only an include of remote ports alone can tell (the outcome checks the rest).
  */
-static __always_inline bool dropped_at_connect(const struct sock *sk)
+static __always_inline bool dropped_at_connect(const struct sock *sk, bool btf)
 {
 	__u16 dport;
 
 	if (!lm_cfg.filter_dports && !lm_cfg.include_ports)
 		return false;
-	dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	dport = bpf_ntohs(LM_FIELD(btf, sk, __sk_common.skc_dport));
 	if (lm_cfg.filter_dports && bpf_map_lookup_elem(&lm_excl_dport, &dport))
 		return true;
 	if (!lm_cfg.stash_on_state)
-		return !sock_included(sk);
+		return !sock_included(sk, btf);
 	return lm_cfg.include_ports == LM_INCL_REMOTE && !ports_included(0, dport);
 }
 
@@ -706,10 +717,10 @@ static __always_inline bool emit_opening(struct lm_conn_event *e, __u32 kind)
 	return emit_conn(e, (e->flags & LM_FLAG_PENDING_FLOW) ? LM_SEND_FLOW : LM_SEND_OPENING);
 }
 
-static __always_inline bool read_endpoints(const struct sock *sk, struct lm_conn_event *e);
+static __always_inline bool read_endpoints(const struct sock *sk, struct lm_conn_event *e, bool btf);
 
 /* Connect in process context: record who is connecting. */
-static __always_inline void stash_connect(const struct sock *sk)
+static __always_inline void stash_connect(const struct sock *sk, bool btf)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32;
@@ -717,14 +728,14 @@ static __always_inline void stash_connect(const struct sock *sk)
 
 	if (pid == lm_cfg.self_pid)
 		return;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (LM_FIELD(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = LM_FIELD(btf, sk, __sk_common.skc_family);
 
 	if (family != AF_INET && family != AF_INET6)
 		return;
 	/* connect() sets the destination before the socket enters SYN_SENT. */
-	if (dropped_at_connect(sk)) {
+	if (dropped_at_connect(sk, btf)) {
 		count(LM_CTR_FILTERED);
 		return;
 	}
@@ -762,39 +773,47 @@ static __always_inline void stash_connect(const struct sock *sk)
 	e->flags = LM_FLAG_PENDING_SENT | LM_FLAG_UNSTASHED;
 	e->ts_ns = e->start_ns;
 	count(LM_CTR_UNSTASHED);
-	if (read_endpoints(sk, e) && ports_included(e->sport, e->dport))
+	if (read_endpoints(sk, e, btf) && ports_included(e->sport, e->dport))
 		emit_opening(e, LM_OPEN_CONNECTS);
 	else
 		count(LM_CTR_FILTERED);
 }
 
-/* The socket's network namespace as bpf_get_netns_cookie() names it (the DNS program's key). */
-static __always_inline __u64 netns_cookie(const struct sock *sk)
+/* The socket's network namespace's inode number. */
+static __always_inline __u32 sock_netns(const struct sock *sk, bool btf)
 {
-	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	const struct net *net = LM_FIELD(btf, sk, __sk_common.skc_net.net);
+
+	return LM_FIELD(btf, net, ns.inum);
+}
+
+/* The socket's network namespace as bpf_get_netns_cookie() names it (the DNS program's key). */
+static __always_inline __u64 netns_cookie(const struct sock *sk, bool btf)
+{
+	struct net *net = LM_FIELD(btf, sk, __sk_common.skc_net.net);
 
 	if (bpf_core_field_exists(net->net_cookie))
-		return BPF_CORE_READ(net, net_cookie);
+		return LM_FIELD(btf, net, net_cookie);
 	struct net___atomic_cookie *old = (void *)net;
 
 	if (bpf_core_field_exists(old->net_cookie))
-		return BPF_CORE_READ(old, net_cookie.counter);
+		return LM_FIELD(btf, old, net_cookie.counter);
 	return 0;
 }
 
 /* Fill addresses, ports and the netns from the socket. Returns false to drop it. */
-static __always_inline bool read_endpoints(const struct sock *sk, struct lm_conn_event *e)
+static __always_inline bool read_endpoints(const struct sock *sk, struct lm_conn_event *e, bool btf)
 {
 	const struct inet_sock *inet = (const struct inet_sock *)sk;
 
-	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->family = LM_FIELD(btf, sk, __sk_common.skc_family);
 	e->sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
-	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	e->netns_cookie = netns_cookie(sk);
+	e->dport = bpf_ntohs(LM_FIELD(btf, sk, __sk_common.skc_dport));
+	e->netns = sock_netns(sk, btf);
+	e->netns_cookie = netns_cookie(sk, btf);
 	if (e->family == AF_INET) {
-		__be32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__be32 s = LM_FIELD(btf, sk, __sk_common.skc_rcv_saddr);
+		__be32 d = LM_FIELD(btf, sk, __sk_common.skc_daddr);
 
 		__builtin_memcpy(e->saddr, &s, 4);
 		__builtin_memcpy(e->daddr, &d, 4);
@@ -802,8 +821,13 @@ static __always_inline bool read_endpoints(const struct sock *sk, struct lm_conn
 	}
 	/* Arrays need bpf_core_read with their full size: BPF_CORE_READ_INTO on an
 	 * array copies a single element. */
-	bpf_core_read(e->saddr, sizeof(e->saddr), &sk->__sk_common.skc_v6_rcv_saddr);
-	bpf_core_read(e->daddr, sizeof(e->daddr), &sk->__sk_common.skc_v6_daddr);
+	if (btf) {
+		__builtin_memcpy(e->saddr, &sk->__sk_common.skc_v6_rcv_saddr, sizeof(e->saddr));
+		__builtin_memcpy(e->daddr, &sk->__sk_common.skc_v6_daddr, sizeof(e->daddr));
+	} else {
+		bpf_core_read(e->saddr, sizeof(e->saddr), &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(e->daddr, sizeof(e->daddr), &sk->__sk_common.skc_v6_daddr);
+	}
 	if (lm_cfg.ipv4_only && !is_v4_mapped(e->daddr))
 		return false;
 	return true;
@@ -883,14 +907,14 @@ static __always_inline void task_to(struct lm_conn_event *e, const struct lm_con
  * choose to make it (a peer flooding one server costs that server's close records,
  * not everyone's).
  */
-static __always_inline __u64 conn_owner(const struct sock *sk, __u32 flags)
+static __always_inline __u64 conn_owner(const struct sock *sk, __u32 flags, bool btf)
 {
-	__u64 netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	__u64 netns = sock_netns(sk, btf);
 	__u32 uid;
 
 	if (flags & LM_CONN_INBOUND)
 		return (1ULL << 62) | (netns << 16) | bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
-	uid = BPF_CORE_READ(sk, sk_uid.val);
+	uid = LM_FIELD(btf, sk, sk_uid.val);
 	return uid ? uid : (1ULL << 63) | netns;
 }
 
@@ -920,7 +944,7 @@ static __always_inline struct lm_conn_state *new_state(__u32 flags, __u64 now, c
  * snapshot and a late accept (`fresh` false) keep an entry that exists.
  */
 static __always_inline struct lm_conn_state *track(const struct sock *sk, __u32 flags, __u64 now, bool fresh,
-						   const struct lm_conn_event *who)
+						   const struct lm_conn_event *who, bool btf)
 {
 	__u64 key = (__u64)sk;
 	struct lm_conn_state *v = bpf_map_lookup_elem(&lm_conns, &key);
@@ -933,7 +957,7 @@ static __always_inline struct lm_conn_state *track(const struct sock *sk, __u32 
 		return 0;
 	if (v) /* a stale entry at a reused address: replaced */
 		share_release(&lm_conns_share, v->owner);
-	st->owner = conn_owner(sk, flags);
+	st->owner = conn_owner(sk, flags, btf);
 	if (!share_take(&lm_conns_share, st->owner, LM_CONNS_SHARE)) {
 		if (v)
 			bpf_map_delete_elem(&lm_conns, &key);
@@ -960,18 +984,18 @@ static __always_inline void untrack(__u64 key)
 	bpf_map_delete_elem(&lm_conns, &key);
 }
 
-static __always_inline bool tcp_inet(const struct sock *sk)
+static __always_inline bool tcp_inet(const struct sock *sk, bool btf)
 {
 	__u16 family;
 
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (LM_FIELD(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return false;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	family = LM_FIELD(btf, sk, __sk_common.skc_family);
 	return family == AF_INET || family == AF_INET6;
 }
 
 /* The close record: the connection's counters; user space joins the identity. */
-static __always_inline void emit_close(const struct sock *sk, const struct lm_conn_state *st)
+static __always_inline void emit_close(const struct sock *sk, const struct lm_conn_state *st, bool btf)
 {
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	__u32 zero = 0;
@@ -994,9 +1018,9 @@ static __always_inline void emit_close(const struct sock *sk, const struct lm_co
 	 * was. User space subtracts what these flags say, for payload bytes. */
 	if ((st->flags & LM_CONN_FIN_SENT) && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
 		e->flags |= LM_FLAG_FIN_ACKED;
-	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE))
+	if (LM_FIELD(btf, sk, __sk_common.skc_flags) & (1UL << SOCK_DONE))
 		e->flags |= LM_FLAG_FIN_RECEIVED;
-	e->sk_err = BPF_CORE_READ(sk, sk_err);
+	e->sk_err = LM_FIELD(btf, sk, sk_err);
 	if (st->flags & LM_CONN_LOCAL_FIN)
 		e->closed_by = LM_CLOSED_LOCAL;
 	else if (st->flags & LM_CONN_REMOTE_FIN)
@@ -1009,21 +1033,21 @@ static __always_inline void emit_close(const struct sock *sk, const struct lm_co
 	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
 	e->retransmits = BPF_CORE_READ(tp, total_retrans);
 	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	if (read_endpoints(sk, e))
+	if (read_endpoints(sk, e, btf))
 		emit_conn(e, (st->flags & LM_CONN_AS_FLOW) ? LM_SEND_FLOW : LM_SEND_CLOSE);
 	else
 		count(LM_CTR_FILTERED); /* -v6=false: as its accept was */
 }
 
 /* Transitions of an established (or handshaking inbound) connection. */
-static __always_inline void track_state(const struct sock *sk, int oldstate, int newstate)
+static __always_inline void track_state(const struct sock *sk, int oldstate, int newstate, bool btf)
 {
 	__u64 key = (__u64)sk;
 
 	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
 		/* Reported once a process accepts it (handle_accept). */
-		if (tcp_inet(sk) && sock_included(sk))
-			track(sk, LM_CONN_INBOUND, bpf_ktime_get_boot_ns(), true, 0);
+		if (tcp_inet(sk, btf) && sock_included(sk, btf))
+			track(sk, LM_CONN_INBOUND, bpf_ktime_get_boot_ns(), true, 0, btf);
 		return;
 	}
 	struct lm_conn_state *st = bpf_map_lookup_elem(&lm_conns, &key);
@@ -1041,7 +1065,7 @@ static __always_inline void track_state(const struct sock *sk, int oldstate, int
 	if (newstate != TCP_CLOSE)
 		return;
 	if (st->flags & (LM_CONN_REPORTED | LM_CONN_EXISTING)) {
-		emit_close(sk, st);
+		emit_close(sk, st, btf);
 		untrack(key);
 	} else if (st->flags & LM_CONN_INBOUND) {
 		/*
@@ -1052,22 +1076,22 @@ static __always_inline void track_state(const struct sock *sk, int oldstate, int
 		 * the entry: a new handshake on the socket's address replaces it, and the
 		 * table is bounded. No record is lost either way.
 		 */
-		emit_close(sk, st);
+		emit_close(sk, st, btf);
 		st->flags |= LM_CONN_CLOSED;
 	} else {
 		untrack(key);
 	}
 }
 
-static __always_inline int handle_set_state(const struct sock *sk, int oldstate, int newstate)
+static __always_inline int handle_set_state(const struct sock *sk, int oldstate, int newstate, bool btf)
 {
 	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
 		if (lm_cfg.stash_on_state)
-			stash_connect(sk);
+			stash_connect(sk, btf);
 		return 0;
 	}
 	if (lm_cfg.track_conns && oldstate != TCP_SYN_SENT) {
-		track_state(sk, oldstate, newstate);
+		track_state(sk, oldstate, newstate, btf);
 		return 0;
 	}
 	if (oldstate != TCP_SYN_SENT || (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE))
@@ -1077,24 +1101,24 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_stash, &key);
 
 	if (!e) {
-		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		if (LM_FIELD(btf, sk, sk_protocol) != IPPROTO_TCP)
 			return 0;
 		/* A connect the kernel's filters dropped was counted as filtered already. */
-		if (dropped_at_connect(sk))
+		if (dropped_at_connect(sk, btf))
 			return 0;
 		count(LM_CTR_STASH_MISS);
 		return 0;
 	}
 	share_release(&lm_stash_share, stash_owner(e));
 	/* The error is set before tcp_done() moves the socket to CLOSE. */
-	e->sk_err = newstate == TCP_CLOSE ? BPF_CORE_READ(sk, sk_err) : 0;
+	e->sk_err = newstate == TCP_CLOSE ? LM_FIELD(btf, sk, sk_err) : 0;
 	e->status = status_of(newstate, e->sk_err);
 	e->ts_ns = bpf_ktime_get_boot_ns();
-	if (read_endpoints(sk, e) && ports_included(e->sport, e->dport)) {
+	if (read_endpoints(sk, e, btf) && ports_included(e->sport, e->dport)) {
 		struct lm_conn_state *st = 0;
 
 		if (lm_cfg.track_conns && newstate == TCP_ESTABLISHED) {
-			st = track(sk, LM_CONN_REPORTED, e->ts_ns, true, e);
+			st = track(sk, LM_CONN_REPORTED, e->ts_ns, true, e, btf);
 			e->conn_id = st ? st->id : 0;
 		}
 		if (emit_opening(e, LM_OPEN_CONNECTS) && st)
@@ -1106,7 +1130,7 @@ static __always_inline int handle_set_state(const struct sock *sk, int oldstate,
 	return 0;
 }
 
-static __always_inline int handle_retransmit(const struct sock *sk, int state)
+static __always_inline int handle_retransmit(const struct sock *sk, int state, bool btf)
 {
 	if (state != TCP_SYN_SENT)
 		return 0;
@@ -1118,7 +1142,7 @@ static __always_inline int handle_retransmit(const struct sock *sk, int state)
 	e->flags |= LM_FLAG_PENDING_SENT;
 	e->status = LM_STATUS_PENDING;
 	e->ts_ns = bpf_ktime_get_boot_ns();
-	if (!read_endpoints(sk, e))
+	if (!read_endpoints(sk, e, btf))
 		return 0;
 	if (ports_included(e->sport, e->dport)) {
 		if (emit_opening(e, LM_OPEN_CONNECTS))
@@ -1294,7 +1318,7 @@ static __always_inline int handle_accept(long ret)
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	const struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : 0;
 
-	if (!sk || !tcp_inet(sk))
+	if (!sk || !tcp_inet(sk, false))
 		return 0;
 	__u64 key = (__u64)sk;
 	__u64 now = bpf_ktime_get_boot_ns();
@@ -1303,7 +1327,7 @@ static __always_inline int handle_accept(long ret)
 		untrack(key);
 		return 0;
 	}
-	if (!sock_included(sk)) { /* neither its accept nor its close: -include keeps other ports */
+	if (!sock_included(sk, false)) { /* neither its accept nor its close: -include keeps other ports */
 		count(LM_CTR_FILTERED);
 		return 0;
 	}
@@ -1315,7 +1339,7 @@ static __always_inline int handle_accept(long ret)
 	bool closed = !st && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE;
 
 	if (!st)
-		st = closed ? new_state(LM_CONN_INBOUND, now, 0) : track(sk, LM_CONN_INBOUND, now, false, 0);
+		st = closed ? new_state(LM_CONN_INBOUND, now, 0) : track(sk, LM_CONN_INBOUND, now, false, 0, false);
 	struct lm_conn_event *e = bpf_map_lookup_elem(&lm_conn_scratch, &zero);
 
 	if (!e)
@@ -1328,7 +1352,7 @@ static __always_inline int handle_accept(long ret)
 	e->conn_id = st ? st->id : 0;
 	e->flags = LM_FLAG_INBOUND;
 	fill_task(e, id);
-	if (!read_endpoints(sk, e)) { /* -v6=false: neither the accept nor its close */
+	if (!read_endpoints(sk, e, false)) { /* -v6=false: neither the accept nor its close */
 		count(LM_CTR_FILTERED);
 		untrack(key);
 		return 0;
@@ -1341,7 +1365,7 @@ static __always_inline int handle_accept(long ret)
 	if (emit_opening(e, LM_OPEN_ACCEPTS) && st)
 		st->flags |= LM_CONN_AS_FLOW;
 	if (closed && st)
-		emit_close(sk, st);
+		emit_close(sk, st, false);
 	else if (st && (st->flags & LM_CONN_CLOSED)) /* its close went out already */
 		untrack(key);
 	return 0;
@@ -1356,14 +1380,14 @@ static __always_inline int handle_accept(long ret)
 SEC("fentry/tcp_connect")
 int BPF_PROG(lm_fentry_conn, struct sock *sk)
 {
-	stash_connect(sk);
+	stash_connect(sk, true);
 	return 0;
 }
 
 SEC("kprobe/tcp_connect")
 int BPF_KPROBE(lm_kprobe_conn, struct sock *sk)
 {
-	stash_connect(sk);
+	stash_connect(sk, false);
 	return 0;
 }
 
@@ -1423,11 +1447,11 @@ int lm_iter_tcp(struct bpf_iter__task_file *ctx)
 	e->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
 	read_cgroup(task, e);
-	read_endpoints(sk, e);
+	read_endpoints(sk, e, false);
 	if (lm_cfg.track_conns && state == TCP_ESTABLISHED && ports_included(e->sport, e->dport)) {
 		/* Its close is reported too; a connection a live record already tracks keeps
 		 * that record's id, so user space can tell the two apart. */
-		struct lm_conn_state *st = track(sk, LM_CONN_EXISTING, e->ts_ns, false, e);
+		struct lm_conn_state *st = track(sk, LM_CONN_EXISTING, e->ts_ns, false, e, false);
 
 		e->conn_id = st ? st->id : 0;
 	}
@@ -1459,13 +1483,13 @@ static __always_inline int handle_fork(struct task_struct *parent, struct task_s
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(lm_btf_state, const struct sock *sk, int oldstate, int newstate)
 {
-	return handle_set_state(sk, oldstate, newstate);
+	return handle_set_state(sk, oldstate, newstate, true);
 }
 
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(lm_btf_retrans, const struct sock *sk)
 {
-	return handle_retransmit(sk, BPF_CORE_READ(sk, __sk_common.skc_state));
+	return handle_retransmit(sk, sk->__sk_common.skc_state, true);
 }
 
 SEC("tp_btf/sched_process_exec")
@@ -1494,13 +1518,13 @@ SEC("tracepoint/sock/inet_sock_set_state")
 int lm_tp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	return handle_set_state(BPF_CORE_READ(ctx, skaddr), BPF_CORE_READ(ctx, oldstate),
-				BPF_CORE_READ(ctx, newstate));
+				BPF_CORE_READ(ctx, newstate), false);
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int lm_tp_retrans(struct lm_tp_retransmit *ctx)
 {
-	return handle_retransmit(ctx->skaddr, ctx->state);
+	return handle_retransmit(ctx->skaddr, ctx->state, false);
 }
 
 SEC("tracepoint/sched/sched_process_exec")
