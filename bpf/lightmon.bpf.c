@@ -386,21 +386,21 @@ static __always_inline bool cgroup_roots(struct kernfs_node *kn)
  * host, where runtimes place containers in the v1 controllers and the task sits at
  * the v2 root, fall back to the memory controller's cgroup. NULL at a root: the host's.
  */
-static __always_inline struct cgroup *naming_cgroup(struct task_struct *task)
+static __always_inline struct cgroup *naming_cgroup(struct task_struct *task, bool btf)
 {
-	struct css_set *cs = BPF_CORE_READ(task, cgroups);
-	struct cgroup *cg = BPF_CORE_READ(cs, dfl_cgrp);
+	struct css_set *cs = LM_FIELD(btf, task, cgroups);
+	struct cgroup *cg = LM_FIELD(btf, cs, dfl_cgrp);
 
-	if (!cg || BPF_CORE_READ(cg, level) == 0) {
+	if (!cg || LM_FIELD(btf, cg, level) == 0) {
 		int mem = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
 		struct cgroup_subsys_state *css = 0;
 
 		if (mem >= 0 && mem < 14)
-			css = BPF_CORE_READ(cs, subsys[mem]);
+			css = LM_FIELD(btf, cs, subsys[mem]);
 		if (css)
-			cg = BPF_CORE_READ(css, cgroup);
+			cg = LM_FIELD(btf, css, cgroup);
 	}
-	return cg && BPF_CORE_READ(cg, level) > 0 ? cg : 0;
+	return cg && LM_FIELD(btf, cg, level) > 0 ? cg : 0;
 }
 
 /* A cgroup's leaf name, and its parent's unless the parent is the root. */
@@ -417,7 +417,7 @@ static __always_inline void read_names(struct cgroup *cg, struct kernfs_node *kn
  */
 static __always_inline void read_cgroup_names(struct task_struct *task, char *leaf, char *parent)
 {
-	struct cgroup *cg = naming_cgroup(task);
+	struct cgroup *cg = naming_cgroup(task, false);
 
 	if (!cg)
 		return;
@@ -440,17 +440,18 @@ static __always_inline void read_cgroup_names(struct task_struct *task, char *le
  * each connection): a user who may make cgroups (every systemd session may) cannot push
  * the containers' names out of the table by connecting from thousands of its own.
  */
-static __always_inline void read_cgroup(struct task_struct *task, struct lm_conn_event *e)
+static __always_inline void read_cgroup(struct task_struct *task, struct lm_conn_event *e, bool btf)
 {
-	struct cgroup *cg = naming_cgroup(task);
+	struct cgroup *cg = naming_cgroup(task, btf);
 	__u32 zero = 0;
 
 	if (!cg)
 		return;
-	struct kernfs_node *kn = BPF_CORE_READ(cg, kn);
+	struct kernfs_node *kn = LM_FIELD(btf, cg, kn);
+	struct cgroup_root *root = LM_FIELD(btf, cg, root);
 	struct lm_cgroup_key key = {
-		.id = BPF_CORE_READ(kn, id),
-		.hierarchy = BPF_CORE_READ(cg, root, hierarchy_id),
+		.id = LM_FIELD(btf, kn, id),
+		.hierarchy = LM_FIELD(btf, root, hierarchy_id),
 	};
 	struct lm_cgroup_names *n = bpf_map_lookup_elem(&lm_cgroups, &key);
 
@@ -478,21 +479,33 @@ static __always_inline bool is_v4_mapped(const __u8 *a)
 }
 
 /* Who the current task is: the identity half of a connect or accept record. */
+/*
+ * Who the current task is: the identity half of a connect or accept record. On 5.11+
+ * (lm_cfg.task_btf) the task is BTF-typed and its fields, and those of the objects it
+ * points to, are plain loads; before, probe reads. The verifier prunes the branch the
+ * kernel's constant rules out, so an older kernel never sees the newer helper.
+ */
 static __always_inline void fill_task(struct lm_conn_event *e, __u64 id)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	bool btf = lm_cfg.task_btf;
+	struct task_struct *task = btf ? bpf_get_current_task_btf() : (struct task_struct *)bpf_get_current_task();
 	__u64 uidgid = bpf_get_current_uid_gid();
 
 	e->pid = id >> 32;
 	e->tid = (__u32)id;
 	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->proc_start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	struct task_struct *leader = LM_FIELD(btf, task, group_leader);
+	struct task_struct *parent = LM_FIELD(btf, task, real_parent);
+	struct nsproxy *nsproxy = LM_FIELD(btf, task, nsproxy);
+	struct mnt_namespace *mnt_ns = nsproxy ? LM_FIELD(btf, nsproxy, mnt_ns) : 0;
+
+	e->proc_start_ns = LM_FIELD(btf, leader, start_boottime);
+	e->ppid = LM_FIELD(btf, parent, tgid);
 	e->uid = (__u32)uidgid;
 	e->gid = uidgid >> 32;
-	e->mntns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	e->mntns = mnt_ns ? LM_FIELD(btf, mnt_ns, ns.inum) : 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	read_cgroup(task, e);
+	read_cgroup(task, e, btf);
 }
 
 /* Whose share a stash entry counts against: its uid; root's (host root, or root in
@@ -1446,7 +1459,7 @@ int lm_iter_tcp(struct bpf_iter__task_file *ctx)
 	e->mntns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 	e->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
-	read_cgroup(task, e);
+	read_cgroup(task, e, false);
 	read_endpoints(sk, e, false);
 	if (lm_cfg.track_conns && state == TCP_ESTABLISHED && ports_included(e->sport, e->dport)) {
 		/* Its close is reported too; a connection a live record already tracks keeps

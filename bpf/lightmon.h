@@ -342,6 +342,7 @@ struct lm_config {
 	__u32 include_ports;  /* LM_INCL_*: 0, or keep only connections with a port lm_incl_port lists */
 	__u32 flows;	      /* 1: every connection record is counted into its flow, none is sent (--flows) */
 	__u32 overflow_at;    /* ring bytes: with more unread, new connections' records are counted into flows; 0: never */
+	__u32 task_btf;	      /* 1: bpf_get_current_task_btf() exists (5.11+): the task's fields are plain loads */
 };
 
 _Static_assert(sizeof(struct lm_dns_query) == 792, "lm_dns_query layout changed: update src/capture/layout.ts");
@@ -355,6 +356,6 @@ _Static_assert(sizeof(struct lm_cgroup_key) == 16, "lm_cgroup_key layout changed
 _Static_assert(sizeof(struct lm_cgroup_names) == 192, "lm_cgroup_names layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_flow_key) == 72, "lm_flow_key layout changed: update src/capture/layout.ts");
 _Static_assert(sizeof(struct lm_flow_stats) == 216, "lm_flow_stats layout changed: update src/capture/layout.ts");
-_Static_assert(sizeof(struct lm_config) == 36, "lm_config layout changed: update src/capture/layout.ts");
+_Static_assert(sizeof(struct lm_config) == 40, "lm_config layout changed: update src/capture/layout.ts");
 
 #endif

@@ -109,6 +109,8 @@ async function main(argv: string[], signals: StopSignals): Promise<number> {
   const inKernel = Deno.env.get("LIGHTMON_KERNEL_FILTER") !== "0";
   const excludedDports = inKernel ? kernelExcludedDports(o.exclude) : [];
   const includedPorts = inKernel ? kernelIncludedPorts(o.include) : undefined;
+  // LIGHTMON_TASK_BTF=0 reads tasks with probe reads, as a kernel before 5.11 does (for the tests).
+  const taskBtf = Deno.env.get("LIGHTMON_TASK_BTF") === "0" ? false : undefined;
   // The load (~100 ms, most of it libbpf reading the kernel's BTF) runs on another thread
   // from here, while the rest of start-up goes on: the monitor's modules, the filters,
   // the baseline, Docker's list. Until runMonitor owns the capture, a failure closes it.
@@ -124,6 +126,7 @@ async function main(argv: string[], signals: StopSignals): Promise<number> {
     openings,
     dns: o.dns,
     flows,
+    taskBtf,
     onFallback: (s, e) => {
       fallbacks.push(`${s}: ${"code" in e ? e.code : e.message}`);
       if (o.verbose) log(`lightmon: strategy ${s} failed: ${e.message}`);

@@ -172,6 +172,7 @@ export const CONFIG = {
   include_ports: { offset: 24, size: 4 },
   flows: { offset: 28, size: 4 },
   overflow_at: { offset: 32, size: 4 },
+  task_btf: { offset: 36, size: 4 },
 } as const satisfies Record<string, FieldPos>;
 /** lm_config.openings bits (LM_OPEN_* in bpf/lightmon.h): which opening records the kernel sends. */
 export const OPEN_CONNECTS = 1;
@@ -184,7 +185,7 @@ export const INCL_LOCAL = 2;
 export const PORT_REMOTE = 1 << 16;
 export const PORT_LOCAL = 2 << 16;
 /** sizeof(struct lm_config) */
-export const CONFIG_SIZE = 36;
+export const CONFIG_SIZE = 40;
 
 /** struct lm_flow_key: lm_flows_0/lm_flows_1's key */
 export const FLOW_KEY = {

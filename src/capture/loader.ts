@@ -133,6 +133,11 @@ export interface LoadOptions {
    * busy (more than OVERFLOW_FILL of it unread).
    */
   flows?: boolean;
+  /**
+   * Read the current task's fields as plain loads (bpf_get_current_task_btf, Linux
+   * 5.11+) rather than probe reads. Default: whether this kernel is 5.11 or later.
+   */
+  taskBtf?: boolean;
   /** Called once per strategy that failed, with why. */
   onFallback?: (strategy: Strategy, error: Error) => void;
 }
@@ -141,6 +146,19 @@ export interface LoadOptions {
 export interface IncludedPorts {
   remote: readonly number[];
   local: readonly number[];
+}
+
+/**
+ * Whether a kernel of this release (`uname -r`) has bpf_get_current_task_btf(): 5.11
+ * and later. A helper is never taken away, so a distribution's backports only make an
+ * older kernel read its tasks the slower way.
+ * @example taskBtfAvailable("6.1.0-28-amd64") // true
+ */
+export function taskBtfAvailable(release: string): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  if (!m) return false;
+  const major = Number(m[1]), minor = Number(m[2]);
+  return major > 5 || (major === 5 && minor >= 11);
 }
 
 /** Entries of lm_incl_port (bpf/lightmon.bpf.c): an include with more ports stays in user space. */
@@ -209,6 +227,7 @@ function configBytes(strategy: Strategy, o: Omit<LoadOptions, "strategies">): Ui
   v.setUint32(CONFIG.include_ports.offset, sides, true);
   v.setUint32(CONFIG.flows.offset, o.flows ? 1 : 0, true);
   v.setUint32(CONFIG.overflow_at.offset, o.flows ? 0 : Math.floor(ringBytes(o) * OVERFLOW_FILL), true);
+  v.setUint32(CONFIG.task_btf.offset, (o.taskBtf ?? taskBtfAvailable(Deno.osRelease())) ? 1 : 0, true);
   return bytes;
 }
 
