@@ -60,6 +60,7 @@ bench: bpf helpers
 	$(DENO_RUN) bench/peers.ts
 	$(DENO_RUN) bench/connect_storm.ts
 	$(DENO_RUN) bench/baseline.ts
+	$(DENO_RUN) bench/kernel.ts
 
 clean:
 	rm -rf $(BUILD) dist

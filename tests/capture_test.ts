@@ -425,3 +425,49 @@ bpfTest("a connection established before start is reported once as existing; its
     await holder.status;
   }
 });
+
+// Kernels before 5.11 have no BTF-typed current task: their programs read its fields with
+// probe reads (lm_cfg.task_btf 0), which LIGHTMON_TASK_BTF=0 forces here.
+for (const taskBtf of ["1", "0"]) {
+  bpfTest(
+    `with the task read ${taskBtf === "1" ? "as plain loads" : "by probe reads"}, connects and closes name the process`,
+    async () => {
+      const v4 = listen("127.0.0.1");
+      const v6 = listen("::1");
+      const mntns = Number(/\[(\d+)\]/.exec(Deno.readLinkSync("/proc/self/ns/mnt"))![1]);
+      let t4: Truth[] = [], t6: Truth[] = [];
+      const lm = await captureAll(["--events", "connect,close"], async (lm) => {
+        t4 = await connect("127.0.0.1", v4.port, { n: 3 });
+        t6 = await connect("::1", v6.port, { n: 3 });
+        await lm.until(
+          (out) => out.split("\n").filter((l) => l.includes(`"pid":${t6[0].pid},`)).length === 6,
+          10_000,
+          "three connects and three closes of the v6 client",
+        );
+      }, { LIGHTMON_TASK_BTF: taskBtf });
+      v4.close();
+      v6.close();
+      for (
+        const [t, daddr, port, family] of [[t4, "127.0.0.1", v4.port, "AF_INET"], [
+          t6,
+          "::1",
+          v6.port,
+          "AF_INET6",
+        ]] as const
+      ) {
+        const got = byPid(lm.events(), t[0].pid);
+        const connects = got.filter((e) => e.event === "connect");
+        const closes = got.filter((e) => e.event === "close");
+        assert.equal(connects.length, 3);
+        assert.equal(closes.length, 3);
+        connects.forEach((e, i) => assertMatches(e, t[i], { daddr, dport: port, family, status: "established" }));
+        for (const e of got) {
+          assert.equal(e.ppid, Deno.pid, "the connector's parent is this test");
+          assert.equal(e.mntns, mntns);
+          assert.equal(e.comm, "connector");
+        }
+        assert.deepEqual(closes.map((e) => e.sport).sort(), t.map((x) => x.sport).sort());
+      }
+    },
+  );
+}
