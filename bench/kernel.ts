@@ -104,8 +104,8 @@ if (import.meta.main) {
           r.total.push(m.nsPerConn);
           console.error(
             `bench: round ${round}, ${key}: state ${state.toFixed(0)} ns a call, accept ${
-              accept.toFixed(0)
-            } ns, kernel ${m.nsPerConn.toFixed(0)} ns a connection (${
+              Number.isNaN(accept) ? "-" : `${accept.toFixed(0)} ns`
+            }, kernel ${m.nsPerConn.toFixed(0)} ns a connection (${
               [...m.perProgram].map(([p, s]) => `${p} ${s.callsPerConn.toFixed(2)}x${s.nsPerCall.toFixed(0)}`).join(
                 ", ",
               )
