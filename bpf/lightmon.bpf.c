@@ -284,13 +284,15 @@ static __always_inline void count(__u32 idx)
 }
 
 /*
- * A field of a socket a program was given. Where `btf` says the pointer is BTF-typed (a
- * tp_btf or fentry argument, or a pointer read from one) it is a plain load, which the
+ * A field of a kernel object: a socket a program was given, or the current task. Where
+ * `btf` says the pointer is BTF-typed (a tp_btf or fentry argument, the task from
+ * bpf_get_current_task_btf(), or a pointer read from one) it is a plain load, which the
  * verifier checks and makes fault-safe; where it is a plain number (a classic
  * tracepoint's, a kprobe's, one read out of another object) it is bpf_probe_read_kernel,
  * a helper call. Every program passes a constant, so the other branch is compiled out of
- * it. Only struct sock's own fields: the verifier types the pointer as the program's
- * argument has it, so a field of the inet_sock or tcp_sock around it is read the slow way.
+ * it (the task's flag is lm_cfg.task_btf, which the verifier knows). Only struct sock's
+ * own fields: the verifier types the pointer as the program's argument has it, so a
+ * field of the inet_sock or tcp_sock around it is read the slow way.
  */
 #define LM_FIELD(btf, p, field) ((btf) ? (p)->field : BPF_CORE_READ(p, field))
 
