@@ -15,10 +15,10 @@ import { BaselineStage } from "../src/baseline/stage.ts";
 import { loadBaseline } from "../src/baseline/file.ts";
 import { documentText, mergeFlows, newDocument } from "../src/baseline/merge.ts";
 import { eventLine, workloadOf } from "../src/baseline/flow.ts";
+import { median } from "./lib.ts";
 
 const FLOWS = 10_000;
 const WORKLOADS = 100;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** The i-th flow's event: pods, images and host processes; names and addresses, v4 and v6, both directions. */
 function flowEvent(i: number, novel = false): ConnEvent {

@@ -11,7 +11,7 @@
  * rounds (an A/B). bpf_stats_enabled is put back as it was.
  * @module
  */
-import { CONNECTOR, LIGHTMON, Lightmon, startListener } from "./lib.ts";
+import { LIGHTMON, Lightmon, range, startListener, timedStorm } from "./lib.ts";
 
 const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
 const STORM_SECONDS = 3;
@@ -48,11 +48,7 @@ async function measure(
   await new Promise((r) => setTimeout(r, 300));
   const ours = [...progs().values()].filter((p) => !before.has(p.id) && p.name.startsWith("lm_"));
   const start = new Map(ours.map((p) => [p.id, p]));
-  const out = await new Deno.Command(CONNECTOR, {
-    args: ["-q", "-r", "-n", "100000000", "-T", String(STORM_SECONDS), "127.0.0.1", String(port)],
-    stdout: "piped",
-  }).output();
-  const n = JSON.parse(dec.decode(out.stdout)).established as number;
+  const { n } = await timedStorm(port, 1, STORM_SECONDS);
   await new Promise((r) => setTimeout(r, 300)); // the last closes
   const end = progs();
   await lm.stop();
@@ -68,13 +64,6 @@ async function measure(
   }
   return { perProgram, nsPerConn: total / n };
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const range = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const f = (x: number) => x.toFixed(0);
-  return s.length > 1 ? `${f(median(s))} (${f(s[0])}-${f(s.at(-1)!)})` : f(s[0]);
-};
 
 if (import.meta.main) {
   if (Deno.uid() !== 0) {
@@ -125,7 +114,7 @@ if (import.meta.main) {
   console.log("| build | mode | state-change program, a call | accept program, a call | all programs, a connection |");
   console.log("|---|---|---|---|---|");
   for (const [key, r] of rows) {
-    const accept = r.accept.every(Number.isNaN) ? "-" : range(r.accept);
-    console.log(`| ${key} | ${range(r.state)} | ${accept} | ${range(r.total)} |`);
+    const accept = r.accept.every(Number.isNaN) ? "-" : range(r.accept, 0);
+    console.log(`| ${key} | ${range(r.state, 0)} | ${accept} | ${range(r.total, 0)} |`);
   }
 }

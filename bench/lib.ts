@@ -21,6 +21,31 @@ export async function startListener(seconds = 600): Promise<{ port: number; chil
   return { port: Number(dec.decode(value).trim()), child };
 }
 
+/** `clients` connectors for `seconds`, closing with RST: total connects and the rate. */
+export async function timedStorm(port: number, clients: number, seconds: number): Promise<{ n: number; rate: number }> {
+  const t0 = performance.now();
+  const runs = await Promise.all(
+    Array.from({ length: clients }, () =>
+      new Deno.Command(CONNECTOR, {
+        args: ["-q", "-r", "-n", "100000000", "-T", String(seconds), "127.0.0.1", String(port)],
+        stdout: "piped",
+      }).output()),
+  );
+  const elapsed = (performance.now() - t0) / 1000;
+  const n = runs.reduce((a, r) => a + JSON.parse(dec.decode(r.stdout)).established, 0);
+  return { n, rate: n / elapsed };
+}
+
+/** The median of `xs` (the upper one of an even count). */
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** `median (min-max)` of `xs`, each with `digits` decimals and `unit`; one value alone. */
+export function range(xs: number[], digits: number, unit = ""): string {
+  const s = [...xs].sort((a, b) => a - b);
+  const f = (x: number) => x.toFixed(digits) + unit;
+  return s.length > 1 ? `${f(median(s))} (${f(s[0])}-${f(s[s.length - 1])})` : f(s[0]);
+}
+
 /** User+system CPU seconds of a process, all threads. */
 export function cpuSeconds(pid: number): number {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);

@@ -12,7 +12,7 @@
  * listener this script starts.
  * @module
  */
-import { CONNECTOR, cpuSeconds, LIGHTMON, peakRssMb, startListener } from "./lib.ts";
+import { cpuSeconds, LIGHTMON, peakRssMb, range, startListener, timedStorm } from "./lib.ts";
 const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
 const STORM_SECONDS = Number(Deno.env.get("BENCH_STORM_SECONDS") ?? 3);
 /** The client counts of each round (BENCH_CLIENTS=1 for a quick A/B). */
@@ -236,18 +236,7 @@ const TRACERS: Tracer[] = [
 ];
 
 /** `clients` connectors for STORM_SECONDS, closing with RST; total connects and the rate. */
-async function storm(port: number, clients: number): Promise<{ n: number; rate: number }> {
-  const t0 = performance.now();
-  const runs = await Promise.all(
-    Array.from({ length: clients }, () =>
-      new Deno.Command(CONNECTOR, {
-        args: ["-q", "-r", "-n", "100000000", "-T", String(STORM_SECONDS), "127.0.0.1", String(port)],
-      }).output()),
-  );
-  const seconds = (performance.now() - t0) / 1000;
-  const n = runs.reduce((a, r) => a + JSON.parse(dec.decode(r.stdout)).established, 0);
-  return { n, rate: n / seconds };
-}
+const storm = (port: number, clients: number) => timedStorm(port, clients, STORM_SECONDS);
 
 interface Sample {
   ratio: number;
@@ -291,13 +280,6 @@ async function traced(t: Tracer, port: number, clients: number): Promise<Sample 
   Deno.removeSync(out);
   return { rate: s.rate, ratio: NaN, cpuUs: (c1 - c0) * 1e6 / events, complete, rssMb };
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const range = (xs: number[], digits: number, unit = "") => {
-  const s = [...xs].sort((a, b) => a - b);
-  const f = (x: number) => x.toFixed(digits) + unit;
-  return s.length > 1 ? `${f(median(s))} (${f(s[0])}-${f(s[s.length - 1])})` : f(s[0]);
-};
 
 if (import.meta.main) {
   if (Deno.uid() !== 0) {
