@@ -253,6 +253,11 @@ function sequenceOnly(flags: number): number {
   return syn + (flags & FLAG_FIN_ACKED ? 1 : 0);
 }
 
+/** A little-endian u64 counter as a number (exact below 2^53). */
+function u64(v: DataView, offset: number): number {
+  return v.getUint32(offset, true) + v.getUint32(offset + 4, true) * 0x1_0000_0000;
+}
+
 /** A connection record's peer address, as decodeConnect says it. */
 export function peerAddress(v: DataView): string {
   const af = v.getUint16(CONN.family.offset, true);
@@ -273,11 +278,9 @@ function decodeConnect(v: DataView, event: EventKind, cgroups: CgroupCache): Raw
     connId: v.getBigUint64(CONN.conn_id.offset, true),
     inbound: (flags & FLAG_INBOUND) !== 0,
     existing: (flags & FLAG_EXISTING) !== 0,
-    // u64 counters as numbers: exact up to 8 PiB.
-    bytesSent: close ? Number(v.getBigUint64(CONN.bytes_sent.offset, true)) - sequenceOnly(flags) : 0,
-    bytesReceived: close
-      ? Number(v.getBigUint64(CONN.bytes_received.offset, true)) - (flags & FLAG_FIN_RECEIVED ? 1 : 0)
-      : 0,
+    // u64 counters as numbers, from their two halves (no bigint): exact up to 8 PiB.
+    bytesSent: close ? u64(v, CONN.bytes_sent.offset) - sequenceOnly(flags) : 0,
+    bytesReceived: close ? u64(v, CONN.bytes_received.offset) - (flags & FLAG_FIN_RECEIVED ? 1 : 0) : 0,
     retransmits: close ? v.getUint32(CONN.retransmits.offset, true) : 0,
     srttUs: close ? v.getUint32(CONN.srtt_us.offset, true) : 0,
     closedBy: close ? CLOSED_BY[v.getUint8(CONN.closed_by.offset)] ?? "" : "",

@@ -155,8 +155,11 @@ Deno.test("user names follow /etc/passwd changes", async () => {
   assert.equal(u.name(1001), "");
   await Deno.writeTextFile(path, "alice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/:/bin/sh\n");
   await Deno.utime(path, new Date(), new Date(Date.now() + 5000));
+  u.refresh();
   assert.equal(u.name(1001), "", "not re-read before the interval");
   now = 2000;
+  assert.equal(u.name(1001), "", "a lookup does not read the file, housekeeping does");
+  u.refresh();
   assert.equal(u.name(1001), "bob");
   await Deno.remove(dir, { recursive: true });
 });

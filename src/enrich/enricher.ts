@@ -169,6 +169,7 @@ export class EnrichStage extends Stage<RawConnect, ConnEvent> {
 
   override housekeeping(): void {
     this.#deps.clock.refresh?.();
+    this.#deps.users.refresh();
   }
 
   override counters(): Counters {

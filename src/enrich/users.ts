@@ -1,6 +1,7 @@
 /**
- * uid -> user name from the host's passwd file, parsed once and re-read when the
- * file changes (checked at most every few seconds, never per event).
+ * uid -> user name from the host's passwd file, parsed at the first lookup and
+ * re-read when the file changes (checked by `refresh`, from housekeeping: never
+ * per event, not even a clock read).
  * @module
  */
 
@@ -26,13 +27,14 @@ export class UserNames {
   #recheckMs: number;
   #now: () => number;
 
-  constructor(path = "/etc/passwd", recheckMs = 5000, now = () => performance.now()) {
+  constructor(path = "/etc/passwd", recheckMs = 1000, now = () => performance.now()) {
     this.#path = path;
     this.#recheckMs = recheckMs;
     this.#now = now;
   }
 
-  #refresh(): void {
+  /** Re-read the file if it changed, at most every `recheckMs`. */
+  refresh(): void {
     const t = this.#now();
     if (t - this.#checkedAt < this.#recheckMs) return;
     this.#checkedAt = t;
@@ -49,7 +51,7 @@ export class UserNames {
 
   /** The name of `uid`, or "" when it has none. */
   name(uid: number): string {
-    this.#refresh();
+    if (this.#mtime === -1 && this.#checkedAt === -Infinity) this.refresh();
     return this.#names.get(uid) ?? "";
   }
 }

@@ -145,11 +145,29 @@ export class JsonBytes {
       } while (m !== 0);
       return;
     }
-    let digits = 0;
-    for (let m = n; m > 0; m = Math.floor(m / 10)) digits++;
-    let p = this.pos + digits;
+    // Larger ones (boot-clock ns, byte counts): one float division splits them into
+    // two parts of 31 bits, each then written as above (a float division per digit cost more).
+    let hi = Math.floor(n / 1e8);
+    let lo = n - hi * 1e8; // exact: hi < 2^27
+    if (lo < 0) { // a quotient rounded up to the next integer
+      hi -= 1;
+      lo += 1e8;
+    }
+    this.uint(hi);
+    this.#eight(lo);
+  }
+
+  /** 0 <= n < 10^8 as exactly eight digits. */
+  #eight(n: number): void {
+    const buf = this.buf;
+    let p = this.pos + 8;
     this.pos = p;
-    for (let m = n; m > 0; m = Math.floor(m / 10)) buf[--p] = 0x30 + (m % 10);
+    let m = n | 0;
+    for (let i = 0; i < 8; i++) {
+      const q = (m / 10) | 0;
+      buf[--p] = 0x30 + m - q * 10;
+      m = q;
+    }
   }
 }
 
@@ -167,13 +185,19 @@ type ByteWriter = (w: JsonBytes, v: Value) => void;
 /** Bytes of strings that recur (words, addresses), bounded. */
 class ByteCache {
   #map = new Map<string, Uint8Array>();
+  /** The last string asked for and its bytes: a burst repeats its comm, addresses, words (no hash lookup). */
+  #last = "";
+  #lastBytes: Uint8Array | undefined;
   get(s: string, encode: (s: string) => string): Uint8Array {
+    if (s === this.#last && this.#lastBytes !== undefined) return this.#lastBytes;
     let b = this.#map.get(s);
     if (!b) {
       if (this.#map.size >= MAX_CACHED) this.#map.clear();
       b = UTF8.encode(encode(s));
       this.#map.set(s, b);
     }
+    this.#last = s;
+    this.#lastBytes = b;
     return b;
   }
 }
@@ -200,11 +224,12 @@ function writeTime(w: JsonBytes, v: Value): void {
   }
   w.bytes(timePrefix);
   w.ensure(9);
-  let frac = into;
+  let frac = into | 0; // < 10^9: integer division by a constant
   const buf = w.buf;
   for (let i = w.pos + 8; i >= w.pos; i--) {
-    buf[i] = 0x30 + (frac % 10);
-    frac = Math.floor(frac / 10);
+    const q = (frac / 10) | 0;
+    buf[i] = 0x30 + frac - q * 10;
+    frac = q;
   }
   w.pos += 9;
   w.bytes(timeSuffix);

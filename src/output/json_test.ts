@@ -53,3 +53,20 @@ Deno.test("writeJson writes the registry's JSON byte for byte, for ordinary, hos
     assert.equal(bytesOf(e, w), reference(e), `event ${i}`);
   }
 });
+
+Deno.test("uint writes every safe integer as String() does, at the edges of its fast paths", () => {
+  const w = new JsonBytes(8); // grows as it goes
+  const edges = [0, 9, 10, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 1e8, 1e8 - 1, 1e16 - 1, 2 ** 53 - 1, 2 ** 53 - 2];
+  for (let k = 1; k < 9e7; k = k * 3 + 1) edges.push(k * 1e8 - 1, k * 1e8, k * 1e8 + 1);
+  let seed = 11;
+  for (let i = 0; i < 2000; i++) {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    edges.push(Math.floor((seed / 2 ** 31) * 2 ** 53), seed);
+  }
+  const text = new TextDecoder();
+  for (const n of edges.filter(Number.isSafeInteger)) {
+    w.pos = 0;
+    w.uint(n);
+    assert.equal(text.decode(w.buf.subarray(0, w.pos)), String(n));
+  }
+});
