@@ -2,17 +2,20 @@
  * `make bench`, side by side: the same loopback connect storm untraced, under
  * lightmon, under bpftrace (a stash/emit script on sock:inet_sock_set_state) and
  * under libbpf-tools' tcplife, in interleaved rounds so that every traced storm
- * is compared with the untraced storms on either side of it. Prints one table of
- * medians and ranges: throughput ratio at 1 and 2 clients, the tracer's own CPU
- * per event (its process's user+system time, all threads, over the storm's
- * connects) and completeness (for lightmon, records and what its flow records
- * stand for, when the ring was busy). Peers that are not installed are skipped with a note.
+ * is compared with the untraced storms on either side of it. Each tracer is
+ * started for two storms: the second is the steady state (a JIT has compiled the
+ * hot code), the first pays the start. Prints one table of medians and ranges:
+ * throughput ratio at 1 and 2 clients, the tracer's own CPU per event (its
+ * process's user+system time, all threads, over the storm's connects), both of
+ * the steady storm, the same of the first storm, and completeness over both (for
+ * lightmon, records and what its flow records stand for, when the ring was
+ * busy). Peers that are not installed are skipped with a note.
  *
  * Every storm is bounded in time (BENCH_STORM_SECONDS, 3) and goes to a loopback
  * listener this script starts.
  * @module
  */
-import { cpuSeconds, LIGHTMON, peakRssMb, range, startListener, timedStorm } from "./lib.ts";
+import { cpuSeconds, LIGHTMON, median, peakRssMb, range, startListener, timedStorm } from "./lib.ts";
 const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
 const STORM_SECONDS = Number(Deno.env.get("BENCH_STORM_SECONDS") ?? 3);
 /** The client counts of each round (BENCH_CLIENTS=1 for a quick A/B). */
@@ -239,14 +242,40 @@ const TRACERS: Tracer[] = [
 const storm = (port: number, clients: number) => timedStorm(port, clients, STORM_SECONDS);
 
 interface Sample {
+  /** The steady storm's throughput against the untraced ones beside it, and the first storm's. */
   ratio: number;
+  firstRatio: number;
+  /** CPU per event in the steady storm, and in the first one after start. */
   cpuUs: number;
+  firstCpuUs: number;
   complete: number;
   rssMb: number;
 }
 
-/** One traced storm: start the tracer, wait until ready, storm, let it catch up, stop it. */
-async function traced(t: Tracer, port: number, clients: number): Promise<Sample & { rate: number }> {
+/** Bounded: until the tracer has written `events` of the storm's events, or stops writing more. */
+async function catchUp(t: Tracer, out: string, port: number, events: number): Promise<void> {
+  if (t.lagMs) await new Promise((r) => setTimeout(r, t.lagMs));
+  let seen = -1;
+  for (let i = 0; i < 50; i++) {
+    const now = t.count(Deno.readTextFileSync(out), port);
+    if (now >= events || now === seen) return;
+    seen = now;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * One traced run: start the tracer, wait until ready, then two storms, each
+ * followed by its catch-up. The first storm pays the tracer's warm-up (a JIT
+ * compiles its hot code then); the second is the steady state a long-running
+ * monitor lives in. CPU is read around each storm and its catch-up.
+ */
+async function traced(t: Tracer, port: number, clients: number): Promise<
+  Omit<Sample, "ratio" | "firstRatio"> & {
+    rate: number;
+    firstRate: number;
+  }
+> {
   const out = Deno.makeTempFileSync({ prefix: "lightmon-peers-" });
   const child = t.start(port, out);
   let err = "";
@@ -259,26 +288,30 @@ async function traced(t: Tracer, port: number, clients: number): Promise<Sample 
     await new Promise((r) => setTimeout(r, 20));
   }
   await new Promise((r) => setTimeout(r, 300)); // start-up CPU settles
-  const c0 = cpuSeconds(child.pid);
-  const s = await storm(port, clients);
-  // Let the tracer write out what it has (bounded), then read its CPU.
-  if (t.lagMs) await new Promise((r) => setTimeout(r, t.lagMs));
-  let seen = -1;
-  for (let i = 0; i < 50; i++) {
-    const now = t.count(Deno.readTextFileSync(out), port);
-    if (now >= s.n * (t.perConnect ?? 1) || now === seen) break;
-    seen = now;
-    await new Promise((r) => setTimeout(r, 100));
+  const per = t.perConnect ?? 1;
+  const runs: { rate: number; events: number; cpuUs: number }[] = [];
+  let events = 0;
+  for (let i = 0; i < 2; i++) {
+    const c0 = cpuSeconds(child.pid);
+    const s = await storm(port, clients);
+    events += s.n * per;
+    await catchUp(t, out, port, events);
+    runs.push({ rate: s.rate, events: s.n * per, cpuUs: (cpuSeconds(child.pid) - c0) * 1e6 / (s.n * per) });
   }
-  const c1 = cpuSeconds(child.pid);
   const rssMb = peakRssMb(child.pid);
   child.kill("SIGINT");
   await child.status;
   await errDone;
-  const events = s.n * (t.perConnect ?? 1);
   const complete = t.count(Deno.readTextFileSync(out), port) / events;
   Deno.removeSync(out);
-  return { rate: s.rate, ratio: NaN, cpuUs: (c1 - c0) * 1e6 / events, complete, rssMb };
+  return {
+    rate: runs[1].rate,
+    firstRate: runs[0].rate,
+    cpuUs: runs[1].cpuUs,
+    firstCpuUs: runs[0].cpuUs,
+    complete,
+    rssMb,
+  };
 }
 
 if (import.meta.main) {
@@ -302,14 +335,16 @@ if (import.meta.main) {
         // Each traced storm is compared with the untraced storms just before and just after it.
         let before = (await storm(port, clients)).rate;
         for (const t of tracers) {
-          const sample = await traced(t, port, clients);
+          const run = await traced(t, port, clients);
           const after = (await storm(port, clients)).rate;
-          sample.ratio = sample.rate / ((before + after) / 2);
+          const untraced = (before + after) / 2;
+          const sample = { ...run, ratio: run.rate / untraced, firstRatio: run.firstRate / untraced };
           before = after;
           samples.get(`${t.name}/${clients}`)!.push(sample);
           console.error(
-            `bench: round ${round}, ${clients} client(s), ${t.name}: ratio ${sample.ratio.toFixed(2)}, ` +
-              `${sample.cpuUs.toFixed(1)} µs/event, ${(100 * sample.complete).toFixed(1)}% reported`,
+            `bench: round ${round}, ${clients} client(s), ${t.name}: ratio ${sample.ratio.toFixed(2)} ` +
+              `(first ${sample.firstRatio.toFixed(2)}), ${sample.cpuUs.toFixed(1)} µs/event ` +
+              `(first ${sample.firstCpuUs.toFixed(1)}), ${(100 * sample.complete).toFixed(1)}% reported`,
           );
         }
       }
@@ -321,18 +356,24 @@ if (import.meta.main) {
   }
   console.log(
     `\nconnect storm side by side: ${STORM_SECONDS}-second loopback storms closing with RST, ${ROUNDS} interleaved ` +
-      "rounds, median (range)\n",
+      "rounds, median (range); each tracer's second storm (steady), and its first after start\n",
   );
   const ratios = CLIENTS.map((c) => `throughput ratio, ${c} client${c === 1 ? "" : "s"}`);
-  console.log(`| | ${ratios.join(" | ")} | tracer's own CPU per event | complete | peak RSS MB |`);
-  console.log(`|---|${ratios.map(() => "---|").join("")}---|---|---|`);
+  console.log(
+    `| | ${ratios.join(" | ")} | tracer's own CPU per event | first storm: ratio ${CLIENTS.join(" / ")}, CPU | ` +
+      "complete | peak RSS MB |",
+  );
+  console.log(`|---|${ratios.map(() => "---|").join("")}---|---|---|---|`);
   for (const t of tracers) {
     const each = CLIENTS.map((c) => samples.get(`${t.name}/${c}`)!);
     const all = each.flat();
+    const first = `${each.map((s) => median(s.map((x) => x.firstRatio)).toFixed(2)).join(" / ")}, ${
+      median(all.map((s) => s.firstCpuUs)).toFixed(1)
+    } µs`;
     console.log(
       `| ${t.name} | ${each.map((s) => range(s.map((x) => x.ratio), 2)).join(" | ")} | ${
         range(all.map((s) => s.cpuUs), 1, " µs")
-      } | ${range(all.map((s) => 100 * s.complete), 1, "%")} | ${range(all.map((s) => s.rssMb), 0)} |`,
+      } | ${first} | ${range(all.map((s) => 100 * s.complete), 1, "%")} | ${range(all.map((s) => s.rssMb), 0)} |`,
     );
   }
 }
