@@ -5,6 +5,7 @@
  * @module
  */
 import { decodeRecord, DecodeStage, type RawConnect } from "../src/capture/decode.ts";
+import type { RingRecord } from "../ffi/ring_consumer.ts";
 import { CONN, CONN_SIZE, KIND } from "../src/capture/layout.ts";
 import { enrich, EnrichStage } from "../src/enrich/enricher.ts";
 import { ProcessCache, ProcessTracking } from "../src/enrich/process_cache.ts";
@@ -142,8 +143,9 @@ await time("all stages", () => {
   }
 }, turn);
 
-// The same work through the production stages and Pipeline (what `lightmon` runs).
-const stages = new Pipeline<DataView>([
+// The same work through the production stages and Pipeline (what `lightmon` runs), a record as the ring hands it on.
+const rec: RingRecord = { view: v, offset: 0, length: v.byteLength };
+const stages = new Pipeline<RingRecord>([
   new DecodeStage(),
   new ProcessTracking(processes),
   new EnrichStage(deps),
@@ -151,6 +153,6 @@ const stages = new Pipeline<DataView>([
   new RenderStage(new JsonRenderer(out)),
 ], { log: () => {}, stop: () => {}, flushSoon: () => {} });
 await time("pipeline of stages", () => {
-  stages.push(v);
+  stages.push(rec);
   if (++n % 1000 === 0) stages.flush();
 }, turn);

@@ -19,6 +19,18 @@ import { RingPositions, RingView } from "./ring_reader.ts";
 /** Ring bytes handed on per look at most (~3,000 connection records). */
 export const MAX_BATCH_BYTES = 1 << 20;
 
+/**
+ * One record as the consumer hands it on: `length` bytes at byte `offset` of
+ * `view`. The same object is reused for every record, over one view of the whole
+ * ring (a DataView per record is a call into the runtime's C++ per record): it,
+ * and the bytes, are valid only during the call.
+ */
+export interface RingRecord {
+  view: DataView;
+  offset: number;
+  length: number;
+}
+
 /** Options for {@link RingConsumer}. */
 export interface RingConsumerOptions {
   /** How often to look for records (ms). */
@@ -37,7 +49,7 @@ export interface RingConsumerOptions {
  *
  * @example
  * ```ts
- * const rc = new RingConsumer(fd, size, pageSize(), (rec) => decode(rec), onError);
+ * const rc = new RingConsumer(fd, size, pageSize(), (rec) => decode(rec.view, rec.offset), onError);
  * // ...
  * rc.stop();
  * ```
@@ -67,15 +79,15 @@ export class RingConsumer {
   }
 
   /**
-   * @param onRecord called for every record, in order, with a view valid only
-   *   during the call
+   * @param onRecord called for every record, in order, with a {@link RingRecord}
+   *   valid only during the call
    * @param onError called once if reading fails (the consumer then stops)
    */
   constructor(
     fd: number,
     size: number,
     pageSize: number,
-    onRecord: (record: DataView) => void,
+    onRecord: (record: RingRecord) => void,
     onError: (message: string) => void,
     options: RingConsumerOptions = {},
   ) {
@@ -87,7 +99,21 @@ export class RingConsumer {
       throw e;
     }
     this.#size = size;
-    this.#record = (buffer, offset, length) => onRecord(new DataView(buffer, offset, length));
+    const ring = this.#view.buffer;
+    const rec: RingRecord = { view: new DataView(ring), offset: 0, length: 0 };
+    const whole = rec.view;
+    // A record that wraps comes in a buffer of its own (reused until it must grow).
+    let wrapped: { buffer: ArrayBuffer; view: DataView } | undefined;
+    this.#record = (buffer, offset, length) => {
+      if (buffer === ring) rec.view = whole;
+      else {
+        if (wrapped?.buffer !== buffer) wrapped = { buffer, view: new DataView(buffer) };
+        rec.view = wrapped.view;
+      }
+      rec.offset = offset;
+      rec.length = length;
+      onRecord(rec);
+    };
     this.#onBatch = options.onBatch ?? (() => {});
     this.#hold = options.hold ?? (() => false);
     this.#onError = onError;

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { DecodeStage } from "./capture/decode.ts";
+import type { RingRecord } from "../ffi/ring_consumer.ts";
 import { SnapshotOverlap } from "./capture/snapshot.ts";
 import { EnrichStage, type NameSource } from "./enrich/enricher.ts";
 import { Holdback } from "./enrich/holdback.ts";
@@ -47,8 +48,8 @@ async function run(renderer: Renderer, closes?: { names: NameSource; nameOnly: b
   const ctx = { log: () => {}, stop: () => {}, flushSoon: () => {} };
   const join = new ConnJoin();
   const nameOnly = closes?.nameOnly ? new NameOnlyConnects(join, closes.names, processes.cache) : undefined;
-  const pipeline = new Pipeline<DataView>([
-    new DecodeStage(nameOnly && ((v) => nameOnly.take(v)), goldenCgroups()),
+  const pipeline = new Pipeline<RingRecord>([
+    new DecodeStage(nameOnly && ((v, b) => nameOnly.take(v, b)), goldenCgroups()),
     processes,
     new SnapshotOverlap(),
     new EnrichStage({
@@ -63,7 +64,21 @@ async function run(renderer: Renderer, closes?: { names: NameSource; nameOnly: b
     new FilterStage(keepPredicate({ include: closes ? "event=close" : "", exclude: "" })),
     new RenderStage(renderer),
   ], ctx);
-  for (const v of goldenRecords()) pipeline.push(v);
+  // As the ring consumer hands them on: one record object, reused, at its offset in one view of them all.
+  const records = goldenRecords();
+  const all = new Uint8Array(records.reduce((n, v) => n + v.byteLength, 0));
+  const offsets: number[] = [];
+  for (const v of records) {
+    const at = offsets.length ? offsets[offsets.length - 1] + records[offsets.length - 1].byteLength : 0;
+    all.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), at);
+    offsets.push(at);
+  }
+  const rec: RingRecord = { view: new DataView(all.buffer), offset: 0, length: 0 };
+  records.forEach((v, i) => {
+    rec.offset = offsets[i];
+    rec.length = v.byteLength;
+    pipeline.push(rec);
+  });
   pipeline.drain();
   pipeline.close();
   await pipeline.settle(1000);

@@ -6,6 +6,7 @@ import ipaddr from "ipaddr.js";
 import { type CgroupCache, noCgroups } from "./cgroups.ts";
 import type { RawFlow } from "./flows.ts";
 import { type Counters, Stage } from "../stage.ts";
+import type { RingRecord } from "../../ffi/ring_consumer.ts";
 import type { ClosedBy, EventKind, Status } from "../event.ts";
 import {
   CLOSED_BY,
@@ -259,150 +260,150 @@ function u64(v: DataView, offset: number): number {
 }
 
 /** A connection record's peer address, as decodeConnect says it. */
-export function peerAddress(v: DataView): string {
-  const af = v.getUint16(CONN.family.offset, true);
-  const mapped = af === AF_INET6 && isV4Mapped(v, CONN.daddr.offset);
-  return address(v, CONN.daddr.offset, af === AF_INET6 && !mapped ? 6 : 4, mapped);
+export function peerAddress(v: DataView, b = 0): string {
+  const af = v.getUint16(b + CONN.family.offset, true);
+  const mapped = af === AF_INET6 && isV4Mapped(v, b + CONN.daddr.offset);
+  return address(v, b + CONN.daddr.offset, af === AF_INET6 && !mapped ? 6 : 4, mapped);
 }
 
-function decodeConnect(v: DataView, event: EventKind, cgroups: CgroupCache): RawConnect {
-  const af = v.getUint16(CONN.family.offset, true);
-  const mapped = af === AF_INET6 && isV4Mapped(v, CONN.daddr.offset);
+function decodeConnect(v: DataView, b: number, event: EventKind, cgroups: CgroupCache): RawConnect {
+  const af = v.getUint16(b + CONN.family.offset, true);
+  const mapped = af === AF_INET6 && isV4Mapped(v, b + CONN.daddr.offset);
   const family: 4 | 6 = af === AF_INET6 && !mapped ? 6 : 4;
-  const flags = v.getUint8(CONN.flags.offset);
+  const flags = v.getUint8(b + CONN.flags.offset);
   const close = event === "close";
-  const cg = cgroups.get(v, CONN.cgroup_key.offset, CONN.cgroup_hierarchy.offset);
+  const cg = cgroups.get(v, b + CONN.cgroup_key.offset, b + CONN.cgroup_hierarchy.offset);
   return {
     kind: "connect",
     event,
-    connId: v.getBigUint64(CONN.conn_id.offset, true),
+    connId: v.getBigUint64(b + CONN.conn_id.offset, true),
     inbound: (flags & FLAG_INBOUND) !== 0,
     existing: (flags & FLAG_EXISTING) !== 0,
     // u64 counters as numbers, from their two halves (no bigint): exact up to 8 PiB.
-    bytesSent: close ? u64(v, CONN.bytes_sent.offset) - sequenceOnly(flags) : 0,
-    bytesReceived: close ? u64(v, CONN.bytes_received.offset) - (flags & FLAG_FIN_RECEIVED ? 1 : 0) : 0,
-    retransmits: close ? v.getUint32(CONN.retransmits.offset, true) : 0,
-    srttUs: close ? v.getUint32(CONN.srtt_us.offset, true) : 0,
-    closedBy: close ? CLOSED_BY[v.getUint8(CONN.closed_by.offset)] ?? "" : "",
-    latencyUs: close ? v.getUint32(CONN.latency_us.offset, true) : 0,
-    tsNs: v.getBigUint64(CONN.ts_ns.offset, true),
-    startNs: v.getBigUint64(CONN.start_ns.offset, true),
-    cgroupId: v.getBigUint64(CONN.cgroup_id.offset, true),
-    procStartNs: v.getBigUint64(CONN.proc_start_ns.offset, true),
-    pid: v.getUint32(CONN.pid.offset, true),
-    tid: v.getUint32(CONN.tid.offset, true),
-    ppid: v.getUint32(CONN.ppid.offset, true),
-    uid: v.getUint32(CONN.uid.offset, true),
-    gid: v.getUint32(CONN.gid.offset, true),
-    mntns: v.getUint32(CONN.mntns.offset, true),
-    netns: v.getUint32(CONN.netns.offset, true),
-    skErr: v.getInt32(CONN.sk_err.offset, true),
-    sport: v.getUint16(CONN.sport.offset, true),
-    dport: v.getUint16(CONN.dport.offset, true),
+    bytesSent: close ? u64(v, b + CONN.bytes_sent.offset) - sequenceOnly(flags) : 0,
+    bytesReceived: close ? u64(v, b + CONN.bytes_received.offset) - (flags & FLAG_FIN_RECEIVED ? 1 : 0) : 0,
+    retransmits: close ? v.getUint32(b + CONN.retransmits.offset, true) : 0,
+    srttUs: close ? v.getUint32(b + CONN.srtt_us.offset, true) : 0,
+    closedBy: close ? CLOSED_BY[v.getUint8(b + CONN.closed_by.offset)] ?? "" : "",
+    latencyUs: close ? v.getUint32(b + CONN.latency_us.offset, true) : 0,
+    tsNs: v.getBigUint64(b + CONN.ts_ns.offset, true),
+    startNs: v.getBigUint64(b + CONN.start_ns.offset, true),
+    cgroupId: v.getBigUint64(b + CONN.cgroup_id.offset, true),
+    procStartNs: v.getBigUint64(b + CONN.proc_start_ns.offset, true),
+    pid: v.getUint32(b + CONN.pid.offset, true),
+    tid: v.getUint32(b + CONN.tid.offset, true),
+    ppid: v.getUint32(b + CONN.ppid.offset, true),
+    uid: v.getUint32(b + CONN.uid.offset, true),
+    gid: v.getUint32(b + CONN.gid.offset, true),
+    mntns: v.getUint32(b + CONN.mntns.offset, true),
+    netns: v.getUint32(b + CONN.netns.offset, true),
+    skErr: v.getInt32(b + CONN.sk_err.offset, true),
+    sport: v.getUint16(b + CONN.sport.offset, true),
+    dport: v.getUint16(b + CONN.dport.offset, true),
     family,
-    status: STATUS_NAMES[v.getUint8(CONN.status.offset)] ?? "unknown",
+    status: STATUS_NAMES[v.getUint8(b + CONN.status.offset)] ?? "unknown",
     // A v4-mapped source is mapped too when the destination is.
-    saddr: address(v, CONN.saddr.offset, family, mapped && isV4Mapped(v, CONN.saddr.offset)),
-    daddr: address(v, CONN.daddr.offset, family, mapped),
-    comm: lastComm.get(v, CONN.comm.offset, CONN.comm.size),
+    saddr: address(v, b + CONN.saddr.offset, family, mapped && isV4Mapped(v, b + CONN.saddr.offset)),
+    daddr: address(v, b + CONN.daddr.offset, family, mapped),
+    comm: lastComm.get(v, b + CONN.comm.offset, CONN.comm.size),
     cgroup: cg.cgroup,
     cgroupParent: cg.cgroupParent,
-    netnsCookie: v.getBigUint64(CONN.netns_cookie.offset, true),
+    netnsCookie: v.getBigUint64(b + CONN.netns_cookie.offset, true),
   };
 }
 
-function decodeDnsQuery(v: DataView): RawDnsQuery {
-  const family: 4 | 6 = v.getUint16(DNS_QUERY.family.offset, true) === AF_INET6 ? 6 : 4;
-  const len = Math.min(v.getUint16(DNS_QUERY.len.offset, true), DNS_QUERY.data.size);
+function decodeDnsQuery(v: DataView, b: number): RawDnsQuery {
+  const family: 4 | 6 = v.getUint16(b + DNS_QUERY.family.offset, true) === AF_INET6 ? 6 : 4;
+  const len = Math.min(v.getUint16(b + DNS_QUERY.len.offset, true), DNS_QUERY.data.size);
   return {
     kind: "dns_query",
-    tsNs: v.getBigUint64(DNS_QUERY.ts_ns.offset, true),
-    pid: v.getUint32(DNS_QUERY.pid.offset, true),
-    tid: v.getUint32(DNS_QUERY.tid.offset, true),
-    uid: v.getUint32(DNS_QUERY.uid.offset, true),
-    netnsCookie: v.getBigUint64(DNS_QUERY.netns_cookie.offset, true),
-    cgroupId: v.getBigUint64(DNS_QUERY.cgroup_id.offset, true),
-    procStartNs: v.getBigUint64(DNS_QUERY.proc_start_ns.offset, true),
-    sport: v.getUint16(DNS_QUERY.sport.offset, true),
-    dnsId: v.getUint16(DNS_QUERY.dns_id.offset, true),
+    tsNs: v.getBigUint64(b + DNS_QUERY.ts_ns.offset, true),
+    pid: v.getUint32(b + DNS_QUERY.pid.offset, true),
+    tid: v.getUint32(b + DNS_QUERY.tid.offset, true),
+    uid: v.getUint32(b + DNS_QUERY.uid.offset, true),
+    netnsCookie: v.getBigUint64(b + DNS_QUERY.netns_cookie.offset, true),
+    cgroupId: v.getBigUint64(b + DNS_QUERY.cgroup_id.offset, true),
+    procStartNs: v.getBigUint64(b + DNS_QUERY.proc_start_ns.offset, true),
+    sport: v.getUint16(b + DNS_QUERY.sport.offset, true),
+    dnsId: v.getUint16(b + DNS_QUERY.dns_id.offset, true),
     family,
-    daddr: address(v, DNS_QUERY.daddr.offset, family, false),
+    daddr: address(v, b + DNS_QUERY.daddr.offset, family, false),
     // Copied out: the record's bytes are the ring's, given back after the batch.
-    data: new Uint8Array(v.buffer, v.byteOffset + DNS_QUERY.data.offset, len).slice(),
-    comm: cString(v, DNS_QUERY.comm.offset, DNS_QUERY.comm.size),
-    cgroup: cString(v, DNS_QUERY.cgroup.offset, DNS_QUERY.cgroup.size),
-    cgroupParent: cString(v, DNS_QUERY.cgroup_parent.offset, DNS_QUERY.cgroup_parent.size),
+    data: new Uint8Array(v.buffer, v.byteOffset + b + DNS_QUERY.data.offset, len).slice(),
+    comm: cString(v, b + DNS_QUERY.comm.offset, DNS_QUERY.comm.size),
+    cgroup: cString(v, b + DNS_QUERY.cgroup.offset, DNS_QUERY.cgroup.size),
+    cgroupParent: cString(v, b + DNS_QUERY.cgroup_parent.offset, DNS_QUERY.cgroup_parent.size),
   };
 }
 
-function decodeDns(v: DataView): RawDns {
-  const family: 4 | 6 = v.getUint16(DNS.family.offset, true) === AF_INET6 ? 6 : 4;
-  const len = Math.min(v.getUint32(DNS.len.offset, true), DNS.data.size);
+function decodeDns(v: DataView, b: number): RawDns {
+  const family: 4 | 6 = v.getUint16(b + DNS.family.offset, true) === AF_INET6 ? 6 : 4;
+  const len = Math.min(v.getUint32(b + DNS.len.offset, true), DNS.data.size);
   return {
     kind: "dns",
-    tsNs: v.getBigUint64(DNS.ts_ns.offset, true),
-    netnsCookie: v.getBigUint64(DNS.netns_cookie.offset, true),
-    cgroupId: v.getBigUint64(DNS.cgroup_id.offset, true),
+    tsNs: v.getBigUint64(b + DNS.ts_ns.offset, true),
+    netnsCookie: v.getBigUint64(b + DNS.netns_cookie.offset, true),
+    cgroupId: v.getBigUint64(b + DNS.cgroup_id.offset, true),
     family,
-    proto: v.getUint8(DNS.proto.offset),
-    saddr: address(v, DNS.saddr.offset, family, false),
-    daddr: address(v, DNS.daddr.offset, family, false),
-    dport: v.getUint16(DNS.dport.offset, true),
+    proto: v.getUint8(b + DNS.proto.offset),
+    saddr: address(v, b + DNS.saddr.offset, family, false),
+    daddr: address(v, b + DNS.daddr.offset, family, false),
+    dport: v.getUint16(b + DNS.dport.offset, true),
     // A copy: the record's bytes are the ring's, valid only during this call.
-    data: new Uint8Array(v.buffer, v.byteOffset + DNS.data.offset, len).slice(),
-    payloadLen: v.getUint32(DNS.payload_len.offset, true),
+    data: new Uint8Array(v.buffer, v.byteOffset + b + DNS.data.offset, len).slice(),
+    payloadLen: v.getUint32(b + DNS.payload_len.offset, true),
   };
 }
 
-function decodeExec(v: DataView): RawExec {
-  const argsLen = Math.min(v.getUint32(EXEC.args_len.offset, true), EXEC.args.size);
-  const raw = new Uint8Array(v.buffer, v.byteOffset + EXEC.args.offset, argsLen);
+function decodeExec(v: DataView, b: number): RawExec {
+  const argsLen = Math.min(v.getUint32(b + EXEC.args_len.offset, true), EXEC.args.size);
+  const raw = new Uint8Array(v.buffer, v.byteOffset + b + EXEC.args.offset, argsLen);
   const parts = utf8.decode(raw).split("\0");
   // argv ends with a NUL; a missing final NUL means the record cut it short.
   const truncated = argsLen === EXEC.args.size && raw[argsLen - 1] !== 0;
   if (parts.length > 0 && parts[parts.length - 1] === "") parts.pop();
   // The working directory's names, leaf first, one per slot; complete walks only.
   let cwd: string | undefined;
-  if (v.getUint32(EXEC.cwd_flags.offset, true) & CWD_COMPLETE) {
-    const n = Math.min(v.getUint32(EXEC.cwd_len.offset, true), EXEC.cwd.size / CWD_NAME);
+  if (v.getUint32(b + EXEC.cwd_flags.offset, true) & CWD_COMPLETE) {
+    const n = Math.min(v.getUint32(b + EXEC.cwd_len.offset, true), EXEC.cwd.size / CWD_NAME);
     const names: string[] = [];
-    for (let i = n - 1; i >= 0; i--) names.push(cString(v, EXEC.cwd.offset + i * CWD_NAME, CWD_NAME));
+    for (let i = n - 1; i >= 0; i--) names.push(cString(v, b + EXEC.cwd.offset + i * CWD_NAME, CWD_NAME));
     cwd = "/" + names.filter((x) => x !== "" && x !== "/").join("/");
   }
   return {
     kind: "exec",
-    tsNs: v.getBigUint64(EXEC.ts_ns.offset, true),
-    procStartNs: v.getBigUint64(EXEC.proc_start_ns.offset, true),
-    pid: v.getUint32(EXEC.pid.offset, true),
-    ppid: v.getUint32(EXEC.ppid.offset, true),
-    uid: v.getUint32(EXEC.uid.offset, true),
-    gid: v.getUint32(EXEC.gid.offset, true),
-    mntns: v.getUint32(EXEC.mntns.offset, true),
-    comm: cString(v, EXEC.comm.offset, EXEC.comm.size),
-    filename: cString(v, EXEC.filename.offset, EXEC.filename.size),
+    tsNs: v.getBigUint64(b + EXEC.ts_ns.offset, true),
+    procStartNs: v.getBigUint64(b + EXEC.proc_start_ns.offset, true),
+    pid: v.getUint32(b + EXEC.pid.offset, true),
+    ppid: v.getUint32(b + EXEC.ppid.offset, true),
+    uid: v.getUint32(b + EXEC.uid.offset, true),
+    gid: v.getUint32(b + EXEC.gid.offset, true),
+    mntns: v.getUint32(b + EXEC.mntns.offset, true),
+    comm: cString(v, b + EXEC.comm.offset, EXEC.comm.size),
+    filename: cString(v, b + EXEC.filename.offset, EXEC.filename.size),
     cwd,
     args: parts,
     argsTruncated: truncated,
   };
 }
 
-function decodeExit(v: DataView): RawExit {
+function decodeExit(v: DataView, b: number): RawExit {
   return {
     kind: "exit",
-    tsNs: v.getBigUint64(EXIT.ts_ns.offset, true),
-    procStartNs: v.getBigUint64(EXIT.proc_start_ns.offset, true),
-    pid: v.getUint32(EXIT.pid.offset, true),
+    tsNs: v.getBigUint64(b + EXIT.ts_ns.offset, true),
+    procStartNs: v.getBigUint64(b + EXIT.proc_start_ns.offset, true),
+    pid: v.getUint32(b + EXIT.pid.offset, true),
   };
 }
 
-function decodeFork(v: DataView): RawFork {
+function decodeFork(v: DataView, b: number): RawFork {
   return {
     kind: "fork",
-    tsNs: v.getBigUint64(FORK.ts_ns.offset, true),
-    procStartNs: v.getBigUint64(FORK.proc_start_ns.offset, true),
-    pid: v.getUint32(FORK.pid.offset, true),
-    ppid: v.getUint32(FORK.ppid.offset, true),
-    parentStartNs: v.getBigUint64(FORK.parent_start_ns.offset, true),
+    tsNs: v.getBigUint64(b + FORK.ts_ns.offset, true),
+    procStartNs: v.getBigUint64(b + FORK.proc_start_ns.offset, true),
+    pid: v.getUint32(b + FORK.pid.offset, true),
+    ppid: v.getUint32(b + FORK.ppid.offset, true),
+    parentStartNs: v.getBigUint64(b + FORK.parent_start_ns.offset, true),
   };
 }
 
@@ -413,24 +414,24 @@ const NO_CGROUPS = noCgroups();
  * Decode one record; undefined for a kind this version does not know. A connection
  * record's cgroup names come from `cgroups`, by the key it carries.
  */
-export function decodeRecord(v: DataView, cgroups: CgroupCache = NO_CGROUPS): RawRecord | undefined {
-  switch (v.getUint32(8, true)) {
+export function decodeRecord(v: DataView, cgroups: CgroupCache = NO_CGROUPS, b = 0): RawRecord | undefined {
+  switch (v.getUint32(b + CONN.kind.offset, true)) {
     case KIND.connect:
-      return decodeConnect(v, "connect", cgroups);
+      return decodeConnect(v, b, "connect", cgroups);
     case KIND.accept:
-      return decodeConnect(v, "accept", cgroups);
+      return decodeConnect(v, b, "accept", cgroups);
     case KIND.close:
-      return decodeConnect(v, "close", cgroups);
+      return decodeConnect(v, b, "close", cgroups);
     case KIND.dns:
-      return decodeDns(v);
+      return decodeDns(v, b);
     case KIND.dnsQuery:
-      return decodeDnsQuery(v);
+      return decodeDnsQuery(v, b);
     case KIND.exec:
-      return decodeExec(v);
+      return decodeExec(v, b);
     case KIND.exit:
-      return decodeExit(v);
+      return decodeExit(v, b);
     case KIND.fork:
-      return decodeFork(v);
+      return decodeFork(v, b);
     default:
       return undefined;
   }
@@ -440,12 +441,12 @@ export function decodeRecord(v: DataView, cgroups: CgroupCache = NO_CGROUPS): Ra
  * The pipeline's source stage: ring records in, typed records out. Records the
  * capture produced some other way (the start-up snapshot) enter with `inject`.
  */
-export class DecodeStage extends Stage<DataView, RawRecord> {
+export class DecodeStage extends Stage<RingRecord, RawRecord> {
   readonly name = "decode";
   override readonly notable: ReadonlySet<string> = new Set(["unknownKind", "cgroupUnknown"]);
   #records = 0;
   #unknown = 0;
-  #take: ((v: DataView) => boolean) | undefined;
+  #take: ((v: DataView, offset: number) => boolean) | undefined;
   #taken = 0;
   #cgroups: CgroupCache;
 
@@ -454,19 +455,21 @@ export class DecodeStage extends Stage<DataView, RawRecord> {
    *   further, undecoded, and counts as filtered (NameOnlyConnects: nobody asked for it)
    * @param cgroups the capture's cgroup names, by the keys records carry
    */
-  constructor(takeConnect?: (v: DataView) => boolean, cgroups: CgroupCache = noCgroups()) {
+  constructor(takeConnect?: (v: DataView, offset: number) => boolean, cgroups: CgroupCache = noCgroups()) {
     super();
     this.#take = takeConnect;
     this.#cgroups = cgroups;
   }
 
-  push(v: DataView): void {
+  push(rec: RingRecord): void {
     this.#records++;
-    if (this.#take && v.getUint32(CONN.kind.offset, true) === KIND.connect && this.#take(v)) {
+    const v = rec.view;
+    const b = rec.offset;
+    if (this.#take && v.getUint32(b + CONN.kind.offset, true) === KIND.connect && this.#take(v, b)) {
       this.#taken++;
       return;
     }
-    const r = decodeRecord(v, this.#cgroups);
+    const r = decodeRecord(v, this.#cgroups, b);
     if (r) this.emit(r);
     else this.#unknown++;
   }

@@ -292,17 +292,17 @@ export class NameOnlyConnects {
     this.#processes = processes;
   }
 
-  /** Take a connect record (always: the start-up snapshot's come another way). */
-  take(v: DataView): boolean {
-    if (v.getUint8(CONN.status.offset) !== ESTABLISHED) return true; // no close follows
-    const connId = v.getBigUint64(CONN.conn_id.offset, true);
+  /** Take the connect record at byte `b` of `v` (always: the start-up snapshot's come another way). */
+  take(v: DataView, b = 0): boolean {
+    if (v.getUint8(b + CONN.status.offset) !== ESTABLISHED) return true; // no close follows
+    const connId = v.getBigUint64(b + CONN.conn_id.offset, true);
     if (connId === 0n) return true; // not tracked: no close follows
     this.#join.remember(connId, {
-      dnsName: this.#names.lookup(v.getBigUint64(CONN.netns_cookie.offset, true), peerAddress(v)),
+      dnsName: this.#names.lookup(v.getBigUint64(b + CONN.netns_cookie.offset, true), peerAddress(v, b)),
       proc: this.#processes.lookup(
-        v.getUint32(CONN.pid.offset, true),
-        v.getBigUint64(CONN.proc_start_ns.offset, true),
-        v.getBigUint64(CONN.start_ns.offset, true),
+        v.getUint32(b + CONN.pid.offset, true),
+        v.getBigUint64(b + CONN.proc_start_ns.offset, true),
+        v.getBigUint64(b + CONN.start_ns.offset, true),
       ),
     });
     return true;

@@ -4,7 +4,7 @@
  * nothing of what the stages do: the wiring (main.ts) hands it the stages.
  * @module
  */
-import { RingConsumer } from "../../ffi/ring_consumer.ts";
+import { RingConsumer, type RingRecord } from "../../ffi/ring_consumer.ts";
 import { CLOCK_BOOTTIME, clockNs, pageSize, releaseFreeMemory } from "../../ffi/libc.ts";
 import { DecodeStage } from "../capture/decode.ts";
 import { type IncludedPorts, type Loaded, readCounters, type Strategy } from "../capture/loader.ts";
@@ -41,7 +41,7 @@ export interface RunOptions {
   /** A process's program, for flow records of one program in one workload to merge. */
   exeOf?: ExeOf;
   /** Given each connect record before it is decoded; one it takes goes no further (NameOnlyConnects). */
-  takeConnect?: (v: DataView) => boolean;
+  takeConnect?: (v: DataView, offset: number) => boolean;
   /** The stages behind decode, in order, ending with the output. */
   // deno-lint-ignore no-explicit-any
   stages: readonly Stage<any, any>[];
@@ -187,7 +187,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
   const cgroups = new CgroupCache((key, value) => object.lookupElem("lm_cgroups", key, value));
   const decode = new DecodeStage(o.takeConnect, cgroups);
   const flowStage = new FlowStage(o.exeOf);
-  const pipeline = new Pipeline<DataView>([decode, flowStage, ...o.stages], ctx);
+  const pipeline = new Pipeline<RingRecord>([decode, flowStage, ...o.stages], ctx);
   let listened: ReadonlySet<number> = new Set();
   const flows = new FlowTables(object, () => clockNs(CLOCK_BOOTTIME), cgroups, (port) => listened.has(port));
   let consumer: RingConsumer | undefined;

@@ -206,7 +206,7 @@ export async function monitor(o: Options, start: Start): Promise<number> {
       flowsIntervalMs: o.flowsMs > 0 ? o.flowsMs : OVERFLOW_INTERVAL_MS,
       exeOf: (pid, start, at) => (pid === 0 ? "" : processes.cache.lookup(pid, start, at).exe),
       stages,
-      takeConnect: nameOnly && ((v) => nameOnly.take(v)),
+      takeConnect: nameOnly && ((v, b) => nameOnly.take(v, b)),
       onRunning: metrics && ((state) =>
         metrics.serve(() => {
           const s = state();
