@@ -136,6 +136,18 @@ function lendOpening(from: Opening, to: ConnEvent): void {
 }
 
 /**
+ * A connection's key in the join's maps: its id as a number while that is exact
+ * (a CPU's sequence number below 2^41, shifted by 12 bits: every id in practice),
+ * else the bigint. A Map hashes a number
+ * in line; a bigint (a new one per record) is hashed by a call into the runtime.
+ */
+type ConnKey = number | bigint;
+function connKey(id: bigint): ConnKey {
+  const n = Number(id);
+  return Number.isSafeInteger(n) ? n : id;
+}
+
+/**
  * Joins close records to their connection's opening record. Opening records are
  * passed on unchanged; so are close records whose opening was never seen or was
  * forgotten (counted as `unjoined`: they carry the kernel's task). An inbound close whose
@@ -144,9 +156,9 @@ function lendOpening(from: Opening, to: ConnEvent): void {
 export class ConnJoin extends Stage<ConnEvent> {
   readonly name = "join";
   override readonly notable: ReadonlySet<string> = new Set(["forgotten"]);
-  #open = new Map<bigint, Lent | Opening>();
+  #open = new Map<ConnKey, Lent | Opening>();
   /** Inbound closes that came before their accept, by connId, with their deadlines. */
-  #parked = new Map<bigint, { e: ConnEvent; deadline: number }>();
+  #parked = new Map<ConnKey, { e: ConnEvent; deadline: number }>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #max: number;
   #now: () => number;
@@ -175,40 +187,42 @@ export class ConnJoin extends Stage<ConnEvent> {
       this.emit(e);
       return;
     }
+    const key = connKey(e.connId);
     if (e.event !== "close") {
-      const parked = this.#parked.get(e.connId);
+      const parked = this.#parked.get(key);
       this.emit(e);
       if (parked) {
         // The close came first: out it goes now, after its accept.
-        this.#parked.delete(e.connId);
-        if (this.#parked.size === 0) this.#arm(); // nothing left to wait for: no timer
+        // The timer stays: when it fires it finds nothing due, or arms for what is parked then
+        // (a timer made and cleared per connection was ~4% of the CPU of --events all).
+        this.#parked.delete(key);
         lend(e, parked.e);
         this.#joined++;
         this.emit(parked.e);
       } else if (e.status === "established" || e.status === "existing") {
-        this.#remember(e.connId, kept(e));
+        this.#remember(key, kept(e));
       }
       return;
     }
-    const from = this.#open.get(e.connId);
+    const from = this.#open.get(key);
     if (from) {
-      this.#open.delete(e.connId);
+      this.#open.delete(key);
       if ("proc" in from) lendOpening(from, e);
       else lend(from, e);
       this.#joined++;
       this.emit(e);
     } else if (e.direction === "inbound" && this.#acceptsCome) {
-      this.#park(e);
+      this.#park(key, e);
     } else {
       this.#unjoined++;
       this.emit(e);
     }
   }
 
-  #park(e: ConnEvent): void {
+  #park(key: ConnKey, e: ConnEvent): void {
     if (this.#parked.size >= MAX_PARKED) this.#release(1);
     this.#waited++;
-    this.#parked.set(e.connId, { e, deadline: this.#now() + PARK_MS });
+    this.#parked.set(key, { e, deadline: this.#now() + PARK_MS });
     if (!this.#timer) this.#arm();
   }
 
@@ -247,10 +261,10 @@ export class ConnJoin extends Stage<ConnEvent> {
 
   /** Keep what an established connect's close takes from it (NameOnlyConnects, ahead of enrichment). */
   remember(connId: bigint, opening: Opening): void {
-    this.#remember(connId, opening);
+    this.#remember(connKey(connId), opening);
   }
 
-  #remember(connId: bigint, e: Lent | Opening): void {
+  #remember(connId: ConnKey, e: Lent | Opening): void {
     if (!this.#open.has(connId) && this.#open.size >= this.#max) {
       // Maps iterate in insertion order: the first key is the oldest connection.
       const oldest = this.#open.keys().next().value!;

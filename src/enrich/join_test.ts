@@ -105,3 +105,21 @@ Deno.test("connects taken for their names only: an established, tracked one is k
   assert.deepEqual(run.out.map((e) => [e.dnsName, e.exe]), [["db.internal", "/usr/bin/x"]]);
   assert.equal(j.counters().joined, 1);
 });
+
+Deno.test("ids past 2^53 join exactly: no two that round to the same number are confused", () => {
+  const j = new ConnJoin();
+  const run = harness(j);
+  const big = 2n ** 60n;
+  j.push(sampleEvent({ connId: big, pid: 1 }));
+  j.push(sampleEvent({ connId: big + 1n, pid: 2 }));
+  j.push(closeOf(big + 1n));
+  j.push(closeOf(big));
+  j.push(sampleEvent({ connId: 7n, pid: 3 }));
+  j.push(closeOf(7n));
+  assert.deepEqual(run.out.filter((e) => e.event === "close").map((e) => [e.connId, e.pid]), [
+    [big + 1n, 2],
+    [big, 1],
+    [7n, 3],
+  ]);
+  assert.equal(j.open, 0);
+});
