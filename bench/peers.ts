@@ -29,8 +29,8 @@ interface Tracer {
   missing(): string | undefined;
   start(port: number, out: string): Deno.ChildProcess;
   ready(stderr: string, stdout: string): boolean;
-  /** Connection events for the storm in its output. */
-  count(stdout: string, port: number): number;
+  /** Connection events for the storm in a run of whole lines of its output (counts add up over runs). */
+  count(lines: string, port: number): number;
   /** Events it reports per storm connection (1 unless it reports accepts and closes too). */
   perConnect?: number;
   /** How long after the storm its last events may take to come out (ms): a flow's interval. */
@@ -252,12 +252,31 @@ interface Sample {
   rssMb: number;
 }
 
+/**
+ * What `t` counts in the file `out`, read 16 MiB at a time and cut at line ends:
+ * two storms of `--events all` write more than a string can hold.
+ */
+function countFile(t: Tracer, out: string, port: number): number {
+  using f = Deno.openSync(out);
+  const buf = new Uint8Array(16 << 20);
+  const text = new TextDecoder();
+  let n = 0;
+  let rest = "";
+  for (let got = f.readSync(buf); got !== null; got = f.readSync(buf)) {
+    const chunk = rest + text.decode(buf.subarray(0, got), { stream: true });
+    const end = chunk.lastIndexOf("\n") + 1;
+    n += t.count(chunk.slice(0, end), port);
+    rest = chunk.slice(end);
+  }
+  return n + (rest ? t.count(rest, port) : 0);
+}
+
 /** Bounded: until the tracer has written `events` of the storm's events, or stops writing more. */
 async function catchUp(t: Tracer, out: string, port: number, events: number): Promise<void> {
   if (t.lagMs) await new Promise((r) => setTimeout(r, t.lagMs));
   let seen = -1;
   for (let i = 0; i < 50; i++) {
-    const now = t.count(Deno.readTextFileSync(out), port);
+    const now = countFile(t, out, port);
     if (now >= events || now === seen) return;
     seen = now;
     await new Promise((r) => setTimeout(r, 100));
@@ -302,7 +321,7 @@ async function traced(t: Tracer, port: number, clients: number): Promise<
   child.kill("SIGINT");
   await child.status;
   await errDone;
-  const complete = t.count(Deno.readTextFileSync(out), port) / events;
+  const complete = countFile(t, out, port) / events;
   Deno.removeSync(out);
   return {
     rate: runs[1].rate,
