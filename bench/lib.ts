@@ -33,6 +33,7 @@ export async function timedStorm(port: number, clients: number, seconds: number)
   );
   const elapsed = (performance.now() - t0) / 1000;
   const n = runs.reduce((a, r) => a + JSON.parse(dec.decode(r.stdout)).established, 0);
+  if (n === 0) throw new Error(`a storm to port ${port} established no connection: is the listener still up?`);
   return { n, rate: n / elapsed };
 }
 
