@@ -11,17 +11,23 @@ import type { ClosedBy, EventKind, Status } from "../event.ts";
 import {
   CLOSED_BY,
   CONN,
+  CONN_SIZE,
   CWD_COMPLETE,
   CWD_NAME,
   DNS,
   DNS_QUERY,
+  DNS_QUERY_SIZE,
+  DNS_SIZE,
   EXEC,
+  EXEC_SIZE,
   EXIT,
+  EXIT_SIZE,
   FLAG_EXISTING,
   FLAG_FIN_ACKED,
   FLAG_FIN_RECEIVED,
   FLAG_INBOUND,
   FORK,
+  FORK_SIZE,
   KIND,
   STATUS_NAMES,
 } from "./layout.ts";
@@ -437,15 +443,28 @@ export function decodeRecord(v: DataView, cgroups: CgroupCache = NO_CGROUPS, b =
   }
 }
 
+/** Each kind's record size, by kind number: the kernel's records are all of fixed size. */
+const SIZE_OF_KIND: readonly number[] = (() => {
+  const sizes: number[] = [];
+  sizes[KIND.connect] = sizes[KIND.accept] = sizes[KIND.close] = CONN_SIZE;
+  sizes[KIND.exec] = EXEC_SIZE;
+  sizes[KIND.exit] = EXIT_SIZE;
+  sizes[KIND.fork] = FORK_SIZE;
+  sizes[KIND.dns] = DNS_SIZE;
+  sizes[KIND.dnsQuery] = DNS_QUERY_SIZE;
+  return sizes;
+})();
+
 /**
  * The pipeline's source stage: ring records in, typed records out. Records the
  * capture produced some other way (the start-up snapshot) enter with `inject`.
  */
 export class DecodeStage extends Stage<RingRecord, RawRecord> {
   readonly name = "decode";
-  override readonly notable: ReadonlySet<string> = new Set(["unknownKind", "cgroupUnknown"]);
+  override readonly notable: ReadonlySet<string> = new Set(["unknownKind", "shortRecord", "cgroupUnknown"]);
   #records = 0;
   #unknown = 0;
+  #short = 0;
   #take: ((v: DataView, offset: number) => boolean) | undefined;
   #taken = 0;
   #cgroups: CgroupCache;
@@ -465,7 +484,14 @@ export class DecodeStage extends Stage<RingRecord, RawRecord> {
     this.#records++;
     const v = rec.view;
     const b = rec.offset;
-    if (this.#take && v.getUint32(b + CONN.kind.offset, true) === KIND.connect && this.#take(v, b)) {
+    // The view is the whole ring: a record shorter than its kind would be read into the next one's bytes.
+    const kind = rec.length >= CONN.kind.offset + 4 ? v.getUint32(b + CONN.kind.offset, true) : 0;
+    if (rec.length < (SIZE_OF_KIND[kind] ?? Infinity)) {
+      if (SIZE_OF_KIND[kind] === undefined) this.#unknown++;
+      else this.#short++;
+      return;
+    }
+    if (this.#take && kind === KIND.connect && this.#take(v, b)) {
       this.#taken++;
       return;
     }
@@ -483,6 +509,8 @@ export class DecodeStage extends Stage<RingRecord, RawRecord> {
     const c: Counters = {
       records: this.#records,
       unknownKind: this.#unknown,
+      // Records shorter than their kind's layout (none from a kernel that runs this build's object).
+      shortRecord: this.#short,
       // Keys the kernel's cgroup table had forgotten before their first record was read: no names.
       cgroupUnknown: this.#cgroups.unknown,
       cgroupReads: this.#cgroups.reads,

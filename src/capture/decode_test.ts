@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { decodeRecord } from "./decode.ts";
+import { decodeRecord, DecodeStage, type RawConnect } from "./decode.ts";
+import { harness } from "../testdata/stage.ts";
 import { CgroupCache } from "./cgroups.ts";
 import { CGROUP_KEY, CGROUP_NAMES, CONN, CONN_SIZE, CWD_COMPLETE, CWD_NAME, EXEC, EXEC_SIZE, KIND } from "./layout.ts";
 
@@ -167,4 +168,26 @@ Deno.test("cgroup names come from the kernel's table by key, once per key; an un
   // Read once each (7/0, 7/3, high, 9); 12, which the table did not have, each time it came after another key.
   assert.equal(table.reads, 6);
   assert.equal(table.unknown, 2);
+});
+
+Deno.test("the decode stage reads records at their offsets in one view, and counts one shorter than its kind", () => {
+  const a = connRecord(2, [127, 0, 0, 1], [127, 0, 0, 2]);
+  const b = connRecord(2, [127, 0, 0, 3], [127, 0, 0, 4]);
+  const ring = new Uint8Array(3 * CONN_SIZE);
+  ring.set(new Uint8Array(a.buffer, a.byteOffset, CONN_SIZE), 8);
+  ring.set(new Uint8Array(b.buffer, b.byteOffset, CONN_SIZE), 8 + CONN_SIZE);
+  const stage = new DecodeStage();
+  const run = harness(stage);
+  const rec = { view: new DataView(ring.buffer), offset: 8, length: CONN_SIZE };
+  stage.push(rec);
+  rec.offset = 8 + CONN_SIZE;
+  stage.push(rec);
+  rec.length = CONN_SIZE - 1; // the next record's bytes would be read as its last
+  stage.push(rec);
+  rec.length = 2; // not even a kind
+  stage.push(rec);
+  assert.deepEqual(run.out.map((r) => (r as RawConnect).daddr), ["127.0.0.2", "127.0.0.4"]);
+  assert.equal(stage.counters().shortRecord, 1);
+  assert.equal(stage.counters().unknownKind, 1);
+  assert.ok(stage.notable.has("shortRecord"));
 });
