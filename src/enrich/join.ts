@@ -138,8 +138,8 @@ function lendOpening(from: Opening, to: ConnEvent): void {
 /**
  * A connection's key in the join's maps: its id as a number while that is exact
  * (a CPU's sequence number below 2^41, shifted by 12 bits: every id in practice),
- * else the bigint. A Map hashes a number
- * in line; a bigint (a new one per record) is hashed by a call into the runtime.
+ * else the bigint. A Map hashes a number in line; a bigint (a new one per
+ * record) is hashed by a call into the runtime.
  */
 type ConnKey = number | bigint;
 function connKey(id: bigint): ConnKey {
