@@ -100,16 +100,11 @@ export class RingConsumer {
     }
     this.#size = size;
     const ring = this.#view.buffer;
-    const rec: RingRecord = { view: new DataView(ring), offset: 0, length: 0 };
-    const whole = rec.view;
-    // A record that wraps comes in a buffer of its own (reused until it must grow).
-    let wrapped: { buffer: ArrayBuffer; view: DataView } | undefined;
+    const whole = new DataView(ring);
+    const rec: RingRecord = { view: whole, offset: 0, length: 0 };
     this.#record = (buffer, offset, length) => {
-      if (buffer === ring) rec.view = whole;
-      else {
-        if (wrapped?.buffer !== buffer) wrapped = { buffer, view: new DataView(buffer) };
-        rec.view = wrapped.view;
-      }
+      // The one record a lap that wraps round the end comes in a buffer of its own.
+      if (rec.view.buffer !== buffer) rec.view = buffer === ring ? whole : new DataView(buffer);
       rec.offset = offset;
       rec.length = length;
       onRecord(rec);

@@ -67,18 +67,17 @@ async function run(renderer: Renderer, closes?: { names: NameSource; nameOnly: b
   // As the ring consumer hands them on: one record object, reused, at its offset in one view of them all.
   const records = goldenRecords();
   const all = new Uint8Array(records.reduce((n, v) => n + v.byteLength, 0));
-  const offsets: number[] = [];
+  let at = 0;
   for (const v of records) {
-    const at = offsets.length ? offsets[offsets.length - 1] + records[offsets.length - 1].byteLength : 0;
     all.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), at);
-    offsets.push(at);
+    at += v.byteLength;
   }
   const rec: RingRecord = { view: new DataView(all.buffer), offset: 0, length: 0 };
-  records.forEach((v, i) => {
-    rec.offset = offsets[i];
+  for (const v of records) {
     rec.length = v.byteLength;
     pipeline.push(rec);
-  });
+    rec.offset += rec.length;
+  }
   pipeline.drain();
   pipeline.close();
   await pipeline.settle(1000);

@@ -51,7 +51,7 @@ export class UserNames {
 
   /** The name of `uid`, or "" when it has none. */
   name(uid: number): string {
-    if (this.#mtime === -1 && this.#checkedAt === -Infinity) this.refresh();
+    if (this.#checkedAt === -Infinity) this.refresh(); // the first lookup
     return this.#names.get(uid) ?? "";
   }
 }
