@@ -6,7 +6,10 @@
  */
 import { decodeRecord, DecodeStage, type RawConnect } from "../src/capture/decode.ts";
 import type { RingRecord } from "../ffi/ring_consumer.ts";
-import { CONN, CONN_SIZE, KIND } from "../src/capture/layout.ts";
+import { CONN, CONN_SIZE, FLAG_INBOUND, KIND, STATUS_NAMES } from "../src/capture/layout.ts";
+import { ConnJoin } from "../src/enrich/join.ts";
+import { Holdback } from "../src/enrich/holdback.ts";
+import type { Status } from "../src/event.ts";
 import { enrich, EnrichStage } from "../src/enrich/enricher.ts";
 import { ProcessCache, ProcessTracking } from "../src/enrich/process_cache.ts";
 import { FilterStage } from "../src/filter/select.ts";
@@ -156,3 +159,43 @@ await time("pipeline of stages", () => {
   stages.push(rec);
   if (++n % 1000 === 0) stages.flush();
 }, turn);
+
+// --events all: a connection's four records (connect, accept, the two closes) through the stages
+// with the join, each connection under new ids, in the order the kernel emits them; ns per record.
+const conn = (kind: number, status: Status, flags: number) => {
+  const r = new DataView(v.buffer.slice(0));
+  r.setUint32(CONN.kind.offset, kind, true);
+  r.setUint8(CONN.status.offset, STATUS_NAMES.indexOf(status));
+  r.setUint8(CONN.flags.offset, flags);
+  return { view: r, offset: 0, length: r.byteLength };
+};
+const four = [
+  conn(KIND.connect, "established", 0),
+  conn(KIND.accept, "established", FLAG_INBOUND),
+  conn(KIND.close, "closed", 0),
+  conn(KIND.close, "closed", FLAG_INBOUND),
+];
+const join = new ConnJoin();
+const joined = new Pipeline<RingRecord>([
+  new DecodeStage(),
+  new ProcessTracking(processes),
+  new EnrichStage(deps),
+  new Holdback(0, { get: () => undefined, expect: () => false }),
+  join,
+  new FilterStage(keep),
+  new RenderStage(new JsonRenderer(out)),
+], { log: () => {}, stop: () => {}, flushSoon: () => {} });
+let record = 0;
+await time("--events all, with the join", () => {
+  const r = four[record & 3];
+  // Connection k's outbound side is id 2k, its inbound side 2k+1 (the kernel gives each socket its own).
+  const id = ((record >> 2) << 1) + (r.view.getUint8(CONN.flags.offset) & FLAG_INBOUND ? 1 : 0);
+  r.view.setUint32(CONN.conn_id.offset, (id << 12) + 1, true);
+  r.view.setUint32(CONN.conn_id.offset + 4, Math.floor(id / 2 ** 20), true);
+  joined.push(r);
+  if (++record % 1000 === 0) joined.flush();
+}, turn);
+// Every close found its opening: the row measured the join, not records passing it by.
+if (join.counters().joined !== record / 2 || join.counters().unjoined !== 0) {
+  throw new Error(`bench: the join did not join (${JSON.stringify(join.counters())})`);
+}
