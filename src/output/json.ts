@@ -213,7 +213,8 @@ let timeSuffix = new Uint8Array(0);
  */
 function writeTime(w: JsonBytes, v: Value): void {
   const ns = v as bigint;
-  let into = Number(ns - timeSecondNs);
+  // asIntN(64): the same value (wall-clock ns, below 2^63), subtracted in a machine word.
+  let into = Number(BigInt.asIntN(64, ns - timeSecondNs));
   if (into < 0 || into >= 1_000_000_000) {
     timeSecondNs = ns - ns % 1_000_000_000n;
     into = Number(ns - timeSecondNs);
