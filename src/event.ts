@@ -104,7 +104,7 @@ export interface ConnEvent {
   dnsName: string;
   event: EventKind;
   /** Joins a connection's connect or accept record to its close record; 0n when not tracked. */
-  connId: bigint;
+  connId: number;
   direction: "outbound" | "inbound";
   status: Status;
   /** connect(2) to outcome (accept: handshake to accept(2)), in microseconds. */

@@ -162,7 +162,7 @@ const closeOrFlow = (e: ConnEvent) => e.event === "close" || e.event === "flow";
 /** Checked against a baseline (`--baseline`). */
 const hasVerdict = (e: ConnEvent) => e.novel !== undefined;
 /** Connections are tracked (`--events` accept or close): the log line says which record it is. */
-const isTracked = (e: ConnEvent) => e.connId !== 0n;
+const isTracked = (e: ConnEvent) => e.connId !== 0;
 /** A number filter on a close record's counter. */
 const closeNumber = { kind: "number", max: Number.MAX_SAFE_INTEGER } as const;
 const endpoint = (addr: string, port: number, family: 4 | 6) => family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
@@ -489,7 +489,7 @@ export const FIELDS: readonly Field[] = [
     doc: "joins a connection's `connect` or `accept` to its `close`; only with `--events` accept or close",
     get: (e) => e.connId,
     json: BIG,
-    when: (e) => e.connId !== 0n,
+    when: (e) => e.connId !== 0,
     log: { key: "connId", when: isTracked },
   },
   {

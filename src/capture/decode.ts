@@ -36,8 +36,12 @@ import {
 export interface RawConnect {
   kind: "connect";
   event: EventKind;
-  /** 0n when connections are not tracked. */
-  connId: bigint;
+  /**
+   * 0 when connections are not tracked. A number: the kernel's id is a CPU's
+   * sequence number shifted by 12 bits, exact below a CPU's 2^41st connection;
+   * past that, the record goes untracked (connIdAt).
+   */
+  connId: number;
   /** Accepted here (accept and close records). */
   inbound: boolean;
   /** Close records: the connection was found by the start-up snapshot. */
@@ -272,6 +276,21 @@ export function peerAddress(v: DataView, b = 0): string {
   return address(v, b + CONN.daddr.offset, af === AF_INET6 && !mapped ? 6 : 4, mapped);
 }
 
+/** Connection ids past 2^53 (a CPU's 2^41st connection), decoded as 0: untracked, their closes unjoined. */
+export const inexactIds = { count: 0 };
+
+/**
+ * A record's connection id as a number: from its two halves (no bigint), exact
+ * below 2^53. One past that could not be told from its neighbours as a number,
+ * so it goes untracked (0): its close keeps the kernel's task, joined to nothing.
+ */
+export function connIdAt(v: DataView, offset: number): number {
+  const hi = v.getUint32(offset + 4, true);
+  if (hi < 0x20_0000) return hi * 0x1_0000_0000 + v.getUint32(offset, true);
+  inexactIds.count++;
+  return 0;
+}
+
 function decodeConnect(v: DataView, b: number, event: EventKind, cgroups: CgroupCache): RawConnect {
   const af = v.getUint16(b + CONN.family.offset, true);
   const mapped = af === AF_INET6 && isV4Mapped(v, b + CONN.daddr.offset);
@@ -282,7 +301,7 @@ function decodeConnect(v: DataView, b: number, event: EventKind, cgroups: Cgroup
   return {
     kind: "connect",
     event,
-    connId: v.getBigUint64(b + CONN.conn_id.offset, true),
+    connId: connIdAt(v, b + CONN.conn_id.offset),
     inbound: (flags & FLAG_INBOUND) !== 0,
     existing: (flags & FLAG_EXISTING) !== 0,
     // u64 counters as numbers, from their two halves (no bigint): exact up to 8 PiB.
@@ -461,7 +480,12 @@ const SIZE_OF_KIND: readonly number[] = (() => {
  */
 export class DecodeStage extends Stage<RingRecord, RawRecord> {
   readonly name = "decode";
-  override readonly notable: ReadonlySet<string> = new Set(["unknownKind", "shortRecord", "cgroupUnknown"]);
+  override readonly notable: ReadonlySet<string> = new Set([
+    "unknownKind",
+    "shortRecord",
+    "cgroupUnknown",
+    "idsPastExact",
+  ]);
   #records = 0;
   #unknown = 0;
   #short = 0;
@@ -514,6 +538,8 @@ export class DecodeStage extends Stage<RingRecord, RawRecord> {
       // Keys the kernel's cgroup table had forgotten before their first record was read: no names.
       cgroupUnknown: this.#cgroups.unknown,
       cgroupReads: this.#cgroups.reads,
+      // Connection ids past 2^53, taken as untracked (this process's, all stages': decodeRecord is shared).
+      idsPastExact: inexactIds.count,
     };
     // The ledger's: taken connects are events seen and filtered here.
     if (this.#take) Object.assign(c, { seen: this.#taken, filtered: this.#taken });

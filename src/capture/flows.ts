@@ -94,7 +94,7 @@ export function decodeFlow(
   return {
     kind: "connect",
     event: "flow",
-    connId: 0n,
+    connId: 0,
     inbound,
     existing,
     bytesSent,

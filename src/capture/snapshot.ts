@@ -60,7 +60,7 @@ class ExistingClassifier {
       return;
     }
     if (r.status !== "existing") return;
-    const key = r.connId !== 0n ? String(r.connId) : tuple(r);
+    const key = r.connId !== 0 ? String(r.connId) : tuple(r);
     if (this.#seen.has(key)) return;
     const mine = this.#perUid.get(r.uid) ?? 0;
     if (this.#candidates.length >= MAX_EXISTING || mine >= MAX_EXISTING_PER_UID) {

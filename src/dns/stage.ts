@@ -24,7 +24,7 @@ function asEvent(r: RawDns, res: DnsResponse, q: RawDnsQuery): RawConnect {
   return {
     kind: "connect",
     event: "dns",
-    connId: 0n,
+    connId: 0,
     inbound: false,
     existing: false,
     bytesSent: 0,

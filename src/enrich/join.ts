@@ -9,7 +9,7 @@
  * forgotten keeps what the kernel gave it.
  * @module
  */
-import { peerAddress } from "../capture/decode.ts";
+import { connIdAt, peerAddress } from "../capture/decode.ts";
 import { CONN, STATUS_NAMES } from "../capture/layout.ts";
 import type { ConnEvent } from "../event.ts";
 import { type Counters, Stage } from "../stage.ts";
@@ -136,18 +136,6 @@ function lendOpening(from: Opening, to: ConnEvent): void {
 }
 
 /**
- * A connection's key in the join's maps: its id as a number while that is exact
- * (a CPU's sequence number below 2^41, shifted by 12 bits: every id in practice),
- * else the bigint. A Map hashes a number in line; a bigint (a new one per
- * record) is hashed by a call into the runtime.
- */
-type ConnKey = number | bigint;
-function connKey(id: bigint): ConnKey {
-  const n = Number(id);
-  return Number.isSafeInteger(n) ? n : id;
-}
-
-/**
  * Joins close records to their connection's opening record. Opening records are
  * passed on unchanged; so are close records whose opening was never seen or was
  * forgotten (counted as `unjoined`: they carry the kernel's task). An inbound close whose
@@ -156,9 +144,9 @@ function connKey(id: bigint): ConnKey {
 export class ConnJoin extends Stage<ConnEvent> {
   readonly name = "join";
   override readonly notable: ReadonlySet<string> = new Set(["forgotten"]);
-  #open = new Map<ConnKey, Lent | Opening>();
+  #open = new Map<number, Lent | Opening>();
   /** Inbound closes that came before their accept, by connId, with their deadlines. */
-  #parked = new Map<ConnKey, { e: ConnEvent; deadline: number }>();
+  #parked = new Map<number, { e: ConnEvent; deadline: number }>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #max: number;
   #now: () => number;
@@ -183,11 +171,11 @@ export class ConnJoin extends Stage<ConnEvent> {
   }
 
   push(e: ConnEvent): void {
-    if (e.connId === 0n) {
+    const key = e.connId;
+    if (key === 0) {
       this.emit(e);
       return;
     }
-    const key = connKey(e.connId);
     if (e.event !== "close") {
       const parked = this.#parked.get(key);
       this.emit(e);
@@ -219,7 +207,7 @@ export class ConnJoin extends Stage<ConnEvent> {
     }
   }
 
-  #park(key: ConnKey, e: ConnEvent): void {
+  #park(key: number, e: ConnEvent): void {
     if (this.#parked.size >= MAX_PARKED) this.#release(1);
     this.#waited++;
     this.#parked.set(key, { e, deadline: this.#now() + PARK_MS });
@@ -260,11 +248,11 @@ export class ConnJoin extends Stage<ConnEvent> {
   }
 
   /** Keep what an established connect's close takes from it (NameOnlyConnects, ahead of enrichment). */
-  remember(connId: bigint, opening: Opening): void {
-    this.#remember(connKey(connId), opening);
+  remember(connId: number, opening: Opening): void {
+    this.#remember(connId, opening);
   }
 
-  #remember(connId: ConnKey, e: Lent | Opening): void {
+  #remember(connId: number, e: Lent | Opening): void {
     if (!this.#open.has(connId) && this.#open.size >= this.#max) {
       // Maps iterate in insertion order: the first key is the oldest connection.
       const oldest = this.#open.keys().next().value!;
@@ -309,8 +297,8 @@ export class NameOnlyConnects {
   /** Take the connect record at byte `b` of `v` (always: the start-up snapshot's come another way). */
   take(v: DataView, b = 0): boolean {
     if (v.getUint8(b + CONN.status.offset) !== ESTABLISHED) return true; // no close follows
-    const connId = v.getBigUint64(b + CONN.conn_id.offset, true);
-    if (connId === 0n) return true; // not tracked: no close follows
+    const connId = connIdAt(v, b + CONN.conn_id.offset);
+    if (connId === 0) return true; // not tracked: no close follows
     this.#join.remember(connId, {
       dnsName: this.#names.lookup(v.getBigUint64(b + CONN.netns_cookie.offset, true), peerAddress(v, b)),
       proc: this.#processes.lookup(

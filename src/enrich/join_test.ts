@@ -4,8 +4,9 @@ import { harness } from "../testdata/stage.ts";
 import { ConnJoin, NameOnlyConnects, PARK_MS } from "./join.ts";
 import { ProcessCache } from "./process_cache.ts";
 import { CONN, CONN_SIZE, KIND, STATUS_NAMES } from "../capture/layout.ts";
+import { connIdAt, inexactIds } from "../capture/decode.ts";
 
-const closeOf = (connId: bigint, direction: "inbound" | "outbound" = "outbound") =>
+const closeOf = (connId: number, direction: "inbound" | "outbound" = "outbound") =>
   sampleEvent({
     event: "close",
     status: "closed",
@@ -21,9 +22,9 @@ const closeOf = (connId: bigint, direction: "inbound" | "outbound" = "outbound")
 Deno.test("a close takes its opening record's process and container, and is joined once", () => {
   const j = new ConnJoin();
   const run = harness(j);
-  j.push(sampleEvent({ connId: 5n, pid: 42 }));
-  j.push(closeOf(5n));
-  j.push(closeOf(5n)); // a second close of the same id: nothing left to join
+  j.push(sampleEvent({ connId: 5, pid: 42 }));
+  j.push(closeOf(5));
+  j.push(closeOf(5)); // a second close of the same id: nothing left to join
   assert.deepEqual(run.out.map((e) => [e.event, e.pid, e.exe, e.container]), [
     ["connect", 42, "/usr/bin/busybox", "dreamy_carson"],
     ["close", 42, "/usr/bin/busybox", "dreamy_carson"],
@@ -37,10 +38,10 @@ Deno.test("an inbound close that beats its accept waits for it, then follows it"
   let now = 0;
   const j = new ConnJoin(10, () => now);
   const run = harness(j);
-  j.push(closeOf(9n, "inbound"));
+  j.push(closeOf(9, "inbound"));
   assert.equal(run.out.length, 0);
   now = 10;
-  j.push(sampleEvent({ event: "accept", direction: "inbound", connId: 9n, pid: 77 }));
+  j.push(sampleEvent({ event: "accept", direction: "inbound", connId: 9, pid: 77 }));
   assert.deepEqual(run.out.map((e) => [e.event, e.pid]), [["accept", 77], ["close", 77]]);
   assert.equal(j.counters().joined, 1);
   assert.equal(j.open, 0);
@@ -50,23 +51,23 @@ Deno.test("a close whose accept never comes goes out unjoined after the wait, or
   let now = 0;
   const j = new ConnJoin(10, () => now);
   const run = harness(j);
-  j.push(closeOf(1n, "inbound"));
+  j.push(closeOf(1, "inbound"));
   now = PARK_MS + 1;
-  j.push(closeOf(2n, "inbound")); // its own wait starts now
-  j.push(sampleEvent({ connId: 3n })); // anything else passes at once
-  assert.deepEqual(run.out.map((e) => e.connId), [3n]);
+  j.push(closeOf(2, "inbound")); // its own wait starts now
+  j.push(sampleEvent({ connId: 3 })); // anything else passes at once
+  assert.deepEqual(run.out.map((e) => e.connId), [3]);
   j.drain();
-  assert.deepEqual(run.out.map((e) => e.connId), [3n, 1n, 2n]);
+  assert.deepEqual(run.out.map((e) => e.connId), [3, 1, 2]);
   assert.equal(j.counters().unjoined, 2);
 });
 
 Deno.test("the open connections remembered are bounded: the oldest is forgotten, and counted", () => {
   const j = new ConnJoin(3);
   const run = harness(j);
-  for (let i = 1n; i <= 5n; i++) j.push(sampleEvent({ connId: i }));
+  for (let i = 1; i <= 5; i++) j.push(sampleEvent({ connId: i }));
   assert.equal(j.open, 3);
-  j.push(closeOf(1n)); // forgotten: unjoined
-  j.push(closeOf(5n));
+  j.push(closeOf(1)); // forgotten: unjoined
+  j.push(closeOf(5));
   assert.deepEqual(run.out.slice(5).map((e) => e.pid), [0, 501750]);
   assert.deepEqual(j.counters(), { open: 2, joined: 1, unjoined: 1, forgotten: 2, waitedForAccept: 0 });
 });
@@ -74,8 +75,8 @@ Deno.test("the open connections remembered are bounded: the oldest is forgotten,
 Deno.test("with close records alone (no accepts will come), an inbound close goes out at once, unjoined", () => {
   const j = new ConnJoin(10, () => 0, false);
   const run = harness(j);
-  j.push(closeOf(4n, "inbound"));
-  assert.deepEqual(run.out.map((e) => [e.event, e.connId]), [["close", 4n]]);
+  j.push(closeOf(4, "inbound"));
+  assert.deepEqual(run.out.map((e) => [e.event, e.connId]), [["close", 4]]);
   assert.deepEqual(j.counters(), { open: 0, joined: 0, unjoined: 1, forgotten: 0, waitedForAccept: 0 });
 });
 
@@ -101,25 +102,33 @@ Deno.test("connects taken for their names only: an established, tracked one is k
   assert.equal(taker.take(record(STATUS_NAMES.indexOf("established"), 9n)), true);
   assert.equal(j.open, 1);
   const run = harness(j);
-  j.push(closeOf(9n));
+  j.push(closeOf(9));
   assert.deepEqual(run.out.map((e) => [e.dnsName, e.exe]), [["db.internal", "/usr/bin/x"]]);
   assert.equal(j.counters().joined, 1);
 });
 
-Deno.test("ids past 2^53 join exactly: no two that round to the same number are confused", () => {
+Deno.test("an id past 2^53 is untracked: counted at decode, not kept for a close that could take another's words", () => {
   const j = new ConnJoin();
-  const run = harness(j);
-  const big = 2n ** 60n;
-  j.push(sampleEvent({ connId: big, pid: 1 }));
-  j.push(sampleEvent({ connId: big + 1n, pid: 2 }));
-  j.push(closeOf(big + 1n));
-  j.push(closeOf(big));
-  j.push(sampleEvent({ connId: 7n, pid: 3 }));
-  j.push(closeOf(7n));
-  assert.deepEqual(run.out.filter((e) => e.event === "close").map((e) => [e.connId, e.pid]), [
-    [big + 1n, 2],
-    [big, 1],
-    [7n, 3],
-  ]);
+  const processes = new ProcessCache({
+    proc: { startNs: () => 0n, exe: () => "/usr/bin/x", cwd: () => "/", args: () => [] },
+  });
+  const taker = new NameOnlyConnects(j, { lookup: () => "db.internal" }, processes);
+  const v = new DataView(new ArrayBuffer(CONN_SIZE));
+  v.setUint32(CONN.kind.offset, KIND.connect, true);
+  v.setUint8(CONN.status.offset, STATUS_NAMES.indexOf("established"));
+  v.setUint16(CONN.family.offset, 2, true);
+  const before = inexactIds.count;
+  v.setBigUint64(CONN.conn_id.offset, 2n ** 53n - 1n, true);
+  assert.equal(connIdAt(v, CONN.conn_id.offset), Number.MAX_SAFE_INTEGER); // the last exact one
+  v.setBigUint64(CONN.conn_id.offset, 2n ** 53n, true);
+  assert.equal(connIdAt(v, CONN.conn_id.offset), 0);
+  assert.equal(inexactIds.count, before + 1);
+  assert.equal(taker.take(v), true);
   assert.equal(j.open, 0);
+  // Its close, decoded untracked, goes out with the kernel's task, joined to nothing.
+  const run = harness(j);
+  j.push(sampleEvent({ connId: 7, pid: 3 }));
+  j.push(closeOf(0));
+  assert.deepEqual(run.out.map((e) => [e.event, e.connId, e.pid]), [["connect", 7, 3], ["close", 0, 0]]);
+  assert.equal(j.open, 1);
 });

@@ -237,7 +237,7 @@ Deno.test("log lines: a plain connect keeps the original's keys only; tracked an
     logLine(
       sampleEvent({
         event: "close",
-        connId: 9n,
+        connId: 9,
         status: "closed",
         durationMs: 21,
         bytesSent: 1048576,

@@ -21,10 +21,10 @@ const SCOPE = { name: "lightmon", version: VERSION };
 const EVENTS: ConnEvent[] = [
   sampleEvent(),
   sampleEvent({ family: 6, saddr: "fd00::1", daddr: "fd00::2", container: "", containerId: "", image: "", pid: 7 }),
-  sampleEvent({ event: "accept", direction: "inbound", connId: 77n, novel: true }),
+  sampleEvent({ event: "accept", direction: "inbound", connId: 77, novel: true }),
   sampleEvent({
     event: "close",
-    connId: 77n,
+    connId: 77,
     status: "closed",
     closedBy: "remote",
     durationMs: 1234,

@@ -17,7 +17,7 @@ Deno.test("JSON events carry the design's keys, spelled exactly, in order", () =
   // A close record with a connection id, to a local container, checked against a baseline, carries every key.
   const peer = { container: "db", containerId: "c0ffee", image: "postgres:16", pod: "", namespace: "" };
   const close = JSON.parse(
-    toJson(sampleEvent({ event: "close", connId: 7n, status: "closed", closedBy: "local", novel: true, peer })),
+    toJson(sampleEvent({ event: "close", connId: 7, status: "closed", closedBy: "local", novel: true, peer })),
   );
   const dnsOnly = ["query", "qtype", "rcode", "answers"];
   const flowOnly = [
@@ -133,7 +133,7 @@ Deno.test("with close records, every width from 80 shows a close's bytes and dur
     sampleEvent({
       event: "close",
       status: "closed",
-      connId: 7n,
+      connId: 7,
       bytesSent: 69_632,
       bytesReceived: 0,
       durationMs: 12,

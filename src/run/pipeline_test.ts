@@ -70,7 +70,7 @@ function raw(status: RawConnect["status"], sport: number): RawConnect {
   return {
     kind: "connect",
     event: "connect",
-    connId: 0n,
+    connId: 0,
     inbound: false,
     existing: false,
     bytesSent: 0,

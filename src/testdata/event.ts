@@ -26,7 +26,7 @@ export function sampleEvent(over: Partial<ConnEvent> = {}): ConnEvent {
     dport: 443,
     dnsName: "",
     event: "connect",
-    connId: 0n,
+    connId: 0,
     direction: "outbound",
     status: "established",
     latencyUs: 1200,

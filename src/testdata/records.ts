@@ -48,7 +48,7 @@ interface Conn {
   parent?: string;
   uid?: number;
   kind?: "connect" | "accept" | "close";
-  connId?: bigint;
+  connId?: number;
   flags?: number;
   /** Close records: the kernel's raw counters, retransmits, srtt, enum lm_closed_by. */
   sent?: bigint;
@@ -65,7 +65,7 @@ function connect(c: Conn): DataView {
   v.setBigUint64(CONN.ts_ns.offset, c.ts, true);
   v.setUint32(CONN.kind.offset, KIND[c.kind ?? "connect"], true);
   v.setUint32(CONN.pid.offset, c.pid, true);
-  v.setBigUint64(CONN.conn_id.offset, c.connId ?? 0n, true);
+  v.setBigUint64(CONN.conn_id.offset, BigInt(c.connId ?? 0), true);
   v.setUint8(CONN.flags.offset, c.flags ?? 0);
   v.setBigUint64(CONN.bytes_sent.offset, c.sent ?? 0n, true);
   v.setBigUint64(CONN.bytes_received.offset, c.received ?? 0n, true);
@@ -279,7 +279,7 @@ export function goldenRecords(): DataView[] {
     connect({ ts: t(8), pid: 100, saddr: [10, 0, 0, 5], daddr: [93, 184, 216, 35], sport: 40006, dport: 443 }),
     // The whole connection (--events all): an outbound connection and an accepted one, then their closes,
     // which carry the task the kernel kept with each; the join lends them their opening record's words too.
-    connect({ ts: t(9), pid: 102, saddr: [10, 0, 0, 5], daddr: [10, 0, 0, 8], sport: 40010, dport: 8443, connId: 11n }),
+    connect({ ts: t(9), pid: 102, saddr: [10, 0, 0, 5], daddr: [10, 0, 0, 8], sport: 40010, dport: 8443, connId: 11 }),
     connect({
       kind: "accept",
       ts: t(9),
@@ -289,7 +289,7 @@ export function goldenRecords(): DataView[] {
       daddr: [10, 0, 0, 5],
       sport: 80,
       dport: 51000,
-      connId: 12n,
+      connId: 12,
       flags: FLAG_INBOUND,
       cgroup: `docker-${ID_A}.scope`,
       parent: "system.slice",
@@ -308,7 +308,7 @@ export function goldenRecords(): DataView[] {
       comm: "nginx",
       cgroup: `docker-${ID_A}.scope`,
       parent: "system.slice",
-      connId: 12n,
+      connId: 12,
       flags: FLAG_INBOUND,
       latency: 40, // the accept's: established t(9) - 40 µs, accepted at t(9)
       sent: 5000n,
@@ -327,7 +327,7 @@ export function goldenRecords(): DataView[] {
       sport: 40010,
       dport: 8443,
       status: 11,
-      connId: 11n,
+      connId: 11,
       latency: 1234, // the connect's handshake
       flags: FLAG_FIN_ACKED | FLAG_FIN_RECEIVED,
       sent: 1_048_578n, // SYN + 1 MiB + FIN
