@@ -57,11 +57,15 @@ export function nextWriteSize(size: number, n: number, ms: number): number {
   return Math.max(MIN_WRITE, Math.min(MAX_WRITE, size * 2, quarterSecond));
 }
 /**
- * Written batch buffers kept for the next batches. A fresh buffer per batch cost
- * more than all the rendering: every page of it is faulted in, and given back,
- * once per batch (1.5 µs per event in bench/pipeline.ts on this machine).
+ * Written batch buffers kept for the next batches, up to this many bytes in all. A
+ * fresh buffer per batch cost more than all the rendering: every page of it is
+ * faulted in, and given back, once per batch (1.5 µs per event in bench/pipeline.ts
+ * on this machine). Under a storm the queue holds several ~1 MiB batches at once:
+ * kept by count (four) and by a tight fit, 104 of 200 batches of `--events all` at
+ * two clients were fresh buffers (100 MB in one 3-second storm, each freed only when
+ * V8 collects its wrapper); kept by bytes and taken by best fit, 92 of 500.
  */
-const SPARE_BUFFERS = 4;
+const SPARE_BYTES = 8 << 20;
 
 /**
  * Collects lines in one reused buffer; flush() queues them for writing. A line
@@ -73,6 +77,7 @@ export class LineWriter {
   #log: (line: string) => void;
   #buf: Uint8Array;
   #spares: Uint8Array[] = [];
+  #spareBytes = 0;
   #len = 0;
   #events = 0;
   #encoder = new TextEncoder();
@@ -158,12 +163,43 @@ export class LineWriter {
   /** Queue a copy of the first `len` bytes of `bytes`, in a spare buffer when one is big enough. */
   #enqueueCopy(bytes: Uint8Array, len: number, events: number): void {
     if (!this.#admit(len, events)) return;
-    // Buffers come in powers of two from 4 KiB; a spare fits up to four times what it is to hold.
+    // Buffers come in powers of two from 4 KiB; the smallest spare that holds the batch is taken.
     const size = 2 ** Math.ceil(Math.log2(Math.max(len, 4096)));
-    const i = this.#spares.findIndex((b) => b.length >= size && b.length <= 4 * size);
-    const owner = i >= 0 ? this.#spares.splice(i, 1)[0] : new Uint8Array(size);
+    const owner = this.#spare(len, 4 * size) ?? new Uint8Array(size);
     owner.set(bytes.subarray(0, len));
     this.#push({ bytes: owner.subarray(0, len), events, owner });
+  }
+
+  /**
+   * The smallest spare of `len` to `most` bytes, taken from the spares. A queued batch
+   * counts its whole buffer against the queue's bound, so a small batch does not take
+   * a big spare.
+   */
+  #spare(len: number, most: number): Uint8Array | undefined {
+    let best = -1;
+    for (let i = 0; i < this.#spares.length; i++) {
+      const n = this.#spares[i].length;
+      if (n >= len && n <= most && (best < 0 || n < this.#spares[best].length)) best = i;
+    }
+    if (best < 0) return undefined;
+    const b = this.#spares[best];
+    this.#spares[best] = this.#spares[this.#spares.length - 1];
+    this.#spares.pop();
+    this.#spareBytes -= b.length;
+    return b;
+  }
+
+  /** Keep a written buffer for a later batch, giving up the smallest spares beyond SPARE_BYTES. */
+  #keep(b: Uint8Array): void {
+    this.#spares.push(b);
+    this.#spareBytes += b.length;
+    while (this.#spareBytes > SPARE_BYTES) {
+      let min = 0;
+      for (let i = 1; i < this.#spares.length; i++) if (this.#spares[i].length < this.#spares[min].length) min = i;
+      this.#spareBytes -= this.#spares[min].length;
+      this.#spares[min] = this.#spares[this.#spares.length - 1];
+      this.#spares.pop();
+    }
   }
 
   #enqueue(bytes: Uint8Array, events: number): void {
@@ -237,7 +273,7 @@ export class LineWriter {
       this.#queue.shift();
       this.#queued -= held(chunk);
       // Written (or failed): no write holds it now. A batch settle() gave up on may still be in a write: never reused.
-      if (chunk.owner && this.#spares.length < SPARE_BUFFERS) this.#spares.push(chunk.owner);
+      if (chunk.owner) this.#keep(chunk.owner);
     }
   }
 

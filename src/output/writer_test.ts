@@ -131,3 +131,42 @@ Deno.test("writes grow to a batch for a fast reader and shrink to a pipe's buffe
   // A pipe's buffer fills at once even for a slow reader: doubling, not jumping, keeps the next write short.
   assert.equal(nextWriteSize(MIN_WRITE, MIN_WRITE, 0.05), 2 * MIN_WRITE);
 });
+
+Deno.test("a storm's batches reuse the buffers of the batches before them, however many were in flight", async () => {
+  // Six batches queued behind a slow write, as under a storm; then six more of other sizes.
+  const held: Uint8Array[] = [];
+  const pending: (() => void)[] = [];
+  const sink = {
+    write(p: Uint8Array): Promise<number> {
+      held.push(p);
+      return new Promise((r) => pending.push(() => r(p.length)));
+    },
+  };
+  const w = new LineWriter(sink, undefined, 1 << 20);
+  const batch = (bytes: number) => {
+    w.line("x".repeat(bytes - 1));
+    w.flush();
+  };
+  const drain = async () => {
+    while (pending.length > 0) {
+      pending.shift()!();
+      await new Promise((r) => setTimeout(r, 0));
+    }
+  };
+  for (let i = 0; i < 6; i++) batch(300_000 + i * 1000);
+  await drain();
+  const first = new Set(held.map((p) => p.buffer));
+  assert.equal(first.size, 6);
+  held.length = 0;
+  // Batches up to a quarter of a spare's size fit it (a queued batch counts its whole buffer).
+  for (let i = 0; i < 6; i++) batch(150_000 + i * 30_000);
+  await drain();
+  assert.equal(held.length, 6);
+  assert.ok(held.every((p) => first.has(p.buffer)), "every batch went into a spare");
+  // A small batch takes no big spare: it would count 512 KiB against the queue's bound.
+  held.length = 0;
+  batch(1000);
+  await drain();
+  assert.ok(!first.has(held[0].buffer));
+  await w.settle(1000);
+});
