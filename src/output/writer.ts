@@ -163,7 +163,8 @@ export class LineWriter {
   /** Queue a copy of the first `len` bytes of `bytes`, in a spare buffer when one is big enough. */
   #enqueueCopy(bytes: Uint8Array, len: number, events: number): void {
     if (!this.#admit(len, events)) return;
-    // Buffers come in powers of two from 4 KiB; the smallest spare that holds the batch is taken.
+    // Buffers come in powers of two from 4 KiB; the smallest spare that holds the batch, up to four
+    // times its size, is taken.
     const size = 2 ** Math.ceil(Math.log2(Math.max(len, 4096)));
     const owner = this.#spare(len, 4 * size) ?? new Uint8Array(size);
     owner.set(bytes.subarray(0, len));
