@@ -182,9 +182,13 @@ export class LineWriter {
       const n = this.#spares[i].length;
       if (n >= len && n <= most && (best < 0 || n < this.#spares[best].length)) best = i;
     }
-    if (best < 0) return undefined;
-    const b = this.#spares[best];
-    this.#spares[best] = this.#spares[this.#spares.length - 1];
+    return best < 0 ? undefined : this.#takeSpare(best);
+  }
+
+  /** Spare `i`, out of the spares (the last one takes its place). */
+  #takeSpare(i: number): Uint8Array {
+    const b = this.#spares[i];
+    this.#spares[i] = this.#spares[this.#spares.length - 1];
     this.#spares.pop();
     this.#spareBytes -= b.length;
     return b;
@@ -197,9 +201,7 @@ export class LineWriter {
     while (this.#spareBytes > SPARE_BYTES) {
       let min = 0;
       for (let i = 1; i < this.#spares.length; i++) if (this.#spares[i].length < this.#spares[min].length) min = i;
-      this.#spareBytes -= this.#spares[min].length;
-      this.#spares[min] = this.#spares[this.#spares.length - 1];
-      this.#spares.pop();
+      this.#takeSpare(min);
     }
   }
 

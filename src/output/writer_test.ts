@@ -158,7 +158,7 @@ Deno.test("a storm's batches reuse the buffers of the batches before them, howev
   const first = new Set(held.map((p) => p.buffer));
   assert.equal(first.size, 6);
   held.length = 0;
-  // Batches up to a quarter of a spare's size fit it (a queued batch counts its whole buffer).
+  // A spare up to four times a batch's size holds it (a queued batch counts its whole buffer).
   for (let i = 0; i < 6; i++) batch(150_000 + i * 30_000);
   await drain();
   assert.equal(held.length, 6);
