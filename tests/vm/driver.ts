@@ -123,8 +123,9 @@ class Run {
     }
     return true;
   }
+  /** The records written so far: complete lines only, so it may be called while lightmon runs. */
   events(): Record<string, unknown>[] {
-    return this.out.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    return this.out.slice(0, this.out.lastIndexOf("\n") + 1).split("\n").filter(Boolean).map((l) => JSON.parse(l));
   }
   async finish(signal?: Deno.Signal): Promise<Deno.CommandStatus> {
     if (signal) this.child.kill(signal);
@@ -300,12 +301,19 @@ async function flows(strategy: string): Promise<void> {
     await connector(["-n", "5", "127.0.0.1", String(port)]);
     await new Promise((res) => setTimeout(res, 1500)); // across a read of the tables
     await connector(["-n", "4", "127.0.0.1", String(port)]);
+    const counted = () => {
+      const ev = r.events().filter((e) => e.event === "flow");
+      const sum = (dir: string, k: string) =>
+        ev.filter((e) => e.direction === dir && (dir === "outbound" ? e.dport : e.sport) === port)
+          .reduce((n, e) => n + (e[k] as number), 0);
+      return [sum("outbound", "connections"), sum("outbound", "closes"), sum("inbound", "connections")];
+    };
+    // The connector closes with a FIN: its side reaches CLOSE only once the listener has
+    // closed too, which under TCG can come after the connector returns. Wait for the
+    // counts (a flow record a second) rather than race the listener with the SIGINT.
+    await r.until(() => counted().join() === "9,9,9", 20_000);
     const st = await r.finish("SIGINT");
-    const ev = r.events().filter((e) => e.event === "flow");
-    const sum = (dir: string, k: string) =>
-      ev.filter((e) => e.direction === dir && (dir === "outbound" ? e.dport : e.sport) === port)
-        .reduce((n, e) => n + (e[k] as number), 0);
-    const got = [sum("outbound", "connections"), sum("outbound", "closes"), sum("inbound", "connections")];
+    const got = counted();
     report(
       strategy,
       "--flows: 9 connections counted in the kernel, with their accepts and closes",
