@@ -37,8 +37,14 @@ interface Chunk {
 const held = (c: Chunk) => c.owner?.length ?? c.bytes.length;
 
 const NEWLINE = 0x0a;
-/** Lines are written in batches; this much is queued at most before batches are dropped. */
-export const MAX_QUEUED_BYTES = 16 << 20;
+/**
+ * Lines are written in batches; this much is queued at most before batches are dropped,
+ * and over half of it holds the producer back (backlogged). Under an `--events all`
+ * storm at two clients the queue does fill that far (the storm has both cores, the
+ * writes wait their turn), so this is memory held: at 16 MiB the queue reached 12 MiB,
+ * with a peak RSS 10 MB higher than at 4. Beyond it the ring is the buffer.
+ */
+export const MAX_QUEUED_BYTES = 4 << 20;
 /** A write pending this long means the reader stopped reading (ms). */
 const STALLED_WRITE_MS = 1000;
 /** The least and the most one write asks for: a pipe's buffer, and a batch. */
@@ -57,15 +63,16 @@ export function nextWriteSize(size: number, n: number, ms: number): number {
   return Math.max(MIN_WRITE, Math.min(MAX_WRITE, size * 2, quarterSecond));
 }
 /**
- * Written batch buffers kept for the next batches, up to this many bytes in all. A
- * fresh buffer per batch cost more than all the rendering: every page of it is
- * faulted in, and given back, once per batch (1.5 µs per event in bench/pipeline.ts
- * on this machine). Under a storm the queue holds several ~1 MiB batches at once:
- * kept by count (four) and by a tight fit, 104 of 200 batches of `--events all` at
- * two clients were fresh buffers (100 MB in one 3-second storm, each freed only when
- * V8 collects its wrapper); kept by bytes and taken by best fit, 92 of 500.
+ * Written batch buffers kept for the next batches, up to this many bytes in all: as
+ * much as the queue holds, so that a queue that filled and drained again refills from
+ * spares. A fresh buffer per batch cost more than all the rendering: every page of it
+ * is faulted in, and given back, once per batch (1.5 µs per event in bench/pipeline.ts
+ * on this machine). Kept by count (four) and by a tight fit, 104 of 200 batches of
+ * `--events all` at two clients were fresh buffers (100 MB in one 3-second storm,
+ * each freed only when V8 collects its wrapper); kept by bytes and taken by best fit,
+ * 92 of 500.
  */
-const SPARE_BYTES = 8 << 20;
+const SPARE_BYTES = MAX_QUEUED_BYTES;
 
 /**
  * Collects lines in one reused buffer; flush() queues them for writing. A line
