@@ -89,5 +89,5 @@ fi
 private "$dir"
 no_one_else "$dir"
 export DENO_DIR="$dir/deno-cache" DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1
-exec "$dir/bin/deno" run --quiet --no-prompt --no-config --allow-all --v8-flags=--max-semi-space-size=2,--single-threaded,--heap-growing-percent=50 \
+exec "$dir/bin/deno" run --quiet --no-prompt --no-config --allow-all --v8-flags=--max-semi-space-size=2,--single-threaded,--heap-growing-percent=50,--no-incremental-marking \
   "$dir/app/src/main.js" "$@"
