@@ -37,14 +37,18 @@ interface Chunk {
 const held = (c: Chunk) => c.owner?.length ?? c.bytes.length;
 
 const NEWLINE = 0x0a;
+/** Lines are written in batches; this much is queued at most before batches are dropped. */
+export const MAX_QUEUED_BYTES = 16 << 20;
 /**
- * Lines are written in batches; this much is queued at most before batches are dropped,
- * and over half of it holds the producer back (backlogged). Under an `--events all`
- * storm at two clients the queue does fill that far (the storm has both cores, the
- * writes wait their turn), so this is memory held: at 16 MiB the queue reached 12 MiB,
- * with a peak RSS 10 MB higher than at 4. Beyond it the ring is the buffer.
+ * Over this much queued, and the reader still taking it, the producer holds back
+ * (backlogged): the ring is the buffer. Under an `--events all` storm at two clients
+ * the queue does fill (the storm has both cores, the writes wait their turn), and
+ * what it holds is memory: held back at 8 MiB, the queue reached 12 MiB, with a peak
+ * RSS 10 MB higher than at 2. The bound above stays far off: one look at the ring
+ * (1 MiB of records) renders up to ~3 MiB of JSON, and a queue bound within that of
+ * the hold dropped batches (`output-stalled`) of a reader that was keeping up.
  */
-export const MAX_QUEUED_BYTES = 4 << 20;
+export const HOLD_QUEUED_BYTES = 2 << 20;
 /** A write pending this long means the reader stopped reading (ms). */
 const STALLED_WRITE_MS = 1000;
 /** The least and the most one write asks for: a pipe's buffer, and a batch. */
@@ -63,16 +67,17 @@ export function nextWriteSize(size: number, n: number, ms: number): number {
   return Math.max(MIN_WRITE, Math.min(MAX_WRITE, size * 2, quarterSecond));
 }
 /**
- * Written batch buffers kept for the next batches, up to this many bytes in all: as
- * much as the queue holds, so that a queue that filled and drained again refills from
- * spares. A fresh buffer per batch cost more than all the rendering: every page of it
- * is faulted in, and given back, once per batch (1.5 µs per event in bench/pipeline.ts
+ * Written batch buffers kept for the next batches, up to this many bytes in all: about
+ * what the queue holds under a storm (held back at HOLD_QUEUED_BYTES, plus a look's
+ * worth), so that a queue that filled and drained again refills from spares. A
+ * fresh buffer per batch cost more than all the rendering: every page of it is
+ * faulted in, and given back, once per batch (1.5 µs per event in bench/pipeline.ts
  * on this machine). Kept by count (four) and by a tight fit, 104 of 200 batches of
  * `--events all` at two clients were fresh buffers (100 MB in one 3-second storm,
  * each freed only when V8 collects its wrapper); kept by bytes and taken by best fit,
  * 92 of 500.
  */
-const SPARE_BYTES = MAX_QUEUED_BYTES;
+const SPARE_BYTES = 2 * HOLD_QUEUED_BYTES;
 
 /**
  * Collects lines in one reused buffer; flush() queues them for writing. A line
@@ -91,6 +96,7 @@ export class LineWriter {
   #queue: Chunk[] = [];
   #queued = 0;
   #maxQueued: number;
+  #holdAt: number;
   /** The writer loop, while `#running`: it clears the flag the moment the queue is empty. */
   #pumping: Promise<void> = Promise.resolve();
   #running = false;
@@ -108,6 +114,7 @@ export class LineWriter {
     this.#log = log;
     this.#buf = new Uint8Array(bufferBytes);
     this.#maxQueued = maxQueued;
+    this.#holdAt = Math.min(HOLD_QUEUED_BYTES, maxQueued / 2);
   }
 
   /** Whether the reader went away (EPIPE): the run should end. */
@@ -147,14 +154,14 @@ export class LineWriter {
   }
 
   /**
-   * More than half the queue is waiting and the reader is taking it, only slower
-   * than it comes: the producer should hold back (lightmon stops reading the ring,
-   * whose overflow the kernel counts). A reader that stopped taking anything (a
+   * More than HOLD_QUEUED_BYTES (or half the queue's bound, if less) is waiting and
+   * the reader is taking it, only slower than it comes: the producer should hold
+   * back (lightmon stops reading the ring, whose overflow the kernel counts). A reader that stopped taking anything (a
    * write pending for a second) gets no such say: its lines are dropped and
    * counted as `output-stalled`, and lightmon goes on.
    */
   get backlogged(): boolean {
-    return this.#queued > this.#maxQueued / 2 && performance.now() - this.#writeSince < STALLED_WRITE_MS;
+    return this.#queued > this.#holdAt && performance.now() - this.#writeSince < STALLED_WRITE_MS;
   }
 
   /** Queue everything collected for writing. */

@@ -92,6 +92,33 @@ Deno.test("a reader that is behind but reading asks the producer to hold back; o
   await w.settle(1000);
 });
 
+Deno.test("the producer is held back at 2 MiB queued, and a look's worth more after that is not dropped", async () => {
+  const pending: (() => void)[] = [];
+  let open = false; // writes wait until the test lets them through
+  const sink = {
+    write: (p: Uint8Array) => open ? p.length : new Promise<number>((r) => pending.push(() => r(p.length))),
+  };
+  const w = new LineWriter(sink); // the production bounds
+  const batch = "x".repeat((1 << 20) - 100); // about what one flush of the 1 MiB buffer carries
+  const flushOne = () => {
+    w.line(batch);
+    w.flush();
+  };
+  flushOne();
+  flushOne();
+  assert.equal(w.backlogged, false, "2 MiB queued: not yet");
+  flushOne();
+  assert.ok(w.backlogged, "past 2 MiB queued, and the reader is reading: hold back");
+  // One look at the ring already under way renders up to ~3 MiB more: none of it is dropped.
+  for (let i = 0; i < 3; i++) flushOne();
+  assert.equal(w.drops["output-stalled"], 0);
+  open = true;
+  while (pending.length) pending.shift()!();
+  await w.settle(1000);
+  assert.equal(w.drops["output-stalled"], 0);
+  assert.equal(w.backlogged, false);
+});
+
 Deno.test("batch buffers are reused only once written: a write given up on keeps its bytes", async () => {
   const text = (p: Uint8Array) => new TextDecoder().decode(p);
   const held: Uint8Array[] = [];
