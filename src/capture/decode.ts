@@ -230,6 +230,32 @@ class LastString {
 
 const lastComm = new LastString();
 
+/**
+ * The u64 a kernel field held last time, as the bigint made for it then: a burst of
+ * records from one process repeats its start time, cgroup id and network namespace,
+ * which then cost a compare of two words, not a bigint each.
+ */
+class LastU64 {
+  #lo = 0;
+  #hi = 0;
+  #value = 0n;
+
+  get(v: DataView, offset: number): bigint {
+    const lo = v.getUint32(offset, true);
+    const hi = v.getUint32(offset + 4, true);
+    if (lo !== this.#lo || hi !== this.#hi) {
+      this.#lo = lo;
+      this.#hi = hi;
+      this.#value = v.getBigUint64(offset, true);
+    }
+    return this.#value;
+  }
+}
+
+const lastCgroupId = new LastU64();
+const lastProcStart = new LastU64();
+const lastNetnsCookie = new LastU64();
+
 /** IPv4 addresses as text, by their 32-bit value; bounded. */
 const V4_TEXT = new Map<number, string>();
 const MAX_V4_TEXT = 4096;
@@ -291,50 +317,92 @@ export function connIdAt(v: DataView, offset: number): number {
   return 0;
 }
 
-function decodeConnect(v: DataView, b: number, event: EventKind, cgroups: CgroupCache): RawConnect {
+/** A connect, accept or close record with every field at its empty value (all of them, in order: one shape). */
+function blankConnect(): RawConnect {
+  return {
+    kind: "connect",
+    event: "connect",
+    connId: 0,
+    inbound: false,
+    existing: false,
+    bytesSent: 0,
+    bytesReceived: 0,
+    retransmits: 0,
+    srttUs: 0,
+    closedBy: "",
+    latencyUs: 0,
+    tsNs: 0n,
+    startNs: 0n,
+    cgroupId: 0n,
+    procStartNs: 0n,
+    pid: 0,
+    tid: 0,
+    ppid: 0,
+    uid: 0,
+    gid: 0,
+    mntns: 0,
+    netns: 0,
+    skErr: 0,
+    sport: 0,
+    dport: 0,
+    family: 4,
+    status: "unknown",
+    saddr: "",
+    daddr: "",
+    comm: "",
+    cgroup: "",
+    cgroupParent: "",
+    netnsCookie: 0n,
+    dns: undefined,
+    flow: undefined,
+  };
+}
+
+/** Decode a connection record into `r`, every field (a reused record keeps nothing of the last one). */
+function decodeConnect(v: DataView, b: number, event: EventKind, cgroups: CgroupCache, r: RawConnect): RawConnect {
   const af = v.getUint16(b + CONN.family.offset, true);
   const mapped = af === AF_INET6 && isV4Mapped(v, b + CONN.daddr.offset);
   const family: 4 | 6 = af === AF_INET6 && !mapped ? 6 : 4;
   const flags = v.getUint8(b + CONN.flags.offset);
   const close = event === "close";
   const cg = cgroups.get(v, b + CONN.cgroup_key.offset, b + CONN.cgroup_hierarchy.offset);
-  return {
-    kind: "connect",
-    event,
-    connId: connIdAt(v, b + CONN.conn_id.offset),
-    inbound: (flags & FLAG_INBOUND) !== 0,
-    existing: (flags & FLAG_EXISTING) !== 0,
-    // u64 counters as numbers, from their two halves (no bigint): exact up to 8 PiB.
-    bytesSent: close ? u64(v, b + CONN.bytes_sent.offset) - sequenceOnly(flags) : 0,
-    bytesReceived: close ? u64(v, b + CONN.bytes_received.offset) - (flags & FLAG_FIN_RECEIVED ? 1 : 0) : 0,
-    retransmits: close ? v.getUint32(b + CONN.retransmits.offset, true) : 0,
-    srttUs: close ? v.getUint32(b + CONN.srtt_us.offset, true) : 0,
-    closedBy: close ? CLOSED_BY[v.getUint8(b + CONN.closed_by.offset)] ?? "" : "",
-    latencyUs: close ? v.getUint32(b + CONN.latency_us.offset, true) : 0,
-    tsNs: v.getBigUint64(b + CONN.ts_ns.offset, true),
-    startNs: v.getBigUint64(b + CONN.start_ns.offset, true),
-    cgroupId: v.getBigUint64(b + CONN.cgroup_id.offset, true),
-    procStartNs: v.getBigUint64(b + CONN.proc_start_ns.offset, true),
-    pid: v.getUint32(b + CONN.pid.offset, true),
-    tid: v.getUint32(b + CONN.tid.offset, true),
-    ppid: v.getUint32(b + CONN.ppid.offset, true),
-    uid: v.getUint32(b + CONN.uid.offset, true),
-    gid: v.getUint32(b + CONN.gid.offset, true),
-    mntns: v.getUint32(b + CONN.mntns.offset, true),
-    netns: v.getUint32(b + CONN.netns.offset, true),
-    skErr: v.getInt32(b + CONN.sk_err.offset, true),
-    sport: v.getUint16(b + CONN.sport.offset, true),
-    dport: v.getUint16(b + CONN.dport.offset, true),
-    family,
-    status: STATUS_NAMES[v.getUint8(b + CONN.status.offset)] ?? "unknown",
-    // A v4-mapped source is mapped too when the destination is.
-    saddr: address(v, b + CONN.saddr.offset, family, mapped && isV4Mapped(v, b + CONN.saddr.offset)),
-    daddr: address(v, b + CONN.daddr.offset, family, mapped),
-    comm: lastComm.get(v, b + CONN.comm.offset, CONN.comm.size),
-    cgroup: cg.cgroup,
-    cgroupParent: cg.cgroupParent,
-    netnsCookie: v.getBigUint64(b + CONN.netns_cookie.offset, true),
-  };
+  r.event = event;
+  r.connId = connIdAt(v, b + CONN.conn_id.offset);
+  r.inbound = (flags & FLAG_INBOUND) !== 0;
+  r.existing = (flags & FLAG_EXISTING) !== 0;
+  // u64 counters as numbers, from their two halves (no bigint): exact up to 8 PiB.
+  r.bytesSent = close ? u64(v, b + CONN.bytes_sent.offset) - sequenceOnly(flags) : 0;
+  r.bytesReceived = close ? u64(v, b + CONN.bytes_received.offset) - (flags & FLAG_FIN_RECEIVED ? 1 : 0) : 0;
+  r.retransmits = close ? v.getUint32(b + CONN.retransmits.offset, true) : 0;
+  r.srttUs = close ? v.getUint32(b + CONN.srtt_us.offset, true) : 0;
+  r.closedBy = close ? CLOSED_BY[v.getUint8(b + CONN.closed_by.offset)] ?? "" : "";
+  r.latencyUs = close ? v.getUint32(b + CONN.latency_us.offset, true) : 0;
+  r.tsNs = v.getBigUint64(b + CONN.ts_ns.offset, true);
+  r.startNs = v.getBigUint64(b + CONN.start_ns.offset, true);
+  r.cgroupId = lastCgroupId.get(v, b + CONN.cgroup_id.offset);
+  r.procStartNs = lastProcStart.get(v, b + CONN.proc_start_ns.offset);
+  r.pid = v.getUint32(b + CONN.pid.offset, true);
+  r.tid = v.getUint32(b + CONN.tid.offset, true);
+  r.ppid = v.getUint32(b + CONN.ppid.offset, true);
+  r.uid = v.getUint32(b + CONN.uid.offset, true);
+  r.gid = v.getUint32(b + CONN.gid.offset, true);
+  r.mntns = v.getUint32(b + CONN.mntns.offset, true);
+  r.netns = v.getUint32(b + CONN.netns.offset, true);
+  r.skErr = v.getInt32(b + CONN.sk_err.offset, true);
+  r.sport = v.getUint16(b + CONN.sport.offset, true);
+  r.dport = v.getUint16(b + CONN.dport.offset, true);
+  r.family = family;
+  r.status = STATUS_NAMES[v.getUint8(b + CONN.status.offset)] ?? "unknown";
+  // A v4-mapped source is mapped too when the destination is.
+  r.saddr = address(v, b + CONN.saddr.offset, family, mapped && isV4Mapped(v, b + CONN.saddr.offset));
+  r.daddr = address(v, b + CONN.daddr.offset, family, mapped);
+  r.comm = lastComm.get(v, b + CONN.comm.offset, CONN.comm.size);
+  r.cgroup = cg.cgroup;
+  r.cgroupParent = cg.cgroupParent;
+  r.netnsCookie = lastNetnsCookie.get(v, b + CONN.netns_cookie.offset);
+  r.dns = undefined;
+  r.flow = undefined;
+  return r;
 }
 
 function decodeDnsQuery(v: DataView, b: number): RawDnsQuery {
@@ -437,16 +505,22 @@ const NO_CGROUPS = noCgroups();
 
 /**
  * Decode one record; undefined for a kind this version does not know. A connection
- * record's cgroup names come from `cgroups`, by the key it carries.
+ * record's cgroup names come from `cgroups`, by the key it carries. Given `into`, a
+ * connection record is decoded into it (every field), not into a new object.
  */
-export function decodeRecord(v: DataView, cgroups: CgroupCache = NO_CGROUPS, b = 0): RawRecord | undefined {
+export function decodeRecord(
+  v: DataView,
+  cgroups: CgroupCache = NO_CGROUPS,
+  b = 0,
+  into?: RawConnect,
+): RawRecord | undefined {
   switch (v.getUint32(b + CONN.kind.offset, true)) {
     case KIND.connect:
-      return decodeConnect(v, b, "connect", cgroups);
+      return decodeConnect(v, b, "connect", cgroups, into ?? blankConnect());
     case KIND.accept:
-      return decodeConnect(v, b, "accept", cgroups);
+      return decodeConnect(v, b, "accept", cgroups, into ?? blankConnect());
     case KIND.close:
-      return decodeConnect(v, b, "close", cgroups);
+      return decodeConnect(v, b, "close", cgroups, into ?? blankConnect());
     case KIND.dns:
       return decodeDns(v, b);
     case KIND.dnsQuery:
@@ -477,6 +551,8 @@ const SIZE_OF_KIND: readonly number[] = (() => {
 /**
  * The pipeline's source stage: ring records in, typed records out. Records the
  * capture produced some other way (the start-up snapshot) enter with `inject`.
+ * A connection record from the ring is one reused object, as the ring's record is:
+ * valid only during the push, so a stage before enrich that keeps one must copy it.
  */
 export class DecodeStage extends Stage<RingRecord, RawRecord> {
   readonly name = "decode";
@@ -492,6 +568,12 @@ export class DecodeStage extends Stage<RingRecord, RawRecord> {
   #take: ((v: DataView, offset: number) => boolean) | undefined;
   #taken = 0;
   #cgroups: CgroupCache;
+  /**
+   * The one object every connection record from the ring is decoded into: the stages
+   * behind take what they keep from it (enrich makes the event) before push returns,
+   * and none holds on to it, so a record costs no object of its own here.
+   */
+  #scratch = blankConnect();
 
   /**
    * @param takeConnect given every connect record first; one it takes (true) goes no
@@ -519,7 +601,7 @@ export class DecodeStage extends Stage<RingRecord, RawRecord> {
       this.#taken++;
       return;
     }
-    const r = decodeRecord(v, this.#cgroups, b);
+    const r = decodeRecord(v, this.#cgroups, b, this.#scratch);
     if (r) this.emit(r);
     else this.#unknown++;
   }

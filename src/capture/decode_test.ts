@@ -1,8 +1,19 @@
 import assert from "node:assert/strict";
 import { decodeRecord, DecodeStage, type RawConnect } from "./decode.ts";
-import { harness } from "../testdata/stage.ts";
 import { CgroupCache } from "./cgroups.ts";
-import { CGROUP_KEY, CGROUP_NAMES, CONN, CONN_SIZE, CWD_COMPLETE, CWD_NAME, EXEC, EXEC_SIZE, KIND } from "./layout.ts";
+import {
+  CGROUP_KEY,
+  CGROUP_NAMES,
+  CONN,
+  CONN_SIZE,
+  CWD_COMPLETE,
+  CWD_NAME,
+  EXEC,
+  EXEC_SIZE,
+  FLAG_EXISTING,
+  FLAG_INBOUND,
+  KIND,
+} from "./layout.ts";
 
 /** lm_cgroups as a test has it: names by (id, hierarchy). */
 function cgroupTable(names: Map<string, string>): CgroupCache {
@@ -39,6 +50,9 @@ function connRecord(family: number, saddr: number[], daddr: number[], status = 1
   setCgroup(v, 7n);
   return v;
 }
+
+/** A run that asks nothing of the test. */
+const QUIET = { log: () => {}, stop: () => {}, flushSoon: () => {} };
 
 const mapped = (a: number[]) => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...a];
 
@@ -177,7 +191,8 @@ Deno.test("the decode stage reads records at their offsets in one view, and coun
   ring.set(new Uint8Array(a.buffer, a.byteOffset, CONN_SIZE), 8);
   ring.set(new Uint8Array(b.buffer, b.byteOffset, CONN_SIZE), 8 + CONN_SIZE);
   const stage = new DecodeStage();
-  const run = harness(stage);
+  const daddrs: string[] = [];
+  stage.connect((r) => daddrs.push((r as RawConnect).daddr), QUIET);
   const rec = { view: new DataView(ring.buffer), offset: 8, length: CONN_SIZE };
   stage.push(rec);
   rec.offset = 8 + CONN_SIZE;
@@ -186,8 +201,47 @@ Deno.test("the decode stage reads records at their offsets in one view, and coun
   stage.push(rec);
   rec.length = 2; // not even a kind
   stage.push(rec);
-  assert.deepEqual(run.out.map((r) => (r as RawConnect).daddr), ["127.0.0.2", "127.0.0.4"]);
+  assert.deepEqual(daddrs, ["127.0.0.2", "127.0.0.4"]);
   assert.equal(stage.counters().shortRecord, 1);
   assert.equal(stage.counters().unknownKind, 1);
   assert.ok(stage.notable.has("shortRecord"));
+});
+
+Deno.test("the decode stage decodes every connection record into one object, every field of it each time", () => {
+  const close = connRecord(10, [0x20, 1, 0xd, 0xb8, ...new Array(11).fill(0), 1], [
+    0x20,
+    1,
+    0xd,
+    0xb8,
+    ...new Array(11).fill(0),
+    2,
+  ]);
+  close.setUint32(CONN.kind.offset, KIND.close, true);
+  close.setUint8(CONN.flags.offset, FLAG_INBOUND | FLAG_EXISTING);
+  close.setBigUint64(CONN.bytes_sent.offset, 5000n, true);
+  close.setBigUint64(CONN.bytes_received.offset, 7000n, true);
+  close.setUint32(CONN.retransmits.offset, 3, true);
+  close.setUint32(CONN.srtt_us.offset, 80, true);
+  close.setUint32(CONN.latency_us.offset, 12, true);
+  close.setUint8(CONN.closed_by.offset, 1);
+  close.setBigUint64(CONN.cgroup_id.offset, 99n, true);
+  close.setBigUint64(CONN.proc_start_ns.offset, 5n, true);
+  close.setBigUint64(CONN.netns_cookie.offset, 4096n, true);
+  close.setUint32(CONN.conn_id.offset, 0x5001, true);
+  const connect = connRecord(2, [10, 0, 0, 5], [10, 0, 0, 6]);
+  connect.setBigUint64(CONN.cgroup_id.offset, 3n, true);
+  const stage = new DecodeStage();
+  const seen: RawConnect[] = [];
+  const copies: RawConnect[] = [];
+  stage.connect((r) => {
+    seen.push(r as RawConnect);
+    copies.push({ ...(r as RawConnect) });
+  }, QUIET);
+  for (const v of [close, connect, close]) stage.push({ view: v, offset: 0, length: CONN_SIZE });
+  // Nothing of the last record stays in the object: each is what a fresh decode makes.
+  assert.deepEqual(copies, [close, connect, close].map((v) => decodeRecord(v)));
+  assert.equal(copies[1].bytesSent, 0);
+  assert.equal(copies[1].cgroupId, 3n);
+  assert.equal(copies[2].cgroupId, 99n);
+  assert.ok(seen[0] === seen[1] && seen[1] === seen[2], "one object, reused");
 });
