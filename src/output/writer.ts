@@ -156,9 +156,9 @@ export class LineWriter {
   /**
    * More than HOLD_QUEUED_BYTES (or half the queue's bound, if less) is waiting and
    * the reader is taking it, only slower than it comes: the producer should hold
-   * back (lightmon stops reading the ring, whose overflow the kernel counts). A reader that stopped taking anything (a
-   * write pending for a second) gets no such say: its lines are dropped and
-   * counted as `output-stalled`, and lightmon goes on.
+   * back (lightmon stops reading the ring, whose overflow the kernel counts). A
+   * reader that stopped taking anything (a write pending for a second) gets no such
+   * say: its lines are dropped and counted as `output-stalled`, and lightmon goes on.
    */
   get backlogged(): boolean {
     return this.#queued > this.#holdAt && performance.now() - this.#writeSince < STALLED_WRITE_MS;
