@@ -308,9 +308,10 @@ async function flows(strategy: string): Promise<void> {
           .reduce((n, e) => n + (e[k] as number), 0);
       return [sum("outbound", "connections"), sum("outbound", "closes"), sum("inbound", "connections")];
     };
-    // The connector closes with a FIN: its side reaches CLOSE only once the listener has
-    // closed too, which under TCG can come after the connector returns. Wait for the
-    // counts (a flow record a second) rather than race the listener with the SIGINT.
+    // Waited for (a flow record a second), not raced with the SIGINT: a close that comes late
+    // is not one lost. On 6.1 under TCG one outbound close in a few dozen runs of this check
+    // is never counted however long it waits (seen with fentry and kprobe): the records
+    // in the detail say which interval lost it.
     await r.until(() => counted().join() === "9,9,9", 20_000);
     const st = await r.finish("SIGINT");
     const got = counted();
@@ -318,7 +319,19 @@ async function flows(strategy: string): Promise<void> {
       strategy,
       "--flows: 9 connections counted in the kernel, with their accepts and closes",
       st.code === 0 && got.join() === "9,9,9",
-      `${JSON.stringify(got)} ${r.err.trim().split("\n").pop()}`,
+      `${JSON.stringify(got)} ${r.err.trim().split("\n").pop()} ${
+        JSON.stringify(
+          r.events().filter((e) => e.event === "flow").map((e) => [
+            e.direction,
+            e.sport,
+            e.dport,
+            e.connections,
+            e.closes,
+            e.flowCause,
+            e.intervalStart,
+          ]),
+        )
+      }`,
     );
   } finally {
     await endAll([l], r);
