@@ -43,6 +43,10 @@ const SYMBOLS = {
   // struct bpf_link *bpf_program__attach_iter(const struct bpf_program *prog,
   //                                           const struct bpf_iter_attach_opts *opts);
   bpf_program__attach_iter: { parameters: ["pointer", "pointer"], result: "pointer" },
+  // int bpf_program__fd(const struct bpf_program *prog);
+  bpf_program__fd: { parameters: ["pointer"], result: "i32" },
+  // int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len);
+  bpf_obj_get_info_by_fd: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // int bpf_link__fd(const struct bpf_link *link);
   bpf_link__fd: { parameters: ["pointer"], result: "i32" },
   // int bpf_iter_create(int link_fd);
@@ -157,6 +161,10 @@ export function setLogSink(sink: ((line: string) => void) | undefined): void {
   printer = cb;
   s.libbpf_set_print(cb.pointer);
 }
+
+/** struct bpf_prog_info as this build knows it (linux/bpf.h of 6.x, offsetof): its size, and the fields read. */
+const PROG_INFO_SIZE = 232;
+const PROG_INFO = { run_time_ns: 192, run_cnt: 200, recursion_misses: 208 } as const;
 
 /** An attached BPF program. `close()` detaches it. */
 export class BpfLink implements Disposable {
@@ -293,6 +301,8 @@ function openOpts(name: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
 export class BpfObject implements Disposable {
   #ptr: Deno.PointerValue;
   #links: BpfLink[] = [];
+  /** Every program attached so far, detached or not: their statistics stay readable until close(). */
+  #attached = new Set<string>();
   // libbpf parses the ELF image in place until load: keep it alive.
   #image: Uint8Array<ArrayBuffer>;
   #name: Uint8Array<ArrayBuffer>;
@@ -371,6 +381,7 @@ export class BpfObject implements Disposable {
     if (!ptr) throw new BpfError(`attach ${name}`, errno());
     const link = new BpfLink(ptr, name);
     this.#links.push(link);
+    this.#attached.add(name);
     return link;
   }
 
@@ -380,6 +391,7 @@ export class BpfObject implements Disposable {
     if (!ptr) throw new BpfError(`attach ${name}`, errno());
     const link = new BpfLink(ptr, name);
     this.#links.push(link);
+    this.#attached.add(name);
     return link;
   }
 
@@ -500,6 +512,35 @@ export class BpfObject implements Disposable {
       out.push(values.reduce((a, b) => a + b, 0n));
     }
     return out;
+  }
+
+  /**
+   * The attached programs' statistics from the kernel (bpf_prog_info), summed: runs and
+   * their time (counted only while `kernel.bpf_stats_enabled` is 1), and
+   * `recursionMisses`, the runs the kernel skipped because the program was already
+   * running on that CPU (5.12+ for fentry, later for tracepoints and kprobes; 0 where
+   * the kernel does not count): a tracepoint that fires in a softirq while its program
+   * runs in the task the softirq interrupted is lost to that program. Readable after
+   * detach, until close().
+   */
+  programStats(): { runs: bigint; runTimeNs: bigint; recursionMisses: bigint } {
+    const s = bpf();
+    const info = new Uint8Array(PROG_INFO_SIZE);
+    const view = new DataView(info.buffer);
+    const len = new Uint32Array(1);
+    const total = { runs: 0n, runTimeNs: 0n, recursionMisses: 0n };
+    for (const name of this.#attached) {
+      info.fill(0);
+      len[0] = PROG_INFO_SIZE;
+      const rc = s.bpf_obj_get_info_by_fd(s.bpf_program__fd(this.#program(name)), info, len);
+      if (rc < 0) throw new BpfError(`read the statistics of ${name}`, errno() || -rc);
+      // A kernel older than a field returns less of the struct: the field stays 0.
+      const field = (offset: number) => len[0] >= offset + 8 ? view.getBigUint64(offset, true) : 0n;
+      total.runTimeNs += field(PROG_INFO.run_time_ns);
+      total.runs += field(PROG_INFO.run_cnt);
+      total.recursionMisses += field(PROG_INFO.recursion_misses);
+    }
+    return total;
   }
 
   /** Detach every program (newest first); maps stay readable until close(). */

@@ -21,7 +21,7 @@ import {
 
 import { BpfError } from "../ffi/errno.ts";
 import { BpfObject, fentryRefused } from "../ffi/libbpf.ts";
-import { PROGRAMS, SNAPSHOT_PROGRAM } from "../src/capture/loader.ts";
+import { loadCapture, PROGRAMS, SNAPSHOT_PROGRAM, STRATEGIES } from "../src/capture/loader.ts";
 
 type Ev = Record<string, unknown>;
 
@@ -471,3 +471,36 @@ for (const taskBtf of ["1", "0"]) {
     },
   );
 }
+
+bpfTest(
+  "the programs' statistics come from the kernel: runs and run time while bpf_stats is on, skipped runs",
+  async () => {
+    // The statistics are read from bpf_prog_info at fixed offsets: runs that grow with the
+    // traffic, at a plausible time each, say the offsets are the kernel's.
+    const sysctl = "/proc/sys/kernel/bpf_stats_enabled";
+    const was = Deno.readTextFileSync(sysctl).trim();
+    const loaded = await loadCapture({
+      image: Deno.readFileSync(OBJECT),
+      strategies: STRATEGIES,
+      ipv4Only: false,
+      selfPid: Deno.pid,
+    });
+    const l = listen("127.0.0.1");
+    try {
+      Deno.writeTextFileSync(sysctl, "1");
+      const before = loaded.object.programStats();
+      await connect("127.0.0.1", l.port, { n: 20 });
+      const after = loaded.object.programStats();
+      const runs = after.runs - before.runs;
+      assert.ok(runs >= 20n, `${runs} runs for 20 connects`);
+      const perRun = (after.runTimeNs - before.runTimeNs) / runs;
+      assert.ok(perRun > 0n && perRun < 1_000_000n, `${perRun} ns a run`);
+      assert.ok(after.recursionMisses >= before.recursionMisses && after.recursionMisses < 1_000_000n);
+    } finally {
+      Deno.writeTextFileSync(sysctl, was);
+      l.close();
+      loaded.object.close();
+    }
+    await assertDetached();
+  },
+);

@@ -414,11 +414,18 @@ export async function probeStrategies(image: Uint8Array<ArrayBuffer>): Promise<M
   return out;
 }
 
+/**
+ * The kernel side's counters by name: lm_counters', and `recursionMissed`, the
+ * kernel's own count of the attached programs' runs it skipped (BpfObject.programStats).
+ */
+export type KernelCounters = Record<(typeof COUNTERS)[number] | "recursionMissed", bigint>;
+
 /** Read the kernel-side counters by name. */
-export function readCounters(object: BpfObject): Record<(typeof COUNTERS)[number], bigint> {
+export function readCounters(object: BpfObject): KernelCounters {
   const values = object.readPerCpuCounters("lm_counters", COUNTERS.length);
-  return Object.fromEntries(COUNTERS.map((name, i) => [name, values[i]])) as Record<
+  const named = Object.fromEntries(COUNTERS.map((name, i) => [name, values[i]])) as Record<
     (typeof COUNTERS)[number],
     bigint
   >;
+  return { ...named, recursionMissed: object.programStats().recursionMisses };
 }

@@ -7,11 +7,16 @@
 import { RingConsumer, type RingRecord } from "../../ffi/ring_consumer.ts";
 import { CLOCK_BOOTTIME, clockNs, pageSize, releaseFreeMemory } from "../../ffi/libc.ts";
 import { DecodeStage } from "../capture/decode.ts";
-import { type IncludedPorts, type Loaded, readCounters, type Strategy } from "../capture/loader.ts";
+import {
+  type IncludedPorts,
+  type KernelCounters,
+  type Loaded,
+  readCounters,
+  type Strategy,
+} from "../capture/loader.ts";
 import { existingConnections, MAX_EXISTING, MAX_EXISTING_PER_UID } from "../capture/snapshot.ts";
 import { CgroupCache } from "../capture/cgroups.ts";
 import { type ExeOf, FlowStage, FlowTables } from "../capture/flows.ts";
-import type { COUNTERS } from "../capture/layout.ts";
 import type { Counters, Stage, StageContext } from "../stage.ts";
 import { type Ledger, Pipeline } from "./pipeline.ts";
 import { after, every } from "./timers.ts";
@@ -64,7 +69,7 @@ export interface RunState {
   /** Each stage's counters, by stage name. */
   stages: Record<string, Counters>;
   /** The kernel side's counters. */
-  kernel: Record<(typeof COUNTERS)[number], bigint>;
+  kernel: KernelCounters;
   ringFill: number;
   ringFillMax: number;
   strategy: Strategy;
@@ -81,7 +86,7 @@ export interface RunState {
  * reported at connect() (`unstashed`), and the outcome that then finds no entry
  * (`stashMiss`, as one begun before the start) is not another attempt.
  */
-export function runLedger(user: Ledger, kernel: Record<(typeof COUNTERS)[number], bigint>): Ledger {
+export function runLedger(user: Ledger, kernel: KernelCounters): Ledger {
   const kernelDropped = {
     "ring-full": Number(kernel.lost),
     "conns-full": Number(kernel.connsFull),
@@ -115,8 +120,10 @@ export function ledgerLine(l: Ledger, notable: readonly [string, number][] = [])
  * it should be: connects reported at connect() for want of stash room, outcomes of
  * connects lightmon did not see begin, process records and DNS packets lost,
  * events whose cgroup names were left out because root did not make that cgroup,
- * connection records counted into flows because the ring was busy, and records
- * counted into their owner's fold because its share of the flow table was used up.
+ * connection records counted into flows because the ring was busy, records
+ * counted into their owner's fold because its share of the flow table was used up,
+ * and runs of lightmon's programs the kernel skipped (one already running on that
+ * CPU: a state change in a softirq that interrupted the program is not seen).
  */
 const KERNEL_NOTABLE = {
   unstashed: "unstashed",
@@ -126,9 +133,10 @@ const KERNEL_NOTABLE = {
   cgroupForeign: "cgroup-not-roots",
   asFlows: "as-flows",
   folded: "flows-folded",
+  recursionMissed: "recursion-missed",
 } as const;
 
-function kernelNotable(kernel: Record<(typeof COUNTERS)[number], bigint>): [string, number][] {
+function kernelNotable(kernel: KernelCounters): [string, number][] {
   return Object.entries(KERNEL_NOTABLE)
     .filter(([k]) => kernel[k as keyof typeof KERNEL_NOTABLE] > 0n)
     .map(([k, name]) => [`kernel ${name}`, Number(kernel[k as keyof typeof KERNEL_NOTABLE])]);

@@ -309,16 +309,20 @@ async function flows(strategy: string): Promise<void> {
       return [sum("outbound", "connections"), sum("outbound", "closes"), sum("inbound", "connections")];
     };
     // Waited for (a flow record a second), not raced with the SIGINT: a close that comes late
-    // is not one lost. On 6.1 under TCG one outbound close in a few dozen runs of this check
-    // is never counted however long it waits (seen with fentry and kprobe): the records
-    // in the detail say which interval lost it.
+    // is not one lost.
     await r.until(() => counted().join() === "9,9,9", 20_000);
     const st = await r.finish("SIGINT");
     const got = counted();
+    // A state change the kernel did not run the program for (it was already running on that
+    // CPU, in the task a softirq interrupted) is not counted in its flow; it must be counted as
+    // missed, on the exit line. Under TCG the programs are slow enough for that to happen.
+    const exit = r.err.trim().split("\n").pop() ?? "";
+    const missed = Number(/kernel recursion-missed (\d+)/.exec(exit)?.[1] ?? 0);
+    const short = 27 - got.reduce((a, b) => a + b, 0);
     report(
       strategy,
-      "--flows: 9 connections counted in the kernel, with their accepts and closes",
-      st.code === 0 && got.join() === "9,9,9",
+      "--flows: 9 connections counted in the kernel, with their accepts and closes, or the runs missed counted",
+      st.code === 0 && got.every((n) => n <= 9) && short <= missed,
       `${JSON.stringify(got)} ${r.err.trim().split("\n").pop()} ${
         JSON.stringify(
           r.events().filter((e) => e.event === "flow").map((e) => [
