@@ -15,6 +15,7 @@ import {
   listen,
   OBJECT,
   ourPrograms,
+  readOnly,
   run,
   type Truth,
 } from "./harness.ts";
@@ -503,4 +504,5 @@ bpfTest(
     }
     await assertDetached();
   },
+  { inContainer: () => readOnly("/proc/sys/kernel/bpf_stats_enabled") },
 );
