@@ -317,8 +317,11 @@ export function connIdAt(v: DataView, offset: number): number {
   return 0;
 }
 
-/** A connect, accept or close record with every field at its empty value (all of them, in order: one shape). */
-function blankConnect(): RawConnect {
+/**
+ * A connection record with every field at its empty value (all of them, in order: one
+ * shape), for a decode to fill in, or a record made another way to start from.
+ */
+export function blankConnect(): RawConnect {
   return {
     kind: "connect",
     event: "connect",

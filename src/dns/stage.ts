@@ -3,7 +3,7 @@
  * cache and go no further; every other record passes.
  * @module
  */
-import type { RawConnect, RawDns, RawDnsQuery, RawRecord } from "../capture/decode.ts";
+import { blankConnect, type RawConnect, type RawDns, type RawDnsQuery, type RawRecord } from "../capture/decode.ts";
 import { type Counters, Stage } from "../stage.ts";
 import { Buffer } from "node:buffer";
 import dnsPacket from "dns-packet";
@@ -22,17 +22,8 @@ const QUERY_NS = 10_000_000_000n;
  */
 function asEvent(r: RawDns, res: DnsResponse, q: RawDnsQuery): RawConnect {
   return {
-    kind: "connect",
+    ...blankConnect(),
     event: "dns",
-    connId: 0,
-    inbound: false,
-    existing: false,
-    bytesSent: 0,
-    bytesReceived: 0,
-    retransmits: 0,
-    srttUs: 0,
-    closedBy: "",
-    latencyUs: 0,
     tsNs: r.tsNs,
     startNs: q.tsNs,
     cgroupId: q.cgroupId,
@@ -40,12 +31,7 @@ function asEvent(r: RawDns, res: DnsResponse, q: RawDnsQuery): RawConnect {
     procStartNs: q.procStartNs,
     pid: q.pid,
     tid: q.tid,
-    ppid: 0,
     uid: q.uid,
-    gid: 0,
-    mntns: 0,
-    netns: 0,
-    skErr: 0,
     sport: r.dport,
     dport: 53,
     family: r.family,

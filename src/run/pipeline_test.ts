@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { SnapshotOverlap } from "../capture/snapshot.ts";
-import type { RawConnect } from "../capture/decode.ts";
+import { blankConnect, type RawConnect } from "../capture/decode.ts";
 import { FilterStage } from "../filter/select.ts";
 import { CountLimit } from "../output/limit.ts";
 import { JsonRenderer, type Renderer, RenderStage } from "../output/renderer.ts";
@@ -68,39 +68,20 @@ Deno.test("--count passes N events, asks once to stop, and counts what arrives a
 
 function raw(status: RawConnect["status"], sport: number): RawConnect {
   return {
-    kind: "connect",
-    event: "connect",
-    connId: 0,
-    inbound: false,
-    existing: false,
-    bytesSent: 0,
-    bytesReceived: 0,
-    retransmits: 0,
-    srttUs: 0,
-    closedBy: "",
-    latencyUs: 0,
+    ...blankConnect(),
     tsNs: 1n,
-    startNs: 0n,
     cgroupId: 1n,
     procStartNs: 1n,
     pid: 1,
     tid: 1,
-    ppid: 0,
-    uid: 0,
-    gid: 0,
     mntns: 1,
     netns: 1,
-    skErr: 0,
     sport,
     dport: 80,
-    family: 4,
     status,
     saddr: "127.0.0.1",
     daddr: "127.0.0.1",
     comm: "c",
-    cgroup: "",
-    cgroupParent: "",
-    netnsCookie: 0n,
   };
 }
 
