@@ -275,6 +275,30 @@ struct {
 	__type(value, __u32);
 } lm_flow_gen SEC(".maps");
 
+/*
+ * No program uses these. Updating a map-in-map returns only once every program that
+ * could be running has finished (the kernel waits for an RCU grace period: every
+ * program runs inside one). So user space, after turning lm_flow_gen, sets
+ * lm_sync[0] to lm_sync_inner and then knows that no program still counts into the
+ * table it turned from, however long one was held off its CPU (a VM's vCPU can be).
+ */
+#define LM_SYNC_INNER                            \
+	struct {                                 \
+		__uint(type, BPF_MAP_TYPE_ARRAY); \
+		__uint(max_entries, 1);          \
+		__type(key, __u32);              \
+		__type(value, __u32);            \
+	}
+
+LM_SYNC_INNER lm_sync_inner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, LM_SYNC_INNER);
+} lm_sync SEC(".maps");
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&lm_counters, &idx);

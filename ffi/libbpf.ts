@@ -74,6 +74,13 @@ const SYMBOLS = {
     parameters: ["i32", "buffer", "buffer", "u64"],
     result: "i32",
   },
+  // The same, on a thread of Deno's blocking pool: for an update the kernel makes wait.
+  bpf_map_update_elem_nonblocking: {
+    name: "bpf_map_update_elem",
+    parameters: ["i32", "buffer", "buffer", "u64"],
+    result: "i32",
+    nonblocking: true,
+  },
   // int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys,
   //                                     void *values, __u32 *count, const struct bpf_map_batch_opts *opts);
   bpf_map_lookup_and_delete_batch: {
@@ -439,6 +446,19 @@ export class BpfObject implements Disposable {
   updateElem(name: string, key: Uint8Array<ArrayBuffer>, value: Uint8Array<ArrayBuffer>): void {
     const rc = bpf().bpf_map_update_elem(this.mapFd(name), key, value, 0n);
     if (rc < 0) throw new BpfError(`update map ${name}`, -rc);
+  }
+
+  /**
+   * Resolves once every program of any kind that was running when it was called
+   * has finished: it sets the map-in-map `outer`'s only element to the map `inner`,
+   * and the kernel returns from such an update only after an RCU grace period,
+   * which no program outlasts (a running one holds it off). Waits on a thread of
+   * Deno's blocking pool, typically a few milliseconds: the main thread runs on.
+   */
+  async waitForPrograms(outer: string, inner: string): Promise<void> {
+    const value = new Uint8Array(new Int32Array([this.mapFd(inner)]).buffer);
+    const rc = await bpf().bpf_map_update_elem_nonblocking(this.mapFd(outer), new Uint8Array(4), value, 0n);
+    if (rc < 0) throw new BpfError(`update map ${outer}`, -rc);
   }
 
   /**

@@ -70,6 +70,33 @@ bpfTest("--flows: a 2-client storm's connects add up exactly in the flow records
   }
 });
 
+bpfTest(
+  "--flows 100ms: a table turned ~20 times under a storm loses and doubles no count, and every read succeeds",
+  async () => {
+    const listener = await spawn(CONNECTOR, ["-L", "-T", "30", "127.0.0.1", "0"]);
+    const port = Number(listener.first);
+    const lm = new Lightmon(["--flows", "100ms", "--output", "json", "--include", `dport=${port}`]);
+    try {
+      await lm.ready();
+      const made = await storm(port, 2, 2);
+      await new Promise((r) => setTimeout(r, 300));
+      const st = await lm.stop("SIGINT");
+      assert.equal(st.code, 0, lm.stderr);
+      const flows = lm.events().filter((e) => e.event === "flow" && e.dport === port);
+      assert.equal(flowConnections(lm.events(), port), made, lm.stderr);
+      // Each turn waits for the kernel (an update of lm_sync): one that failed would say so, and
+      // its interval would come out only with the final read.
+      assert.doesNotMatch(lm.stderr, /cannot read the kernel's flow table/);
+      const intervals = new Set(flows.map((f) => f.intervalEnd));
+      assert.ok(intervals.size >= 15, `${intervals.size} intervals with connections in a 2 s storm`);
+      assert.equal(intervals.size, flows.length);
+    } finally {
+      await lm.stop("SIGKILL").catch(() => {});
+      await end(listener.child);
+    }
+  },
+);
+
 /**
  * lightmon with its stdout read at `slowBps` bytes a second for `slowMs`, then as
  * fast as it comes; resolves with everything it wrote and its exit line.

@@ -4,11 +4,12 @@
  * as it does connection records.
  *
  * The programs count into the table lm_flow_gen names. To read one, user space
- * turns lm_flow_gen to the other table, waits for programs still counting into the
- * first (they run for microseconds; the wait is GRACE_MS), then reads and empties
- * it with batch operations, and its owners' shares with it. Nothing a program
- * counts is read twice, or lost between two reads unless the program was held off
- * its CPU for longer than the wait between finding its entry and adding to it.
+ * turns lm_flow_gen to the other table, waits until every program that may have
+ * read the old turn has finished (an update of lm_sync, which the kernel returns
+ * from only after an RCU grace period: see BpfObject.waitForPrograms), then reads
+ * and empties it with batch operations, and its owners' shares with it. Nothing a
+ * program counts is read twice, or lost between two reads, however long a program
+ * was held off its CPU between finding its entry and adding to it.
  * @module
  */
 import type { BpfObject } from "../../ffi/libbpf.ts";
@@ -26,9 +27,6 @@ import {
   FLOW_STATS,
   FLOW_STATS_SIZE,
 } from "./layout.ts";
-
-/** How long a turned table is left for the programs still counting into it, ms. */
-export const GRACE_MS = 20;
 
 /** A flow record's counts for one interval, as the kernel kept them (times CLOCK_BOOTTIME ns). */
 export interface RawFlow {
@@ -163,13 +161,13 @@ export class FlowTables {
     this.#listened = listened;
   }
 
-  /** Turn the programs to the other table, let them finish with this one, then read it. */
-  async collect(wait: (ms: number) => Promise<void>): Promise<RawConnect[]> {
+  /** Turn the programs to the other table, wait until none still counts into this one, then read it. */
+  async collect(): Promise<RawConnect[]> {
     const old = this.#gen;
     this.#gen ^= 1;
     this.#object.updateElem("lm_flow_gen", new Uint8Array(4), new Uint8Array(new Uint32Array([this.#gen]).buffer));
     const endNs = this.#now();
-    await wait(GRACE_MS);
+    await this.#object.waitForPrograms("lm_sync", "lm_sync_inner");
     return this.#read([old], endNs);
   }
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { decodeFlow, FlowStage } from "./flows.ts";
+import { decodeFlow, FlowStage, FlowTables } from "./flows.ts";
+import type { BpfObject } from "../../ffi/libbpf.ts";
 import {
   FLOW_EXISTING,
   FLOW_FOLDED,
@@ -163,4 +164,40 @@ Deno.test("a flow record enriched: its times on the wall clock, a folded one nam
   } finally {
     await Deno.remove(passwd);
   }
+});
+
+Deno.test("a table is read only after the programs were turned from it and every running one has finished", async () => {
+  const calls: string[] = [];
+  let release = () => {};
+  const object = {
+    updateElem: (name: string, _k: Uint8Array, v: Uint8Array) => calls.push(`${name}=${new Uint32Array(v.buffer)[0]}`),
+    waitForPrograms: (outer: string, inner: string) => {
+      calls.push(`wait ${outer}<-${inner}`);
+      return new Promise<void>((r) => release = r);
+    },
+    drainMap: (name: string) => {
+      calls.push(`drain ${name}`);
+      return 0;
+    },
+  } as unknown as BpfObject;
+  const tables = new FlowTables(object, () => 1n);
+  const first = tables.collect();
+  await Promise.resolve();
+  // Until the kernel says no program runs any more, the table is left alone.
+  assert.deepEqual(calls, ["lm_flow_gen=1", "wait lm_sync<-lm_sync_inner"]);
+  release();
+  await first;
+  const second = tables.collect();
+  release();
+  await second;
+  assert.deepEqual(calls, [
+    "lm_flow_gen=1",
+    "wait lm_sync<-lm_sync_inner",
+    "drain lm_flows_0",
+    "drain lm_flows_share_0",
+    "lm_flow_gen=0",
+    "wait lm_sync<-lm_sync_inner",
+    "drain lm_flows_1",
+    "drain lm_flows_share_1",
+  ]);
 });

@@ -272,7 +272,7 @@ export async function runMonitor(o: RunOptions): Promise<number> {
     timers.push(every(o.flowsIntervalMs, () => {
       if (collecting || stopping) return; // a slow read is not overtaken
       collecting = true;
-      flows.collect((ms) => new Promise((r) => setTimeout(r, ms)))
+      flows.collect()
         .then((found) => {
           if (stopping) return flowStage.hold(found); // the final read sends them, after the ring's last records
           flowStage.inject(found);
