@@ -15,7 +15,16 @@
  * listener this script starts.
  * @module
  */
-import { cpuSeconds, LIGHTMON, median, peakRssMb, range, startListener, timedStorm } from "./lib.ts";
+import {
+  cpuSeconds,
+  LIGHTMON,
+  machineBusySeconds,
+  median,
+  peakRssMb,
+  range,
+  startListener,
+  timedStorm,
+} from "./lib.ts";
 const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
 const STORM_SECONDS = Number(Deno.env.get("BENCH_STORM_SECONDS") ?? 3);
 /** The client counts of each round (BENCH_CLIENTS=1 for a quick A/B). */
@@ -244,6 +253,24 @@ const TRACERS: Tracer[] = [
 /** `clients` connectors for STORM_SECONDS, closing with RST; total connects and the rate. */
 const storm = (port: number, clients: number) => timedStorm(port, clients, STORM_SECONDS);
 
+/** An untraced storm: its rate, and the machine's CPU it took (all CPUs: the clients, the listener, softirqs). */
+interface Untraced {
+  rate: number;
+  /** The machine's busy CPU per connection, µs. */
+  cpuUs: number;
+  /** How busy the machine was over the storm (0..1 of all its CPUs). */
+  busy: number;
+}
+
+async function untracedStorm(port: number, clients: number): Promise<Untraced> {
+  const t0 = performance.now();
+  const b0 = machineBusySeconds();
+  const { n, rate } = await storm(port, clients);
+  const busySeconds = machineBusySeconds() - b0;
+  const elapsed = (performance.now() - t0) / 1000;
+  return { rate, cpuUs: busySeconds * 1e6 / n, busy: busySeconds / (elapsed * navigator.hardwareConcurrency) };
+}
+
 interface Sample {
   /** The steady storm's throughput against the untraced ones beside it, and the first storm's. */
   ratio: number;
@@ -356,16 +383,22 @@ if (import.meta.main) {
   const listener = await startListener(ROUNDS * CLIENTS.length * (tracers.length + 1) * (3 * STORM_SECONDS + 20));
   const port = listener.port;
   const samples = new Map<string, Sample[]>(tracers.flatMap((t) => CLIENTS.map((c) => [`${t.name}/${c}`, []])));
+  const untraced = new Map<number, Untraced[]>(CLIENTS.map((c) => [c, []]));
+  const plain = async (clients: number) => {
+    const u = await untracedStorm(port, clients);
+    untraced.get(clients)!.push(u);
+    return u.rate;
+  };
   try {
     for (let round = 1; round <= ROUNDS; round++) {
       for (const clients of CLIENTS) {
         // Each traced storm is compared with the untraced storms just before and just after it.
-        let before = (await storm(port, clients)).rate;
+        let before = await plain(clients);
         for (const t of tracers) {
           const run = await traced(t, port, clients);
-          const after = (await storm(port, clients)).rate;
-          const untraced = (before + after) / 2;
-          const sample = { ...run, ratio: run.rate / untraced, firstRatio: run.firstRate / untraced };
+          const after = await plain(clients);
+          const beside = (before + after) / 2;
+          const sample = { ...run, ratio: run.rate / beside, firstRatio: run.firstRate / beside };
           before = after;
           samples.get(`${t.name}/${clients}`)!.push(sample);
           console.error(
@@ -401,6 +434,17 @@ if (import.meta.main) {
       `| ${t.name} | ${each.map((s) => range(s.map((x) => x.ratio), 2)).join(" | ")} | ${
         range(all.map((s) => s.cpuUs), 1, " µs")
       } | ${first} | ${range(all.map((s) => 100 * s.complete), 1, "%")} | ${range(all.map((s) => s.rssMb), 0)} |`,
+    );
+  }
+  // What a tracer's cost is measured against: how fast the storm runs alone, and how much of the machine it takes.
+  console.log(
+    "\n| untraced storm | connects a second | the machine busy | its CPU per connection |\n|---|---|---|---|",
+  );
+  for (const [clients, us] of untraced) {
+    console.log(
+      `| ${clients} client${clients === 1 ? "" : "s"} | ${range(us.map((u) => u.rate), 0)} | ${
+        range(us.map((u) => 100 * u.busy), 0, "%")
+      } | ${range(us.map((u) => u.cpuUs), 1, " µs")} |`,
     );
   }
 }
