@@ -263,12 +263,10 @@ interface Untraced {
 }
 
 async function untracedStorm(port: number, clients: number): Promise<Untraced> {
-  const t0 = performance.now();
   const b0 = machineBusySeconds();
   const { n, rate } = await storm(port, clients);
   const busySeconds = machineBusySeconds() - b0;
-  const elapsed = (performance.now() - t0) / 1000;
-  return { rate, cpuUs: busySeconds * 1e6 / n, busy: busySeconds / (elapsed * navigator.hardwareConcurrency) };
+  return { rate, cpuUs: busySeconds * 1e6 / n, busy: busySeconds / ((n / rate) * navigator.hardwareConcurrency) };
 }
 
 interface Sample {

@@ -323,7 +323,7 @@ async function flows(strategy: string): Promise<void> {
       strategy,
       "--flows: 9 connections counted in the kernel, with their accepts and closes, or the runs missed counted",
       st.code === 0 && got.every((n) => n <= 9) && short <= missed,
-      `${JSON.stringify(got)} ${r.err.trim().split("\n").pop()} ${
+      `${JSON.stringify(got)} ${exit} ${
         JSON.stringify(
           r.events().filter((e) => e.event === "flow").map((e) => [
             e.direction,
