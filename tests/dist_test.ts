@@ -200,3 +200,40 @@ bpfTest(
     }
   },
 );
+
+bpfTest("a running --learn whose extracted version a later one removed still saves what it learned", async () => {
+  const { dir, bin, cache } = await freshCopy();
+  const l = listen("127.0.0.1");
+  try {
+    const file = `${dir}/learned.yaml`;
+    const lm = new Lightmon(
+      [
+        PATH,
+        `LIGHTMON_CACHE=${cache}`,
+        bin,
+        "--output",
+        "json",
+        "--learn",
+        file,
+        "--duration",
+        "4s",
+        "--include",
+        `dport=${l.port}`,
+      ],
+      {},
+      "env",
+    );
+    await lm.ready();
+    // What the stub does to a version two upgrades back. Deno read every chunk a literal import
+    // names at start; a file read later (a computed import) would be gone now.
+    await Deno.remove(cache, { recursive: true });
+    await connect("127.0.0.1", l.port);
+    const st = await lm.exit(15_000);
+    assert.equal(st.code, 0, lm.stderr);
+    assert.match(lm.stderr, /lightmon: learned 1 new flow into .*learned\.yaml \(1 in all\)/);
+    assert.match(await Deno.readTextFile(file), new RegExp(` -> 127\\.0\\.0\\.1:${l.port}\n`));
+  } finally {
+    l.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
